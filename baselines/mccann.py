@@ -1,0 +1,40 @@
+"""McCann displacement interpolation per condition: ((1 − s) y0 + s T(y0))# μ_k, T the optimal map.
+
+Within each condition x, the anchor-k and anchor-(k+1) samples are paired by exact optimal transport
+for the squared Euclidean cost (POT's network simplex; a sort in one dimension) and every pair is
+moved a fraction s along its straight line. This is the W₂ geodesic between the two empirical
+measures: exact when the true λ-path is a constant-speed W₂ geodesic on the task's clock (location–
+scale families with parameters affine in the clock), and for deterministic outputs it is linear
+interpolation of the two anchors' predictions (McCann, 1997; BASELINES.md §2).
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+import torch
+from torch import Tensor
+
+from hti_bench.data import AnchorSet
+from hti_bench.interpolation import AnchorInterpolator
+from hti_bench.transport import Coupling, draw, exact_coupling
+
+
+class McCann(AnchorInterpolator):
+    name: ClassVar[str] = "mccann"
+    description: ClassVar[str] = "Per-condition W2 displacement interpolation between neighbouring anchors (exact OT)."
+    references: ClassVar[tuple[str, ...]] = ("McCann, A convexity principle for interacting gases, Adv. Math. 1997",)
+
+    def prepare(self, anchors: AnchorSet) -> None:
+        # One exact OT problem per (interval, condition), solved once here so sampling is a gather.
+        self.couplings_: dict[tuple[int, int], Coupling] = {
+            (k, i): exact_coupling(anchors.samples[k, i], anchors.samples[k + 1, i])
+            for k in range(anchors.n_anchors - 1)
+            for i in range(anchors.n_conditions)
+        }
+
+    def interpolate(self, k: int, s: float, cond: int, n: int, generator: torch.Generator) -> Tensor:
+        plan = self.couplings_[(k, cond)]
+        y0 = self.anchors_.samples[k, cond][plan.rows]
+        y1 = self.anchors_.samples[k + 1, cond][plan.cols]
+        return draw((1.0 - s) * y0 + s * y1, n, generator, weights=plan.mass)

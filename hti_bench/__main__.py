@@ -1,0 +1,5 @@
+import sys
+
+from hti_bench.cli import main
+
+sys.exit(main())

@@ -1,0 +1,135 @@
+"""The anchor data a surrogate is fitted on.
+
+The harness owns the split between anchor and held-out λ: an :class:`AnchorSet` is built from the
+anchor networks only, so nothing a surrogate is given can leak a held-out network's outputs.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import torch
+from torch import Tensor
+
+from hti_bench.clock import Hyperparameter
+
+
+@dataclass(frozen=True)
+class AnchorSet:
+    """Outputs of the networks trained at the anchor values of λ.
+
+    Attributes
+    ----------
+    hyperparameter : Hyperparameter
+        What λ is, its range and its clock; interpolate in ``hyperparameter.to_time(λ)``.
+    lambdas : tuple of float, length K ≥ 2
+        Anchor values of λ, strictly increasing.
+    conditions : Tensor, shape (M, C), float32
+        The condition inputs x. Every anchor network was run on every row.
+    samples : Tensor, shape (K, M, n, D), float32
+        ``samples[k, i]`` holds n draws of y ~ p(y | x = conditions[i], λ = lambdas[k]). Deterministic
+        networks have n = 1 or n identical draws.
+    eval_mask : Tensor, shape (M,), bool
+        True for the conditions the surrogate will be queried and scored at. A deployed anchor network
+        can be run on any input, so their anchor outputs are part of the anchor data; the held-out
+        networks' outputs never are. Surrogates that learn across x may fit on all rows or only on
+        ``~eval_mask`` rows; either is fair.
+    categorical : bool
+        True when ``conditions`` has one column holding an integer class id.
+    """
+
+    hyperparameter: Hyperparameter
+    lambdas: tuple[float, ...]
+    conditions: Tensor
+    samples: Tensor
+    eval_mask: Tensor
+    categorical: bool = False
+    _index: dict[tuple[float, ...], int] = field(default_factory=dict, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        lambdas = tuple(float(v) for v in self.lambdas)
+        object.__setattr__(self, "lambdas", lambdas)
+        if len(lambdas) < 2:
+            raise ValueError(f"an AnchorSet needs at least 2 anchors, got {len(lambdas)}")
+        if any(b <= a for a, b in zip(lambdas, lambdas[1:])):
+            raise ValueError(f"anchor λ must be strictly increasing, got {lambdas}")
+        if self.samples.ndim != 4:
+            raise ValueError(f"samples must have shape (K, M, n, D), got {tuple(self.samples.shape)}")
+        k, m = self.samples.shape[:2]
+        if k != len(lambdas):
+            raise ValueError(f"samples has {k} anchors but lambdas has {len(lambdas)}")
+        if self.conditions.ndim != 2 or self.conditions.shape[0] != m:
+            raise ValueError(
+                f"conditions must have shape (M={m}, C), got {tuple(self.conditions.shape)}"
+            )
+        if self.eval_mask.shape != (m,):
+            raise ValueError(f"eval_mask must have shape ({m},), got {tuple(self.eval_mask.shape)}")
+        if not torch.isfinite(self.samples).all():
+            raise ValueError("anchor samples contain NaN or inf")
+        index = {tuple(row.tolist()): i for i, row in enumerate(self.conditions)}
+        if len(index) != m:
+            raise ValueError("conditions must be distinct rows")
+        self._index.update(index)
+
+    @property
+    def n_anchors(self) -> int:
+        return self.samples.shape[0]
+
+    @property
+    def n_conditions(self) -> int:
+        return self.samples.shape[1]
+
+    @property
+    def n_samples(self) -> int:
+        return self.samples.shape[2]
+
+    @property
+    def output_dim(self) -> int:
+        return self.samples.shape[3]
+
+    @property
+    def times(self) -> tuple[float, ...]:
+        """Anchor positions on the task's clock."""
+        return tuple(self.hyperparameter.to_time(v) for v in self.lambdas)
+
+    def locate(self, lam: float) -> tuple[int, float]:
+        """Return (k, s): λ lies in anchor interval [λ_k, λ_k+1] at clock fraction s ∈ [0, 1].
+
+        Raises ``ValueError`` for λ outside [λ_0, λ_K-1]: HTI is interpolation, and surrogates that
+        cannot extrapolate must say so rather than return something.
+        """
+        lam = float(lam)
+        lo, hi = self.lambdas[0], self.lambdas[-1]
+        if math.isnan(lam) or not lo <= lam <= hi:
+            raise ValueError(
+                f"λ={lam} is outside the anchor range [{lo}, {hi}]; this surrogate only interpolates."
+            )
+        times = self.times
+        t = self.hyperparameter.to_time(lam)
+        for k in range(len(times) - 1):
+            if t <= times[k + 1] or k == len(times) - 2:
+                s = (t - times[k]) / (times[k + 1] - times[k])
+                return k, min(max(s, 0.0), 1.0)
+        raise AssertionError("unreachable")
+
+    def index_of(self, conditions: Tensor) -> Tensor:
+        """Row indices into ``self.conditions`` of each row of ``conditions`` (shape (M', C)).
+
+        Raises ``ValueError`` naming the first condition the anchor networks were not run on.
+        """
+        conditions = torch.as_tensor(conditions, dtype=self.conditions.dtype)
+        if conditions.ndim != 2 or conditions.shape[1] != self.conditions.shape[1]:
+            raise ValueError(
+                f"conditions must have shape (M, {self.conditions.shape[1]}), got {tuple(conditions.shape)}"
+            )
+        out = []
+        for i, row in enumerate(conditions):
+            key = tuple(row.tolist())
+            if key not in self._index:
+                raise ValueError(
+                    f"condition {i} ({list(key)}) is not among the anchor conditions; this surrogate "
+                    "can only answer where the anchor networks were run."
+                )
+            out.append(self._index[key])
+        return torch.tensor(out, dtype=torch.long)

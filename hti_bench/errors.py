@@ -1,0 +1,43 @@
+"""Exceptions raised by the harness, and the "did you mean" helper every name lookup uses."""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable
+
+
+class HTIBenchError(Exception):
+    """Base class of every error the harness raises on purpose."""
+
+
+class UnknownNameError(HTIBenchError, KeyError):
+    """A task or surrogate name that is not registered."""
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0]) if self.args else ""
+
+
+class ConfigError(HTIBenchError, ValueError):
+    """A malformed specification, configuration or parameter."""
+
+
+class PluginError(HTIBenchError):
+    """A surrogate plugin that cannot be loaded, or two plugins with the same name."""
+
+
+class CacheError(HTIBenchError):
+    """A cache entry that is missing, truncated or does not match its checksum."""
+
+
+class ResultsError(HTIBenchError):
+    """A results file that cannot be read or does not follow the schema."""
+
+
+def unknown_name_message(kind: str, name: str, available: Iterable[str], where: str = "") -> str:
+    """Format ``Unknown <kind> 'x'. Did you mean 'y'? Available: a, b, c (<where>)``."""
+    names = sorted(set(available))
+    close = difflib.get_close_matches(name, names, n=1, cutoff=0.5)
+    hint = f" Did you mean '{close[0]}'?" if close else ""
+    listing = ", ".join(names) if names else "(none)"
+    suffix = f" ({where})" if where else ""
+    return f"Unknown {kind} '{name}'.{hint} Available: {listing}{suffix}"

@@ -1,0 +1,47 @@
+"""Shared machinery of surrogates that answer from anchor samples at the query conditions.
+
+Subclasses implement :meth:`AnchorInterpolator.interpolate` for one condition and one anchor
+interval; this class does the bookkeeping: storing the anchors, locating λ on the clock, finding each
+query condition among the anchor conditions, and seeding.
+"""
+
+from __future__ import annotations
+
+from abc import abstractmethod
+from typing import TYPE_CHECKING
+
+import torch
+from torch import Tensor
+
+from hti_bench.surrogate import Surrogate
+
+if TYPE_CHECKING:
+    from typing import Self
+
+    from hti_bench.data import AnchorSet
+    from hti_bench.task import Task
+
+
+class AnchorInterpolator(Surrogate):
+    """Base of the interpolation baselines: nothing is learned; answers are built from anchor samples."""
+
+    def fit(self, anchors: AnchorSet, task: Task | None = None, *, seed: int = 0) -> Self:
+        self.anchors_ = anchors
+        self.prepare(anchors)
+        return self
+
+    def prepare(self, anchors: AnchorSet) -> None:
+        """Precompute per-interval state (e.g. couplings). Default: nothing."""
+
+    @abstractmethod
+    def interpolate(self, k: int, s: float, cond: int, n: int, generator: torch.Generator) -> Tensor:
+        """n samples (n, D) at clock fraction s of interval k for anchor condition index ``cond``."""
+
+    def sample(self, lam: float, conditions: Tensor, n: int, seed: int) -> Tensor:
+        self._check_fitted()
+        if int(n) < 1:
+            raise ValueError(f"n must be ≥ 1, got {n}")
+        k, s = self.anchors_.locate(lam)
+        index = self.anchors_.index_of(conditions)
+        gen = self._generator(seed)
+        return torch.stack([self.interpolate(k, s, int(i), int(n), gen) for i in index])

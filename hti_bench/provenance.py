@@ -1,0 +1,53 @@
+"""Where a result came from: versions, git revision, device, time."""
+
+from __future__ import annotations
+
+import functools
+import subprocess
+from datetime import datetime, timezone
+from importlib.metadata import PackageNotFoundError, version
+
+import torch
+
+from hti_bench.registry import PROJECT_ROOT
+
+
+def package_version() -> str:
+    try:
+        return version("hti-bench")
+    except PackageNotFoundError:
+        return "0+unknown"
+
+
+@functools.lru_cache(maxsize=1)
+def git_revision() -> str:
+    """Short revision of the project checkout, ``-dirty`` if it has uncommitted changes; else unknown."""
+    try:
+        rev = subprocess.run(
+            ["git", "-C", str(PROJECT_ROOT), "rev-parse", "--short", "HEAD"],
+            capture_output=True, text=True, timeout=10, check=True,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "-C", str(PROJECT_ROOT), "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True, text=True, timeout=10, check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return f"{rev}-dirty" if dirty else rev
+
+
+def device() -> str:
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="microseconds")
+
+
+def provenance() -> dict[str, str]:
+    return {
+        "hti_bench_version": package_version(),
+        "git_rev": git_revision(),
+        "torch_version": torch.__version__,
+        "device": device(),
+    }

@@ -1,0 +1,232 @@
+"""Finding surrogates and tasks by name.
+
+Surrogates are discovered, not listed: every ``*.py`` in the project's ``baselines/`` and ``methods/``
+folders (files starting ``_`` or ``template_`` are skipped), every folder on ``$HTI_BENCH_PLUGIN_PATH``
+(``os.pathsep``-separated), and every class registered under the entry-point group
+``hti_bench.surrogates`` by another installed package. Each file holds exactly one
+:class:`~hti_bench.surrogate.Surrogate` subclass. A file that fails to import is reported as broken,
+with its error, and the others load as usual; two plugins with the same name are an error naming both.
+
+Tasks are the modules of :mod:`hti_bench.tasks` plus the entry-point group ``hti_bench.tasks``.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import inspect
+import os
+import pkgutil
+import sys
+import traceback
+from dataclasses import dataclass
+from importlib.metadata import entry_points
+from pathlib import Path
+from typing import Any
+
+from hti_bench.errors import ConfigError, PluginError, UnknownNameError, unknown_name_message
+from hti_bench.specs import parse_spec
+from hti_bench.surrogate import Surrogate
+from hti_bench.task import Task
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+SURROGATE_GROUP = "hti_bench.surrogates"
+TASK_GROUP = "hti_bench.tasks"
+
+
+@dataclass(frozen=True)
+class BrokenPlugin:
+    """A plugin file that could not be loaded, and why."""
+
+    name: str
+    source: str
+    error: str
+
+
+@dataclass
+class _Discovery:
+    surrogates: dict[str, type[Surrogate]]
+    sources: dict[str, str]
+    broken: list[BrokenPlugin]
+
+
+_cache: _Discovery | None = None
+
+
+def plugin_dirs() -> list[Path]:
+    """Folders searched for surrogate plugins, in order, without duplicates."""
+    dirs = [PROJECT_ROOT / "baselines", PROJECT_ROOT / "methods"]
+    extra = os.environ.get("HTI_BENCH_PLUGIN_PATH", "")
+    dirs += [Path(p) for p in extra.split(os.pathsep) if p]
+    seen, out = set(), []
+    for d in dirs:
+        r = d.resolve()
+        if r not in seen and r.is_dir():
+            seen.add(r)
+            out.append(r)
+    return out
+
+
+def _load_file(path: Path) -> Any:
+    module_name = f"hti_bench_plugins.{path.parent.name}.{path.stem}"
+    spec = importlib.util.spec_from_file_location(module_name, path)
+    if spec is None or spec.loader is None:
+        raise ImportError(f"cannot load {path}")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[module_name] = module
+    try:
+        spec.loader.exec_module(module)
+    except BaseException:
+        sys.modules.pop(module_name, None)
+        raise
+    return module
+
+
+def _surrogates_in(module: Any) -> list[type[Surrogate]]:
+    return [
+        obj
+        for obj in vars(module).values()
+        if inspect.isclass(obj)
+        and issubclass(obj, Surrogate)
+        and obj.__module__ == module.__name__
+        and not inspect.isabstract(obj)
+    ]
+
+
+def _discover() -> _Discovery:
+    found: dict[str, type[Surrogate]] = {}
+    sources: dict[str, str] = {}
+    broken: list[BrokenPlugin] = []
+
+    def add(cls: type[Surrogate], source: str) -> None:
+        name = getattr(cls, "name", None)
+        if not isinstance(name, str) or not name:
+            broken.append(BrokenPlugin(cls.__name__, source, "class attribute 'name' is not set"))
+            return
+        if name in found:
+            raise PluginError(
+                f"Duplicate surrogate name '{name}': defined in {sources[name]} and in {source}. "
+                "Rename one of them (the 'name' class attribute)."
+            )
+        found[name] = cls
+        sources[name] = source
+
+    for folder in plugin_dirs():
+        for path in sorted(folder.glob("*.py")):
+            if path.name.startswith(("_", "template_")):
+                continue
+            try:
+                module = _load_file(path)
+            except Exception as err:
+                last = traceback.format_exception_only(type(err), err)[-1].strip()
+                broken.append(BrokenPlugin(path.stem, str(path), last))
+                continue
+            classes = _surrogates_in(module)
+            if len(classes) != 1:
+                what = ", ".join(c.__name__ for c in classes) or "none"
+                broken.append(
+                    BrokenPlugin(path.stem, str(path), f"expected exactly one Surrogate subclass, found {what}")
+                )
+                continue
+            add(classes[0], str(path))
+
+    for ep in entry_points(group=SURROGATE_GROUP):
+        source = f"entry point {ep.name} = {ep.value}"
+        try:
+            cls = ep.load()
+        except Exception as err:
+            broken.append(BrokenPlugin(ep.name, source, traceback.format_exception_only(type(err), err)[-1].strip()))
+            continue
+        if not (inspect.isclass(cls) and issubclass(cls, Surrogate)):
+            broken.append(BrokenPlugin(ep.name, source, "does not point at a Surrogate subclass"))
+            continue
+        add(cls, source)
+    return _Discovery(dict(sorted(found.items())), sources, broken)
+
+
+def refresh() -> None:
+    """Forget what was discovered (after adding a plugin file, or changing the plugin path)."""
+    global _cache
+    _cache = None
+
+
+def _discovery() -> _Discovery:
+    global _cache
+    if _cache is None:
+        _cache = _discover()
+    return _cache
+
+
+def surrogate_classes() -> dict[str, type[Surrogate]]:
+    """Every loadable surrogate class, by name."""
+    return dict(_discovery().surrogates)
+
+
+def surrogate_source(name: str) -> str:
+    return _discovery().sources[name]
+
+
+def broken_plugins() -> list[BrokenPlugin]:
+    """Plugin files that failed to load, with the error."""
+    return list(_discovery().broken)
+
+
+def _check_params(kind: str, name: str, params: dict[str, Any], valid: dict[str, Any]) -> None:
+    for key in params:
+        if key not in valid:
+            raise ConfigError(unknown_name_message(f"parameter of {kind} '{name}'", key, valid))
+
+
+def make_surrogate(spec: str) -> Surrogate:
+    """Build a surrogate from ``name`` or ``name[key=value,...]``."""
+    name, params = parse_spec(spec)
+    classes = surrogate_classes()
+    if name not in classes:
+        for b in broken_plugins():
+            if b.name == name:
+                raise PluginError(f"Surrogate plugin '{name}' ({b.source}) failed to load: {b.error}")
+        raise UnknownNameError(
+            unknown_name_message("surrogate", name, classes, "discovered in " + ", ".join(map(str, plugin_dirs())))
+        )
+    cls = classes[name]
+    _check_params("surrogate", name, params, cls.default_params())
+    try:
+        return cls(**params)
+    except Exception as err:
+        raise ConfigError(f"Error when initialising surrogate '{name}' from {spec!r}: {err}") from err
+
+
+def task_classes() -> dict[str, type[Task]]:
+    """Every task class, by name: the built-in :mod:`hti_bench.tasks` modules and entry points."""
+    import hti_bench.tasks as pkg
+
+    found: dict[str, type[Task]] = {}
+    for info in pkgutil.iter_modules(pkg.__path__):
+        module = importlib.import_module(f"{pkg.__name__}.{info.name}")
+        for obj in vars(module).values():
+            if (
+                inspect.isclass(obj)
+                and issubclass(obj, Task)
+                and obj.__module__ == module.__name__
+                and not inspect.isabstract(obj)
+            ):
+                found[obj.name] = obj
+    for ep in entry_points(group=TASK_GROUP):
+        cls = ep.load()
+        if cls.name in found and found[cls.name] is not cls:
+            raise PluginError(f"Duplicate task name '{cls.name}': built in and entry point {ep.value}.")
+        found[cls.name] = cls
+    return dict(sorted(found.items()))
+
+
+def default_tasks() -> list[str]:
+    return [name for name, cls in task_classes().items() if cls.in_default_suite]
+
+
+def make_task(spec: str) -> Task:
+    """Build a task from ``name`` or ``name[option=value,...]``."""
+    name, params = parse_spec(spec)
+    classes = task_classes()
+    if name not in classes:
+        raise UnknownNameError(unknown_name_message("task", name, classes))
+    return classes[name](**params)

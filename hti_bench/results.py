@@ -1,0 +1,215 @@
+"""The results store: a long, tidy table with a versioned schema, and the leaderboard computed from it.
+
+One row per (task, surrogate, seed, held-out λ). Each finished (task, surrogate, seed) unit is written
+as its own CSV file under ``<results>/runs/`` by an atomic rename, so an interrupted run loses at most
+the unit in progress and never leaves half a file; re-running skips units already stored. Reading
+merges every file and drops duplicate natural keys keeping the newest row, so nothing is double-counted.
+``results.csv`` (the merged table) and ``leaderboard.csv`` are regenerated from the run files; never
+edit them by hand.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import math
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from hti_bench.errors import ResultsError
+from hti_bench.targets import atomic_write_bytes
+
+SCHEMA_VERSION = 1
+
+#: The natural key: at most one row per key survives a merge.
+KEY = ("task", "surrogate", "seed", "lambda_heldout")
+
+#: Column → meaning. Task metrics add ``metric_<name>`` (of the surrogate's samples) and
+#: ``ref_metric_<name>`` (of the held-out network's own samples, for reading the former).
+COLUMNS: dict[str, str] = {
+    "task": "Task name with non-default options, e.g. moons-dropout[epochs=250].",
+    "surrogate": "Surrogate name with its parameters, e.g. mccann.",
+    "seed": "Run seed: anchor and reference sample draws, surrogate fit and sampling.",
+    "lambda_heldout": "Held-out λ the row scores.",
+    "hyperparameter": "Name of λ (dropout, t, tau, …).",
+    "status": "ok, failed (see error) or skipped (see error for the reason).",
+    "error": "Why the row failed or was skipped; empty when ok.",
+    "w1": "Mean over conditions of W₁(surrogate samples, held-out network samples).",
+    "w2": "Mean over conditions of W₂.",
+    "w2sq": "Mean over conditions of W₂² (the HTI paper's 'W.D.').",
+    "floor_w1": "Noise floor: W₁ between two independent sample sets of the held-out network.",
+    "floor_w2": "Noise floor for W₂.",
+    "floor_w2sq": "Noise floor for W₂².",
+    "n_conditions": "Conditions scored.",
+    "n_samples": "Samples per condition, on each side.",
+    "fit_seconds": "Wall time of fit() for this seed (the same on every λ row of the unit).",
+    "sample_seconds": "Wall time of sample() at this λ for all conditions.",
+    "uses_training_loss": "Whether the surrogate trains on the task's loss (best-response methods).",
+    "hti_bench_version": "Package version that produced the row.",
+    "git_rev": "Git revision of the project (with -dirty for uncommitted changes), or unknown.",
+    "torch_version": "torch.__version__.",
+    "device": "cpu or cuda.",
+    "run_date": "UTC time the unit finished (ISO 8601); the newest row wins a merge.",
+    "schema_version": "Version of this schema.",
+}
+
+_FLOAT_COLUMNS = ("lambda_heldout", "w1", "w2", "w2sq", "floor_w1", "floor_w2", "floor_w2sq", "fit_seconds", "sample_seconds")
+
+
+def unit_filename(task: str, surrogate: str, seed: int) -> str:
+    digest = hashlib.sha1(f"{task}\x00{surrogate}\x00{int(seed)}".encode()).hexdigest()[:20]
+    return f"{digest}.csv"
+
+
+class ResultsStore:
+    """A results folder: ``runs/*.csv`` (one per unit), ``results.csv`` and ``leaderboard.csv``."""
+
+    def __init__(self, root: str | Path = "results") -> None:
+        self.root = Path(root)
+        self.runs = self.root / "runs"
+
+    # ------------------------------------------------------------------ units
+
+    def unit_path(self, task: str, surrogate: str, seed: int) -> Path:
+        return self.runs / unit_filename(task, surrogate, seed)
+
+    def has_unit(self, task: str, surrogate: str, seed: int) -> bool:
+        """True if a complete unit is stored whose rows are all ok or skipped (failures are retried)."""
+        path = self.unit_path(task, surrogate, seed)
+        if not path.exists():
+            return False
+        try:
+            df = self._read(path)
+        except ResultsError:
+            return False
+        return bool(len(df)) and bool(df["status"].isin(["ok", "skipped"]).all())
+
+    def write_unit(self, rows: Sequence[dict[str, Any]]) -> Path:
+        """Store one unit's rows atomically; they must share task, surrogate and seed."""
+        if not rows:
+            raise ValueError("a unit has at least one row")
+        idents = {(r["task"], r["surrogate"], int(r["seed"])) for r in rows}
+        if len(idents) != 1:
+            raise ValueError(f"rows of one unit must share task, surrogate and seed, got {sorted(idents)}")
+        df = pd.DataFrame(list(rows))
+        missing = [c for c in COLUMNS if c not in df.columns]
+        if missing:
+            raise ValueError(f"rows lack schema columns: {missing}")
+        path = self.unit_path(*idents.pop())
+        atomic_write_bytes(path, df.to_csv(index=False).encode())
+        return path
+
+    # ------------------------------------------------------------------ reading
+
+    @staticmethod
+    def _read(path: Path) -> pd.DataFrame:
+        try:
+            df = pd.read_csv(path, keep_default_na=False, na_values=[""])
+        except Exception as err:
+            raise ResultsError(f"Results file {path} cannot be read as CSV: {err}") from None
+        missing = [c for c in COLUMNS if c not in df.columns]
+        if missing:
+            raise ResultsError(f"Results file {path} lacks columns {missing}; it is not an hti-bench results file.")
+        versions = set(df["schema_version"].dropna().astype(int))
+        if versions - {SCHEMA_VERSION}:
+            raise ResultsError(
+                f"Results file {path} has schema version {sorted(versions)}, this hti-bench reads "
+                f"{SCHEMA_VERSION}. Re-run the unit or use the hti-bench version that wrote it."
+            )
+        df["error"] = df["error"].fillna("").astype(str)
+        return df
+
+    def load(self) -> pd.DataFrame:
+        """Every stored row, merged: duplicates of the natural key keep the newest ``run_date``."""
+        files = sorted(self.runs.glob("*.csv")) if self.runs.is_dir() else []
+        if not files:
+            return pd.DataFrame(columns=list(COLUMNS))
+        return merge([self._read(p) for p in files])
+
+    def write_tables(self) -> tuple[pd.DataFrame, pd.DataFrame]:
+        """Regenerate ``results.csv`` and ``leaderboard.csv``; returns (results, leaderboard)."""
+        df = self.load()
+        board = leaderboard(df)
+        atomic_write_bytes(self.root / "results.csv", df.to_csv(index=False).encode())
+        atomic_write_bytes(self.root / "leaderboard.csv", board.to_csv(index=False).encode())
+        return df, board
+
+
+def merge(frames: Iterable[pd.DataFrame]) -> pd.DataFrame:
+    """Concatenate result tables and keep, for every natural key, the newest row. Idempotent."""
+    frames = [f for f in frames if len(f)]
+    if not frames:
+        return pd.DataFrame(columns=list(COLUMNS))
+    df = pd.concat(frames, ignore_index=True)
+    for col in _FLOAT_COLUMNS:
+        df[col] = pd.to_numeric(df[col], errors="coerce")
+    df["seed"] = df["seed"].astype(int)
+    df = df.sort_values("run_date", kind="stable").drop_duplicates(list(KEY), keep="last")
+    extra = sorted(c for c in df.columns if c not in COLUMNS)
+    return df[list(COLUMNS) + extra].sort_values(list(KEY), kind="stable").reset_index(drop=True)
+
+
+def _ci95(values: np.ndarray) -> float:
+    """Half-width of the 95 % Student-t interval of the mean of ``values``; NaN for fewer than 2."""
+    values = values[np.isfinite(values)]
+    if len(values) < 2:
+        return float("nan")
+    from scipy import stats
+
+    return float(stats.t.ppf(0.975, len(values) - 1) * values.std(ddof=1) / math.sqrt(len(values)))
+
+
+def leaderboard(results: pd.DataFrame) -> pd.DataFrame:
+    """Per task and surrogate: mean, std and 95 % CI of W₂ (and W₁, W₂², task metrics), rank, costs.
+
+    ``*_mean`` and ``*_std`` are over every ok (seed, held-out λ) row. ``*_ci95`` is the half-width of
+    the 95 % t-interval over seeds, each seed first averaged over the held-out λ (the HTI paper's
+    protocol: held-out λ of one seed are not independent replicates). ``rank`` orders each task by
+    ``w2_mean`` (1 = best); surrogates with no ok row have no rank and say why in ``status``.
+    """
+    if results.empty:
+        return pd.DataFrame(columns=["task", "rank", "surrogate", "w2_mean", "w2_std", "w2_ci95", "status"])
+    metric_cols = [c for c in results.columns if c.startswith("metric_")]
+    value_cols = ["w2", "w1", "w2sq", *metric_cols]
+    out = []
+    for (task, surrogate), group in results.groupby(["task", "surrogate"], sort=True):
+        ok = group[group["status"] == "ok"]
+        row: dict[str, Any] = {"task": task, "surrogate": surrogate}
+        for col in value_cols:
+            vals = pd.to_numeric(ok[col], errors="coerce")
+            per_seed = vals.groupby(ok["seed"]).mean().to_numpy(dtype=float)
+            row[f"{col}_mean"] = float(vals.mean()) if len(vals) else float("nan")
+            if col in ("w2", "w1", "w2sq"):
+                row[f"{col}_std"] = float(vals.std(ddof=1)) if len(vals) > 1 else float("nan")
+                row[f"{col}_ci95"] = _ci95(per_seed)
+        row["floor_w2_mean"] = float(pd.to_numeric(ok["floor_w2"]).mean()) if len(ok) else float("nan")
+        row["n_seeds"] = int(ok["seed"].nunique())
+        row["n_rows"] = int(len(ok))
+        row["n_failed"] = int((group["status"] == "failed").sum())
+        row["fit_seconds"] = float(ok.drop_duplicates("seed")["fit_seconds"].mean()) if len(ok) else float("nan")
+        row["sample_seconds"] = float(ok["sample_seconds"].mean()) if len(ok) else float("nan")
+        row["uses_training_loss"] = bool(group["uses_training_loss"].astype(str).str.lower().eq("true").any())
+        if len(ok) and not row["n_failed"]:
+            row["status"] = "ok"
+        elif len(ok):
+            row["status"] = f"partial: {row['n_failed']} failed rows"
+        else:
+            reasons = group["error"].replace("", np.nan).dropna().unique()
+            kind = "skipped" if (group["status"] == "skipped").all() else "failed"
+            row["status"] = f"{kind}: {reasons[0] if len(reasons) else 'no reason recorded'}"
+        out.append(row)
+    board = pd.DataFrame(out)
+    board["rank"] = board.groupby("task")["w2_mean"].rank(method="min").astype("Int64")
+    first = ["task", "rank", "surrogate", "w2_mean", "w2_std", "w2_ci95", "w2sq_mean", "w2sq_ci95", "w1_mean", "floor_w2_mean"]
+    rest = [c for c in board.columns if c not in first]
+    board = board[first + rest]
+    return board.sort_values(["task", "rank", "surrogate"], na_position="last", kind="stable").reset_index(drop=True)
+
+
+def read_csv_text(text: str) -> pd.DataFrame:
+    """Parse CSV text written by this module (for tests and tools)."""
+    return pd.read_csv(io.StringIO(text), keep_default_na=False, na_values=[""])

@@ -1,0 +1,262 @@
+"""Running the benchmark: tasks × surrogates × seeds → results store → leaderboard.
+
+This is the library behind ``hti-bench run``; sweep programs and notebooks call :func:`run` too.
+All names are resolved before anything trains, so a typo fails in a second, not after the targets.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import time
+import traceback
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from hti_bench import provenance as prov
+from hti_bench.data import AnchorSet
+from hti_bench.metrics import per_condition_wasserstein
+from hti_bench.registry import default_tasks, make_surrogate, make_task, surrogate_classes
+from hti_bench.results import SCHEMA_VERSION, ResultsStore
+from hti_bench.surrogate import Surrogate
+from hti_bench.targets import TargetCache
+from hti_bench.task import Task, TrainedTask
+
+DEFAULT_SEEDS = (0, 1, 2)
+
+
+def derive_seed(*parts: Any) -> int:
+    """A stable 31-bit seed from any parts (task, seed, purpose, λ): independent streams per purpose."""
+    blob = "\x00".join(repr(p) for p in parts).encode()
+    return int.from_bytes(hashlib.sha256(blob).digest()[:4], "little") & 0x7FFFFFFF
+
+
+@dataclass
+class Reference:
+    """What the harness keeps, per held-out λ, to score surrogates: never shown to them."""
+
+    lam: float
+    samples: Tensor
+    floor: dict[str, float]
+    ref_metrics: dict[str, float]
+
+
+@dataclass
+class RunSummary:
+    """What :func:`run` did."""
+
+    units_run: int = 0
+    units_cached: int = 0
+    rows_failed: int = 0
+    rows_skipped: int = 0
+    seconds: float = 0.0
+    targets_trained: int = 0
+    targets_loaded: int = 0
+    leaderboard: Any = None
+    results: Any = None
+    failures: list[str] = field(default_factory=list)
+
+
+def build_anchor_set(task: Task, seed: int) -> AnchorSet:
+    """Anchor networks' outputs at every condition, drawn with seeds derived from the run seed."""
+    conditions, eval_mask = task.all_conditions()
+    samples = torch.stack(
+        [task.sample(lam, conditions, task.n_samples, derive_seed(task.spec, seed, "anchor", lam)) for lam in task.anchors]
+    )
+    return AnchorSet(
+        hyperparameter=task.hyperparameter,
+        lambdas=task.anchors,
+        conditions=conditions,
+        samples=samples,
+        eval_mask=eval_mask,
+        categorical=task.categorical,
+    )
+
+
+def build_references(task: Task, seed: int) -> list[Reference]:
+    """Held-out networks' samples at the eval conditions, their noise floor and their task metrics."""
+    conds = task.eval_conditions().float()
+    out = []
+    for lam in task.heldout:
+        ref = task.sample(lam, conds, task.n_samples, derive_seed(task.spec, seed, "reference", lam))
+        twin = task.sample(lam, conds, task.n_samples, derive_seed(task.spec, seed, "floor", lam))
+        floor = per_condition_wasserstein(twin, ref).mean()
+        out.append(Reference(lam, ref, floor, task.metrics(lam, conds, ref)))
+    return out
+
+
+def _base_row(task: Task, surrogate: Surrogate | type[Surrogate], spec: str, seed: int, lam: float) -> dict[str, Any]:
+    return {
+        "task": task.spec,
+        "surrogate": spec,
+        "seed": int(seed),
+        "lambda_heldout": float(lam),
+        "hyperparameter": task.hyperparameter.name,
+        "status": "ok",
+        "error": "",
+        "w1": math.nan, "w2": math.nan, "w2sq": math.nan,
+        "floor_w1": math.nan, "floor_w2": math.nan, "floor_w2sq": math.nan,
+        "n_conditions": int(task.eval_conditions().shape[0]),
+        "n_samples": task.n_samples,
+        "fit_seconds": math.nan, "sample_seconds": math.nan,
+        "uses_training_loss": surrogate.uses_training_loss(),
+        **prov.provenance(),
+        "run_date": "",
+        "schema_version": SCHEMA_VERSION,
+    }
+
+
+def _describe(err: BaseException) -> str:
+    line = traceback.format_exception_only(type(err), err)[-1].strip()
+    return line.replace("\n", " ")[:500]
+
+
+def evaluate_unit(
+    task: Task, spec: str, seed: int, anchors: AnchorSet, references: Sequence[Reference]
+) -> list[dict[str, Any]]:
+    """Fit one surrogate for one seed and score it at every held-out λ. Never raises for plugin faults:
+    a crash, a NaN or a wrong shape becomes a failed row with the reason."""
+    surrogate = make_surrogate(spec)
+    spec = surrogate.spec  # canonical form: defaults dropped, keys sorted
+    rows = [_base_row(task, surrogate, spec, seed, ref.lam) for ref in references]
+    for row, ref in zip(rows, references):
+        row.update({f"floor_{k}": v for k, v in ref.floor.items()})
+        row.update({f"ref_metric_{k}": v for k, v in ref.ref_metrics.items()})
+
+    reason = surrogate.skip(task)
+    if reason:
+        for row in rows:
+            row.update(status="skipped", error=reason)
+        return _stamp(rows)
+
+    torch.manual_seed(seed)
+    start = time.perf_counter()
+    try:
+        surrogate.fit(anchors, task if surrogate.requires else None, seed=seed)
+    except Exception as err:  # a plugin fault: record it and carry on with the next unit
+        for row in rows:
+            row.update(status="failed", error=f"fit: {_describe(err)}")
+        return _stamp(rows)
+    fit_seconds = time.perf_counter() - start
+
+    conds = task.eval_conditions().float()
+    expected = (conds.shape[0], task.n_samples, task.output_dim)
+    for row, ref in zip(rows, references):
+        row["fit_seconds"] = fit_seconds
+        start = time.perf_counter()
+        try:
+            out = surrogate.sample(ref.lam, conds, task.n_samples, derive_seed(task.spec, seed, "sample", ref.lam))
+            row["sample_seconds"] = time.perf_counter() - start
+            out = torch.as_tensor(out)
+            if tuple(out.shape) != expected:
+                raise ValueError(f"sample() returned shape {tuple(out.shape)}, expected (M, n, D) = {expected}")
+            if not torch.isfinite(out).all():
+                bad = int((~torch.isfinite(out)).any(dim=-1).sum())
+                raise ValueError(f"sample() returned {bad} non-finite samples (NaN or inf)")
+            row.update(per_condition_wasserstein(out, ref.samples).mean())
+            row.update({f"metric_{k}": v for k, v in task.metrics(ref.lam, conds, out).items()})
+        except Exception as err:
+            row.update(status="failed", error=f"sample at {task.hyperparameter.name}={ref.lam}: {_describe(err)}")
+    return _stamp(rows)
+
+
+def _stamp(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    date = prov.now()
+    for row in rows:
+        row["run_date"] = date
+    return rows
+
+
+def resolve(
+    tasks: Sequence[str] | None, surrogates: Sequence[str] | None
+) -> tuple[list[Task], list[str]]:
+    """Build every task and surrogate named (all of them when None); raises before any work."""
+    task_objs = [make_task(t) for t in (tasks or default_tasks())]
+    specs = list(surrogates) if surrogates else list(surrogate_classes())
+    specs = [make_surrogate(s).spec for s in specs]  # validates names and parameters now
+    return task_objs, specs
+
+
+def run(
+    tasks: Sequence[str] | None = None,
+    surrogates: Sequence[str] | None = None,
+    seeds: Sequence[int] = DEFAULT_SEEDS,
+    results_dir: str | Path = "results",
+    cache_dir: str | Path | None = None,
+    force: bool = False,
+    progress: bool = True,
+    tracker: Callable[[list[dict[str, Any]]], str | None] | None = None,
+) -> RunSummary:
+    """Run surrogates on tasks for each seed, store the rows and regenerate the leaderboard.
+
+    Parameters
+    ----------
+    tasks, surrogates : names like ``moons-dropout[epochs=50]`` and ``mccann``; None means the default
+        suite (every task with ``in_default_suite``) and every discovered surrogate.
+    seeds : run seeds; each draws new anchor and reference samples and refits every surrogate.
+    results_dir : the results store; units already stored (ok or skipped) are not re-run.
+    cache_dir : trained target networks; default ``$HTI_BENCH_CACHE`` or ``~/.cache/hti-bench``.
+    force : re-run stored units too (their rows are replaced, never duplicated).
+    tracker : called with each unit's rows (e.g. to log them to wandb); returns a run id or None.
+    """
+    from tqdm.auto import tqdm
+
+    start = time.perf_counter()
+    task_objs, specs = resolve(tasks, surrogates)
+    store = ResultsStore(results_dir)
+    cache = TargetCache(cache_dir)
+    summary = RunSummary()
+
+    plan = []
+    for task in task_objs:
+        todo = [
+            (spec, seed)
+            for seed in seeds
+            for spec in specs
+            if force or not store.has_unit(task.spec, spec, seed)
+        ]
+        summary.units_cached += len(seeds) * len(specs) - len(todo)
+        plan.append((task, todo))
+
+    total = sum(len(todo) for _, todo in plan)
+    bar = tqdm(total=total, desc="hti-bench", unit="run", disable=not progress, dynamic_ncols=True)
+    for task, todo in plan:
+        if not todo:
+            continue
+        if isinstance(task, TrainedTask):
+            task.cache = cache
+            lams = task.anchors + task.heldout
+            for lam in tqdm(lams, desc=f"targets {task.name}", unit="net", leave=False, disable=not progress):
+                task.network(lam)
+        for seed in sorted({s for _, s in todo}):
+            bar.set_postfix_str(f"{task.name} seed={seed}: anchor and reference samples")
+            anchors = build_anchor_set(task, seed)
+            references = build_references(task, seed)
+            for spec, s in todo:
+                if s != seed:
+                    continue
+                bar.set_postfix_str(f"{task.name} {spec} seed={seed}")
+                rows = evaluate_unit(task, spec, seed, anchors, references)
+                if tracker is not None:
+                    run_id = tracker(rows)
+                    for row in rows:
+                        row["wandb_run_id"] = run_id or ""
+                store.write_unit(rows)
+                summary.units_run += 1
+                for row in rows:
+                    if row["status"] == "failed":
+                        summary.rows_failed += 1
+                        summary.failures.append(f"{row['task']} {row['surrogate']} seed={seed}: {row['error']}")
+                    elif row["status"] == "skipped":
+                        summary.rows_skipped += 1
+                bar.update(1)
+    bar.close()
+    summary.targets_trained, summary.targets_loaded = cache.trained, cache.hits
+    summary.results, summary.leaderboard = store.write_tables()
+    summary.seconds = time.perf_counter() - start
+    return summary

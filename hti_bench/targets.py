@@ -1,0 +1,219 @@
+"""Training target networks with PyTorch Lightning, and the content-addressed cache that keeps them.
+
+A cache entry is one file ``<root>/<task>/<key>.pt`` holding the state dict, plus ``<key>.json`` with
+what produced it and the SHA-256 of the ``.pt`` bytes. Both are written to a temporary file and
+renamed into place, so a crash never leaves a half-written entry under the final name; an entry whose
+checksum, payload or architecture does not match is reported, deleted and retrained, never used.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import logging
+import os
+import tempfile
+import time
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import torch
+from torch import Tensor, nn
+
+if TYPE_CHECKING:
+    from hti_bench.task import TrainedTask
+
+log = logging.getLogger(__name__)
+
+CACHE_FORMAT = 1  # bump when the training procedure changes in a way that should invalidate entries
+
+
+def default_cache_dir() -> Path:
+    """``$HTI_BENCH_CACHE`` if set, else ``~/.cache/hti-bench``."""
+    env = os.environ.get("HTI_BENCH_CACHE")
+    if env:
+        return Path(env)
+    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "hti-bench"
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` so that readers see either the old file or the complete new one."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def cache_key(signature: dict[str, Any], lam: float, seed: int) -> str:
+    blob = json.dumps(
+        {"sig": signature, "lam": repr(float(lam)), "seed": int(seed), "format": CACHE_FORMAT},
+        sort_keys=True,
+        default=repr,
+    )
+    return hashlib.sha256(blob.encode()).hexdigest()[:24]
+
+
+class TargetCache:
+    """Trained target networks on disk, keyed by (task signature, λ, seed)."""
+
+    def __init__(self, root: str | Path | None = None) -> None:
+        self.root = Path(root) if root is not None else default_cache_dir()
+        self.hits = 0
+        self.trained = 0
+        self.rejected = 0
+
+    def paths(self, task: TrainedTask, lam: float, seed: int) -> tuple[Path, Path]:
+        key = cache_key(task.cache_signature(), lam, seed)
+        folder = self.root / task.name
+        return folder / f"{key}.pt", folder / f"{key}.json"
+
+    def load(self, task: TrainedTask, lam: float, seed: int) -> nn.Module | None:
+        """The cached network, or None if there is no valid entry (an invalid one is deleted)."""
+        payload, meta_path = self.paths(task, lam, seed)
+        if not payload.exists() and not meta_path.exists():
+            return None
+        try:
+            meta = json.loads(meta_path.read_text())
+            data = payload.read_bytes()
+            digest = hashlib.sha256(data).hexdigest()
+            if digest != meta.get("sha256"):
+                raise ValueError(f"checksum mismatch (file {digest[:12]}…, recorded {str(meta.get('sha256'))[:12]}…)")
+            state = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+            net = task.build_network()
+            net.load_state_dict(state)
+        except Exception as err:  # any defect means: do not trust it
+            self.rejected += 1
+            warnings.warn(
+                f"Discarding corrupt target cache entry {payload} ({type(err).__name__}: {err}); retraining.",
+                stacklevel=2,
+            )
+            payload.unlink(missing_ok=True)
+            meta_path.unlink(missing_ok=True)
+            return None
+        self.hits += 1
+        return net.eval()
+
+    def save(self, task: TrainedTask, lam: float, seed: int, net: nn.Module, info: dict[str, Any]) -> None:
+        payload, meta_path = self.paths(task, lam, seed)
+        buf = io.BytesIO()
+        torch.save({k: v.detach().cpu() for k, v in net.state_dict().items()}, buf)
+        data = buf.getvalue()
+        meta = {
+            "task": task.name,
+            "signature": task.cache_signature(),
+            "lam": float(lam),
+            "seed": int(seed),
+            "sha256": hashlib.sha256(data).hexdigest(),
+            "format": CACHE_FORMAT,
+            "torch": torch.__version__,
+            **info,
+        }
+        # Payload first: an entry only counts once its metadata (with the checksum) exists.
+        atomic_write_bytes(payload, data)
+        atomic_write_bytes(meta_path, json.dumps(meta, indent=1, default=repr).encode())
+
+    def get_or_train(self, task: TrainedTask, lam: float, seed: int) -> nn.Module:
+        net = self.load(task, lam, seed)
+        if net is not None:
+            return net
+        start = time.perf_counter()
+        net = train_network(task, lam, seed)
+        seconds = time.perf_counter() - start
+        self.trained += 1
+        self.save(task, lam, seed, net, {"train_seconds": seconds})
+        return net.eval()
+
+
+_default: TargetCache | None = None
+
+
+def default_cache() -> TargetCache:
+    global _default
+    if _default is None or _default.root != default_cache_dir():
+        _default = TargetCache()
+    return _default
+
+
+def _quiet_lightning() -> None:
+    # Lightning announces devices and suggests DataLoader workers on every fit; with dozens of tiny
+    # fits per run that drowns the progress bar.
+    for name in ("pytorch_lightning", "lightning_fabric", "lightning.pytorch", "lightning.fabric"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+    warnings.filterwarnings("ignore", message=".*does not have many workers.*")
+    warnings.filterwarnings("ignore", message=".*is smaller than the logging interval.*")
+    # Lightning 2.6.6 on torch 2.13 uses the deprecated pytree LeafSpec on every step.
+    warnings.filterwarnings("ignore", message=".*LeafSpec.*", category=FutureWarning)
+
+
+def train_network(task: TrainedTask, lam: float, seed: int) -> nn.Module:
+    """Train ``task``'s architecture at λ with a Lightning ``Trainer``; returns it in eval mode."""
+    import pytorch_lightning as pl
+
+    _quiet_lightning()
+    pl.seed_everything(seed, workers=True, verbose=False)
+    net = task.build_network()
+    data = task.training_data()
+    gen = torch.Generator().manual_seed(seed)
+    loader = torch.utils.data.DataLoader(
+        torch.utils.data.TensorDataset(*data),
+        batch_size=task.config.batch_size,
+        shuffle=True,
+        generator=gen,
+    )
+    module = _TargetModule(net, task, lam)
+    trainer = pl.Trainer(
+        max_epochs=task.config.epochs,
+        accelerator=task.config.accelerator,
+        devices=1,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+    )
+    trainer.fit(module, train_dataloaders=loader)
+    return net.cpu().eval()
+
+
+def _lightning_module_class() -> type:
+    import pytorch_lightning as pl
+
+    class TargetModule(pl.LightningModule):
+        """Wraps a task's network and per-example loss at one fixed λ."""
+
+        def __init__(self, network: nn.Module, task: TrainedTask, lam: float) -> None:
+            super().__init__()
+            self.network = network
+            self._task = task
+            self._lam = float(lam)
+
+        def training_step(self, batch: Sequence[Tensor], batch_idx: int) -> Tensor:
+            lam = torch.full((batch[0].shape[0],), self._lam, device=batch[0].device)
+            loss = self._task.per_example_loss(self.network, batch, lam).mean()
+            return loss
+
+        def configure_optimizers(self) -> torch.optim.Optimizer:
+            return torch.optim.Adam(self.network.parameters(), lr=self._task.config.lr)
+
+    return TargetModule
+
+
+def _TargetModule(network: nn.Module, task: TrainedTask, lam: float) -> Any:
+    # Built lazily so that importing hti_bench does not import Lightning (≈2.5 s).
+    global _TARGET_MODULE
+    if _TARGET_MODULE is None:
+        _TARGET_MODULE = _lightning_module_class()
+    return _TARGET_MODULE(network, task, lam)
+
+
+_TARGET_MODULE: type | None = None

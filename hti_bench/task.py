@@ -1,0 +1,288 @@
+"""The task contract: a named family of target networks indexed by one hyperparameter λ.
+
+Read the :class:`Task` docstring to add a task; tasks that train a network subclass
+:class:`TrainedTask`, which trains with PyTorch Lightning and caches the result
+(:mod:`hti_bench.targets`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterable, Sequence
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import torch
+from torch import Tensor, nn
+
+from hti_bench.clock import Clock, Hyperparameter
+from hti_bench.errors import ConfigError, unknown_name_message
+from hti_bench.specs import format_spec
+
+if TYPE_CHECKING:
+    from hti_bench.targets import TargetCache
+
+
+def option(default: Any, help: str, *, cache: bool = True) -> Any:
+    """A documented task-config field. ``cache=False`` marks fields that do not change the trained
+    networks (sample counts, devices), so changing them keeps the cached targets."""
+    return dataclasses.field(default=default, metadata={"help": help, "cache": cache})
+
+
+@dataclasses.dataclass(frozen=True)
+class TaskConfig:
+    """Fields every task has. Subclass it (frozen dataclass, every field made with :func:`option`)."""
+
+    anchors: tuple[float, ...] = option((), "Anchor values of λ the surrogates see.")
+    heldout: tuple[float, ...] = option((), "Held-out values of λ the surrogates are scored at.", cache=False)
+    n_samples: int = option(500, "Output samples per condition, at anchors and held-out λ.", cache=False)
+
+
+class Task(ABC):
+    """Base class of every task: a family of target networks p_θλ(y | x) indexed by λ.
+
+    A task declares
+    - ``hyperparameter``: λ's name, range and clock (:class:`~hti_bench.clock.Hyperparameter`);
+    - ``anchors`` and ``heldout``: the λ values surrogates see and are scored at (from its config);
+    - ``condition_dim`` C, ``categorical`` (one integer class-id column) and ``output_dim`` D;
+    - ``eval_conditions()``: the condition rows x (M, C) surrogates are scored at, and
+      ``fit_conditions()``: extra rows anchor data also covers (default: none);
+    - ``sample(lam, conditions, n, seed)``: n draws of y ~ p_θλ(y | x) per condition row, shape
+      (M, n, D), from the network trained at λ (or the true process for a synthetic task);
+    - optionally ``metrics(lam, conditions, samples)``: task-specific scores of a sample set, reported
+      beside the Wasserstein error (e.g. NLL under an analytic density);
+    - ``capabilities``: what best-response surrogates may use. ``"training_loss"`` and
+      ``"architecture"`` mean the task exposes :meth:`TrainedTask.build_network` and a per-example,
+      λ-aware :meth:`TrainedTask.per_example_loss`. Tasks without them explain why in
+      ``capability_notes``.
+
+    Configuration is a frozen dataclass ``Config`` (subclass of :class:`TaskConfig`); a task is built
+    from keyword overrides, ``MoonsDropout(epochs=50)``, or by name, ``moons-dropout[epochs=50]``.
+    Unknown keys are refused with the valid ones listed. Constructors do no work: training happens in
+    :meth:`prepare` or on the first :meth:`sample` at a λ.
+    """
+
+    name: ClassVar[str]
+    description: ClassVar[str] = ""
+    Config: ClassVar[type[TaskConfig]] = TaskConfig
+    in_default_suite: ClassVar[bool] = True
+    capabilities: ClassVar[frozenset[str]] = frozenset()
+    capability_notes: ClassVar[dict[str, str]] = {}
+    categorical: ClassVar[bool] = False
+
+    def __init__(self, **overrides: Any) -> None:
+        fields = {f.name: f for f in dataclasses.fields(self.Config)}
+        for key in overrides:
+            if key not in fields:
+                raise ConfigError(
+                    unknown_name_message(f"option for task '{self.name}'", key, fields)
+                )
+        values = {}
+        for key, value in overrides.items():
+            default = fields[key].default
+            if isinstance(default, tuple) and isinstance(value, (list, tuple, int, float)):
+                value = tuple(value) if isinstance(value, (list, tuple)) else (value,)
+            values[key] = value
+        try:
+            self.config = self.Config(**values)
+        except TypeError as err:
+            raise ConfigError(f"Invalid options for task '{self.name}': {err}") from None
+        self._validate_lambdas()
+
+    # ------------------------------------------------------------------ declared by subclasses
+
+    @property
+    @abstractmethod
+    def hyperparameter(self) -> Hyperparameter:
+        """λ's name, range and clock."""
+
+    @property
+    @abstractmethod
+    def output_dim(self) -> int:
+        """D, the dimension of one output y."""
+
+    @property
+    @abstractmethod
+    def condition_dim(self) -> int:
+        """C, the number of columns of a condition row x."""
+
+    @abstractmethod
+    def eval_conditions(self) -> Tensor:
+        """Condition rows (M, C) at which surrogates are scored."""
+
+    @abstractmethod
+    def sample(self, lam: float, conditions: Tensor, n: int, seed: int) -> Tensor:
+        """n draws of y ~ p_θλ(y | x) per condition row: shape (M, n, D), float32."""
+
+    # ------------------------------------------------------------------ defaults
+
+    def fit_conditions(self) -> Tensor:
+        """Extra condition rows (M', C) anchor data covers beyond ``eval_conditions`` (default none)."""
+        return torch.empty(0, self.condition_dim)
+
+    def prepare(self, lambdas: Iterable[float], progress: Callable[[str], None] | None = None) -> None:
+        """Make every network at ``lambdas`` ready (train or load from cache). No-op by default."""
+
+    def metrics(self, lam: float, conditions: Tensor, samples: Tensor) -> dict[str, float]:
+        """Task-specific metrics of ``samples`` (M, n, D) at λ; lower is better unless documented."""
+        return {}
+
+    # ------------------------------------------------------------------ provided
+
+    @property
+    def anchors(self) -> tuple[float, ...]:
+        return tuple(float(v) for v in self.config.anchors)
+
+    @property
+    def heldout(self) -> tuple[float, ...]:
+        return tuple(float(v) for v in self.config.heldout)
+
+    @property
+    def n_samples(self) -> int:
+        return int(self.config.n_samples)
+
+    @property
+    def spec(self) -> str:
+        """The task's name with every option that differs from its default: ``moons-dropout[epochs=50]``."""
+        default = self.Config()
+        changed = {
+            f.name: getattr(self.config, f.name)
+            for f in dataclasses.fields(self.config)
+            if getattr(self.config, f.name) != getattr(default, f.name)
+        }
+        return format_spec(self.name, changed)
+
+    @classmethod
+    def options(cls) -> list[tuple[str, Any, str]]:
+        """(name, default, help) of every config option, for ``hti-bench list``."""
+        return [(f.name, f.default, f.metadata.get("help", "")) for f in dataclasses.fields(cls.Config)]
+
+    def _validate_lambdas(self) -> None:
+        hp = self.hyperparameter
+        anchors, heldout = self.anchors, self.heldout
+        where = f"task '{self.name}'"
+        if len(anchors) < 2:
+            raise ConfigError(f"{where}: needs at least 2 anchors, got {anchors}.")
+        if any(b <= a for a, b in zip(anchors, anchors[1:])):
+            raise ConfigError(f"{where}: anchors must be strictly increasing, got {anchors}.")
+        for lam in anchors + heldout:
+            try:
+                hp.check(lam)
+            except ValueError as err:
+                raise ConfigError(f"{where}: {err}") from None
+        for lam in heldout:
+            if not anchors[0] < lam < anchors[-1]:
+                raise ConfigError(
+                    f"{where}: held-out {hp.name}={lam} must lie strictly between the first and last "
+                    f"anchors {anchors[0]} and {anchors[-1]} (HTI interpolates)."
+                )
+            if any(math.isclose(lam, a) for a in anchors):
+                raise ConfigError(f"{where}: held-out {hp.name}={lam} is also an anchor.")
+        if self.n_samples < 1:
+            raise ConfigError(f"{where}: n_samples must be ≥ 1, got {self.n_samples}.")
+
+    def all_conditions(self) -> tuple[Tensor, Tensor]:
+        """(conditions, eval_mask): the eval rows followed by the fit-only rows, duplicates dropped."""
+        ev, fit = self.eval_conditions().float(), self.fit_conditions().float()
+        seen = {tuple(r.tolist()) for r in ev}
+        extra = [r for r in fit if tuple(r.tolist()) not in seen]
+        rows = torch.cat([ev, torch.stack(extra)]) if extra else ev
+        mask = torch.zeros(rows.shape[0], dtype=torch.bool)
+        mask[: ev.shape[0]] = True
+        return rows, mask
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.spec}>"
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainedTaskConfig(TaskConfig):
+    """Fields of every task that trains its target networks."""
+
+    epochs: int = option(100, "Training epochs of each target network.")
+    batch_size: int = option(128, "Training minibatch size.")
+    lr: float = option(1e-3, "Adam learning rate.")
+    model_seed: int = option(0, "Seed of target-network training (the same for every λ).")
+    accelerator: str = option("cpu", "Lightning accelerator for target training: cpu, gpu or auto.", cache=False)
+
+
+class TrainedTask(Task):
+    """A task whose target networks are trained at each λ with PyTorch Lightning, and cached.
+
+    Subclasses provide the architecture, the data, a per-example loss that takes a per-example λ, and
+    the network's own output mechanism; the base class trains, caches and loads. The same three
+    hooks serve best-response surrogates (hypernetworks, STN), which train one model over many λ.
+
+    - :meth:`build_network` → ``nn.Module``: the architecture, untrained. It must accept λ per
+      example where λ enters the forward pass (e.g. a dropout rate), so one batch may mix λ values.
+    - :meth:`training_data` → tuple of tensors with equal first dimension: the training set.
+    - :meth:`per_example_loss` ``(network, batch, lam)`` → (B,): the loss of each example of
+      ``batch`` (a tuple from ``training_data``) at its own λ, ``lam`` of shape (B,).
+    - :meth:`sample_network` ``(network, conditions, n, generator)`` → (M, n, D): the trained
+      network's outputs, in eval mode.
+    """
+
+    Config: ClassVar[type[TaskConfig]] = TrainedTaskConfig
+    capabilities: ClassVar[frozenset[str]] = frozenset({"training_loss", "architecture"})
+
+    def __init__(self, **overrides: Any) -> None:
+        super().__init__(**overrides)
+        self._networks: dict[tuple[float, int], nn.Module] = {}
+        self.cache: TargetCache | None = None  # set by the harness; None → the default cache
+
+    @abstractmethod
+    def build_network(self) -> nn.Module:
+        """The untrained target architecture."""
+
+    @abstractmethod
+    def training_data(self) -> Sequence[Tensor]:
+        """The training set, as tensors sharing their first dimension."""
+
+    @abstractmethod
+    def per_example_loss(self, network: nn.Module, batch: Sequence[Tensor], lam: Tensor) -> Tensor:
+        """Loss of each example at its own λ: shape (B,)."""
+
+    @abstractmethod
+    def sample_network(self, network: nn.Module, conditions: Tensor, n: int, generator: torch.Generator) -> Tensor:
+        """Outputs of a trained network, shape (M, n, D)."""
+
+    def cache_signature(self) -> dict[str, Any]:
+        """What identifies a trained network besides λ and seed: the name and every cache-relevant option."""
+        return {
+            "task": self.name,
+            "config": {
+                f.name: getattr(self.config, f.name)
+                for f in dataclasses.fields(self.config)
+                if f.metadata.get("cache", True) and f.name not in ("anchors", "heldout", "model_seed")
+            },
+        }
+
+    def network(self, lam: float, seed: int | None = None) -> nn.Module:
+        """The network trained at λ (from the cache, or trained now and cached), in eval mode."""
+        from hti_bench.targets import default_cache
+
+        lam = self.hyperparameter.check(lam)
+        seed = self.config.model_seed if seed is None else int(seed)
+        key = (lam, seed)
+        if key not in self._networks:
+            cache = self.cache or default_cache()
+            self._networks[key] = cache.get_or_train(self, lam, seed)
+        return self._networks[key]
+
+    def prepare(self, lambdas: Iterable[float], progress: Callable[[str], None] | None = None) -> None:
+        for lam in lambdas:
+            if progress:
+                progress(f"{self.name}: {self.hyperparameter.name}={lam}")
+            self.network(lam)
+
+    def sample(self, lam: float, conditions: Tensor, n: int, seed: int) -> Tensor:
+        net = self.network(lam)
+        gen = torch.Generator().manual_seed(int(seed))
+        with torch.no_grad():
+            out = self.sample_network(net, torch.as_tensor(conditions, dtype=torch.float32), n, gen)
+        return out.float()
+
+
+# Re-exported so task modules need one import line.
+__all__ = ["Clock", "Hyperparameter", "Task", "TaskConfig", "TrainedTask", "TrainedTaskConfig", "option"]

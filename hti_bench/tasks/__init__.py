@@ -1,0 +1,1 @@
+"""Built-in tasks, one module each; every non-abstract Task subclass here is registered by name."""

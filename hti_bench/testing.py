@@ -1,0 +1,151 @@
+"""The surrogate contract as importable checks, and tiny tasks to run them on.
+
+``check_surrogate(MySurrogate)`` runs every check and returns the failures; the pytest contract test
+(``tests/test_surrogate_contract.py``) parametrises the same checks over every registered surrogate,
+and ``hti-bench check NAME`` runs them from the shell. Each check fits on a tiny task, so the whole
+contract takes seconds per surrogate when its ``test_config`` keeps the budget small.
+"""
+
+from __future__ import annotations
+
+import traceback
+from collections.abc import Callable
+
+import torch
+
+from hti_bench.data import AnchorSet
+from hti_bench.surrogate import Surrogate
+from hti_bench.task import Task
+
+
+def tiny_task(cls: type[Surrogate]) -> Task:
+    """The smallest task a surrogate can run on: analytic, unless it needs a training loss."""
+    if "training_loss" in cls.requires or "architecture" in cls.requires:
+        from hti_bench.tasks.moons_dropout import MoonsDropout
+
+        return MoonsDropout(
+            epochs=1, n_train=256, hidden=16, diffusion_steps=10, n_samples=24,
+            anchors=(0.0, 0.5, 0.9), heldout=(0.25, 0.7),
+        )
+    from hti_bench.tasks.gaussian_path import GaussianPath
+
+    return GaussianPath(n_samples=24)
+
+
+def _setup(cls: type[Surrogate]) -> tuple[Surrogate, Task, AnchorSet]:
+    from hti_bench.runner import build_anchor_set
+
+    task = tiny_task(cls)
+    return cls(**cls.test_config), task, build_anchor_set(task, seed=0)
+
+
+def _fit(surrogate: Surrogate, task: Task, anchors: AnchorSet, seed: int = 0) -> Surrogate:
+    return surrogate.fit(anchors, task if surrogate.requires else None, seed=seed)
+
+
+def check_init_stores_params(cls: type[Surrogate]) -> None:
+    """``__init__`` stores its arguments unchanged and learns nothing."""
+    surrogate = cls(**cls.test_config)
+    expected = {**cls.default_params(), **cls.test_config}
+    got = surrogate.get_params()
+    assert got == expected, f"get_params() returned {got}, expected {expected}: store every argument unchanged"
+    learned = [k for k in vars(surrogate) if k.endswith("_") and not k.startswith("_")]
+    assert not learned, f"attributes {learned} exist before fit(); learned state belongs in fit()"
+
+
+def check_fit_returns_self(cls: type[Surrogate]) -> None:
+    surrogate, task, anchors = _setup(cls)
+    assert _fit(surrogate, task, anchors) is surrogate, "fit() must return self"
+
+
+def check_sample_shape(cls: type[Surrogate]) -> None:
+    """(M, n, D) floats, finite, for an n different from the anchors' and a subset of conditions."""
+    surrogate, task, anchors = _setup(cls)
+    _fit(surrogate, task, anchors)
+    conds = task.eval_conditions()[:2]
+    for n in (7, anchors.n_samples):
+        out = surrogate.sample(task.heldout[0], conds, n, seed=1)
+        assert isinstance(out, torch.Tensor), f"sample() returned {type(out).__name__}, expected a torch.Tensor"
+        assert tuple(out.shape) == (2, n, anchors.output_dim), f"sample() shape {tuple(out.shape)}, expected {(2, n, anchors.output_dim)}"
+        assert out.dtype.is_floating_point, f"sample() dtype {out.dtype} is not floating point"
+        assert torch.isfinite(out).all(), "sample() returned NaN or inf"
+
+
+def check_same_seed_same_samples(cls: type[Surrogate]) -> None:
+    surrogate, task, anchors = _setup(cls)
+    _fit(surrogate, task, anchors)
+    conds = task.eval_conditions()
+    lam = task.heldout[-1]
+    a = surrogate.sample(lam, conds, 16, seed=3)
+    b = surrogate.sample(lam, conds, 16, seed=3)
+    assert torch.equal(a, b), "sample() with the same seed gave different samples"
+
+
+def check_refit_replaces(cls: type[Surrogate]) -> None:
+    """Fitting twice with the same seed equals fitting once."""
+    once, task, anchors = _setup(cls)
+    _fit(once, task, anchors, seed=5)
+    twice = cls(**cls.test_config)
+    _fit(twice, task, anchors, seed=5)
+    _fit(twice, task, anchors, seed=5)
+    lam, conds = task.heldout[0], task.eval_conditions()
+    assert torch.allclose(once.sample(lam, conds, 16, seed=2), twice.sample(lam, conds, 16, seed=2), atol=1e-5), (
+        "a second fit() with the same seed did not reproduce the first"
+    )
+
+
+def check_anchor_lambdas(cls: type[Surrogate]) -> None:
+    """Every anchor λ and every held-out λ is answered."""
+    surrogate, task, anchors = _setup(cls)
+    _fit(surrogate, task, anchors)
+    for lam in task.anchors + task.heldout:
+        out = surrogate.sample(lam, task.eval_conditions(), 8, seed=0)
+        assert torch.isfinite(out).all(), f"sample() at λ={lam} returned NaN or inf"
+
+
+def check_outside_range(cls: type[Surrogate]) -> None:
+    """λ outside the anchor range raises ValueError, unless the surrogate extrapolates."""
+    surrogate, task, anchors = _setup(cls)
+    _fit(surrogate, task, anchors)
+    lo, hi = task.anchors[0], task.anchors[-1]
+    below = lo - 0.1 * (hi - lo)
+    if cls.supports_extrapolation:
+        out = surrogate.sample(below, task.eval_conditions(), 4, seed=0)
+        assert torch.isfinite(out).all(), "extrapolation returned NaN or inf"
+        return
+    try:
+        surrogate.sample(below, task.eval_conditions(), 4, seed=0)
+    except ValueError:
+        return
+    raise AssertionError(f"sample() at λ={below} (outside [{lo}, {hi}]) did not raise ValueError")
+
+
+CHECKS: dict[str, Callable[[type[Surrogate]], None]] = {
+    f.__name__: f
+    for f in (
+        check_init_stores_params,
+        check_fit_returns_self,
+        check_sample_shape,
+        check_same_seed_same_samples,
+        check_refit_replaces,
+        check_anchor_lambdas,
+        check_outside_range,
+    )
+}
+
+
+def check_surrogate(cls: type[Surrogate], verbose: bool = False) -> list[tuple[str, str]]:
+    """Run every contract check on ``cls``; returns ``[(check name, failure message), ...]``."""
+    failures = []
+    for name, check in CHECKS.items():
+        try:
+            check(cls)
+        except Exception as err:  # report every failing check, not just the first
+            msg = "".join(traceback.format_exception_only(type(err), err)).strip()
+            failures.append((name, msg))
+            if verbose:
+                print(f"FAIL {cls.name} {name}: {msg}")  # noqa: T201
+        else:
+            if verbose:
+                print(f"ok   {cls.name} {name}")  # noqa: T201
+    return failures

@@ -1,0 +1,23 @@
+import os
+
+import pytest
+
+# No test talks to W&B or writes into the user's cache.
+os.environ.setdefault("WANDB_MODE", "disabled")
+
+
+@pytest.fixture(autouse=True)
+def _isolated_cache(tmp_path_factory, monkeypatch):
+    monkeypatch.setenv("HTI_BENCH_CACHE", str(tmp_path_factory.getbasetemp() / "target-cache"))
+    monkeypatch.delenv("HTI_BENCH_PLUGIN_PATH", raising=False)
+
+
+@pytest.fixture
+def tiny_moons():
+    """A trained task small enough to train in about a second."""
+    from hti_bench.tasks.moons_dropout import MoonsDropout
+
+    return MoonsDropout(
+        epochs=2, n_train=256, hidden=16, diffusion_steps=10, n_samples=32,
+        anchors=(0.0, 0.5, 0.9), heldout=(0.25, 0.7),
+    )

@@ -1,0 +1,22 @@
+"""The contract every registered surrogate must meet (hti_bench.testing), one case per check."""
+
+import pytest
+
+from hti_bench.registry import broken_plugins, surrogate_classes
+from hti_bench.testing import CHECKS
+
+SURROGATES = surrogate_classes()
+
+
+@pytest.mark.parametrize("check", list(CHECKS), ids=list(CHECKS))
+@pytest.mark.parametrize("name", list(SURROGATES), ids=list(SURROGATES))
+def test_contract(name, check):
+    CHECKS[check](SURROGATES[name])
+
+
+def test_the_three_baselines_are_registered():
+    assert {"nearest-anchor", "mixture", "mccann"} <= set(SURROGATES)
+
+
+def test_no_shipped_plugin_is_broken():
+    assert broken_plugins() == []
