@@ -11,7 +11,6 @@ edit them by hand.
 from __future__ import annotations
 
 import hashlib
-import io
 import math
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -57,6 +56,7 @@ COLUMNS: dict[str, str] = {
     "schema_version": "Version of this schema.",
 }
 
+_TEXT_COLUMNS = {c: str for c in ("task", "surrogate", "hyperparameter", "status", "error", "git_rev", "run_date")}
 _FLOAT_COLUMNS = ("lambda_heldout", "w1", "w2", "w2sq", "floor_w1", "floor_w2", "floor_w2sq", "fit_seconds", "sample_seconds")
 
 
@@ -108,7 +108,7 @@ class ResultsStore:
     @staticmethod
     def _read(path: Path) -> pd.DataFrame:
         try:
-            df = pd.read_csv(path, keep_default_na=False, na_values=[""])
+            df = pd.read_csv(path, keep_default_na=False, na_values=[""], dtype=_TEXT_COLUMNS)
         except Exception as err:
             raise ResultsError(f"Results file {path} cannot be read as CSV: {err}") from None
         missing = [c for c in COLUMNS if c not in df.columns]
@@ -210,6 +210,13 @@ def leaderboard(results: pd.DataFrame) -> pd.DataFrame:
     return board.sort_values(["task", "rank", "surrogate"], na_position="last", kind="stable").reset_index(drop=True)
 
 
-def read_csv_text(text: str) -> pd.DataFrame:
-    """Parse CSV text written by this module (for tests and tools)."""
-    return pd.read_csv(io.StringIO(text), keep_default_na=False, na_values=[""])
+def schema_markdown() -> str:
+    """The column table of ``results/README.md``, generated from :data:`COLUMNS` (a test keeps them equal)."""
+    lines = [f"Schema version {SCHEMA_VERSION}. Natural key: {', '.join(KEY)}.", "", "| column | meaning |", "|---|---|"]
+    lines += [f"| `{name}` | {meaning} |" for name, meaning in COLUMNS.items()]
+    lines += [
+        "| `metric_<name>` | A task metric of the surrogate's samples (e.g. `metric_nll` on semicircles). |",
+        "| `ref_metric_<name>` | The same metric of the held-out network's own samples, for reading the former. |",
+        "| `wandb_run_id` | The wandb run that logged the unit, when tracking was on. |",
+    ]
+    return "\n".join(lines)

@@ -1,0 +1,95 @@
+"""The results store: schema, idempotent merge, leaderboard statistics, malformed files."""
+
+import math
+
+import pandas as pd
+import pytest
+
+from hti_bench.errors import ResultsError
+from hti_bench.results import COLUMNS, KEY, SCHEMA_VERSION, ResultsStore, leaderboard, merge
+
+
+def row(surrogate="a", seed=0, lam=0.25, w2=1.0, status="ok", date="2026-01-01T00:00:00", task="t"):
+    r = {c: "" for c in COLUMNS}
+    r.update(task=task, surrogate=surrogate, seed=seed, lambda_heldout=lam, hyperparameter="lambda", status=status,
+             w1=w2 / 2, w2=w2, w2sq=w2**2, floor_w1=0.1, floor_w2=0.1, floor_w2sq=0.01, n_conditions=2,
+             n_samples=10, fit_seconds=1.0, sample_seconds=0.1, uses_training_loss=False, run_date=date,
+             schema_version=SCHEMA_VERSION)
+    return r
+
+
+def test_merge_keeps_the_newest_row_per_key_and_is_idempotent():
+    old = pd.DataFrame([row(w2=1.0, date="2026-01-01"), row(lam=0.75, w2=2.0, date="2026-01-01")])
+    new = pd.DataFrame([row(w2=3.0, date="2026-02-01")])
+    merged = merge([old, new])
+    assert len(merged) == 2
+    assert merged.set_index("lambda_heldout").loc[0.25, "w2"] == 3.0
+    pd.testing.assert_frame_equal(merge([merged, merged, new]), merged)
+
+
+def test_leaderboard_statistics_and_ranks():
+    rows = []
+    for seed, offset in [(0, 0.0), (1, 0.2), (2, 0.4)]:
+        rows += [row("good", seed, 0.25, 1.0 + offset), row("good", seed, 0.75, 2.0 + offset)]
+        rows += [row("bad", seed, 0.25, 5.0 + offset), row("bad", seed, 0.75, 5.0 + offset)]
+    rows += [row("broken", 0, 0.25, math.nan, status="failed")]
+    board = leaderboard(pd.DataFrame(rows)).set_index("surrogate")
+    assert board.loc["good", "w2_mean"] == pytest.approx(1.7)
+    assert board.loc["good", "rank"] == 1 and board.loc["bad", "rank"] == 2
+    assert pd.isna(board.loc["broken", "rank"]) and board.loc["broken", "status"].startswith("failed")
+    # CI over per-seed means 1.5, 1.7, 1.9: t(0.975, 2) · 0.2 / √3
+    assert board.loc["good", "w2_ci95"] == pytest.approx(4.302653 * 0.2 / math.sqrt(3), rel=1e-4)
+    assert board.loc["good", "n_seeds"] == 3 and board.loc["good", "n_rows"] == 6
+
+
+def test_store_round_trip_and_unit_identity(tmp_path):
+    store = ResultsStore(tmp_path)
+    store.write_unit([row(lam=0.25), row(lam=0.75)])
+    assert store.has_unit("t", "a", 0) and not store.has_unit("t", "a", 1)
+    with pytest.raises(ValueError, match="share task, surrogate and seed"):
+        store.write_unit([row(seed=0), row(seed=1)])
+    df, board = store.write_tables()
+    assert len(df) == 2 and (tmp_path / "leaderboard.csv").exists() and (tmp_path / "results.csv").exists()
+    assert not df.duplicated(list(KEY)).any()
+
+
+def test_failed_units_are_not_counted_as_done(tmp_path):
+    store = ResultsStore(tmp_path)
+    store.write_unit([row(status="failed")])
+    assert not store.has_unit("t", "a", 0)
+
+
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        ("just,some\n1,2\n", "lacks columns"),
+        ("\x00\x01garbage", "lacks columns|cannot be read"),
+    ],
+)
+def test_malformed_results_file_names_the_file(tmp_path, content, message):
+    store = ResultsStore(tmp_path)
+    store.runs.mkdir(parents=True)
+    bad = store.runs / "deadbeef.csv"
+    bad.write_text(content)
+    with pytest.raises(ResultsError, match=message) as info:
+        store.load()
+    assert "deadbeef.csv" in str(info.value)
+
+
+def test_future_schema_version_is_refused(tmp_path):
+    store = ResultsStore(tmp_path)
+    r = row()
+    r["schema_version"] = SCHEMA_VERSION + 1
+    store.runs.mkdir(parents=True)
+    pd.DataFrame([r]).to_csv(store.runs / "x.csv", index=False)
+    with pytest.raises(ResultsError, match="schema version"):
+        store.load()
+
+
+def test_results_readme_documents_the_current_schema():
+    from pathlib import Path
+
+    from hti_bench.results import schema_markdown
+
+    text = (Path(__file__).resolve().parent.parent / "results" / "README.md").read_text()
+    assert schema_markdown() in text, "regenerate results/README.md's table from hti_bench.results.schema_markdown()"
