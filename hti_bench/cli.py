@@ -92,8 +92,12 @@ def _print_board(board, task: str | None = None) -> None:  # noqa: ANN001
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
+    from hti_bench.registry import broken_plugins
     from hti_bench.runner import run
     from hti_bench.tracking import wandb_tracker
+
+    for b in broken_plugins():
+        print(f"hti-bench: warning: plugin '{b.name}' not loaded ({b.source}): {b.error}", file=sys.stderr)
 
     summary = run(
         tasks=args.task,

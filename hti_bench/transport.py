@@ -26,11 +26,6 @@ class Coupling:
     cols: Tensor
     mass: Tensor
 
-    @property
-    def is_uniform_matching(self) -> bool:
-        """True when the plan is a permutation (equal sizes, uniform weights)."""
-        return bool(torch.allclose(self.mass, self.mass[0].expand_as(self.mass))) and len(set(self.rows.tolist())) == len(self.rows)
-
 
 def exact_coupling(y0: Tensor, y1: Tensor) -> Coupling:
     """Optimal coupling of two uniform sample sets for the squared Euclidean cost.

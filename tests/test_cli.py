@@ -45,3 +45,32 @@ def test_unknown_names_exit_2_with_a_hint(tmp_path, capsys):
 def test_check_command_runs_the_contract(capsys):
     assert main(["check", "mixture"]) == 0
     assert "ok   mixture check_sample_shape" in capsys.readouterr().out
+
+
+def test_offline_wandb_logs_each_unit_without_a_server(tmp_path, monkeypatch):
+    monkeypatch.setenv("WANDB_DIR", str(tmp_path))
+    monkeypatch.setenv("WANDB_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    res = tmp_path / "res"
+    assert main(["run", "-t", "gaussian-path[n_samples=20]", "-s", "mixture", "--seeds", "0",
+                 "--results", str(res), "--wandb", "offline", "--no-progress"]) == 0
+    df = pd.read_csv(res / "results.csv")
+    run_ids = df["wandb_run_id"].dropna().unique()
+    assert len(run_ids) == 1
+    assert list((tmp_path / "wandb").glob(f"offline-run-*-{run_ids[0]}/run-{run_ids[0]}.wandb"))
+
+
+def test_broken_plugin_is_reported_by_run(tmp_path, capsys, monkeypatch):
+    from hti_bench import registry
+
+    folder = tmp_path / "plugins"
+    folder.mkdir()
+    (folder / "bad.py").write_text("raise RuntimeError('plugin exploded')\n")
+    monkeypatch.setenv("HTI_BENCH_PLUGIN_PATH", str(folder))
+    registry.refresh()
+    try:
+        assert main(["run", "-t", "gaussian-path[n_samples=20]", "-s", "mixture", "--seeds", "0",
+                     "--results", str(tmp_path / "res"), "--no-progress"]) == 0
+    finally:
+        registry.refresh()
+    assert "plugin 'bad' not loaded" in capsys.readouterr().err

@@ -96,3 +96,33 @@ def test_unknown_parameter_is_refused_with_valid_ones():
     add = registry.make_surrogate  # surrogates with no parameters accept none
     with pytest.raises(ConfigError, match="Unknown parameter of surrogate 'mccann'"):
         add("mccann[foo=1]")
+
+
+def test_entry_point_plugins_are_discovered(monkeypatch):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("ep_plugin", ROOT / "methods" / "template_surrogate.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    cls = type("FromPackage", (module.MeanShift,), {"name": "from-package"})
+
+    class FakeEntryPoint:
+        name, value = "from-package", "otherpkg.plugin:FromPackage"
+
+        def load(self):
+            return cls
+
+    class Broken(FakeEntryPoint):
+        name, value = "broken-ep", "otherpkg.missing:Nope"
+
+        def load(self):
+            raise ImportError("No module named 'otherpkg.missing'")
+
+    monkeypatch.setattr(registry, "entry_points", lambda group: [FakeEntryPoint(), Broken()] if group == registry.SURROGATE_GROUP else [])
+    registry.refresh()
+    try:
+        assert registry.surrogate_classes()["from-package"] is cls
+        assert "entry point from-package" in registry.surrogate_source("from-package")
+        assert any(b.name == "broken-ep" and "otherpkg.missing" in b.error for b in registry.broken_plugins())
+    finally:
+        registry.refresh()
