@@ -1,0 +1,76 @@
+"""Networks conditioned on x by FiLM in their first layer (as in the HTI reference code)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor, nn
+
+
+class Conditioner(nn.Module):
+    """Maps a condition to FiLM scale and shift (γ, β) of width ``width``.
+
+    Categorical conditions (``n_classes`` given) use an embedding; continuous ones a small MLP; with no
+    condition (C = 0) it returns γ = 1, β = 0.
+    """
+
+    def __init__(self, cond_dim: int, n_classes: int | None, width: int, embed: int = 16, act: type[nn.Module] = nn.ReLU) -> None:
+        super().__init__()
+        self.width = width
+        self.n_classes = n_classes
+        self.cond_dim = cond_dim
+        if n_classes is not None:
+            self.net = nn.Sequential(nn.Embedding(n_classes, embed), nn.Linear(embed, embed), act(), nn.Linear(embed, 2 * width))
+        elif cond_dim > 0:
+            self.net = nn.Sequential(nn.Linear(cond_dim, embed), act(), nn.Linear(embed, 2 * width))
+        else:
+            self.net = None
+        if self.net is not None:
+            # Start at the identity modulation γ = 1, β = 0.
+            last = self.net[-1]
+            nn.init.zeros_(last.weight)
+            with torch.no_grad():
+                last.bias.copy_(torch.cat([torch.ones(width), torch.zeros(width)]))
+
+    def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        if self.net is None:
+            ones = torch.ones(x.shape[0], self.width, device=x.device)
+            return ones, torch.zeros_like(ones)
+        inp = x.reshape(-1).long() if self.n_classes is not None else x
+        gamma, beta = self.net(inp).chunk(2, dim=-1)
+        return gamma, beta
+
+
+class FiLMMLP(nn.Module):
+    """y ↦ MLP(y) with the first hidden layer modulated by the condition: act(γ(x) ⊙ W y + β(x))."""
+
+    def __init__(
+        self,
+        in_dim: int,
+        out_dim: int,
+        hidden: Sequence[int],
+        cond_dim: int,
+        n_classes: int | None,
+        act: type[nn.Module] = nn.ReLU,
+        embed: int = 16,
+        zero_last: bool = False,
+    ) -> None:
+        super().__init__()
+        hidden = list(hidden)
+        self.first = nn.Linear(in_dim, hidden[0])
+        self.film = Conditioner(cond_dim, n_classes, hidden[0], embed=embed, act=act)
+        layers: list[nn.Module] = []
+        for a, b in zip(hidden, hidden[1:]):
+            layers += [nn.Linear(a, b), act()]
+        self.body = nn.Sequential(*layers)
+        self.out = nn.Linear(hidden[-1], out_dim)
+        self.act = act()
+        if zero_last:
+            nn.init.zeros_(self.out.weight)
+            nn.init.zeros_(self.out.bias)
+
+    def forward(self, y: Tensor, x: Tensor) -> Tensor:
+        gamma, beta = self.film(x)
+        h = self.act(gamma * self.first(y) + beta)
+        return self.out(self.body(h))

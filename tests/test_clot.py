@@ -1,0 +1,176 @@
+"""CLOT's pieces (hti_bench.lagrangian) and the CLOT surrogate (methods/clot.py)."""
+
+import math
+
+import pytest
+import torch
+
+from hti_bench.clock import Hyperparameter
+from hti_bench.data import AnchorSet
+from hti_bench.lagrangian.geometry import (
+    EigenBudgetMetric,
+    EuclideanMetric,
+    GridPotential,
+    KDEPotential,
+    NLOTMetric,
+    SplinePath,
+    givens_rotation,
+    path_cost,
+    spline_matrices,
+)
+from hti_bench.lagrangian.lbfgs import batched_lbfgs
+from hti_bench.registry import make_surrogate
+
+@pytest.mark.parametrize("dim", [2, 3, 5])
+def test_eigen_budget_metric_is_spd_with_fixed_trace(dim):
+    torch.manual_seed(0)
+    metric = EigenBudgetMetric(dim, cond_dim=1, n_classes=3)
+    for p in metric.parameters():  # move away from the identity-like initialisation
+        torch.nn.init.normal_(p, std=0.5)
+    q, x = torch.randn(64, dim), torch.randint(0, 3, (64, 1)).float()
+    g = metric.matrix(q, x)
+    assert torch.allclose(g, g.transpose(1, 2), atol=1e-5)
+    eig = torch.linalg.eigvalsh(g)
+    assert (eig >= 0.1 - 1e-4).all() and (eig <= 1.0 + 1e-4).all()
+    trace = torch.diagonal(g, dim1=1, dim2=2).sum(-1)
+    assert torch.allclose(trace, torch.full_like(trace, 0.1 * dim + 0.9), atol=1e-4)
+    v = torch.randn(64, dim)
+    assert torch.allclose(metric.quad(q, v, x), torch.einsum("bi,bij,bj->b", v, g, v), atol=1e-4)
+
+
+@pytest.mark.parametrize("dim", [2, 4, 7])
+def test_givens_rotation_is_orthogonal(dim):
+    angles = torch.randn(10, dim * (dim - 1) // 2) * 3
+    r = givens_rotation(angles, dim)
+    eye = torch.eye(dim).expand(10, dim, dim)
+    assert torch.allclose(r @ r.transpose(1, 2), eye, atol=1e-5)
+    assert torch.allclose(torch.linalg.det(r), torch.ones(10), atol=1e-5)
+    c, s = math.cos(0.3), math.sin(0.3)  # D = 2: the textbook rotation
+    assert torch.allclose(givens_rotation(torch.tensor([[0.3]]), 2)[0], torch.tensor([[c, -s], [s, c]]), atol=1e-6)
+
+
+def test_nlot_metric_has_fixed_eigenvalues_and_needs_two_dimensions():
+    m = NLOTMetric(2, 1, 2)
+    g = m.matrix(torch.randn(5, 2), torch.zeros(5, 1))
+    assert torch.allclose(torch.linalg.eigvalsh(g), torch.tensor([0.1, 1.0]).expand(5, 2), atol=1e-5)
+    with pytest.raises(ValueError, match="D = 2 outputs only"):
+        NLOTMetric(3, 1, 2)
+
+
+def test_spline_offset_vanishes_at_the_ends_and_is_c2():
+    s = torch.tensor([0.0, 1.0])
+    val, _ = spline_matrices(15, s)
+    assert val.abs().max() < 1e-6
+    phi = torch.randn(15)
+    eps = 1e-4
+    for knot in [k / 14 for k in range(1, 14)]:
+        left, dl = spline_matrices(15, torch.tensor([knot - eps]))
+        right, dr = spline_matrices(15, torch.tensor([knot + eps]))
+        assert float((left - right)[0] @ phi) == pytest.approx(0.0, abs=1e-2)
+        assert float((dl - dr)[0] @ phi) == pytest.approx(0.0, abs=5e-2)
+
+
+def test_straight_euclidean_cost_is_half_squared_distance():
+    path = SplinePath(15, 10)
+    y0, y1 = torch.randn(20, 3), torch.randn(20, 3)
+    phi = torch.zeros(20, 15, 3)
+    cost = path_cost(path, EuclideanMetric(3), None, y0, y1, phi, torch.zeros(20, 0))
+    assert torch.allclose(cost, 0.5 * ((y1 - y0) ** 2).sum(-1), atol=1e-5)
+    ref = path_cost(path, EuclideanMetric(3), None, y0, y1, phi, torch.zeros(20, 0), form="reference")
+    assert torch.allclose(ref, 0.5 * ((y1 - y0) ** 2).sum(-1), rtol=1e-3)
+    bent = path_cost(path, EuclideanMetric(3), None, y0, y1, torch.randn(20, 15, 3), torch.zeros(20, 0))
+    assert (bent > cost).all()  # any detour costs more
+
+
+def test_kde_potential_matches_direct_computation():
+    torch.manual_seed(1)
+    ys, xs = torch.randn(300, 2), torch.randint(0, 3, (300, 1)).float()
+    h, alpha = 0.3, 0.7
+    kde = KDEPotential(ys, xs, categorical=True, bandwidth=h, cond_bandwidth=1.0, alpha=alpha)
+    q, x = torch.randn(4, 5, 2), torch.tensor([[0.0], [1.0], [2.0], [1.0]])
+    for b in range(4):
+        sup = ys[xs[:, 0] == x[b, 0]]
+        d2 = ((q[b][:, None, :] - sup[None]) ** 2).sum(-1)
+        dens = torch.exp(-0.5 * d2 / h**2).mean(-1) / (2 * math.pi * h**2)
+        assert torch.allclose(kde(q[b : b + 1], x[b : b + 1])[0], alpha * torch.log(dens + 1e-8), atol=1e-4)
+    # continuous x: Nadaraya–Watson
+    xc = torch.randn(300, 2)
+    nw = KDEPotential(ys, xc, categorical=False, bandwidth=h, cond_bandwidth=0.5, alpha=1.0)
+    xq = torch.randn(1, 2)
+    wx = torch.exp(-0.5 * ((xq - xc) ** 2).sum(-1) / 0.25) / (2 * math.pi * 0.25)
+    ky = torch.exp(-0.5 * ((q[0][:, None] - ys[None]) ** 2).sum(-1) / h**2) / (2 * math.pi * h**2)
+    direct = torch.log((ky * wx).sum(-1) / wx.sum() + 1e-8)
+    assert torch.allclose(nw(q[:1], xq)[0], direct, atol=1e-4)
+
+
+def test_grid_potential_approximates_the_kde():
+    torch.manual_seed(2)
+    ys, xs = torch.randn(400, 2), torch.randint(0, 2, (400, 1)).float()
+    kde = KDEPotential(ys, xs, True, 0.3, 1.0, 1.0)
+    grid = GridPotential(kde, torch.tensor([-3.0, -3.0]), torch.tensor([3.0, 3.0]), 192)
+    q, x = torch.rand(50, 6, 2) * 5 - 2.5, torch.randint(0, 2, (50, 1)).float()
+    exact, approx = kde(q, x), grid(q, x)
+    on_manifold = exact > -5
+    assert (approx - exact)[on_manifold].abs().max() < 0.02
+    assert (approx - exact).abs().mean() < 0.01
+
+
+def test_batched_lbfgs_solves_independent_quadratics():
+    torch.manual_seed(3)
+    a = torch.randn(40, 3, 3)
+    a = a @ a.transpose(1, 2) + 0.5 * torch.eye(3)
+    b = torch.randn(40, 3)
+    x = batched_lbfgs(lambda z: 0.5 * torch.einsum("bi,bij,bj->b", z, a, z) - (b * z).sum(-1), torch.zeros(40, 3), max_iter=30)
+    assert torch.allclose(x, torch.linalg.solve(a, b), atol=1e-3)
+
+
+def gaussian_shift_anchors(n=300, shift=(1.5, -1.0)):
+    g = torch.Generator().manual_seed(0)
+    y0 = torch.randn(1, n, 2, generator=g)
+    y1 = torch.randn(1, n, 2, generator=g) + torch.tensor(shift)
+    return AnchorSet(Hyperparameter("lam", 0.0, 1.0), (0.0, 1.0), torch.zeros(1, 1), torch.stack([y0, y1]),
+                     torch.ones(1, dtype=torch.bool), categorical=True)
+
+
+def test_euclidean_clot_learns_the_exact_ot_map_between_shifted_gaussians():
+    # W2-optimal map from N(0, I) to N(m, I) is y ↦ y + m; CLOT with K_I and no potential must find it.
+    anchors = gaussian_shift_anchors()
+    clot = make_surrogate(
+        "clot[metric=euclidean,potential=False,steps=400,batch_size=128,ctransform_iters=3,hidden=(32, 32)]"
+    ).fit(anchors, seed=0)
+    y = torch.randn(200, 2)
+    mapped = clot.T_[0]((y - clot.y_mean_) / clot.y_scale_, torch.zeros(200, 1)) * clot.y_scale_ + clot.y_mean_
+    err = (mapped - (y + torch.tensor([1.5, -1.0]))).norm(dim=-1)
+    assert err.median() < 0.25, f"median map error {err.median():.3f}"
+    mid = clot.sample(0.5, torch.zeros(1, 1), 300, seed=0)[0]
+    assert torch.allclose(mid.mean(0), torch.tensor([0.75, -0.5]), atol=0.2)
+
+
+def test_inference_at_an_anchor_returns_that_anchors_samples():
+    anchors = gaussian_shift_anchors(n=100)
+    clot = make_surrogate("clot[metric=euclidean,potential=False,steps=5,hidden=(8, 8)]").fit(anchors)
+    for k, lam in enumerate(anchors.lambdas):
+        out = clot.sample(lam, torch.zeros(1, 1), 100, seed=0)[0]
+        assert torch.equal(torch.sort(out[:, 0]).values, torch.sort(anchors.samples[k, 0, :, 0]).values)
+
+
+@pytest.mark.parametrize(
+    "spec, message",
+    [
+        ("clot[metric=riemann]", "Unknown metric 'riemann'; valid: euclidean, learned, nlot"),
+        ("clot[bandwidth=-0.1]", "bandwidth must be > 0"),
+        ("clot[cost=lagrange]", "Unknown cost 'lagrange'"),
+        ("clot[start=middle]", "Unknown start 'middle'"),
+        ("clot[steps=0]", "steps must be ≥ 1"),
+    ],
+)
+def test_bad_parameters_give_clear_errors(spec, message):
+    with pytest.raises(ValueError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        make_surrogate(spec).fit(gaussian_shift_anchors(n=20))
+
+
+def test_nlot_metric_refuses_other_output_dimensions():
+    y = torch.randn(2, 1, 10, 3)
+    anchors = AnchorSet(Hyperparameter("lam", 0.0, 1.0), (0.0, 1.0), torch.zeros(1, 1), y, torch.ones(1, dtype=torch.bool), True)
+    with pytest.raises(ValueError, match="metric='nlot' is defined for D = 2 outputs only; this task has D = 3"):
+        make_surrogate("clot[metric=nlot]").fit(anchors)
