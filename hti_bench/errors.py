@@ -41,3 +41,10 @@ def unknown_name_message(kind: str, name: str, available: Iterable[str], where: 
     listing = ", ".join(names) if names else "(none)"
     suffix = f" ({where})" if where else ""
     return f"Unknown {kind} '{name}'.{hint} Available: {listing}{suffix}"
+
+
+def check_choice(parameter: str, value: object, choices: Iterable[str]) -> None:
+    """Raise :class:`ConfigError` naming the valid choices and the closest one if ``value`` is not one."""
+    choices = list(choices)
+    if value not in choices:
+        raise ConfigError(unknown_name_message(f"{parameter}", str(value), choices).replace("Unknown ", "Unknown value for ", 1))

@@ -27,7 +27,9 @@ Choices against the reference code (PAPER.md §4), each a parameter:
   support is a random subset of at most ``kde_support`` pooled anchor outputs (per class). For D = 2
   with categorical x, Û is tabulated once on a ``potential_grid``² grid over that box and read by
   bilinear interpolation (0 = the exact KDE at every point), which is what makes a CPU fit take
-  minutes rather than hours.
+  minutes rather than hours. A learned metric is tabulated the same way (``metric_grid``) for the
+  c-transform and the spline fits, and re-tabulated after every metric update; the metric's own
+  training step always differentiates the network.
 - Inference starts from the nearest lower anchor's samples (``start="lower"``); the reference
   propagates everything from the first anchor (``start="first"``).
 - Outputs are standardised by one global scale (so the Euclidean metric is unchanged) before fitting.
@@ -42,9 +44,11 @@ import torch
 from torch import Tensor, nn
 
 from hti_bench.data import AnchorSet
+from hti_bench.errors import ConfigError, check_choice
 from hti_bench.lagrangian.geometry import (
     COSTS,
     METRICS,
+    GridMetric,
     GridPotential,
     KDEPotential,
     SplinePath,
@@ -54,7 +58,7 @@ from hti_bench.lagrangian.geometry import (
     scott_bandwidth,
 )
 from hti_bench.lagrangian.lbfgs import batched_lbfgs
-from hti_bench.lagrangian.nets import FiLMMLP
+from hti_bench.nets import ConditionEncoder, FiLMMLP, resolve_device
 from hti_bench.surrogate import Surrogate
 from hti_bench.task import Task
 from hti_bench.transport import draw
@@ -98,6 +102,7 @@ class CLOT(Surrogate):
         spline_lr: float = 1e-3,
         kde_support: int = 512,
         potential_grid: int = 192,
+        metric_grid: int = 192,
         start: str = "lower",
         bounds_margin: float = 0.25,
         device: str = "auto",
@@ -124,6 +129,7 @@ class CLOT(Surrogate):
         self.spline_lr = spline_lr
         self.kde_support = kde_support
         self.potential_grid = potential_grid
+        self.metric_grid = metric_grid
         self.start = start
         self.bounds_margin = bounds_margin
         self.device = device
@@ -131,14 +137,11 @@ class CLOT(Surrogate):
     # ------------------------------------------------------------------ validation
 
     def _validate(self, anchors: AnchorSet) -> None:
-        if self.metric not in METRICS:
-            raise ValueError(f"Unknown metric {self.metric!r}; valid: {', '.join(METRICS)}")
+        check_choice("metric", self.metric, METRICS)
         if self.metric == "nlot" and anchors.output_dim != 2:
-            raise ValueError(f"metric='nlot' is defined for D = 2 outputs only; this task has D = {anchors.output_dim}")
-        if self.cost not in COSTS:
-            raise ValueError(f"Unknown cost {self.cost!r}; valid: {', '.join(COSTS)}")
-        if self.start not in ("lower", "first"):
-            raise ValueError(f"Unknown start {self.start!r}; valid: lower, first")
+            raise ConfigError(f"metric='nlot' is defined for D = 2 outputs only; this task has D = {anchors.output_dim}")
+        check_choice("cost", self.cost, COSTS)
+        check_choice("start", self.start, ("lower", "first"))
         if self.bandwidth is not None and not self.bandwidth > 0:
             raise ValueError(f"bandwidth must be > 0 (or None for Scott's rule), got {self.bandwidth}")
         if not self.cond_bandwidth > 0:
@@ -149,27 +152,11 @@ class CLOT(Surrogate):
         if self.spline_nodes < 3:
             raise ValueError(f"spline_nodes must be ≥ 3, got {self.spline_nodes}")
 
-    def _device(self) -> torch.device:
-        if self.device == "auto":
-            return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-        return torch.device(self.device)
-
     # ------------------------------------------------------------------ data preparation
-
-    def _encode_conditions(self, conditions: Tensor) -> Tensor:
-        """Categorical: class value → index column; continuous: standardised columns."""
-        if self.categorical_:
-            values = conditions[:, 0]
-            idx = torch.searchsorted(self.class_values_, values.contiguous())
-            idx = idx.clamp(max=len(self.class_values_) - 1)
-            if not torch.equal(self.class_values_[idx], values):
-                raise ValueError(f"unknown class ids {sorted(set(values.tolist()) - set(self.class_values_.tolist()))}")
-            return idx.float()[:, None]
-        return (conditions - self.x_mean_) / self.x_std_
 
     def fit(self, anchors: AnchorSet, task: Task | None = None, *, seed: int = 0) -> CLOT:
         self._validate(anchors)
-        dev = self._device()
+        dev = resolve_device(self.device)
         with torch.random.fork_rng(devices=[dev] if dev.type == "cuda" else []):
             torch.manual_seed(seed)
             self._fit(anchors, dev, seed)
@@ -180,21 +167,16 @@ class CLOT(Surrogate):
         k_anchors, m, n, d = anchors.samples.shape
         self.anchors_ = anchors
         self.device_ = dev
-        self.categorical_ = bool(anchors.categorical and anchors.conditions.shape[1] == 1)
         cond = anchors.conditions.float()
-        if self.categorical_:
-            self.class_values_ = torch.unique(cond[:, 0])
-            n_classes = len(self.class_values_)
-        else:
-            self.x_mean_ = cond.mean(0)
-            self.x_std_ = cond.std(0).clamp_min(1e-6) if cond.shape[0] > 1 else torch.ones(cond.shape[1])
-            n_classes = None
+        self.encoder_ = ConditionEncoder(cond, anchors.categorical)
+        self.categorical_ = self.encoder_.categorical
+        n_classes = self.encoder_.n_classes
         cdim = cond.shape[1]
         pooled = anchors.samples.reshape(-1, d).float()
         self.y_mean_ = pooled.mean(0)
         self.y_scale_ = pooled.std(0).mean().clamp_min(1e-6)  # one scale for all dims keeps G = I Euclidean
         ys = (anchors.samples.float() - self.y_mean_) / self.y_scale_  # (K, M, n, D)
-        xs = self._encode_conditions(cond)  # (M, C')
+        xs = self.encoder_(cond)  # (M, C')
         rows_y = ys.reshape(k_anchors, m * n, d).to(dev)
         rows_x = xs.repeat_interleave(n, 0).to(dev)  # the condition of every flattened row
         span = ys.reshape(-1, d)
@@ -207,6 +189,10 @@ class CLOT(Surrogate):
         self.g_ = nn.ModuleList([FiLMMLP(d, 1, hidden, cdim, n_classes) for _ in range(k_anchors - 1)]).to(dev)
         self.T_ = nn.ModuleList([FiLMMLP(d, d, hidden, cdim, n_classes, zero_last=True) for _ in range(k_anchors - 1)]).to(dev)
         self.metric_ = make_metric(self.metric, d, cdim, n_classes).to(dev)
+        # What path costs read: the network itself, or its tabulation (refreshed after each update).
+        tabulate = self.metric_.learnable and int(self.metric_grid) > 0 and d == 2 and (self.categorical_ or cdim == 0)
+        self.geometry_ = GridMetric(self.metric_, self.lo_, self.hi_, n_classes, int(self.metric_grid)) if tabulate \
+            else self.metric_
         self.path_ = SplinePath(self.spline_nodes, self.path_points).to(dev)
         self.spline_ = FiLMMLP(2 * d, self.spline_nodes * d, (self.spline_hidden, self.spline_hidden), cdim, n_classes,
                                zero_last=True).to(dev)
@@ -259,6 +245,8 @@ class CLOT(Surrogate):
                     loss = loss + path_cost(self.path_, self.metric_, self.potential_, y, y_hat, phi, x, self.cost).mean()
                 (loss / len(caches)).backward()
                 metric_opt.step()
+                if self.geometry_ is not self.metric_:
+                    self.geometry_.refresh()
             if self.curved_ and (step + 1) % int(self.spline_every) == 0:
                 for it in range(int(self.spline_iters)):
                     k = it % (k_anchors - 1)
@@ -305,7 +293,7 @@ class CLOT(Surrogate):
 
     def _spline_step(self, opt: torch.optim.Optimizer, y0: Tensor, y1: Tensor, x: Tensor) -> None:
         phi = self._phi(y0, y1, x)
-        loss = path_energy(self.path_, self.metric_, self.potential_, y0, y1, phi, x, self.cost).mean()
+        loss = path_energy(self.path_, self.geometry_, self.potential_, y0, y1, phi, x, self.cost).mean()
         opt.zero_grad(set_to_none=True)
         loss.backward()
         nn.utils.clip_grad_norm_(self.spline_.parameters(), 1.0)
@@ -322,7 +310,7 @@ class CLOT(Surrogate):
         def objective(z: Tensor) -> Tensor:
             with torch.no_grad():
                 phi = self._phi(y, z, x) if self.curved_ else z.new_zeros(z.shape[0], self.spline_nodes, z.shape[1])
-            return path_cost(self.path_, self.metric_, self.potential_, y, z, phi, x, self.cost) - g(z, x).squeeze(-1)
+            return path_cost(self.path_, self.geometry_, self.potential_, y, z, phi, x, self.cost) - g(z, x).squeeze(-1)
 
         def clip(z: Tensor) -> Tensor:
             return torch.maximum(torch.minimum(z, self.hi_), self.lo_)
@@ -351,7 +339,7 @@ class CLOT(Surrogate):
         dev = self.device_
         mq, d = y0.shape[0], y0.shape[2]
         y = ((y0.reshape(-1, d).float() - self.y_mean_) / self.y_scale_).to(dev)
-        x = self._encode_conditions(conditions.float()).repeat_interleave(int(n), 0).to(dev)
+        x = self.encoder_(conditions).repeat_interleave(int(n), 0).to(dev)
         for j in range(first, k):  # start="first": carry the samples through the earlier maps
             y = self.T_[j](y, x)
         y1 = self.T_[k](y, x)

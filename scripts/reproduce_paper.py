@@ -8,7 +8,8 @@ Each file holds ``data`` [T, N, D + 1] (outputs, then one class-id column), ``la
 t = 0.25 and 0.75 under the analytic density, averaged over the two times (the paper's Table). Moons:
 anchors p = 0, 0.5, 0.99; W₂² per class (POT ``emd2``, squared Euclidean cost) at the 8 held-out p,
 averaged over classes and p. Prints mean and 95 % t-interval over seeds per variant, and the fit time;
-``--csv`` also writes the per-seed rows.
+``--csv`` also writes the per-seed rows
+(atomically, after each fit) and resumes from them.
 
 Variants: K_I, K_theta, K_I-U, K_theta-U (the paper's ablation), NLOT and NLOT-U (D = 2). Settings
 default to the reference code's per-experiment values (PAPER.md §5.2) in its cost form; ``--set
@@ -78,7 +79,10 @@ def main() -> None:
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
     p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="CLOT parameters for every variant")
     p.add_argument("--csv", default=None, help="write per-seed rows here")
+    p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     args = p.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
 
     samples, lams, conds, _ = load(args.path)
     if args.experiment == "semicircles":
@@ -89,11 +93,16 @@ def main() -> None:
     anchors = AnchorSet(Hyperparameter("lambda", lams[0], lams[-1]), [lams[i] for i in anchor_idx], conds,
                         samples[anchor_idx], torch.ones(len(conds), dtype=torch.bool), categorical=True)
     overrides = parse_spec(f"x[{','.join(args.set)}]")[1] if args.set else {}
-    rows = []
+    # Rows already in --csv (same variant, spec and seed) are kept, not refitted: a long run resumes.
+    done = pd.read_csv(args.csv) if args.csv and Path(args.csv).exists() else pd.DataFrame()
+    rows = done.to_dict("records")
+    specs = {}
     for variant in args.variants:
         params = {**SETTINGS[args.experiment], **VARIANTS[variant], **overrides}
-        spec = format_spec("clot", params)
+        spec = specs[variant] = format_spec("clot", params)
         for seed in args.seeds:
+            if len(done) and ((done.variant == variant) & (done.spec == spec) & (done.seed == seed)).any():
+                continue
             start = time.perf_counter()
             clot = make_surrogate(spec).fit(anchors, seed=seed)
             fit = time.perf_counter() - start
@@ -109,17 +118,20 @@ def main() -> None:
                     for lam in heldout
                 ]))
             rows.append(row)
+            if args.csv:
+                Path(args.csv).parent.mkdir(parents=True, exist_ok=True)
+                tmp = Path(args.csv).with_suffix(".tmp")
+                pd.DataFrame(rows).to_csv(tmp, index=False)
+                tmp.replace(args.csv)  # atomic: an interrupted run never leaves a torn file
             print(f"  {variant:<10} seed {seed}: " + ", ".join(f"{k}={v:.4g}" for k, v in row.items() if isinstance(v, float)), flush=True)
     df = pd.DataFrame(rows)
+    df = df[df.seed.isin(args.seeds) & (df.spec == df.variant.map(specs))]
     metrics = ["nll", "circle_distance"] if args.experiment == "semicircles" else ["w2sq"]
     print(f"\n{args.experiment}: mean ± 95 % CI over {len(args.seeds)} seeds")
     for variant, g in df.groupby("variant", sort=False):
         cells = [f"{m} {g[m].mean():.3f} ± {ci95(g[m].to_numpy()):.3f}" for m in metrics]
         paper = PAPER[args.experiment].get(variant, "–")
         print(f"  {variant:<10} {'; '.join(cells)}; fit {g['fit_seconds'].median():.0f} s (median)   paper: {paper}")
-    if args.csv:
-        Path(args.csv).parent.mkdir(parents=True, exist_ok=True)
-        df.to_csv(args.csv, index=False)
 
 
 if __name__ == "__main__":

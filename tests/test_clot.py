@@ -10,6 +10,7 @@ from hti_bench.data import AnchorSet
 from hti_bench.lagrangian.geometry import (
     EigenBudgetMetric,
     EuclideanMetric,
+    GridMetric,
     GridPotential,
     KDEPotential,
     NLOTMetric,
@@ -115,6 +116,33 @@ def test_grid_potential_approximates_the_kde():
     assert (approx - exact).abs().mean() < 0.01
 
 
+def test_grid_metric_matches_the_network_and_follows_its_updates():
+    torch.manual_seed(4)
+    metric = EigenBudgetMetric(2, cond_dim=1, n_classes=2)
+    for p in metric.parameters():
+        torch.nn.init.normal_(p, std=0.3)
+    lo, hi = torch.tensor([-3.0, -3.0]), torch.tensor([3.0, 3.0])
+    grid = GridMetric(metric, lo, hi, n_classes=2, resolution=192)
+    q, x = torch.rand(300, 2) * 5 - 2.5, torch.randint(0, 2, (300, 1)).float()
+    exact, approx = metric.matrix(q, x), grid.matrix(q, x)
+    assert (approx - exact).abs().max() < 0.02
+    eig = torch.linalg.eigvalsh(approx)  # a convex combination of SPD matrices with one trace
+    assert (eig > 0.1 - 1e-4).all()
+    assert torch.allclose(torch.diagonal(approx, dim1=1, dim2=2).sum(-1), torch.full((300,), 1.1), atol=1e-4)
+    v = torch.randn(300, 2)
+    assert torch.allclose(grid.quad(q, v, x), torch.einsum("bi,bij,bj->b", v, approx, v), atol=1e-5)
+    q.requires_grad_(True)  # the c-transform differentiates costs with respect to positions
+    (g,) = torch.autograd.grad(grid.quad(q, v, x).sum(), q)
+    assert torch.isfinite(g).all() and g.abs().sum() > 0
+    with torch.no_grad():
+        for p in metric.parameters():
+            p.add_(0.2)
+    stale = grid.matrix(q.detach(), x)
+    grid.refresh()
+    assert (grid.matrix(q.detach(), x) - metric.matrix(q.detach(), x)).abs().max() < 0.02
+    assert (stale - metric.matrix(q.detach(), x)).abs().max() > 0.02
+
+
 def test_batched_lbfgs_solves_independent_quadratics():
     torch.manual_seed(3)
     a = torch.randn(40, 3, 3)
@@ -157,10 +185,11 @@ def test_inference_at_an_anchor_returns_that_anchors_samples():
 @pytest.mark.parametrize(
     "spec, message",
     [
-        ("clot[metric=riemann]", "Unknown metric 'riemann'; valid: euclidean, learned, nlot"),
+        ("clot[metric=riemann]", "Unknown value for metric 'riemann'. Available: euclidean, learned, nlot"),
+        ("clot[metric=learnd]", "Did you mean 'learned'?"),
         ("clot[bandwidth=-0.1]", "bandwidth must be > 0"),
-        ("clot[cost=lagrange]", "Unknown cost 'lagrange'"),
-        ("clot[start=middle]", "Unknown start 'middle'"),
+        ("clot[cost=lagrange]", "Unknown value for cost 'lagrange'"),
+        ("clot[start=middle]", "Unknown value for start 'middle'"),
         ("clot[steps=0]", "steps must be ≥ 1"),
     ],
 )

@@ -14,7 +14,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from hti_bench.lagrangian.nets import FiLMMLP
+from hti_bench.nets import FiLMMLP
 
 # ------------------------------------------------------------------------------------------ metrics
 
@@ -128,6 +128,65 @@ class NLOTMetric(_NeuralMetric):
         o = self.net(q, x)
         angles = torch.atan2(o[:, 0], o[:, 1])[:, None]
         return self.eig.expand(q.shape[0], 2), givens_rotation(angles, 2)
+
+
+class GridMetric(Metric):
+    """A neural metric tabulated on a grid over a box, per class, read by bilinear interpolation.
+
+    Same idea as :class:`GridPotential`, for the metric: with D = 2 and categorical x, G(q | x) depends
+    on nothing continuous but q, yet the c-transform's line searches evaluate the metric network at
+    every path point tens of times per step (≈ 40 % of a K_θ fit on CPU, measured). The three entries
+    of G are tabulated from the network and :meth:`refresh` re-tabulates after each metric update.
+    Bilinear weights are a convex combination, so the interpolated G stays symmetric positive definite
+    with the same trace. Gradients flow to q (the c-transform needs them), not to the network: the
+    metric itself is trained on the network directly.
+    """
+
+    learnable = False
+
+    def __init__(self, metric: _NeuralMetric, lo: Tensor, hi: Tensor, n_classes: int | None, resolution: int = 192) -> None:
+        super().__init__()
+        if metric.dim != 2:
+            raise ValueError("GridMetric tabulates two-dimensional outputs only")
+        self.dim, self.n_classes, self.resolution = 2, n_classes, int(resolution)
+        self.source = [metric]  # a list, so the network's parameters are not registered twice
+        g0 = torch.linspace(float(lo[0]), float(hi[0]), self.resolution)
+        g1 = torch.linspace(float(lo[1]), float(hi[1]), self.resolution)
+        mesh = torch.stack(torch.meshgrid(g0, g1, indexing="xy"), -1).reshape(-1, 2)
+        self.register_buffer("mesh", mesh.to(lo.device))
+        self.register_buffer("lo", lo.detach().float().clone())
+        self.register_buffer("hi", hi.detach().float().clone())
+        self.register_buffer("table", torch.zeros(1, 3 * (n_classes or 1), self.resolution, self.resolution,
+                                                  device=lo.device))
+        self.refresh()
+
+    @torch.no_grad()
+    def refresh(self) -> None:
+        metric, r, tables = self.source[0], self.resolution, []
+        for c in range(self.n_classes or 1):
+            x = torch.full((self.mesh.shape[0], 1 if self.n_classes else 0), float(c), device=self.mesh.device)
+            g = metric.matrix(self.mesh, x)  # (R², 2, 2)
+            tables += [g[:, 0, 0].reshape(r, r), g[:, 0, 1].reshape(r, r), g[:, 1, 1].reshape(r, r)]
+        self.table.copy_(torch.stack(tables)[None])
+
+    def _entries(self, q: Tensor, x: Tensor) -> Tensor:
+        """(B, 3): G00, G01, G11 at each point q (B, 2) of condition x (B, C)."""
+        u = 2 * (q - self.lo) / (self.hi - self.lo) - 1
+        out = F.grid_sample(self.table, u.reshape(1, 1, -1, 2), mode="bilinear", padding_mode="border",
+                            align_corners=True)[0, :, 0, :]  # (3·classes, B)
+        out = out.reshape(-1, 3, q.shape[0])
+        if self.n_classes:
+            c = x[:, 0].long()
+            return out[c, :, torch.arange(q.shape[0], device=q.device)]
+        return out[0].T
+
+    def quad(self, q: Tensor, v: Tensor, x: Tensor) -> Tensor:
+        g = self._entries(q, x)
+        return g[:, 0] * v[:, 0] ** 2 + 2 * g[:, 1] * v[:, 0] * v[:, 1] + g[:, 2] * v[:, 1] ** 2
+
+    def matrix(self, q: Tensor, x: Tensor) -> Tensor:
+        g = self._entries(q, x)
+        return torch.stack([torch.stack([g[:, 0], g[:, 1]], -1), torch.stack([g[:, 1], g[:, 2]], -1)], -2)
 
 
 METRICS = ("euclidean", "learned", "nlot")

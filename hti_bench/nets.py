@@ -1,4 +1,6 @@
-"""Networks conditioned on x by FiLM in their first layer (as in the HTI reference code)."""
+"""Networks conditioned on x by FiLM in their first layer (as in the HTI reference code), and the
+encoding of condition rows into their inputs. Shared by CLOT (``methods/clot.py``) and the flow
+baselines (``baselines/cfm.py``, ``baselines/direct.py``, ``baselines/lambda_flow.py``)."""
 
 from __future__ import annotations
 
@@ -74,3 +76,42 @@ class FiLMMLP(nn.Module):
         gamma, beta = self.film(x)
         h = self.act(gamma * self.first(y) + beta)
         return self.out(self.body(h))
+
+
+class ConditionEncoder:
+    """Condition rows x (M, C) → network inputs, fitted on the anchor conditions.
+
+    Categorical x (one class-id column) becomes a class index for an embedding, so unknown ids raise
+    instead of being silently embedded; continuous x is standardised column-wise, so FiLM sees inputs
+    of unit scale whatever the task's units.
+    """
+
+    def __init__(self, conditions: Tensor, categorical: bool) -> None:
+        conditions = conditions.float()
+        self.categorical = bool(categorical and conditions.shape[1] == 1)
+        self.dim = conditions.shape[1]
+        if self.categorical:
+            self.class_values = torch.unique(conditions[:, 0])
+            self.n_classes: int | None = len(self.class_values)
+        else:
+            self.n_classes = None
+            self.mean = conditions.mean(0)
+            self.std = conditions.std(0).clamp_min(1e-6) if conditions.shape[0] > 1 else torch.ones(self.dim)
+
+    def __call__(self, conditions: Tensor) -> Tensor:
+        conditions = conditions.float()
+        if not self.categorical:
+            return (conditions - self.mean) / self.std
+        values = conditions[:, 0].contiguous()
+        idx = torch.searchsorted(self.class_values, values).clamp(max=len(self.class_values) - 1)
+        if not torch.equal(self.class_values[idx], values):
+            unknown = sorted(set(values.tolist()) - set(self.class_values.tolist()))
+            raise ValueError(f"unknown class ids {unknown}; the anchors have {self.class_values.tolist()}")
+        return idx.float()[:, None]
+
+
+def resolve_device(name: str) -> torch.device:
+    """``"auto"`` → CUDA when available, else CPU; anything else is passed to ``torch.device``."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)

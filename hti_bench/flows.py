@@ -1,0 +1,266 @@
+"""Shared machinery of the flow-matching and regression baselines.
+
+Used by ``baselines/cfm.py`` (conditional flow matching between anchors), ``baselines/direct.py``
+(the paper's direct regression) and ``baselines/lambda_flow.py`` (a generative model conditioned on
+λ). Plugin authors building on flows can use it too:
+
+- :class:`FlowData`: the anchor samples standardised by one global scale (so Euclidean distances, and
+  hence OT couplings, keep their geometry), the conditions encoded for FiLM, the anchors' positions on
+  the task's clock rescaled to [0, 1], and pairs of samples *within one condition* under a coupling.
+- :class:`TimeMLP`: a FiLM-conditioned MLP of (y, features of one or more times).
+- :func:`integrate`: a torchdiffeq ODE solve with explicit tolerances (adaptive) or a fixed step.
+- :func:`make_matcher`: torchcfm's probability paths by name.
+
+Couplings never pair samples of different conditions: a network at another λ is still queried at the
+same x, so moving mass across x would learn a path no network follows (BASELINES.md §3.2).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+
+import torch
+from torch import Tensor, nn
+
+from hti_bench.data import AnchorSet
+from hti_bench.errors import ConfigError, check_choice
+from hti_bench.nets import ConditionEncoder, FiLMMLP
+from hti_bench.transport import exact_coupling
+
+#: How anchor-k samples are paired with anchor-(k+1) samples of the same condition.
+#: ``exact``: per-condition exact OT for the squared Euclidean cost (POT; a sort in 1-D), computed once.
+#: ``independent``: a fresh random partner of the same condition at every draw.
+#: ``row``: the sample with the same row index, as the HTI authors' CFM and Direct baselines did. It is
+#: meaningful only when rows share their noise across anchors; the suite's own tasks draw each anchor
+#: with its own seed, so there it behaves like ``independent``.
+COUPLINGS = ("exact", "independent", "row")
+
+#: ODE solvers: adaptive ones use ``atol``/``rtol``, fixed-grid ones ``step_size`` (in [0, 1] time units).
+ADAPTIVE_SOLVERS = ("dopri5", "tsit5", "bosh3")
+FIXED_SOLVERS = ("rk4", "midpoint", "euler")
+SOLVERS = ADAPTIVE_SOLVERS + FIXED_SOLVERS
+
+#: torchcfm probability paths. ``exact-ot`` and ``sb`` re-pair each condition's minibatch with the
+#: matcher's own OT plan (exact, or entropic with ε = 2σ² for the Schrödinger bridge).
+MATCHERS = ("plain", "exact-ot", "sb")
+
+N_FREQUENCIES = 3
+
+
+def make_matcher(name: str, sigma: float):
+    """The torchcfm flow matcher called ``name`` ('plain', 'exact-ot' or 'sb') with noise ``sigma``."""
+    from torchcfm.conditional_flow_matching import (
+        ConditionalFlowMatcher,
+        ExactOptimalTransportConditionalFlowMatcher,
+        SchrodingerBridgeConditionalFlowMatcher,
+    )
+
+    check_choice("matcher", name, MATCHERS)
+    if sigma < 0:
+        raise ConfigError(f"sigma must be ≥ 0, got {sigma}")
+    if name == "sb":
+        if sigma <= 0:
+            raise ConfigError("matcher 'sb' (Schrödinger bridge) needs sigma > 0; its entropic OT uses ε = 2σ²")
+        return SchrodingerBridgeConditionalFlowMatcher(sigma=sigma, ot_method="exact")
+    if name == "exact-ot":
+        return ExactOptimalTransportConditionalFlowMatcher(sigma=sigma)
+    return ConditionalFlowMatcher(sigma=sigma)
+
+
+def time_features(t: Tensor, fourier: bool) -> Tensor:
+    """(B, 1) raw time, or (B, 1 + 2F) with its sin/cos at F frequencies.
+
+    Fourier features let one field bend differently within each anchor interval, which suits a time
+    that is sampled continuously in training (flow-matching time). A time seen only at the anchors
+    (Direct's target time, the λ of a generative model) stays raw: between two training values an MLP
+    of raw time interpolates smoothly, whereas sin/cos features let it do anything there.
+    """
+    t = t.reshape(-1, 1)
+    if not fourier:
+        return t
+    freqs = math.pi * torch.arange(1, N_FREQUENCIES + 1, device=t.device, dtype=t.dtype)
+    return torch.cat([t, torch.sin(t * freqs), torch.cos(t * freqs)], dim=-1)
+
+
+class TimeMLP(nn.Module):
+    """f(y, t_1..t_j, x): an MLP of y and time features, FiLM-conditioned on x (SiLU activations).
+
+    ``fourier[i]`` says whether time i gets Fourier features (see :func:`time_features`).
+    """
+
+    def __init__(self, dim: int, fourier: Sequence[bool], hidden: Sequence[int], cond_dim: int,
+                 n_classes: int | None, residual: bool = False) -> None:
+        super().__init__()
+        self.residual = residual
+        self.fourier = tuple(bool(f) for f in fourier)
+        n_feats = sum(1 + 2 * N_FREQUENCIES if f else 1 for f in self.fourier)
+        self.net = FiLMMLP(dim + n_feats, dim, hidden, cond_dim, n_classes, act=nn.SiLU, zero_last=residual)
+
+    def forward(self, y: Tensor, x: Tensor, *times: Tensor) -> Tensor:
+        feats = [time_features(torch.as_tensor(t, dtype=y.dtype, device=y.device).expand(y.shape[0]), f)
+                 for t, f in zip(times, self.fourier, strict=True)]
+        out = self.net(torch.cat([y, *feats], dim=-1), x)
+        return y + out if self.residual else out
+
+
+class FlowData:
+    """Anchor samples prepared for flow and regression training, on ``device``.
+
+    Attributes
+    ----------
+    y : Tensor (K, M, n, D)
+        Standardised anchor samples: (samples − mean) / scale, one scale for all dimensions.
+    x : Tensor (M, C')
+        Encoded conditions (see :class:`~hti_bench.nets.ConditionEncoder`).
+    tau : Tensor (K,)
+        Anchor positions on the task's clock, rescaled so the first anchor is 0 and the last is 1.
+    """
+
+    def __init__(self, anchors: AnchorSet, device: torch.device) -> None:
+        self.anchors = anchors
+        self.device = device
+        k, m, n, d = anchors.samples.shape
+        self.shape = (k, m, n, d)
+        pooled = anchors.samples.reshape(-1, d).float()
+        self.mean = pooled.mean(0)
+        self.scale = pooled.std(0).mean().clamp_min(1e-6) if pooled.shape[0] > 1 else torch.tensor(1.0)
+        if not float(self.scale) > 1e-6:
+            self.scale = torch.tensor(1.0)  # every output identical: nothing to standardise
+        self.encoder = ConditionEncoder(anchors.conditions, anchors.categorical)
+        self.y = ((anchors.samples.float() - self.mean) / self.scale).to(device)
+        self.x = self.encoder(anchors.conditions).to(device)
+        times = torch.tensor(anchors.times, dtype=torch.float64)
+        self.tau = ((times - times[0]) / (times[-1] - times[0])).float().to(device)
+        self._partners: dict[tuple[int, int, str], Tensor] = {}
+
+    # ------------------------------------------------------------------ units
+
+    def standardise(self, y: Tensor) -> Tensor:
+        return ((y.float() - self.mean) / self.scale).to(self.device)
+
+    def restore(self, y: Tensor) -> Tensor:
+        return y.cpu() * self.scale + self.mean
+
+    def tau_of(self, lam: float) -> float:
+        """λ → its position on the rescaled clock (0 at the first anchor, 1 at the last)."""
+        times = self.anchors.times
+        return (self.anchors.hyperparameter.to_time(float(lam)) - times[0]) / (times[-1] - times[0])
+
+    # ------------------------------------------------------------------ pairing
+
+    def partners(self, a: int, b: int, coupling: str) -> Tensor | None:
+        """(M, n) index of each anchor-a sample's partner among anchor b's samples of the same condition.
+
+        None for ``independent`` (partners are drawn afresh). Exact couplings are computed once, in
+        the original output units, with POT.
+        """
+        check_choice("coupling", coupling, COUPLINGS)
+        if coupling == "independent":
+            return None
+        key = (a, b, coupling)
+        if key not in self._partners:
+            _, m, n, _ = self.shape
+            if coupling == "row" or a == b:
+                perm = torch.arange(n).expand(m, n).clone()
+            else:
+                perm = torch.stack([self._permutation(self.anchors.samples[a, i], self.anchors.samples[b, i])
+                                    for i in range(m)])
+            self._partners[key] = perm.to(self.device)
+        return self._partners[key]
+
+    @staticmethod
+    def _permutation(y0: Tensor, y1: Tensor) -> Tensor:
+        """The exact OT plan between two equal-size uniform sets as a permutation (a vertex of the
+        Birkhoff polytope, which the network simplex returns)."""
+        plan = exact_coupling(y0, y1)
+        n = y0.shape[0]
+        perm = torch.full((n,), -1, dtype=torch.long)
+        perm[plan.rows] = plan.cols
+        if plan.rows.numel() != n or bool((perm < 0).any()):
+            from scipy.optimize import linear_sum_assignment
+
+            # A degenerate plan split some mass: fall back to the assignment problem (same optimum).
+            rows, cols = linear_sum_assignment(torch.cdist(y0.double(), y1.double()).pow(2).numpy())
+            perm[torch.as_tensor(rows)] = torch.as_tensor(cols)
+        return perm
+
+    def draw_rows(self, batch: int, gen: torch.Generator) -> tuple[Tensor, Tensor]:
+        """``batch`` random (condition, sample) indices over all anchor rows."""
+        _, m, n, _ = self.shape
+        flat = torch.randint(0, m * n, (batch,), generator=gen)
+        return (flat // n).to(self.device), (flat % n).to(self.device)
+
+    def pairs(self, a: Tensor, b: Tensor, cond: Tensor, row: Tensor, coupling: str,
+              gen: torch.Generator) -> tuple[Tensor, Tensor]:
+        """Paired samples (y_a, y_b), each (B, D), of the same condition, for per-pair anchors a, b."""
+        n = self.shape[2]
+        y_a = self.y[a, cond, row]
+        if coupling == "independent":
+            partner = torch.randint(0, n, row.shape, generator=gen).to(self.device)
+        else:
+            partner = torch.empty_like(row)
+            for ab in torch.unique(torch.stack([a, b], 1), dim=0).tolist():
+                sel = (a == ab[0]) & (b == ab[1])
+                partner[sel] = self.partners(ab[0], ab[1], coupling)[cond[sel], row[sel]]
+        return y_a, self.y[b, cond, partner]
+
+    def start_samples(self, anchor: int, conditions: Tensor, n: int, gen: torch.Generator) -> tuple[Tensor, Tensor]:
+        """n standardised anchor samples per query condition, flattened to (M'·n, D), and their encoded x."""
+        from hti_bench.transport import draw
+
+        idx = self.anchors.index_of(conditions)
+        y0 = torch.stack([draw(self.anchors.samples[anchor, int(i)], int(n), gen) for i in idx])
+        x = self.encoder(conditions).repeat_interleave(int(n), 0).to(self.device)
+        return self.standardise(y0.reshape(-1, y0.shape[-1])), x
+
+
+def validate_solver(solver: str, atol: float, rtol: float, step_size: float) -> None:
+    check_choice("solver", solver, SOLVERS)
+    if solver in ADAPTIVE_SOLVERS and not (atol > 0 and rtol > 0):
+        raise ConfigError(f"atol and rtol must be > 0 for solver {solver!r}, got atol={atol}, rtol={rtol}")
+    if solver in FIXED_SOLVERS and not 0 < step_size <= 1:
+        raise ConfigError(f"step_size must be in (0, 1] for solver {solver!r}, got {step_size}")
+
+
+@torch.no_grad()
+def integrate(field: Callable[[Tensor, float | Tensor], Tensor], y0: Tensor, t0: float, t1: float, *,
+              solver: str = "dopri5", atol: float = 1e-5, rtol: float = 1e-5, step_size: float = 0.01) -> Tensor:
+    """Solve dy/dt = field(y, t) from t0 to t1 (either direction) with torchdiffeq; returns y(t1).
+
+    Tolerances are explicit because torchdiffeq's defaults (rtol 1e-7, atol 1e-9) make a learned field
+    cost hundreds of steps for no measurable gain in Wasserstein error.
+    """
+    from torchdiffeq import odeint
+
+    if math.isclose(t0, t1, abs_tol=1e-12):
+        return y0
+    span = torch.tensor([t0, t1], dtype=y0.dtype, device=y0.device)
+    if solver in FIXED_SOLVERS:
+        out = odeint(lambda t, y: field(y, t), y0, span, method=solver, options={"step_size": step_size})
+    else:
+        out = odeint(lambda t, y: field(y, t), y0, span, method=solver, atol=atol, rtol=rtol)
+    return out[-1]
+
+
+def train_loop(params, loss_fn: Callable[[int], Tensor], *, steps: int, lr: float, clip: float = 1.0) -> list[float]:
+    """AdamW with a cosine-decayed learning rate over ``steps``; returns the loss per step.
+
+    A plain loop rather than a Lightning Trainer: surrogate fits are seconds-long inner loops whose
+    batches are drawn on the fly, where a Trainer would add its start-up cost to every fit.
+    """
+    params = [p for p in params if p.requires_grad]
+    opt = torch.optim.AdamW(params, lr=lr, weight_decay=1e-5)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(int(steps), 1), eta_min=lr * 0.05)
+    losses = []
+    for step in range(int(steps)):
+        loss = loss_fn(step)
+        if not torch.isfinite(loss):
+            raise FloatingPointError(f"training loss became {float(loss)} at step {step}")
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        nn.utils.clip_grad_norm_(params, clip)
+        opt.step()
+        sched.step()
+        losses.append(float(loss.detach()))
+    return losses
