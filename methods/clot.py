@@ -92,6 +92,7 @@ class CLOT(Surrogate):
         metric_lr: float = 5e-3,
         metric_every: int = 10,
         ctransform_iters: int = 3,
+        ctransform_step: float = 0.25,
         hidden: tuple[int, ...] = (64, 64, 64, 64),
         spline_hidden: int = 256,
         spline_nodes: int = 15,
@@ -119,6 +120,7 @@ class CLOT(Surrogate):
         self.metric_lr = metric_lr
         self.metric_every = metric_every
         self.ctransform_iters = ctransform_iters
+        self.ctransform_step = ctransform_step
         self.hidden = hidden
         self.spline_hidden = spline_hidden
         self.spline_nodes = spline_nodes
@@ -307,9 +309,14 @@ class CLOT(Surrogate):
             init = self.T_[k](y, x)
         g = self.g_[k]
 
+        # The path shape φ is predicted once, at the initial guess, and held fixed while y' moves (the
+        # spline's offset vanishes at both ends, so it stays a path from y to y'). Re-predicting it at
+        # every trial point would change the objective without the gradient seeing it (the amortiser
+        # is not differentiated), and the line search then fails to find a decrease most of the time.
+        with torch.no_grad():
+            phi = self._phi(y, init, x) if self.curved_ else init.new_zeros(init.shape[0], self.spline_nodes, init.shape[1])
+
         def objective(z: Tensor) -> Tensor:
-            with torch.no_grad():
-                phi = self._phi(y, z, x) if self.curved_ else z.new_zeros(z.shape[0], self.spline_nodes, z.shape[1])
             return path_cost(self.path_, self.geometry_, self.potential_, y, z, phi, x, self.cost) - g(z, x).squeeze(-1)
 
         def clip(z: Tensor) -> Tensor:
@@ -318,7 +325,10 @@ class CLOT(Surrogate):
         if int(self.ctransform_iters) <= 0:
             return clip(init)
         width = float((self.hi_ - self.lo_).max())
-        return batched_lbfgs(objective, init, max_iter=int(self.ctransform_iters), project=clip, max_step=0.25 * width)
+        # accept_fraction 0.9: the batch's line search stops once 90 % of rows found a decrease (the
+        # rest stay for that iteration) instead of running to its cap for a few float32-stalled rows.
+        return batched_lbfgs(objective, init, max_iter=int(self.ctransform_iters), project=clip, max_step=float(self.ctransform_step) * width,
+                             accept_fraction=0.9)
 
     # ------------------------------------------------------------------ inference
 

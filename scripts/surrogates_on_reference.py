@@ -43,7 +43,10 @@ def main() -> None:
     p.add_argument("--surrogates", nargs="+", default=["mccann", "mixture", "nearest-anchor"])
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
     p.add_argument("--csv", default=None, help="write one row per (surrogate, seed) here")
+    p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     args = p.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
 
     z = np.load(args.path)
     data, lams, d = torch.tensor(z["data"]).float(), [float(v) for v in z["lambdas"]], int(z["y_dim"])
@@ -79,13 +82,14 @@ def main() -> None:
                 pooled.append(wasserstein(pred.reshape(-1, d), ref.reshape(-1, d), p=2) ** 2)
             rows.append({"surrogate": s.spec, "seed": seed, "w2sq_per_class": float(np.mean(per)),
                          "w2sq_pooled": float(np.mean(pooled)), "fit_seconds": fit})
+            if args.csv:  # after every fit, atomically, so a long run loses nothing when interrupted
+                Path(args.csv).parent.mkdir(parents=True, exist_ok=True)
+                pd.DataFrame(rows).to_csv(Path(args.csv).with_suffix(".tmp"), index=False)
+                Path(args.csv).with_suffix(".tmp").replace(args.csv)
         g = pd.DataFrame([r for r in rows if r["surrogate"] == s.spec])
         print(f"  {s.spec:<40} W2^2 per class {g.w2sq_per_class.mean():.3f} ± {ci95(g.w2sq_per_class.to_numpy()):.3f}"
               f"   pooled {g.w2sq_pooled.mean():.3f} ± {ci95(g.w2sq_pooled.to_numpy()):.3f}"
               f"   fit {g.fit_seconds.median():.1f} s (median of {len(g)})", flush=True)
-    if args.csv:
-        Path(args.csv).parent.mkdir(parents=True, exist_ok=True)
-        pd.DataFrame(rows).to_csv(args.csv, index=False)
 
 
 if __name__ == "__main__":
