@@ -22,8 +22,8 @@ from torch import Tensor, nn
 
 from hti_bench.data import AnchorSet
 from hti_bench.errors import ConfigError, check_choice
-from hti_bench.flows import COUPLINGS, MATCHERS, FlowData, TimeMLP, integrate, make_matcher, train_loop, validate_solver
-from hti_bench.nets import resolve_device
+from hti_bench.flows import check_budget, COUPLINGS, MATCHERS, FlowData, TimeMLP, integrate, make_matcher, train_loop, validate_solver
+from hti_bench.nets import resolve_device, seeded
 from hti_bench.surrogate import Surrogate
 from hti_bench.task import Task
 
@@ -105,9 +105,7 @@ class CFM(Surrogate):
         check_choice("segments", self.segments, ("uniform", "length"))
         check_choice("start", self.start, STARTS)
         validate_solver(self.solver, self.atol, self.rtol, self.step_size)
-        for key in ("steps", "batch_size", "group_size"):
-            if int(getattr(self, key)) < 1:
-                raise ConfigError(f"{key} must be ≥ 1, got {getattr(self, key)}")
+        check_budget(self, ("steps", "batch_size", "group_size"))
         repairs = self.matcher != "plain"
         coupling = self.coupling if self.coupling != "auto" else ("independent" if repairs else "exact")
         if repairs and coupling != "independent":
@@ -122,9 +120,8 @@ class CFM(Surrogate):
         self.coupling_, self.sigma_ = self._resolved()
         dev = resolve_device(self.device)
         self.matcher_ = make_matcher(self.matcher, self.sigma_)
-        with torch.random.fork_rng(devices=[dev] if dev.type == "cuda" else []):
-            torch.manual_seed(seed)
-            self._fit(anchors, dev, torch.Generator().manual_seed(seed))
+        with seeded(dev, seed) as gen:
+            self._fit(anchors, dev, gen)
         return self
 
     def _fit(self, anchors: AnchorSet, dev: torch.device, gen: torch.Generator) -> None:
@@ -193,9 +190,7 @@ class CFM(Surrogate):
 
     @torch.no_grad()
     def sample(self, lam: float, conditions: Tensor, n: int, seed: int) -> Tensor:
-        self._check_fitted()
-        if int(n) < 1:
-            raise ValueError(f"n must be ≥ 1, got {n}")
+        self._check_sample_args(n)
         data = self.data_
         k, s = data.anchors.locate(lam)
         start = {"lower": k, "first": 0, "nearest": k if s <= 0.5 else k + 1}[self.start]

@@ -21,9 +21,9 @@ import torch
 from torch import Tensor
 
 from hti_bench.data import AnchorSet
-from hti_bench.errors import ConfigError, check_choice
-from hti_bench.flows import COUPLINGS, FlowData, TimeMLP, train_loop
-from hti_bench.nets import resolve_device
+from hti_bench.errors import check_choice
+from hti_bench.flows import check_budget, COUPLINGS, FlowData, TimeMLP, train_loop
+from hti_bench.nets import resolve_device, seeded
 from hti_bench.surrogate import Surrogate
 from hti_bench.task import Task
 
@@ -68,13 +68,10 @@ class Direct(Surrogate):
     def fit(self, anchors: AnchorSet, task: Task | None = None, *, seed: int = 0) -> Direct:
         check_choice("coupling", self.coupling, COUPLINGS)
         check_choice("start", self.start, ("lower", "first"))
-        for key in ("steps", "batch_size"):
-            if int(getattr(self, key)) < 1:
-                raise ConfigError(f"{key} must be ≥ 1, got {getattr(self, key)}")
+        check_budget(self, ("steps", "batch_size"))
         dev = resolve_device(self.device)
-        with torch.random.fork_rng(devices=[dev] if dev.type == "cuda" else []):
-            torch.manual_seed(seed)
-            self._fit(anchors, dev, torch.Generator().manual_seed(seed))
+        with seeded(dev, seed) as gen:
+            self._fit(anchors, dev, gen)
         return self
 
     def _fit(self, anchors: AnchorSet, dev: torch.device, gen: torch.Generator) -> None:
@@ -102,9 +99,7 @@ class Direct(Surrogate):
 
     @torch.no_grad()
     def sample(self, lam: float, conditions: Tensor, n: int, seed: int) -> Tensor:
-        self._check_fitted()
-        if int(n) < 1:
-            raise ValueError(f"n must be ≥ 1, got {n}")
+        self._check_sample_args(n)
         data = self.data_
         k, _ = data.anchors.locate(lam)
         start = 0 if self.start == "first" else k

@@ -15,9 +15,8 @@ import torch
 from torch import Tensor
 
 from hti_bench.data import AnchorSet
-from hti_bench.errors import ConfigError
-from hti_bench.flows import FlowData, TimeMLP, integrate, make_matcher, train_loop, validate_solver
-from hti_bench.nets import resolve_device
+from hti_bench.flows import check_budget, FlowData, TimeMLP, integrate, make_matcher, train_loop, validate_solver
+from hti_bench.nets import resolve_device, seeded
 from hti_bench.surrogate import Surrogate
 from hti_bench.task import Task
 
@@ -63,14 +62,11 @@ class LambdaFlow(Surrogate):
 
     def fit(self, anchors: AnchorSet, task: Task | None = None, *, seed: int = 0) -> LambdaFlow:
         validate_solver(self.solver, self.atol, self.rtol, self.step_size)
-        for key in ("steps", "batch_size"):
-            if int(getattr(self, key)) < 1:
-                raise ConfigError(f"{key} must be ≥ 1, got {getattr(self, key)}")
+        check_budget(self, ("steps", "batch_size"))
         self.matcher_ = make_matcher("plain", float(self.sigma))
         dev = resolve_device(self.device)
-        with torch.random.fork_rng(devices=[dev] if dev.type == "cuda" else []):
-            torch.manual_seed(seed)
-            self._fit(anchors, dev, torch.Generator().manual_seed(seed))
+        with seeded(dev, seed) as gen:
+            self._fit(anchors, dev, gen)
         return self
 
     def _fit(self, anchors: AnchorSet, dev: torch.device, gen: torch.Generator) -> None:
@@ -96,9 +92,7 @@ class LambdaFlow(Surrogate):
 
     @torch.no_grad()
     def sample(self, lam: float, conditions: Tensor, n: int, seed: int) -> Tensor:
-        self._check_fitted()
-        if int(n) < 1:
-            raise ValueError(f"n must be ≥ 1, got {n}")
+        self._check_sample_args(n)
         data = self.data_
         data.anchors.locate(lam)  # raises outside the anchor range: this model only interpolates
         gen = self._generator(seed)

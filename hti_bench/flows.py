@@ -215,6 +215,13 @@ class FlowData:
         return self.standardise(y0.reshape(-1, y0.shape[-1])), x
 
 
+def check_budget(surrogate, keys: Sequence[str]) -> None:
+    """Raise :class:`ConfigError` for any of ``keys`` (integer budgets like steps) below 1."""
+    for key in keys:
+        if int(getattr(surrogate, key)) < 1:
+            raise ConfigError(f"{key} must be ≥ 1, got {getattr(surrogate, key)}")
+
+
 def validate_solver(solver: str, atol: float, rtol: float, step_size: float) -> None:
     check_choice("solver", solver, SOLVERS)
     if solver in ADAPTIVE_SOLVERS and not (atol > 0 and rtol > 0):

@@ -38,9 +38,7 @@ class AnchorInterpolator(Surrogate):
         """n samples (n, D) at clock fraction s of interval k for anchor condition index ``cond``."""
 
     def sample(self, lam: float, conditions: Tensor, n: int, seed: int) -> Tensor:
-        self._check_fitted()
-        if int(n) < 1:
-            raise ValueError(f"n must be ≥ 1, got {n}")
+        self._check_sample_args(n)
         k, s = self.anchors_.locate(lam)
         index = self.anchors_.index_of(conditions)
         gen = self._generator(seed)

@@ -4,7 +4,8 @@ baselines (``baselines/cfm.py``, ``baselines/direct.py``, ``baselines/lambda_flo
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 
 import torch
 from torch import Tensor, nn
@@ -115,3 +116,12 @@ def resolve_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(name)
+
+
+@contextmanager
+def seeded(device: torch.device, seed: int) -> Iterator[torch.Generator]:
+    """Seed torch's global RNG (network initialisation) inside a forked RNG state, so a fit neither
+    depends on nor disturbs the caller's randomness; yields a generator for the fit's own draws."""
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        torch.manual_seed(seed)
+        yield torch.Generator().manual_seed(seed)

@@ -145,6 +145,12 @@ class Surrogate(ABC):
             )
         return None
 
+    def _check_sample_args(self, n: int) -> None:
+        """What every ``sample`` checks first: fitted, and at least one sample asked for."""
+        self._check_fitted()
+        if int(n) < 1:
+            raise ValueError(f"n must be ≥ 1, got {n}")
+
     def _check_fitted(self) -> None:
         fitted = [k for k in vars(self) if k.endswith("_") and not k.startswith("_")]
         if not fitted:

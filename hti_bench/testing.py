@@ -134,18 +134,23 @@ CHECKS: dict[str, Callable[[type[Surrogate]], None]] = {
 }
 
 
+def run_check(name: str, cls: type[Surrogate]) -> str | None:
+    """Run one contract check; returns its failure message (with the traceback), or None if it passed."""
+    try:
+        CHECKS[name](cls)
+    except Exception as err:
+        return "".join(traceback.format_exception(type(err), err, err.__traceback__)).strip()
+    return None
+
+
 def check_surrogate(cls: type[Surrogate], verbose: bool = False) -> list[tuple[str, str]]:
     """Run every contract check on ``cls``; returns ``[(check name, failure message), ...]``."""
     failures = []
-    for name, check in CHECKS.items():
-        try:
-            check(cls)
-        except Exception as err:  # report every failing check, not just the first
-            msg = "".join(traceback.format_exception_only(type(err), err)).strip()
+    for name in CHECKS:
+        msg = run_check(name, cls)  # every failing check is reported, not just the first
+        if msg is not None:
+            msg = msg.splitlines()[-1]
             failures.append((name, msg))
-            if verbose:
-                print(f"FAIL {cls.name} {name}: {msg}")  # noqa: T201
-        else:
-            if verbose:
-                print(f"ok   {cls.name} {name}")  # noqa: T201
+        if verbose:
+            print(f"FAIL {cls.name} {name}: {msg}" if msg else f"ok   {cls.name} {name}")  # noqa: T201
     return failures

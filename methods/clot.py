@@ -58,7 +58,7 @@ from hti_bench.lagrangian.geometry import (
     scott_bandwidth,
 )
 from hti_bench.lagrangian.lbfgs import batched_lbfgs
-from hti_bench.nets import ConditionEncoder, FiLMMLP, resolve_device
+from hti_bench.nets import ConditionEncoder, FiLMMLP, resolve_device, seeded
 from hti_bench.surrogate import Surrogate
 from hti_bench.task import Task
 from hti_bench.transport import draw
@@ -159,8 +159,7 @@ class CLOT(Surrogate):
     def fit(self, anchors: AnchorSet, task: Task | None = None, *, seed: int = 0) -> CLOT:
         self._validate(anchors)
         dev = resolve_device(self.device)
-        with torch.random.fork_rng(devices=[dev] if dev.type == "cuda" else []):
-            torch.manual_seed(seed)
+        with seeded(dev, seed):
             self._fit(anchors, dev, seed)
         return self
 
@@ -334,9 +333,7 @@ class CLOT(Surrogate):
 
     @torch.no_grad()
     def sample(self, lam: float, conditions: Tensor, n: int, seed: int) -> Tensor:
-        self._check_fitted()
-        if int(n) < 1:
-            raise ValueError(f"n must be ≥ 1, got {n}")
+        self._check_sample_args(n)
         anchors = self.anchors_
         k, s = anchors.locate(lam)
         idx = anchors.index_of(conditions)
