@@ -87,8 +87,15 @@ def _print_board(board, task: str | None = None) -> None:  # noqa: ANN001
     cols += [c for c in board.columns if c.startswith("metric_") and c.endswith("_mean")]
     with pd.option_context("display.width", 200, "display.max_columns", 30, "display.max_colwidth", 60):
         for name, group in board.groupby("task", sort=False):
+            group = group.copy()
+            uses_loss = group.get("uses_training_loss", pd.Series(False, index=group.index)).astype(bool)
+            group.loc[uses_loss, "surrogate"] = group.loc[uses_loss, "surrogate"] + " *"
             print(f"\n== {name} ==")
             print(group[[c for c in cols if c in group.columns]].dropna(axis=1, how="all").to_string(index=False, float_format=lambda v: f"{v:.4g}"))
+            if uses_loss.any():
+                cost = pd.to_numeric(group.get("anchor_train_seconds"), errors="coerce").max()
+                anchors = f"; the anchor networks took {cost:.1f} s to train" if cost == cost else ""
+                print(f"* trains on the task's own loss (best response), not on anchor outputs{anchors}")
 
 
 def _cmd_run(args: argparse.Namespace) -> int:

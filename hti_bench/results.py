@@ -22,7 +22,11 @@ import pandas as pd
 from hti_bench.errors import ResultsError
 from hti_bench.targets import atomic_write_bytes
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+
+#: How to read a file of an older schema: version → (columns it lacks, filled with NaN). Version 2
+#: added the anchors' training cost.
+_UPGRADES: dict[int, tuple[str, ...]] = {1: ("anchor_train_seconds",)}
 
 #: The natural key: at most one row per key survives a merge.
 KEY = ("task", "surrogate", "seed", "lambda_heldout")
@@ -48,6 +52,8 @@ COLUMNS: dict[str, str] = {
     "fit_seconds": "Wall time of fit() for this seed (the same on every λ row of the unit).",
     "sample_seconds": "Wall time of sample() at this λ for all conditions.",
     "uses_training_loss": "Whether the surrogate trains on the task's loss (best-response methods).",
+    "anchor_train_seconds": "Wall time spent training the task's anchor networks (sum over anchors, from the "
+    "target cache; NaN for tasks that train nothing): what every surrogate's fit builds on, beside fit_seconds.",
     "hti_bench_version": "Package version that produced the row.",
     "git_rev": "Git revision of the project (with -dirty for uncommitted changes), or unknown.",
     "torch_version": "torch.__version__.",
@@ -57,7 +63,10 @@ COLUMNS: dict[str, str] = {
 }
 
 _TEXT_COLUMNS = {c: str for c in ("task", "surrogate", "hyperparameter", "status", "error", "git_rev", "run_date")}
-_FLOAT_COLUMNS = ("lambda_heldout", "w1", "w2", "w2sq", "floor_w1", "floor_w2", "floor_w2sq", "fit_seconds", "sample_seconds")
+_FLOAT_COLUMNS = (
+    "lambda_heldout", "w1", "w2", "w2sq", "floor_w1", "floor_w2", "floor_w2sq", "fit_seconds", "sample_seconds",
+    "anchor_train_seconds",
+)
 
 
 def unit_filename(task: str, surrogate: str, seed: int) -> str:
@@ -111,6 +120,12 @@ class ResultsStore:
             df = pd.read_csv(path, keep_default_na=False, na_values=[""], dtype=_TEXT_COLUMNS)
         except Exception as err:
             raise ResultsError(f"Results file {path} cannot be read as CSV: {err}") from None
+        if "schema_version" in df.columns:
+            for version in sorted(set(df["schema_version"].dropna().astype(int))):
+                for col in _UPGRADES.get(version, ()):
+                    if col not in df.columns:
+                        df[col] = np.nan
+            df.loc[df["schema_version"].isin(list(_UPGRADES)), "schema_version"] = SCHEMA_VERSION
         missing = [c for c in COLUMNS if c not in df.columns]
         if missing:
             raise ResultsError(f"Results file {path} lacks columns {missing}; it is not an hti-bench results file.")
@@ -192,6 +207,7 @@ def leaderboard(results: pd.DataFrame) -> pd.DataFrame:
         row["n_failed"] = int((group["status"] == "failed").sum())
         row["fit_seconds"] = float(ok.drop_duplicates("seed")["fit_seconds"].mean()) if len(ok) else float("nan")
         row["sample_seconds"] = float(ok["sample_seconds"].mean()) if len(ok) else float("nan")
+        row["anchor_train_seconds"] = float(pd.to_numeric(group["anchor_train_seconds"], errors="coerce").max())
         row["uses_training_loss"] = bool(group["uses_training_loss"].astype(str).str.lower().eq("true").any())
         if len(ok) and not row["n_failed"]:
             row["status"] = "ok"

@@ -105,10 +105,21 @@ def _base_row(task: Task, surrogate: Surrogate | type[Surrogate], spec: str, see
         "n_samples": task.n_samples,
         "fit_seconds": math.nan, "sample_seconds": math.nan,
         "uses_training_loss": surrogate.uses_training_loss(),
+        "anchor_train_seconds": anchor_train_seconds(task),
         **prov.provenance(),
         "run_date": "",
         "schema_version": SCHEMA_VERSION,
     }
+
+
+def anchor_train_seconds(task: Task) -> float:
+    """What training the anchors cost (sum of the cache's recorded times), NaN for untrained tasks."""
+    if not isinstance(task, TrainedTask):
+        return math.nan
+    from hti_bench.targets import default_cache
+
+    cache = task.cache or default_cache()
+    return float(sum(cache.train_seconds(task, lam, task.config.model_seed) for lam in task.anchors))
 
 
 def _describe(err: BaseException) -> str:

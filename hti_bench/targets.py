@@ -103,6 +103,14 @@ class TargetCache:
         self.hits += 1
         return net.eval()
 
+    def train_seconds(self, task: TrainedTask, lam: float, seed: int) -> float:
+        """Recorded training time of the cached network at (λ, seed); NaN if unknown."""
+        _, meta_path = self.paths(task, lam, seed)
+        try:
+            return float(json.loads(meta_path.read_text())["train_seconds"])
+        except (OSError, ValueError, KeyError, TypeError):
+            return float("nan")
+
     def save(self, task: TrainedTask, lam: float, seed: int, net: nn.Module, info: dict[str, Any]) -> None:
         payload, meta_path = self.paths(task, lam, seed)
         buf = io.BytesIO()

@@ -93,3 +93,15 @@ def test_results_readme_documents_the_current_schema():
 
     text = (Path(__file__).resolve().parent.parent / "results" / "README.md").read_text()
     assert schema_markdown() in text, "regenerate results/README.md's table from hti_bench.results.schema_markdown()"
+
+
+def test_version_1_files_are_read_with_the_anchor_cost_unknown(tmp_path):
+    store = ResultsStore(tmp_path)
+    r = row()
+    r["schema_version"] = 1
+    del r["anchor_train_seconds"]
+    store.runs.mkdir(parents=True)
+    pd.DataFrame([r]).to_csv(store.unit_path(r["task"], r["surrogate"], r["seed"]), index=False)
+    loaded = store.load()
+    assert len(loaded) == 1 and loaded["anchor_train_seconds"].isna().all()
+    assert (loaded["schema_version"].astype(int) == SCHEMA_VERSION).all()

@@ -1,0 +1,151 @@
+"""Anchored Δ-STN: a first-order best response around each anchor network, blended between the two
+neighbours (BASELINES.md §5.5, regime C: it uses both the anchors and the task's loss).
+
+For each anchor λ_k, w0 := θ_k, the anchor network's own trained weights, frozen; a structured
+response Θ_k (:class:`hti_bench.response.StructuredResponse`, zero-initialised, so it starts exactly
+at the anchor network) is trained on the task's loss through the linearised output
+f(x; θ_k) + J f · Θ_k (s̃ − s_k), s̃ drawn around s_k with spread ``spread`` × the local anchor
+spacing on the clock (towards the inside at the first and last anchor, where the task's range may
+end). At λ* between λ_k and λ_k+1 both neighbours predict, θ_k + Θ_k (s* − s_k) and
+θ_k+1 + Θ_k+1 (s* − s_k+1), and their samples are blended in output space with weight s (McCann
+displacement per condition, or a mixture).
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+import torch
+from torch import Tensor
+
+from hti_bench.errors import ConfigError, check_choice
+from hti_bench.response import BatchStream, BestResponseSurrogate, FunctionalNetwork, LambdaAxis, StructuredResponse, cosine, step_optimizer
+from hti_bench.task import TrainedTask
+from hti_bench.transport import exact_coupling
+
+BLENDS = ("mccann", "mixture")
+
+
+class AnchoredDeltaSTN(BestResponseSurrogate):
+    name: ClassVar[str] = "anchored-delta-stn"
+    description: ClassVar[str] = "Δ-STN linear response around each anchor network, neighbours blended (anchors + task loss)."
+    references: ClassVar[tuple[str, ...]] = (
+        "Bae & Grosse, Delta-STN: efficient bilevel optimization for neural networks using structured response Jacobians, NeurIPS 2020",
+    )
+    test_config: ClassVar[dict] = {"epochs": 1, "batch_size": 32, "lambda_draws": 4}
+
+    def __init__(
+        self,
+        *,
+        epochs: float | None = None,
+        batch_size: int = 128,
+        lambda_draws: int = 16,
+        lr: float = 1e-3,
+        spread: float = 0.5,
+        blend: str = "mccann",
+    ) -> None:
+        """
+        Parameters
+        ----------
+        epochs : float or None
+            Passes over the training set, split evenly among the anchors; None = one anchor
+            network's epochs in all.
+        batch_size, lambda_draws, lr
+            As for the other best-response surrogates.
+        spread : float
+            Perturbation scale around each anchor, as a fraction of its mean distance to its
+            neighbours on the clock.
+        blend : str
+            How the two neighbours' predictions combine: ``mccann`` (per-condition optimal-transport
+            displacement) or ``mixture``.
+        """
+        self.epochs = epochs
+        self.batch_size = batch_size
+        self.lambda_draws = lambda_draws
+        self.lr = lr
+        self.spread = spread
+        self.blend = blend
+
+    def _fit(self, task: TrainedTask, axis: LambdaAxis, gen: torch.Generator) -> None:
+        check_choice("blend", self.blend, BLENDS)
+        if not float(self.spread) > 0:
+            raise ConfigError(f"spread must be > 0, got {self.spread}")
+        lambdas = self.anchors_.lambdas
+        s_k = [axis.s_of_lam(lam) for lam in lambdas]
+        data = task.training_data()
+        steps = max(1, self._steps(task, int(data[0].shape[0])) // len(lambdas))
+        batches = BatchStream(data, int(self.batch_size), gen)
+        self.s_anchor_ = s_k
+        self.nets_, self.losses_ = [], []
+        for k, lam in enumerate(lambdas):
+            gaps = [abs(s_k[j] - s_k[k]) for j in (k - 1, k + 1) if 0 <= j < len(lambdas)]
+            sigma = float(self.spread) * sum(gaps) / len(gaps)
+            # At the ends only perturb inwards: the task's range may stop at the anchor.
+            side = 1.0 if k == 0 else (-1.0 if k == len(lambdas) - 1 else 0.0)
+            net = self._anchor_network(task, lam, gen)
+            self.losses_.append(self._train(task, axis, net, batches, s_k[k], sigma, side, steps, gen))
+            self.nets_.append(net.eval())
+
+    def _anchor_network(self, task: TrainedTask, lam: float, gen: torch.Generator) -> FunctionalNetwork:
+        anchor = task.network(lam)
+        network = task.build_network()
+        network.load_state_dict(anchor.state_dict())
+        response = StructuredResponse(network, 1, gen, elem={n: p.detach() for n, p in anchor.named_parameters()})
+        for p in response.general_parameters():
+            p.requires_grad_(False)  # w0 is the anchor network itself
+        return FunctionalNetwork(network, response).train()
+
+    def _train(self, task, axis, net, batches, s0, sigma, side, steps, gen) -> list[float]:
+        opt = torch.optim.Adam(net.generator.response_parameters(), lr=float(self.lr))
+        schedule = cosine(opt, steps)
+        losses = []
+        for step in range(steps):
+            batch, groups, k = self._grouped(next(batches))
+            eps = torch.randn(groups, generator=gen)
+            eps = eps.abs() * side if side else eps
+            s = s0 + sigma * eps
+            lam = axis.lam(axis.t_of_s(s))
+            with net.at(torch.zeros(groups, 1), linearize=(s - s0)[:, None]):
+                loss = task.per_example_loss(net, batch, lam.repeat_interleave(k)).mean()
+            step_optimizer(opt, loss, step, schedule)
+            losses.append(float(loss.detach()))
+        return losses
+
+    def weights(self, lam: float) -> dict[str, Tensor]:
+        """The nearer neighbour's first-order weights at λ (at an anchor: that anchor's network)."""
+        self._check_fitted()
+        k, s = self.anchors_.locate(lam)
+        k += int(s >= 0.5)
+        h = torch.tensor([[self.axis_.s_of_lam(lam) - self.s_anchor_[k]]])
+        with torch.no_grad():
+            return {name: v[0] for name, v in self.nets_[k].weights(h).items()}
+
+    def _side(self, k: int, lam: float, conditions: Tensor, n: int, seed: int) -> Tensor:
+        net = self.nets_[k]
+        h = torch.tensor([[self.axis_.s_of_lam(lam) - self.s_anchor_[k]]])
+        with torch.no_grad(), net.at(h):
+            return self.task_.sample_network(net, conditions, n, self._generator(seed)).float()
+
+    def sample(self, lam: float, conditions: Tensor, n: int, seed: int) -> Tensor:
+        self._check_sample_args(n)
+        k, s = self.anchors_.locate(lam)
+        conditions = torch.as_tensor(conditions, dtype=torch.float32)
+        n = int(n)
+        lower = self._side(k, lam, conditions, n, seed)
+        if s == 0.0:
+            return lower
+        upper = self._side(k + 1, lam, conditions, n, seed + 1)
+        if s == 1.0:
+            return upper
+        gen = self._generator(seed + 2)
+        out = []
+        for y0, y1 in zip(lower, upper):
+            if self.blend == "mixture":
+                pick = torch.rand(n, generator=gen) < s
+                out.append(torch.where(pick[:, None], y1, y0))
+            else:
+                plan = exact_coupling(y0, y1)  # equal sizes: a permutation
+                out.append((1 - s) * y0[plan.rows] + s * y1[plan.cols])
+        return torch.stack(out)
+
+

@@ -1,0 +1,113 @@
+"""Δ-STN (Bae & Grosse 2020) as an HTI best-response baseline.
+
+The centred parameterisation w(λ) = w0 + Θ (s(λ) − s(λ0)), Θ with STN's per-layer structure
+(:class:`hti_bench.response.StructuredResponse` fed s − s0, so w(λ0) = w0 exactly). Each step
+(BASELINES.md §5.4, with the hyperparameter itself frozen as HTI requires, §5.5):
+
+1. *general*: w0 takes a step on the task's loss at λ0 itself;
+2. *response*: Θ takes a step on the loss of the **linearised** output f(x; w0) + J_w f · Θ (s̃ − s0)
+   at perturbed λ̃ (one forward-mode JVP, ``torch.func.jvp``), so Θ estimates the best-response
+   Jacobian dw*/ds at λ0 rather than absorbing nonlinear effects of large perturbations;
+3. *scale*: σ of the perturbation, learned with an entropy bonus on held-out training rows.
+
+At λ* it answers with the weights w0 + Θ (s* − s0) (``sample_response="weights"``) or the linearised
+output itself (``"linear"``). A first-order model around λ0: accurate nearby, degrading with distance.
+"""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+from typing import ClassVar
+
+import torch
+from torch import Tensor
+
+from hti_bench.errors import check_choice
+from hti_bench.response import LambdaAxis, StructuredResponse, center_time, cosine, step_optimizer
+from hti_bench.stn import StnBase
+from hti_bench.task import TrainedTask
+
+RESPONSES = ("weights", "linear")
+
+
+class DeltaSTN(StnBase):
+    name: ClassVar[str] = "delta-stn"
+    description: ClassVar[str] = "Δ-STN: w0 + Θ(λ − λ0), Θ trained through the linearised output (JVP) on the task loss."
+    references: ClassVar[tuple[str, ...]] = (
+        "Bae & Grosse, Delta-STN: efficient bilevel optimization for neural networks using structured response Jacobians, NeurIPS 2020",
+    )
+    centred: ClassVar[bool] = True
+    test_config: ClassVar[dict] = {"epochs": 1, "batch_size": 32, "lambda_draws": 4}
+
+    def __init__(
+        self,
+        *,
+        epochs: float | None = None,
+        batch_size: int = 128,
+        lambda_draws: int = 16,
+        lr: float = 1e-3,
+        center: float | None = None,
+        sigma0: float = 0.5,
+        tune_scale: bool = True,
+        entropy_weight: float = 1e-3,
+        scale_lr: float = 3e-3,
+        scale_every: int = 5,
+        val_fraction: float = 0.1,
+        sample_response: str = "weights",
+    ) -> None:
+        """
+        Parameters
+        ----------
+        sample_response : str
+            ``weights``: sample with w0 + Θ(s* − s0); ``linear``: with the linearised output.
+
+        The others are :class:`~hti_bench.stn.StnBase`'s: budget, centre λ0, initial scale, entropy
+        weight, scale step.
+        """
+        super().__init__(
+            epochs=epochs, batch_size=batch_size, lambda_draws=lambda_draws, lr=lr, center=center, sigma0=sigma0,
+            tune_scale=tune_scale, entropy_weight=entropy_weight, scale_lr=scale_lr, scale_every=scale_every,
+            val_fraction=val_fraction,
+        )
+        self.sample_response = sample_response
+
+    def _fit(self, task: TrainedTask, axis: LambdaAxis, gen: torch.Generator) -> None:
+        check_choice("sample_response", self.sample_response, RESPONSES)
+        super()._fit(task, axis, gen)
+
+    def _train(self, task, axis, response: StructuredResponse, batches, val_batches, steps, gen):
+        general = torch.optim.Adam(response.general_parameters(), lr=float(self.lr))
+        respond = torch.optim.Adam(response.response_parameters(), lr=float(self.lr))
+        schedules = cosine(general, steps), cosine(respond, steps)
+        lam0 = float(axis.lam(torch.tensor(center_time(self, axis))))
+        losses, sigmas = [], []
+        for step in range(steps):
+            batch = next(batches)
+            with self.net_.at(torch.zeros(1, 1)):  # h = 0: exactly w0
+                loss0 = task.per_example_loss(self.net_, batch, torch.full((batch[0].shape[0],), lam0)).mean()
+            step_optimizer(general, loss0, step, schedules[0])
+            loss = self._linearised_loss(task, axis, batch, gen, scale=self.scale_.sigma.detach())
+            step_optimizer(respond, loss, step, schedules[1])
+            losses.append(float(loss.detach()))
+            if val_batches is not None and (step + 1) % int(self.scale_every) == 0:
+                self.net_.eval()
+                val_loss = self._linearised_loss(task, axis, next(val_batches), gen, scale=self.scale_.sigma, detach_lam=True)
+                sigmas.append(self.scale_.step(val_loss))
+                self.net_.train()
+        return losses, sigmas
+
+    def _linearised_loss(self, task, axis, batch, gen, *, scale: Tensor, detach_lam: bool = False) -> Tensor:
+        batch, groups, k = self._grouped(batch)
+        lam, s = axis.perturbed(self.scale_.center_u, scale, groups, gen)
+        lam = lam.detach() if detach_lam else lam
+        with self.net_.at(torch.zeros(groups, 1), linearize=self._h(s)):
+            return task.per_example_loss(self.net_, batch, lam.repeat_interleave(k)).mean()
+
+    @contextmanager
+    def _at(self, lam: float):
+        if self.sample_response == "linear":
+            with self.net_.at(torch.zeros(1, 1), linearize=self._inputs(lam)):
+                yield
+        else:
+            with self.net_.at(self._inputs(lam)):
+                yield
