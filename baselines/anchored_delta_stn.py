@@ -40,7 +40,7 @@ class AnchoredDeltaSTN(BestResponseSurrogate):
         epochs: float | None = None,
         batch_size: int = 128,
         lambda_draws: int = 16,
-        lr: float = 1e-3,
+        lr: float | None = None,
         spread: float = 0.5,
         blend: str = "mccann",
     ) -> None:
@@ -96,7 +96,7 @@ class AnchoredDeltaSTN(BestResponseSurrogate):
         return FunctionalNetwork(network, response).train()
 
     def _train(self, task, axis, net, batches, s0, sigma, side, steps, gen) -> list[float]:
-        opt = torch.optim.Adam(net.generator.response_parameters(), lr=float(self.lr))
+        opt = torch.optim.Adam(net.generator.response_parameters(), lr=self._lr(task))
         schedule = cosine(opt, steps)
         losses = []
         for step in range(steps):

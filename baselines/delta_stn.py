@@ -45,7 +45,7 @@ class DeltaSTN(StnBase):
         epochs: float | None = None,
         batch_size: int = 128,
         lambda_draws: int = 16,
-        lr: float = 1e-3,
+        lr: float | None = None,
         center: float | None = None,
         sigma0: float = 0.5,
         tune_scale: bool = True,
@@ -76,8 +76,8 @@ class DeltaSTN(StnBase):
         super()._fit(task, axis, gen)
 
     def _train(self, task, axis, response: StructuredResponse, batches, val_batches, steps, gen):
-        general = torch.optim.Adam(response.general_parameters(), lr=float(self.lr))
-        respond = torch.optim.Adam(response.response_parameters(), lr=float(self.lr))
+        general = torch.optim.Adam(response.general_parameters(), lr=self._lr(task))
+        respond = torch.optim.Adam(response.response_parameters(), lr=self._lr(task))
         schedules = cosine(general, steps), cosine(respond, steps)
         lam0 = float(axis.lam(torch.tensor(center_time(self, axis))))
         losses, sigmas = [], []

@@ -42,7 +42,7 @@ class Hypernetwork(BestResponseSurrogate):
         epochs: float | None = None,
         batch_size: int = 128,
         lambda_draws: int = 16,
-        lr: float = 1e-3,
+        lr: float | None = None,
         width: int = 64,
         rank: int = 16,
     ) -> None:
@@ -56,8 +56,8 @@ class Hypernetwork(BestResponseSurrogate):
         lambda_draws : int
             Distinct λ per batch (uniform over the anchor range on the clock); ``batch_size`` = one per
             example.
-        lr : float
-            Adam learning rate.
+        lr : float or None
+            Adam learning rate (cosine-decayed); None = the task's own.
         width : int
             Hidden width of the MLP that maps λ to the code.
         rank : int
@@ -90,7 +90,7 @@ class Hypernetwork(BestResponseSurrogate):
                 return task.per_example_loss(self.net_, batch, lam.repeat_interleave(k)).mean()
 
         steps = self._steps(task, int(data[0].shape[0]))
-        self.losses_ = train_steps(generator.parameters(), loss_fn, steps=steps, lr=float(self.lr))
+        self.losses_ = train_steps(generator.parameters(), loss_fn, steps=steps, lr=self._lr(task))
         self.net_.eval()
 
     def _inputs(self, lam: float) -> Tensor:

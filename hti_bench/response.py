@@ -333,7 +333,8 @@ class BestResponseSurrogate(Surrogate):
     Subclasses implement ``_fit(task, axis, gen)`` storing ``self.net_`` (a
     :class:`FunctionalNetwork`) and ``_inputs(lam) -> (1, d)`` (the generator inputs at λ).
     ``epochs`` counts passes over the task's training set; ``None`` means the budget of one anchor
-    network (the task's own ``epochs``), the usual cost model of a best-response method.
+    network (the task's own ``epochs``), the usual cost model of a best-response method; ``lr=None``
+    likewise takes the task's own learning rate.
 
     ``lambda_draws`` is how many distinct λ one batch holds (its examples split evenly among them).
     ``batch_size`` gives the per-example λ of the papers; generating one weight set per example costs
@@ -367,8 +368,8 @@ class BestResponseSurrogate(Surrogate):
             raise ConfigError(f"batch_size must be ≥ 1, got {self.batch_size}")
         if not 1 <= int(self.lambda_draws) <= int(self.batch_size):
             raise ConfigError(f"lambda_draws must be between 1 and batch_size ({self.batch_size}), got {self.lambda_draws}")
-        if not float(self.lr) > 0:
-            raise ConfigError(f"lr must be > 0, got {self.lr}")
+        if self.lr is not None and not float(self.lr) > 0:
+            raise ConfigError(f"lr must be > 0 (or None for the task's own), got {self.lr}")
 
     def _grouped(self, batch: tuple[Tensor, ...]) -> tuple[tuple[Tensor, ...], int, int]:
         """(batch, G, k): the batch trimmed to G·k rows, G = ``lambda_draws`` λ values of k examples
@@ -377,6 +378,10 @@ class BestResponseSurrogate(Surrogate):
         groups = min(int(self.lambda_draws), rows)
         k = rows // groups
         return tuple(b[: groups * k] for b in batch), groups, k
+
+    def _lr(self, task: TrainedTask) -> float:
+        """Adam's step: ``lr``, or None for the one the task trains its networks with."""
+        return float(task.config.lr if self.lr is None else self.lr)
 
     def _steps(self, task: TrainedTask, n_rows: int) -> int:
         epochs = float(task.config.epochs if self.epochs is None else self.epochs)

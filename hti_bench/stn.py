@@ -35,7 +35,7 @@ class StnBase(BestResponseSurrogate):
         epochs: float | None = None,
         batch_size: int = 128,
         lambda_draws: int = 16,
-        lr: float = 1e-3,
+        lr: float | None = None,
         center: float | None = None,
         sigma0: float = 0.5,
         tune_scale: bool = True,
@@ -48,7 +48,7 @@ class StnBase(BestResponseSurrogate):
         Parameters
         ----------
         epochs, batch_size, lambda_draws, lr
-            Budget and Adam step of the network (see :class:`~hti_bench.response.BestResponseSurrogate`).
+            Budget and Adam step (None = the task's own) of the network (see :class:`~hti_bench.response.BestResponseSurrogate`).
         center : float or None
             λ0, the centre of the perturbations; None = the middle of the anchor range on the clock.
         sigma0 : float
@@ -102,7 +102,7 @@ class StnBase(BestResponseSurrogate):
             return task.per_example_loss(self.net_, batch, lam.repeat_interleave(k)).mean()
 
     def _train(self, task, axis, response, batches, val_batches, steps, gen):
-        opt = torch.optim.Adam(response.parameters(), lr=float(self.lr))
+        opt = torch.optim.Adam(response.parameters(), lr=self._lr(task))
         schedule = cosine(opt, steps)
         losses, sigmas = [], []
         for step in range(steps):

@@ -218,7 +218,12 @@ class TrainedTask(Task):
       example where λ enters the forward pass (e.g. a dropout rate), so one batch may mix λ values.
     - :meth:`training_data` → tuple of tensors with equal first dimension: the training set.
     - :meth:`per_example_loss` ``(network, batch, lam)`` → (B,): the loss of each example of
-      ``batch`` (a tuple from ``training_data``) at its own λ, ``lam`` of shape (B,).
+      ``batch`` (a tuple from ``training_data``) at its own λ, ``lam`` of shape (B,). Call
+      ``network`` only through its forward, on inputs whose rows are the batch's examples in order
+      (B rows, or B·k rows grouped example by example, e.g. k noise draws per example): the
+      best-response surrogates pass a network whose weights differ per example
+      (:class:`hti_bench.response.FunctionalNetwork`), and they draw the loss's randomness from
+      torch's global generator, seeded for you.
     - :meth:`sample_network` ``(network, conditions, n, generator)`` → (M, n, D): the trained
       network's outputs, in eval mode.
     """
