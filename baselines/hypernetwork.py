@@ -28,6 +28,10 @@ from hti_bench.response import BatchStream, BestResponseSurrogate, FunctionalNet
 from hti_bench.task import TrainedTask
 
 
+#: 400 MB of float32 weights, before Adam's two moments: beyond it, lower the rank.
+MAX_OUTPUT_PARAMETERS = 100_000_000
+
+
 class Hypernetwork(BestResponseSurrogate):
     name: ClassVar[str] = "hypernetwork"
     description: ClassVar[str] = "Best-response hypernetwork w(λ) trained on the task's loss over the λ range (global scheme)."
@@ -78,6 +82,12 @@ class Hypernetwork(BestResponseSurrogate):
 
     def _fit(self, task: TrainedTask, axis: LambdaAxis, gen: torch.Generator) -> None:
         network = task.build_network()
+        n_weights = sum(p.numel() for p in network.parameters())
+        if int(self.rank) * n_weights > MAX_OUTPUT_PARAMETERS:
+            raise ConfigError(
+                f"a rank-{self.rank} hypernetwork for {n_weights:,} target weights needs "
+                f"{int(self.rank) * n_weights:,} output-layer parameters (limit {MAX_OUTPUT_PARAMETERS:,}); lower rank"
+            )
         generator = HyperGenerator(network, int(self.width), int(self.rank), gen)
         self.net_ = FunctionalNetwork(network, generator).train()
         data = task.training_data()

@@ -40,6 +40,7 @@ def _parser() -> argparse.ArgumentParser:
     lb = sub.add_parser("leaderboard", help="Rebuild results.csv and leaderboard.csv from the stored runs and print it.")
     lb.add_argument("--results", default="results", metavar="DIR", help="Results folder.")
     lb.add_argument("-t", "--task", default=None, metavar="TASK", help="Only this task.")
+    lb.add_argument("--by-lambda", action="store_true", help="Also print W₂ at each held-out λ (mean over seeds).")
 
     ck = sub.add_parser("check", help="Run the surrogate contract checks on one surrogate.")
     ck.add_argument("surrogate", metavar="SURROGATE")
@@ -131,8 +132,19 @@ def _cmd_run(args: argparse.Namespace) -> int:
 def _cmd_leaderboard(args: argparse.Namespace) -> int:
     from hti_bench.results import ResultsStore
 
-    _, board = ResultsStore(args.results).write_tables()
+    results, board = ResultsStore(args.results).write_tables()
     _print_board(board, args.task)
+    if args.by_lambda:
+        import pandas as pd
+
+        from hti_bench.results import by_lambda
+
+        table = by_lambda(results)
+        with pd.option_context("display.width", 200, "display.max_columns", 30):
+            for name, group in table.groupby(level="task", sort=False):
+                if args.task is None or name == args.task:
+                    print(f"\n== {name}: W₂ at each held-out λ ==")
+                    print(group.droplevel("task").dropna(axis=1, how="all").to_string(float_format=lambda v: f"{v:.3f}"))
     return 0
 
 

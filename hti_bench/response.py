@@ -127,6 +127,9 @@ class FunctionalNetwork(nn.Module):
       is split per example and ``functional_call`` is vmapped over the examples; other arguments are
       shared. Randomness inside the network (dropout) is drawn independently per example.
 
+    Buffers are shared by every weight set, so a network that updates buffers in training
+    (BatchNorm's running statistics) cannot be run per example; use GroupNorm/LayerNorm there.
+
     ``linearize=tangent`` (inside ``at``) returns the first-order output f(w(h)) + J_h f · tangent
     (one forward-mode JVP), Δ-STN's linearised response.
     """
@@ -338,7 +341,7 @@ class BestResponseSurrogate(Surrogate):
 
     ``lambda_draws`` is how many distinct λ one batch holds (its examples split evenly among them).
     ``batch_size`` gives the per-example λ of the papers; generating one weight set per example costs
-    B·|w| memory traffic per step, so the default, 16, is ≈ 15× faster on moons-dropout and still
+    B·|w| memory traffic per step, so the default, 16, is 8–9× faster per step on moons-dropout and still
     spans the range in every batch.
     """
 

@@ -226,6 +226,21 @@ def leaderboard(results: pd.DataFrame) -> pd.DataFrame:
     return board.sort_values(["task", "rank", "surrogate"], na_position="last", kind="stable").reset_index(drop=True)
 
 
+def by_lambda(results: pd.DataFrame, value: str = "w2") -> pd.DataFrame:
+    """``value`` at each held-out λ: one row per (task, surrogate), one column per λ, the mean over
+    seeds of the ok rows; a ``floor`` row per task holds the noise floor. Where a method is good
+    and where it degrades (near or far from its anchors, or an STN's centre) shows here."""
+    ok = results[results["status"] == "ok"].copy()
+    if ok.empty:
+        return pd.DataFrame()
+    ok[value] = pd.to_numeric(ok[value], errors="coerce")
+    ok["lambda_heldout"] = pd.to_numeric(ok["lambda_heldout"])
+    table = ok.pivot_table(index=["task", "surrogate"], columns="lambda_heldout", values=value, aggfunc="mean")
+    floor = ok.pivot_table(index="task", columns="lambda_heldout", values=f"floor_{value}", aggfunc="mean")
+    floor.index = pd.MultiIndex.from_tuples([(t, "(noise floor)") for t in floor.index], names=["task", "surrogate"])
+    return pd.concat([table, floor]).sort_index()
+
+
 def schema_markdown() -> str:
     """The column table of ``results/README.md``, generated from :data:`COLUMNS` (a test keeps them equal)."""
     lines = [f"Schema version {SCHEMA_VERSION}. Natural key: {', '.join(KEY)}.", "", "| column | meaning |", "|---|---|"]

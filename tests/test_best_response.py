@@ -177,6 +177,7 @@ def test_best_response_surrogates_skip_tasks_without_a_loss_and_record_costs(tmp
         ("hypernetwork[lambda_draws=500]", "lambda_draws must be between 1 and batch_size"),
         ("hypernetwork[epochs=0]", "epochs must be > 0"),
         ("hypernetwork[rank=0]", "rank must be ≥ 1"),
+        ("hypernetwork[rank=100000000]", "output-layer parameters"),
         ("stn[center=50.0]", r"center=50.0 must lie in the anchor range"),
         ("stn[sigma0=0]", "sigma0 must be > 0"),
         ("delta-stn[sample_response=linaer]", "Did you mean 'linear'"),

@@ -32,6 +32,9 @@ def test_run_then_leaderboard(tmp_path, capsys):
     assert board.set_index("surrogate").loc["mccann", "rank"] == 1
     assert main(["leaderboard", "--results", str(res)]) == 0
     assert "mccann" in capsys.readouterr().out
+    assert main(["leaderboard", "--results", str(res), "--by-lambda"]) == 0
+    out = capsys.readouterr().out
+    assert "W₂ at each held-out λ" in out and "(noise floor)" in out and "0.25" in out
 
 
 def test_unknown_names_exit_2_with_a_hint(tmp_path, capsys):

@@ -105,3 +105,14 @@ def test_version_1_files_are_read_with_the_anchor_cost_unknown(tmp_path):
     loaded = store.load()
     assert len(loaded) == 1 and loaded["anchor_train_seconds"].isna().all()
     assert (loaded["schema_version"].astype(int) == SCHEMA_VERSION).all()
+
+
+def test_by_lambda_averages_seeds_per_heldout_lambda_and_adds_the_floor():
+    from hti_bench.results import by_lambda
+
+    rows = pd.DataFrame([row(seed=0, lam=0.25, w2=1.0), row(seed=1, lam=0.25, w2=3.0), row(seed=0, lam=0.75, w2=5.0),
+                         row(seed=0, lam=0.75, w2=99.0, status="failed", surrogate="b")])
+    table = by_lambda(rows)
+    assert table.loc[("t", "a"), 0.25] == 2.0 and table.loc[("t", "a"), 0.75] == 5.0
+    assert table.loc[("t", "(noise floor)"), 0.25] == pytest.approx(0.1)
+    assert ("t", "b") not in table.index  # failed rows are not scores
