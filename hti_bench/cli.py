@@ -84,7 +84,7 @@ def _print_board(board, task: str | None = None) -> None:  # noqa: ANN001
     if board.empty:
         print("(no results yet: run `hti-bench run`)")
         return
-    cols = ["rank", "surrogate", "w2_mean", "w2_ci95", "w2sq_mean", "w1_mean", "floor_w2_mean", "n_seeds", "fit_seconds", "status"]
+    cols = ["rank", "surrogate", "w2_mean", "w2_ci95", "w2sq_mean", "w1_mean", "floor_w2_mean", "seed_floor_w2_mean", "n_seeds", "fit_seconds", "status"]
     cols += [c for c in board.columns if c.startswith("metric_") and c.endswith("_mean")]
     with pd.option_context("display.width", 200, "display.max_columns", 30, "display.max_colwidth", 60):
         for name, group in board.groupby("task", sort=False):

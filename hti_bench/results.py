@@ -25,8 +25,8 @@ from hti_bench.targets import atomic_write_bytes
 SCHEMA_VERSION = 2
 
 #: How to read a file of an older schema: version → (columns it lacks, filled with NaN). Version 2
-#: added the anchors' training cost.
-_UPGRADES: dict[int, tuple[str, ...]] = {1: ("anchor_train_seconds",)}
+#: added the anchors' training cost and the seed-to-seed floor.
+_UPGRADES: dict[int, tuple[str, ...]] = {1: ("anchor_train_seconds", "seed_floor_w1", "seed_floor_w2", "seed_floor_w2sq")}
 
 #: The natural key: at most one row per key survives a merge.
 KEY = ("task", "surrogate", "seed", "lambda_heldout")
@@ -47,6 +47,10 @@ COLUMNS: dict[str, str] = {
     "floor_w1": "Noise floor: W₁ between two independent sample sets of the held-out network.",
     "floor_w2": "Noise floor for W₂.",
     "floor_w2sq": "Noise floor for W₂².",
+    "seed_floor_w1": "Seed-to-seed floor: W₁ between the held-out network and a second one trained at the same λ "
+    "with another seed (model_seed + 1); NaN for tasks without training randomness.",
+    "seed_floor_w2": "Seed-to-seed floor for W₂.",
+    "seed_floor_w2sq": "Seed-to-seed floor for W₂².",
     "n_conditions": "Conditions scored.",
     "n_samples": "Samples per condition, on each side.",
     "fit_seconds": "Wall time of fit() for this seed (the same on every λ row of the unit).",
@@ -65,6 +69,7 @@ COLUMNS: dict[str, str] = {
 _TEXT_COLUMNS = {c: str for c in ("task", "surrogate", "hyperparameter", "status", "error", "git_rev", "run_date")}
 _FLOAT_COLUMNS = (
     "lambda_heldout", "w1", "w2", "w2sq", "floor_w1", "floor_w2", "floor_w2sq", "fit_seconds", "sample_seconds",
+    "seed_floor_w1", "seed_floor_w2", "seed_floor_w2sq",
     "anchor_train_seconds",
 )
 
@@ -202,6 +207,7 @@ def leaderboard(results: pd.DataFrame) -> pd.DataFrame:
                 row[f"{col}_std"] = float(vals.std(ddof=1)) if len(vals) > 1 else float("nan")
                 row[f"{col}_ci95"] = _ci95(per_seed)
         row["floor_w2_mean"] = float(pd.to_numeric(ok["floor_w2"]).mean()) if len(ok) else float("nan")
+        row["seed_floor_w2_mean"] = float(pd.to_numeric(ok["seed_floor_w2"], errors="coerce").mean()) if len(ok) else float("nan")
         row["n_seeds"] = int(ok["seed"].nunique())
         row["n_rows"] = int(len(ok))
         row["n_failed"] = int((group["status"] == "failed").sum())
@@ -220,7 +226,7 @@ def leaderboard(results: pd.DataFrame) -> pd.DataFrame:
         out.append(row)
     board = pd.DataFrame(out)
     board["rank"] = board.groupby("task")["w2_mean"].rank(method="min").astype("Int64")
-    first = ["task", "rank", "surrogate", "w2_mean", "w2_std", "w2_ci95", "w2sq_mean", "w2sq_ci95", "w1_mean", "floor_w2_mean"]
+    first = ["task", "rank", "surrogate", "w2_mean", "w2_std", "w2_ci95", "w2sq_mean", "w2sq_ci95", "w1_mean", "floor_w2_mean", "seed_floor_w2_mean"]
     rest = [c for c in board.columns if c not in first]
     board = board[first + rest]
     return board.sort_values(["task", "rank", "surrogate"], na_position="last", kind="stable").reset_index(drop=True)
@@ -228,7 +234,7 @@ def leaderboard(results: pd.DataFrame) -> pd.DataFrame:
 
 def by_lambda(results: pd.DataFrame, value: str = "w2") -> pd.DataFrame:
     """``value`` at each held-out λ: one row per (task, surrogate), one column per λ, the mean over
-    seeds of the ok rows; a ``floor`` row per task holds the noise floor. Where a method is good
+    seeds of the ok rows; per task, ``(noise floor)`` and ``(seed-to-seed floor)`` rows hold the floors. Where a method is good
     and where it degrades (near or far from its anchors, or an STN's centre) shows here."""
     ok = results[results["status"] == "ok"].copy()
     if ok.empty:
@@ -238,7 +244,14 @@ def by_lambda(results: pd.DataFrame, value: str = "w2") -> pd.DataFrame:
     table = ok.pivot_table(index=["task", "surrogate"], columns="lambda_heldout", values=value, aggfunc="mean")
     floor = ok.pivot_table(index="task", columns="lambda_heldout", values=f"floor_{value}", aggfunc="mean")
     floor.index = pd.MultiIndex.from_tuples([(t, "(noise floor)") for t in floor.index], names=["task", "surrogate"])
-    return pd.concat([table, floor]).sort_index()
+    parts = [table, floor]
+    seed_col = f"seed_floor_{value}"
+    if seed_col in ok.columns and pd.to_numeric(ok[seed_col], errors="coerce").notna().any():
+        ok[seed_col] = pd.to_numeric(ok[seed_col], errors="coerce")
+        seed = ok.pivot_table(index="task", columns="lambda_heldout", values=seed_col, aggfunc="mean")
+        seed.index = pd.MultiIndex.from_tuples([(t, "(seed-to-seed floor)") for t in seed.index], names=["task", "surrogate"])
+        parts.append(seed)
+    return pd.concat(parts).sort_index()
 
 
 def schema_markdown() -> str:

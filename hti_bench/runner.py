@@ -44,6 +44,7 @@ class Reference:
     samples: Tensor
     floor: dict[str, float]
     ref_metrics: dict[str, float]
+    seed_floor: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass
@@ -86,7 +87,9 @@ def build_references(task: Task, seed: int) -> list[Reference]:
         ref = task.sample(lam, conds, task.n_samples, derive_seed(task.spec, seed, "reference", lam))
         twin = task.sample(lam, conds, task.n_samples, derive_seed(task.spec, seed, "floor", lam))
         floor = per_condition_wasserstein(twin, ref).mean()
-        out.append(Reference(lam, ref, floor, task.metrics(lam, conds, ref)))
+        other = task.seed_twin_sample(lam, conds, task.n_samples, derive_seed(task.spec, seed, "seed-floor", lam))
+        seed_floor = per_condition_wasserstein(other, ref).mean() if other is not None else {}
+        out.append(Reference(lam, ref, floor, task.metrics(lam, conds, ref), seed_floor))
     return out
 
 
@@ -101,6 +104,7 @@ def _base_row(task: Task, surrogate: Surrogate | type[Surrogate], spec: str, see
         "error": "",
         "w1": math.nan, "w2": math.nan, "w2sq": math.nan,
         "floor_w1": math.nan, "floor_w2": math.nan, "floor_w2sq": math.nan,
+        "seed_floor_w1": math.nan, "seed_floor_w2": math.nan, "seed_floor_w2sq": math.nan,
         "n_conditions": int(task.eval_conditions().shape[0]),
         "n_samples": task.n_samples,
         "fit_seconds": math.nan, "sample_seconds": math.nan,
@@ -137,6 +141,7 @@ def evaluate_unit(
     rows = [_base_row(task, surrogate, spec, seed, ref.lam) for ref in references]
     for row, ref in zip(rows, references):
         row.update({f"floor_{k}": v for k, v in ref.floor.items()})
+        row.update({f"seed_floor_{k}": v for k, v in ref.seed_floor.items()})
         row.update({f"ref_metric_{k}": v for k, v in ref.ref_metrics.items()})
 
     reason = surrogate.skip(task)
@@ -241,9 +246,9 @@ def run(
             continue
         if isinstance(task, TrainedTask):
             task.cache = cache
-            lams = task.anchors + task.heldout
-            for lam in tqdm(lams, desc=f"targets {task.name}", unit="net", leave=False, disable=not progress):
-                task.network(lam)
+            nets = [(lam, None) for lam in task.anchors + task.heldout] + [(lam, task.twin_seed) for lam in task.heldout]
+            for lam, model_seed in tqdm(nets, desc=f"targets {task.name}", unit="net", leave=False, disable=not progress):
+                task.network(lam, seed=model_seed)
         for seed in sorted({s for _, s in todo}):
             bar.set_postfix_str(f"{task.name} seed={seed}: anchor and reference samples")
             anchors = build_anchor_set(task, seed)

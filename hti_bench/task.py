@@ -124,6 +124,13 @@ class Task(ABC):
     def prepare(self, lambdas: Iterable[float], progress: Callable[[str], None] | None = None) -> None:
         """Make every network at ``lambdas`` ready (train or load from cache). No-op by default."""
 
+    def seed_twin_sample(self, lam: float, conditions: Tensor, n: int, seed: int) -> Tensor | None:
+        """n draws per condition from a second target at λ that differs only in its training seed,
+        or None when the task has no training randomness (analytic tasks). The harness scores the
+        held-out network against it: the *seed-to-seed* noise floor, below which no surrogate can be
+        judged."""
+        return None
+
     def metrics(self, lam: float, conditions: Tensor, samples: Tensor) -> dict[str, float]:
         """Task-specific metrics of ``samples`` (M, n, D) at λ; lower is better unless documented."""
         return {}
@@ -281,8 +288,18 @@ class TrainedTask(Task):
                 progress(f"{self.name}: {self.hyperparameter.name}={lam}")
             self.network(lam)
 
+    @property
+    def twin_seed(self) -> int:
+        """Training seed of the second network at each held-out λ (the seed-to-seed floor)."""
+        return int(self.config.model_seed) + 1
+
     def sample(self, lam: float, conditions: Tensor, n: int, seed: int) -> Tensor:
-        net = self.network(lam)
+        return self._sample_net(self.network(lam), conditions, n, seed)
+
+    def seed_twin_sample(self, lam: float, conditions: Tensor, n: int, seed: int) -> Tensor | None:
+        return self._sample_net(self.network(lam, seed=self.twin_seed), conditions, n, seed)
+
+    def _sample_net(self, net: nn.Module, conditions: Tensor, n: int, seed: int) -> Tensor:
         gen = torch.Generator().manual_seed(int(seed))
         with torch.no_grad():
             out = self.sample_network(net, torch.as_tensor(conditions, dtype=torch.float32), n, gen)

@@ -130,3 +130,19 @@ def test_same_seed_reproduces_scores(tmp_path):
     assert a["w2"].tolist() == b["w2"].tolist()
     c = run(tasks=[TASK], surrogates=["mixture"], seeds=[4], results_dir=tmp_path / "c", progress=False).results
     assert a["w2"].tolist() != c["w2"].tolist()
+
+
+def test_trained_tasks_report_the_seed_to_seed_floor(tmp_path):
+    summary = run(tasks=["noisy-regression[epochs=20]", TASK], surrogates=["mccann"], seeds=[0],
+                  results_dir=tmp_path / "res", cache_dir=tmp_path / "cache", progress=False)
+    rows = summary.results
+    trained = rows[rows.task.str.startswith("noisy-regression")]
+    # deterministic outputs: the finite-sample floor is 0, two training seeds still disagree
+    assert (trained.floor_w2 == 0).all()
+    assert (trained.seed_floor_w2 > 0).all() and trained.seed_floor_w2.notna().all()
+    assert rows[rows.task == TASK].seed_floor_w2.isna().all()
+    # the twins are cached next to the networks: anchors + held-out + one twin per held-out λ
+    assert summary.targets_trained == 3 + 2 + 2
+    again = run(tasks=["noisy-regression[epochs=20]"], surrogates=["mccann"], seeds=[0], results_dir=tmp_path / "res2",
+                cache_dir=tmp_path / "cache", progress=False)
+    assert again.targets_trained == 0
