@@ -48,16 +48,20 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _cmd_list(what: str) -> int:
-    from hti_bench import registry
+    from hti_bench import errors, registry
 
     if what in ("all", "tasks"):
         print("Tasks (* = in the default suite):")
         for name, cls in registry.task_classes().items():
-            task = cls()
-            hp = task.hyperparameter
             star = "*" if cls.in_default_suite else " "
             caps = ",".join(sorted(cls.capabilities)) or "outputs only"
             print(f" {star} {name:<16} {cls.description}")
+            try:
+                task = cls()
+            except errors.HTIBenchError as err:  # a task that needs options, e.g. tensor[path=…]
+                print(f"     needs options: {err}")
+                continue
+            hp = task.hyperparameter
             print(
                 f"     {hp.name} ∈ [{hp.low}, {hp.high}] ({hp.clock.value} clock); anchors {list(task.anchors)}; "
                 f"held out {list(task.heldout)}; D={task.output_dim}, C={task.condition_dim}; offers: {caps}"

@@ -85,7 +85,7 @@ def build_references(task: Task, seed: int) -> list[Reference]:
     out = []
     for lam in task.heldout:
         ref = task.sample(lam, conds, task.n_samples, derive_seed(task.spec, seed, "reference", lam))
-        twin = task.sample(lam, conds, task.n_samples, derive_seed(task.spec, seed, "floor", lam))
+        twin = task.floor_sample(lam, conds, task.n_samples, derive_seed(task.spec, seed, "floor", lam))
         floor = per_condition_wasserstein(twin, ref).mean()
         other = task.seed_twin_sample(lam, conds, task.n_samples, derive_seed(task.spec, seed, "seed-floor", lam))
         seed_floor = per_condition_wasserstein(other, ref).mean() if other is not None else {}

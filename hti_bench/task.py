@@ -124,6 +124,11 @@ class Task(ABC):
     def prepare(self, lambdas: Iterable[float], progress: Callable[[str], None] | None = None) -> None:
         """Make every network at ``lambdas`` ready (train or load from cache). No-op by default."""
 
+    def floor_sample(self, lam: float, conditions: Tensor, n: int, seed: int) -> Tensor:
+        """A second, independent sample set at λ for the finite-sample noise floor (default: another
+        :meth:`sample` call; tasks with a fixed stored set resample it instead)."""
+        return self.sample(lam, conditions, n, seed)
+
     def seed_twin_sample(self, lam: float, conditions: Tensor, n: int, seed: int) -> Tensor | None:
         """n draws per condition from a second target at λ that differs only in its training seed,
         or None when the task has no training randomness (analytic tasks). The harness scores the

@@ -17,8 +17,10 @@ def test_help_is_fast_and_lists_commands():
 def test_list_shows_tasks_surrogates(capsys):
     assert main(["list"]) == 0
     out = capsys.readouterr().out
-    for name in ("semicircles", "moons-dropout", "gaussian-path", "mccann", "mixture", "nearest-anchor"):
+    for name in ("semicircles", "moons-dropout", "gaussian-path", "quantile", "noisy-regression", "tensor", "mccann",
+                 "mixture", "nearest-anchor", "hypernetwork", "stn", "delta-stn", "anchored-delta-stn"):
         assert name in out
+    assert "needs options: task 'tensor' needs path=FILE" in out
 
 
 def test_run_then_leaderboard(tmp_path, capsys):

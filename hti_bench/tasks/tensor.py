@@ -1,0 +1,209 @@
+"""``tensor``: any HTI data set in the paper's ``[T, N, D + C]`` layout, from a ``.npz`` or ``.pt`` file.
+
+How users bring their own networks' outputs, and how the paper's published data is run:
+``hti-bench run -t "tensor[path=moons_dropout.npz,anchors=(0.0,0.5,0.99)]"``.
+
+The file holds ``data`` (T × N × (D + C): for each of T increasing λ values, N rows of
+[output y (D) | condition x (C)]), and optionally ``lambdas`` (T) and ``y_dim`` (D); a ``.pt`` file may
+also be a bare tensor. Options given in the spec override the file. The condition rows must be the
+same at every λ (the paper's convention); rows with identical x form one condition, whose outputs at
+λ are the sample set p(y | x, λ). Anchors default to the first, middle and last λ, held-out values to
+every other λ between the first and last anchor.
+
+Samples at λ are rows of the stored set, drawn without replacement (all of them by default), so the
+surrogate is scored against the stored outputs themselves. The finite-sample floor compares the
+stored set with a bootstrap resample of itself (two disjoint draws are impossible when the whole set
+is the reference). There is no network and no loss: best-response surrogates skip this task.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from functools import cached_property
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from hti_bench.clock import Clock, Hyperparameter
+from hti_bench.errors import ConfigError
+from hti_bench.task import Task, TaskConfig, option
+
+
+@dataclasses.dataclass(frozen=True)
+class TensorConfig(TaskConfig):
+    path: str = option("", "The .npz or .pt file (required).")
+    y_dim: int = option(0, "Output dimension D; 0 = the file's y_dim.")
+    lambdas: tuple[float, ...] = option((), "The T λ values; empty = the file's.")
+    clock: str = option("identity", "λ's clock: identity, log or logit.")
+    rows: int = option(0, "Use only the first `rows` rows of each λ (0 = all).")
+    categorical: str = option("auto", "Whether x is one class-id column: auto, yes or no.")
+    n_samples: int = option(0, "Samples per condition; 0 = every stored row of the smallest condition.", cache=False)
+
+
+class TensorTask(Task):
+    name: ClassVar[str] = "tensor"
+    description: ClassVar[str] = "Your own HTI data: a [T, N, D+C] tensor (.npz/.pt) of outputs at T values of λ."
+    Config = TensorConfig
+    in_default_suite: ClassVar[bool] = False
+    capability_notes: ClassVar[dict[str, str]] = {
+        "training_loss": "stored outputs, with no network or loss",
+        "architecture": "stored outputs, with no network or loss",
+    }
+
+    def _validate_lambdas(self) -> None:
+        self._load()  # a malformed file is reported before anything runs
+        super()._validate_lambdas()
+        for lam in self.anchors + self.heldout:
+            self.index_of_lambda(lam)
+
+    # ------------------------------------------------------------------ the file
+
+    def _fail(self, problem: str) -> ConfigError:
+        return ConfigError(f"task 'tensor': {self.config.path or '(no path)'}: {problem}")
+
+    def _load(self) -> None:
+        c = self.config
+        if not c.path:
+            raise ConfigError("task 'tensor' needs path=FILE (a .npz or .pt file in the [T, N, D+C] layout)")
+        file = Path(c.path).expanduser()
+        if not file.is_file():
+            raise self._fail("no such file")
+        raw = _read(file, self._fail)
+        data = raw.get("data")
+        if data is None:
+            raise self._fail(f"no 'data' array (found: {', '.join(sorted(raw)) or 'nothing'})")
+        data = torch.as_tensor(np.asarray(data), dtype=torch.float32)
+        if data.ndim != 3:
+            raise self._fail(f"wrong rank: 'data' must be [T, N, D+C], got shape {tuple(data.shape)}")
+        if c.rows:
+            data = data[:, : int(c.rows)]
+        bad = int((~torch.isfinite(data)).sum())
+        if bad:
+            raise self._fail(f"'data' has {bad} non-finite values (NaN or inf)")
+        lambdas = tuple(float(v) for v in (c.lambdas or np.asarray(raw.get("lambdas", [])).reshape(-1)))
+        if not lambdas:
+            raise self._fail("no λ values: the file has no 'lambdas' and none were given (lambdas=(…))")
+        if len(lambdas) != data.shape[0]:
+            raise self._fail(f"{len(lambdas)} λ values but 'data' has T = {data.shape[0]} slices")
+        if any(not math.isfinite(v) for v in lambdas) or any(b <= a for a, b in zip(lambdas, lambdas[1:])):
+            raise self._fail(f"λ values must be finite and strictly increasing, got {lambdas}")
+        if c.y_dim:
+            y_dim = int(c.y_dim)
+        elif "y_dim" in raw:
+            y_dim = int(np.asarray(raw["y_dim"]).reshape(-1)[0])
+        else:
+            y_dim = 0
+        width = data.shape[2]
+        if not 1 <= y_dim < width:
+            raise self._fail(
+                f"y_dim must be between 1 and {width - 1} (data rows have D + C = {width} columns and need ≥ 1 condition "
+                f"column), got {y_dim or 'none'}: set y_dim=D"
+            )
+        x = data[0, :, y_dim:]
+        if not all(torch.equal(data[t, :, y_dim:], x) for t in range(1, data.shape[0])):
+            raise self._fail("the condition columns differ between λ values; every λ must hold the same x rows")
+        self._data, self._lambdas, self._y_dim = data, lambdas, y_dim
+        self._x_unique, self._group = torch.unique(x, dim=0, return_inverse=True)
+        sizes = torch.bincount(self._group)
+        self._min_group = int(sizes.min())
+        n = int(c.n_samples)
+        if n < 0:
+            raise self._fail(f"n_samples must be ≥ 0, got {n}")
+
+    @property
+    def anchors(self) -> tuple[float, ...]:
+        if self.config.anchors:
+            return tuple(float(v) for v in self.config.anchors)
+        lams = self._lambdas
+        return (lams[0], lams[len(lams) // 2], lams[-1]) if len(lams) > 2 else tuple(lams)
+
+    @property
+    def heldout(self) -> tuple[float, ...]:
+        if self.config.heldout:
+            return tuple(float(v) for v in self.config.heldout)
+        lo, hi = self.anchors[0], self.anchors[-1]
+        return tuple(v for v in self._lambdas if lo < v < hi and not any(math.isclose(v, a) for a in self.anchors))
+
+    @property
+    def n_samples(self) -> int:
+        return int(self.config.n_samples) or self._min_group
+
+    def index_of_lambda(self, lam: float) -> int:
+        for i, v in enumerate(self._lambdas):
+            if math.isclose(v, float(lam), rel_tol=1e-9, abs_tol=1e-12):
+                return i
+        raise ConfigError(f"task 'tensor': λ={lam} is not one of the file's values {self._lambdas}")
+
+    # ------------------------------------------------------------------ the task contract
+
+    @cached_property
+    def hyperparameter(self) -> Hyperparameter:
+        return Hyperparameter("lambda", self._lambdas[0], self._lambdas[-1], Clock.parse(self.config.clock))
+
+    @property
+    def output_dim(self) -> int:
+        return self._y_dim
+
+    @property
+    def condition_dim(self) -> int:
+        return int(self._data.shape[2] - self._y_dim)
+
+    @property
+    def categorical(self) -> bool:  # type: ignore[override]
+        choice = self.config.categorical
+        if choice not in ("auto", "yes", "no"):
+            raise ConfigError(f"task 'tensor': categorical must be auto, yes or no, got {choice!r}")
+        if choice != "auto":
+            return choice == "yes"
+        x = self._x_unique
+        return x.shape[1] == 1 and bool(torch.equal(x, x.round())) and x.shape[0] <= 64
+
+    def eval_conditions(self) -> Tensor:
+        return self._x_unique.clone()
+
+    def _rows(self, lam: float, conditions: Tensor) -> list[Tensor]:
+        t = self.index_of_lambda(lam)
+        out = []
+        for row in torch.as_tensor(conditions, dtype=torch.float32):
+            match = (self._x_unique == row).all(dim=1).nonzero()
+            if match.numel() == 0:
+                raise ValueError(f"condition {row.tolist()} is not one of the file's x rows")
+            out.append(self._data[t, self._group == int(match[0, 0]), : self._y_dim])
+        return out
+
+    def sample(self, lam: float, conditions: Tensor, n: int, seed: int) -> Tensor:
+        gen = torch.Generator().manual_seed(int(seed))
+        out = []
+        for ys in self._rows(lam, conditions):
+            if n > ys.shape[0]:
+                raise ValueError(f"{n} samples asked, the file has {ys.shape[0]} rows for a condition at λ={lam}")
+            out.append(ys[torch.randperm(ys.shape[0], generator=gen)[:n]])
+        return torch.stack(out)
+
+    def floor_sample(self, lam: float, conditions: Tensor, n: int, seed: int) -> Tensor:
+        gen = torch.Generator().manual_seed(int(seed))
+        return torch.stack([ys[torch.randint(0, ys.shape[0], (n,), generator=gen)] for ys in self._rows(lam, conditions)])
+
+
+def _read(file: Path, fail: Any) -> dict[str, Any]:
+    suffix = file.suffix.lower()
+    try:
+        if suffix == ".npz":
+            with np.load(file, allow_pickle=False) as z:
+                return {k: z[k] for k in z.files}
+        if suffix in (".pt", ".pth"):
+            obj = torch.load(file, map_location="cpu", weights_only=True)
+            if isinstance(obj, Tensor):
+                return {"data": obj.numpy()}
+            if isinstance(obj, dict):
+                return {k: (v.numpy() if isinstance(v, Tensor) else v) for k, v in obj.items()}
+            raise fail(f"holds a {type(obj).__name__}; expected a tensor or a dict with 'data'")
+    except ConfigError:
+        raise
+    except Exception as err:
+        raise fail(f"cannot be read ({type(err).__name__}: {err})") from None
+    raise fail(f"unknown file type {suffix!r}; use .npz or .pt")
