@@ -20,7 +20,6 @@ from contextlib import contextmanager
 from typing import ClassVar
 
 import torch
-from torch import Tensor
 
 from hti_bench.errors import check_choice
 from hti_bench.response import LambdaAxis, StructuredResponse, center_time, cosine, step_optimizer
@@ -37,6 +36,7 @@ class DeltaSTN(StnBase):
         "Bae & Grosse, Delta-STN: efficient bilevel optimization for neural networks using structured response Jacobians, NeurIPS 2020",
     )
     centred: ClassVar[bool] = True
+    linearised: ClassVar[bool] = True
     test_config: ClassVar[dict] = {"epochs": 1, "batch_size": 32, "lambda_draws": 4}
 
     def __init__(
@@ -86,22 +86,11 @@ class DeltaSTN(StnBase):
             with self.net_.at(torch.zeros(1, 1)):  # h = 0: exactly w0
                 loss0 = task.per_example_loss(self.net_, batch, torch.full((batch[0].shape[0],), lam0)).mean()
             step_optimizer(general, loss0, step, schedules[0])
-            loss = self._linearised_loss(task, axis, batch, gen, scale=self.scale_.sigma.detach())
+            loss = self._perturbed_loss(task, axis, batch, gen, scale=self.scale_.sigma.detach())
             step_optimizer(respond, loss, step, schedules[1])
             losses.append(float(loss.detach()))
-            if val_batches is not None and (step + 1) % int(self.scale_every) == 0:
-                self.net_.eval()
-                val_loss = self._linearised_loss(task, axis, next(val_batches), gen, scale=self.scale_.sigma, detach_lam=True)
-                sigmas.append(self.scale_.step(val_loss))
-                self.net_.train()
+            self._scale_step(task, axis, val_batches, gen, step, sigmas)
         return losses, sigmas
-
-    def _linearised_loss(self, task, axis, batch, gen, *, scale: Tensor, detach_lam: bool = False) -> Tensor:
-        batch, groups, k = self._grouped(batch)
-        lam, s = axis.perturbed(self.scale_.center_u, scale, groups, gen)
-        lam = lam.detach() if detach_lam else lam
-        with self.net_.at(torch.zeros(groups, 1), linearize=self._h(s)):
-            return task.per_example_loss(self.net_, batch, lam.repeat_interleave(k)).mean()
 
     @contextmanager
     def _at(self, lam: float):

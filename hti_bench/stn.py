@@ -27,7 +27,7 @@ from hti_bench.task import TrainedTask
 
 class StnBase(BestResponseSurrogate):
     """STN's loop: network steps at perturbed λ̃ (σ fixed within a step), a σ step every
-    ``scale_every`` steps. Δ-STN overrides :meth:`_train` and sets ``centred``."""
+    ``scale_every`` steps. Δ-STN overrides :meth:`_train` and sets ``centred`` and ``linearised``."""
 
     def __init__(
         self,
@@ -76,6 +76,7 @@ class StnBase(BestResponseSurrogate):
         self.val_fraction = val_fraction
 
     centred: ClassVar[bool] = False  # Δ-STN feeds s − s0; STN feeds s
+    linearised: ClassVar[bool] = False  # Δ-STN trains the response through the linearised output
 
     def _fit(self, task: TrainedTask, axis: LambdaAxis, gen: torch.Generator) -> None:
         check_stn_options(self, self.anchors_)
@@ -95,11 +96,24 @@ class StnBase(BestResponseSurrogate):
 
     def _perturbed_loss(self, task: TrainedTask, axis: LambdaAxis, batch: tuple[Tensor, ...], gen: torch.Generator,
                         *, scale: Tensor, detach_lam: bool = False) -> Tensor:
+        """The task's loss at λ̃ perturbed around λ0; through the linearised output for Δ-STN."""
         batch, groups, k = self._grouped(batch)
         lam, s = axis.perturbed(self.scale_.center_u, scale, groups, gen)
         lam = lam.detach() if detach_lam else lam
-        with self.net_.at(self._h(s)):
+        h = self._h(s)
+        context = self.net_.at(torch.zeros_like(h), linearize=h) if self.linearised else self.net_.at(h)
+        with context:
             return task.per_example_loss(self.net_, batch, lam.repeat_interleave(k)).mean()
+
+    def _scale_step(self, task: TrainedTask, axis: LambdaAxis, val_batches: BatchStream | None, gen: torch.Generator,
+                    step: int, sigmas: list[float]) -> None:
+        """Every ``scale_every`` steps, one σ step on held-out rows with the network in eval mode."""
+        if val_batches is None or (step + 1) % int(self.scale_every):
+            return
+        self.net_.eval()
+        val_loss = self._perturbed_loss(task, axis, next(val_batches), gen, scale=self.scale_.sigma, detach_lam=True)
+        sigmas.append(self.scale_.step(val_loss))
+        self.net_.train()
 
     def _train(self, task, axis, response, batches, val_batches, steps, gen):
         opt = torch.optim.Adam(response.parameters(), lr=self._lr(task))
@@ -109,11 +123,7 @@ class StnBase(BestResponseSurrogate):
             loss = self._perturbed_loss(task, axis, next(batches), gen, scale=self.scale_.sigma.detach())
             step_optimizer(opt, loss, step, schedule)
             losses.append(float(loss.detach()))
-            if val_batches is not None and (step + 1) % int(self.scale_every) == 0:
-                self.net_.eval()
-                val_loss = self._perturbed_loss(task, axis, next(val_batches), gen, scale=self.scale_.sigma, detach_lam=True)
-                sigmas.append(self.scale_.step(val_loss))
-                self.net_.train()
+            self._scale_step(task, axis, val_batches, gen, step, sigmas)
         return losses, sigmas
 
     def _inputs(self, lam: float) -> Tensor:
