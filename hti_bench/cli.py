@@ -42,6 +42,24 @@ def _parser() -> argparse.ArgumentParser:
     lb.add_argument("-t", "--task", default=None, metavar="TASK", help="Only this task.")
     lb.add_argument("--by-lambda", action="store_true", help="Also print W₂ at each held-out λ (mean over seeds).")
 
+    sw = sub.add_parser(
+        "sweep",
+        help="Run (or resume) a wandb sweep file on this machine, no W&B server needed.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        description="Proposes runs with W&B's own sweep engine (the 'sweeps' package: grid, random, bayes, "
+        "hyperband) and runs them in local worker processes. Re-running the same command resumes.",
+    )
+    sw.add_argument("file", metavar="SWEEP.yaml", help="A wandb sweep file, e.g. sweeps/leaderboard.yaml.")
+    sw.add_argument("--workers", type=int, default=1, metavar="N", help="Parallel worker processes.")
+    sw.add_argument("--count", type=int, default=None, metavar="K", help="Start at most K runs in this call (like wandb agent --count).")
+    sw.add_argument("--results", default="results", metavar="DIR", help="Results folder (the sweep's state goes in DIR/sweeps/).")
+    sw.add_argument("--cache", default=None, metavar="DIR", help="Target-network cache (default $HTI_BENCH_CACHE or ~/.cache/hti-bench).")
+    sw.add_argument("--seed", type=int, default=0, help="Seed of the search (random and bayes proposals).")
+    sw.add_argument("--threads", type=int, default=None, metavar="T", help="torch threads per worker (default: cores / workers).")
+    sw.add_argument("--wandb", default=None, choices=["disabled", "offline", "online"], help="wandb mode of the runs (default $WANDB_MODE, else offline).")
+    sw.add_argument("--no-progress", action="store_true", help="No progress bar.")
+    sw.add_argument("--no-figures", action="store_true", help="Do not draw the figures at the end.")
+
     ck = sub.add_parser("check", help="Run the surrogate contract checks on one surrogate.")
     ck.add_argument("surrogate", metavar="SURROGATE")
     return p
@@ -152,6 +170,33 @@ def _cmd_leaderboard(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_sweep(args: argparse.Namespace) -> int:
+    from hti_bench.results import ResultsStore
+    from hti_bench.sweeping.controller import run_sweep
+    from hti_bench.sweeping.sweepfile import load_sweep
+
+    sweep = load_sweep(args.file)  # a bad file fails here, before any worker starts
+    summary = run_sweep(
+        args.file, workers=args.workers, count=args.count, results_dir=args.results, cache_dir=args.cache,
+        seed=args.seed, threads=args.threads, wandb_mode=args.wandb, progress=not args.no_progress,
+    )
+    results, board = ResultsStore(args.results).write_tables()
+    tasks = {r.summary.get("task") for r in summary.records if r.summary.get("task")}
+    _print_board(board[board["task"].isin(tasks)] if tasks else board.iloc[:0])
+    best = summary.best(sweep.metric)
+    counts = ", ".join(f"{summary.count(s)} {s}" for s in ("finished", "skipped", "stopped", "failed") if summary.count(s))
+    print(f"\nSweep {sweep.name}: {len(summary.records)} runs ({counts or 'none'}); {summary.started} started in this call, {summary.seconds:.1f} s.")
+    if best is not None:
+        print(f"Best {sweep.metric} = {best.metric(sweep.metric):.4g}: {best.summary.get('task')} {best.summary.get('surrogate')}")
+    for record in summary.records:
+        if record.state == "failed":
+            print(f"  failed {record.name} {record.params}: {record.error}")
+    if not summary.exhausted and summary.records and args.count is None:
+        print("The sweep stopped before its search was exhausted; run the same command again to resume.")
+    print(f"State: {summary.state_dir}. Leaderboard: {os.path.join(args.results, 'leaderboard.csv')}")
+    return 0
+
+
 def _cmd_check(name: str) -> int:
     from hti_bench.registry import make_surrogate
     from hti_bench.testing import check_surrogate
@@ -172,6 +217,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _cmd_run(args)
         if args.command == "leaderboard":
             return _cmd_leaderboard(args)
+        if args.command == "sweep":
+            return _cmd_sweep(args)
         if args.command == "check":
             return _cmd_check(args.surrogate)
     except HTIBenchError as err:

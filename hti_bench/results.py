@@ -102,6 +102,16 @@ class ResultsStore:
             return False
         return bool(len(df)) and bool(df["status"].isin(["ok", "skipped"]).all())
 
+    def read_unit(self, task: str, surrogate: str, seed: int) -> pd.DataFrame | None:
+        """The stored rows of one unit, or None if it is not stored (or unreadable)."""
+        path = self.unit_path(task, surrogate, seed)
+        if not path.exists():
+            return None
+        try:
+            return self._read(path)
+        except ResultsError:
+            return None
+
     def write_unit(self, rows: Sequence[dict[str, Any]]) -> Path:
         """Store one unit's rows atomically; they must share task, surrogate and seed."""
         if not rows:

@@ -198,6 +198,18 @@ def resolve(
     return task_objs, specs
 
 
+def prepare_targets(task: Task, cache: TargetCache, progress: bool = False) -> None:
+    """Train (or load) every network a task's units need: anchors, held-out and their seed twins."""
+    if not isinstance(task, TrainedTask):
+        return
+    from tqdm.auto import tqdm
+
+    task.cache = cache
+    nets = [(lam, None) for lam in task.anchors + task.heldout] + [(lam, task.twin_seed) for lam in task.heldout]
+    for lam, model_seed in tqdm(nets, desc=f"targets {task.name}", unit="net", leave=False, disable=not progress):
+        task.network(lam, seed=model_seed)
+
+
 def run(
     tasks: Sequence[str] | None = None,
     surrogates: Sequence[str] | None = None,
@@ -244,11 +256,7 @@ def run(
     for task, todo in plan:
         if not todo:
             continue
-        if isinstance(task, TrainedTask):
-            task.cache = cache
-            nets = [(lam, None) for lam in task.anchors + task.heldout] + [(lam, task.twin_seed) for lam in task.heldout]
-            for lam, model_seed in tqdm(nets, desc=f"targets {task.name}", unit="net", leave=False, disable=not progress):
-                task.network(lam, seed=model_seed)
+        prepare_targets(task, cache, progress)
         for seed in sorted({s for _, s in todo}):
             bar.set_postfix_str(f"{task.name} seed={seed}: anchor and reference samples")
             anchors = build_anchor_set(task, seed)
