@@ -116,6 +116,9 @@ class CFM(Surrogate):
         sigma = self.sigma if self.sigma is not None else (0.1 if self.matcher == "sb" else 0.0)
         return coupling, float(sigma)
 
+    def check_params(self) -> None:
+        self._resolved()
+
     def fit(self, anchors: AnchorSet, task: Task | None = None, *, seed: int = 0) -> CFM:
         self.coupling_, self.sigma_ = self._resolved()
         dev = resolve_device(self.device)

@@ -364,6 +364,9 @@ class BestResponseSurrogate(Surrogate):
             self._fit(task, self.axis_, gen)
         return self
 
+    def check_params(self) -> None:
+        self._validate()
+
     def _validate(self) -> None:
         if self.epochs is not None and float(self.epochs) <= 0:
             raise ConfigError(f"epochs must be > 0 (or None for one anchor network's budget), got {self.epochs}")

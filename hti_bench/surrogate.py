@@ -97,6 +97,14 @@ class Surrogate(ABC):
     def sample(self, lam: float, conditions: Tensor, n: int, seed: int) -> Tensor:
         """Return samples of shape (M', n, D) of p̂(y | x, λ=lam) at each condition row."""
 
+    def check_params(self) -> None:
+        """Optional: raise :class:`~hti_bench.errors.ConfigError` for bad parameter values, without data.
+
+        Sweep files are checked with it for every listed value before any run starts, so a typo in
+        one value of a 100-run grid fails at once. The default checks nothing; ``fit`` must validate
+        anyway (it may call this).
+        """
+
     # ------------------------------------------------------------------ provided for you
 
     @classmethod

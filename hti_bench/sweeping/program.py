@@ -117,7 +117,8 @@ def parse_config(cfg: Mapping[str, Any]) -> RunConfig:
     """
     from hti_bench.registry import make_surrogate, make_task, surrogate_classes
 
-    cfg = {k: v for k, v in cfg.items() if not str(k).startswith("_")}
+    # The sweep engine proposes numpy scalars; names must hold plain Python values.
+    cfg = {k: (v.item() if hasattr(v, "item") else v) for k, v in cfg.items() if not str(k).startswith("_")}
     for key in ("task", "surrogate"):
         if key not in cfg:
             raise ConfigError(f"Sweep run configuration lacks {key!r}. Program keys: {', '.join(PROGRAM_KEYS)}.")

@@ -192,9 +192,10 @@ def _check_parameters(where: str, params: dict[str, Any]) -> None:
                     )
         # Every listed surrogate parameter value must build (catches a string where a number goes).
         for name, base in surrogates:
+            make_surrogate(format_spec(name, base)).check_params()
             for key in extra:
                 for v in values[key]:
-                    make_surrogate(format_spec(name, {**base, key: v}))
+                    make_surrogate(format_spec(name, {**base, key: v})).check_params()
         for n in values.get("n_anchors", []):
             for task in tasks:
                 make_task(spaced_anchors(task.spec, int(n)))
