@@ -176,6 +176,8 @@ class Task(ABC):
         where = f"task '{self.name}'"
         if len(anchors) < 2:
             raise ConfigError(f"{where}: needs at least 2 anchors, got {anchors}.")
+        if not heldout:
+            raise ConfigError(f"{where}: has no held-out {hp.name} to score surrogates at (anchors {anchors}).")
         if any(b <= a for a, b in zip(anchors, anchors[1:])):
             raise ConfigError(f"{where}: anchors must be strictly increasing, got {anchors}.")
         for lam in anchors + heldout:

@@ -65,6 +65,7 @@ def write(tmp_path, name="bad.npz", **arrays):
         (dict(data=gaussian_tensor(), lambdas=LAMBDAS[::-1], y_dim=2), "", "strictly increasing"),
         (dict(data=gaussian_tensor(), lambdas=LAMBDAS, y_dim=2), ",anchors=(0.0,0.6,1.0)", r"λ=0.6 is not one of the file's values"),
         (dict(other=np.zeros(3)), "", "no 'data' array"),
+        (dict(data=gaussian_tensor()[:3], lambdas=LAMBDAS[:3], y_dim=2), "", "are all anchors"),  # like the paper's semicircles file
     ],
 )
 def test_malformed_files_are_refused_naming_the_file_and_the_problem(tmp_path, arrays, extra, message):

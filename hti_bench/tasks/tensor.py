@@ -56,6 +56,11 @@ class TensorTask(Task):
 
     def _validate_lambdas(self) -> None:
         self._load()  # a malformed file is reported before anything runs
+        if not self.heldout:
+            raise self._fail(
+                f"its λ values {list(self._lambdas)} are all anchors ({list(self.anchors)}): there is no held-out "
+                "output to score against. Choose fewer anchors (anchors=(…)) if the file holds more values."
+            )
         super()._validate_lambdas()
         for lam in self.anchors + self.heldout:
             self.index_of_lambda(lam)
