@@ -41,6 +41,7 @@ def _parser() -> argparse.ArgumentParser:
     lb.add_argument("--results", default="results", metavar="DIR", help="Results folder.")
     lb.add_argument("-t", "--task", default=None, metavar="TASK", help="Only this task.")
     lb.add_argument("--by-lambda", action="store_true", help="Also print W₂ at each held-out λ (mean over seeds).")
+    lb.add_argument("--from-wandb", default=None, metavar="ENTITY/PROJECT", help="First fetch the result rows of every run in this W&B project (public API) into --results.")
 
     sw = sub.add_parser(
         "sweep",
@@ -154,6 +155,11 @@ def _cmd_run(args: argparse.Namespace) -> int:
 def _cmd_leaderboard(args: argparse.Namespace) -> int:
     from hti_bench.results import ResultsStore
 
+    if args.from_wandb:
+        from hti_bench.tracking import results_from_wandb
+
+        n_runs, n_units = results_from_wandb(args.from_wandb, args.results)
+        print(f"Read {n_runs} runs with hti-bench rows from W&B project {args.from_wandb}: {n_units} units into {args.results}.")
     results, board = ResultsStore(args.results).write_tables()
     _print_board(board, args.task)
     if args.by_lambda:

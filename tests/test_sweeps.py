@@ -320,3 +320,50 @@ def test_malformed_sweep_file_gives_one_clear_error(case, tmp_path, capsys):
 def test_missing_sweep_file(tmp_path, capsys):
     assert cli.main(["sweep", str(tmp_path / "nope.yaml")]) == 2
     assert "does not exist" in capsys.readouterr().err
+
+
+# --------------------------------------------------------------------------------- from W&B
+
+
+class _FakeRun:
+    def __init__(self, summary):
+        self.summary = summary
+
+
+class _FakeApi:
+    """The slice of wandb.Api the leaderboard reads: runs(path) → objects with a summary mapping."""
+
+    def __init__(self, runs):
+        self._runs, self.paths = runs, []
+
+    def runs(self, path):
+        self.paths.append(path)
+        return self._runs
+
+
+def test_leaderboard_from_wandb_rebuilds_the_same_tables(tmp_path, monkeypatch, capsys):
+    from hti_bench.runner import run
+    from hti_bench.tracking import ROWS_SUMMARY_KEY, results_from_wandb, rows_json
+
+    local = run(tasks=["gaussian-path"], surrogates=["mccann", "mixture", "hypernetwork"], seeds=[0, 1], results_dir=tmp_path / "local", progress=False)
+    rows = local.results.to_dict("records")
+    units = {}
+    for row in rows:
+        units.setdefault((row["task"], row["surrogate"], row["seed"]), []).append(row)
+    older = [dict(r, w2=99.0, run_date="2000-01-01T00:00:00+00:00") for r in units[("gaussian-path", "mccann", 0)]]
+    runs = [_FakeRun({ROWS_SUMMARY_KEY: rows_json(u)}) for u in units.values()]
+    runs += [_FakeRun({ROWS_SUMMARY_KEY: rows_json(older)}), _FakeRun({"w2": 0.1})]  # a stale duplicate, a foreign run
+    api = _FakeApi(runs)
+    n_runs, n_units = results_from_wandb("me/hti", str(tmp_path / "remote"), api=api)
+    assert api.paths == ["me/hti"] and n_runs == len(units) + 1 and n_units == len(units)
+    remote, _ = ResultsStore(tmp_path / "remote").write_tables()
+    pd.testing.assert_frame_equal(stable(remote), stable(local.results), check_dtype=False)  # the newer rows won
+    # Through the CLI, with wandb.Api replaced.
+    import wandb
+
+    monkeypatch.setattr(wandb, "Api", lambda **kw: api)
+    assert cli.main(["leaderboard", "--from-wandb", "me/hti", "--results", str(tmp_path / "cli")]) == 0
+    out = capsys.readouterr().out
+    assert f"{len(units)} units" in out and "mccann" in out
+    assert (tmp_path / "cli" / "leaderboard.csv").exists()
+    assert cli.main(["leaderboard", "--from-wandb", "nope", "--results", str(tmp_path / "cli")]) == 2

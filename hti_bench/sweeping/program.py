@@ -33,6 +33,7 @@ from typing import Any
 
 from hti_bench.errors import ConfigError, HTIBenchError, unknown_name_message
 from hti_bench.specs import format_spec, parse_spec
+from hti_bench.tracking import ROWS_SUMMARY_KEY, rows_json
 
 #: The keys the program itself reads; any other key is a surrogate parameter.
 PROGRAM_KEYS: dict[str, str] = {
@@ -48,7 +49,6 @@ PROGRAM_KEYS: dict[str, str] = {
 #: The metric the program logs and sweep files optimise (lower is better).
 METRIC = "w2"
 
-ROWS_SUMMARY_KEY = "hti_bench/rows"
 
 
 @dataclass(frozen=True)
@@ -315,7 +315,7 @@ def sweep_run(
             should_stop=should_stop,
         )
         run.summary.update({k: v for k, v in outcome.summary.items()})
-        run.summary[ROWS_SUMMARY_KEY] = json.dumps(_jsonable(outcome.rows))
+        run.summary[ROWS_SUMMARY_KEY] = rows_json(outcome.rows)
     except BaseException:
         run.finish(exit_code=1)
         raise
@@ -324,14 +324,7 @@ def sweep_run(
 
 
 def _jsonable(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    def fix(v: Any) -> Any:
-        if hasattr(v, "item"):
-            v = v.item()
-        if isinstance(v, float) and not math.isfinite(v):
-            return None
-        return v
-
-    return [{k: fix(v) for k, v in row.items()} for row in rows]
+    return json.loads(rows_json(rows))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
