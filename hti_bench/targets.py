@@ -8,6 +8,7 @@ checksum, payload or architecture does not match is reported, deleted and retrai
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import io
 import json
@@ -134,11 +135,23 @@ class TargetCache:
         net = self.load(task, lam, seed)
         if net is not None:
             return net
-        start = time.perf_counter()
-        net = train_network(task, lam, seed)
-        seconds = time.perf_counter() - start
-        self.trained += 1
-        self.save(task, lam, seed, net, {"train_seconds": seconds})
+        # Sweep workers share the cache: the first to need an entry trains it, the others wait on
+        # its lock and then load it instead of training the same network again.
+        payload, _ = self.paths(task, lam, seed)
+        payload.parent.mkdir(parents=True, exist_ok=True)
+        with open(payload.with_suffix(".lock"), "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            try:
+                net = self.load(task, lam, seed)
+                if net is not None:
+                    return net
+                start = time.perf_counter()
+                net = train_network(task, lam, seed)
+                seconds = time.perf_counter() - start
+                self.trained += 1
+                self.save(task, lam, seed, net, {"train_seconds": seconds})
+            finally:
+                fcntl.flock(lock, fcntl.LOCK_UN)
         return net.eval()
 
 
