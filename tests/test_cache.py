@@ -64,3 +64,26 @@ def test_no_temporary_files_are_left_behind(tiny_moons, tmp_path):
     TargetCache(tmp_path).get_or_train(tiny_moons, 0.0, 0)
     leftovers = [p for p in tmp_path.rglob("*") if p.name.endswith(".tmp")]
     assert leftovers == []
+
+
+def test_concurrent_requests_train_an_entry_once(tiny_moons, tmp_path):
+    """Sweep workers share the cache: whoever holds the entry's lock trains, the others load."""
+    import threading
+
+    caches = [TargetCache(tmp_path) for _ in range(3)]
+    nets = [None] * 3
+    barrier = threading.Barrier(3)
+
+    def request(i):
+        barrier.wait()
+        nets[i] = caches[i].get_or_train(tiny_moons, 0.5, 0)
+
+    threads = [threading.Thread(target=request, args=(i,)) for i in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    assert sum(c.trained for c in caches) == 1 and sum(c.hits for c in caches) == 2
+    for net in nets[1:]:
+        for k, v in state(nets[0]).items():
+            assert torch.equal(v, state(net)[k])
