@@ -42,6 +42,16 @@ def _parser() -> argparse.ArgumentParser:
     lb.add_argument("-t", "--task", default=None, metavar="TASK", help="Only this task.")
     lb.add_argument("--by-lambda", action="store_true", help="Also print W₂ at each held-out λ (mean over seeds).")
 
+    pl = sub.add_parser(
+        "plot",
+        help="Draw the figures of a results folder (W₂ vs λ, leaderboard, cost vs accuracy, sample clouds).",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        description="Writes PNGs and prints their paths. Exit code 2 when there is nothing to plot.",
+    )
+    pl.add_argument("--results", default="results", metavar="DIR", help="Results folder.")
+    pl.add_argument("--out", default=None, metavar="DIR", help="Where the figures go (default: <results>/figures).")
+    pl.add_argument("-t", "--task", action="append", metavar="TASK", help="Only this task (repeatable; default: all).")
+
     ck = sub.add_parser("check", help="Run the surrogate contract checks on one surrogate.")
     ck.add_argument("surrogate", metavar="SURROGATE")
     return p
@@ -101,6 +111,11 @@ def _print_board(board, task: str | None = None) -> None:  # noqa: ANN001
                 cost = pd.to_numeric(group.get("anchor_train_seconds"), errors="coerce").max()
                 anchors = f"; the anchor networks took {cost:.1f} s to train" if cost == cost else ""
                 print(f"* trains on the task's own loss (best response), not on anchor outputs{anchors}")
+        if task is None and board["task"].nunique() > 1 and "mean_rank" in board.columns:
+            ranks = board.drop_duplicates("surrogate").dropna(subset=["mean_rank"])
+            ranks = ranks.sort_values(["mean_rank", "surrogate"])[["surrogate", "mean_rank", "n_tasks_ranked"]]
+            print("\n== mean rank over the tasks each surrogate is ranked on (skipped tasks do not count) ==")
+            print(ranks.to_string(index=False, float_format=lambda v: f"{v:.2f}"))
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
@@ -126,7 +141,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         f"\n{summary.units_run} runs done, {summary.units_cached} already stored; "
         f"{summary.rows_failed} failed and {summary.rows_skipped} skipped rows; targets trained "
         f"{summary.targets_trained}, loaded {summary.targets_loaded}; {summary.seconds:.1f} s. "
-        f"Leaderboard: {os.path.join(args.results, 'leaderboard.csv')}"
+        f"Leaderboard: {os.path.join(args.results, 'leaderboard.csv')}; figures: hti-bench plot --results {args.results}"
     )
     for line in summary.failures[:10]:
         print(f"  failed: {line}")
@@ -152,6 +167,17 @@ def _cmd_leaderboard(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_plot(args: argparse.Namespace) -> int:
+    from hti_bench.plots import plot_results
+
+    paths = plot_results(args.results, args.out, args.task)
+    for path in paths:
+        print(path)
+    if not paths:
+        print("(no figure: no task has an ok result to draw)", file=sys.stderr)
+    return 0
+
+
 def _cmd_check(name: str) -> int:
     from hti_bench.registry import make_surrogate
     from hti_bench.testing import check_surrogate
@@ -172,6 +198,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _cmd_run(args)
         if args.command == "leaderboard":
             return _cmd_leaderboard(args)
+        if args.command == "plot":
+            return _cmd_plot(args)
         if args.command == "check":
             return _cmd_check(args.surrogate)
     except HTIBenchError as err:
