@@ -61,6 +61,16 @@ def _parser() -> argparse.ArgumentParser:
     sw.add_argument("--no-progress", action="store_true", help="No progress bar.")
     sw.add_argument("--no-figures", action="store_true", help="Do not draw the figures at the end.")
 
+    pl = sub.add_parser(
+        "plot",
+        help="Draw the figures of a results folder (W₂ vs λ, leaderboard, cost vs accuracy, sample clouds).",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        description="Writes PNGs and prints their paths. Exit code 2 when there is nothing to plot.",
+    )
+    pl.add_argument("--results", default="results", metavar="DIR", help="Results folder.")
+    pl.add_argument("--out", default=None, metavar="DIR", help="Where the figures go (default: <results>/figures).")
+    pl.add_argument("-t", "--task", action="append", metavar="TASK", help="Only this task (repeatable; default: all).")
+
     ck = sub.add_parser("check", help="Run the surrogate contract checks on one surrogate.")
     ck.add_argument("surrogate", metavar="SURROGATE")
     return p
@@ -120,6 +130,11 @@ def _print_board(board, task: str | None = None) -> None:  # noqa: ANN001
                 cost = pd.to_numeric(group.get("anchor_train_seconds"), errors="coerce").max()
                 anchors = f"; the anchor networks took {cost:.1f} s to train" if cost == cost else ""
                 print(f"* trains on the task's own loss (best response), not on anchor outputs{anchors}")
+        if task is None and board["task"].nunique() > 1 and "mean_rank" in board.columns:
+            ranks = board.drop_duplicates("surrogate").dropna(subset=["mean_rank"])
+            ranks = ranks.sort_values(["mean_rank", "surrogate"])[["surrogate", "mean_rank", "n_tasks_ranked"]]
+            print("\n== mean rank over the tasks each surrogate is ranked on (skipped tasks do not count) ==")
+            print(ranks.to_string(index=False, float_format=lambda v: f"{v:.2f}"))
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
@@ -145,7 +160,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         f"\n{summary.units_run} runs done, {summary.units_cached} already stored; "
         f"{summary.rows_failed} failed and {summary.rows_skipped} skipped rows; targets trained "
         f"{summary.targets_trained}, loaded {summary.targets_loaded}; {summary.seconds:.1f} s. "
-        f"Leaderboard: {os.path.join(args.results, 'leaderboard.csv')}"
+        f"Leaderboard: {os.path.join(args.results, 'leaderboard.csv')}; figures: hti-bench plot --results {args.results}"
     )
     for line in summary.failures[:10]:
         print(f"  failed: {line}")
@@ -200,6 +215,26 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
     if not summary.exhausted and summary.records and args.count is None:
         print("The sweep stopped before its search was exhausted; run the same command again to resume.")
     print(f"State: {summary.state_dir}. Leaderboard: {os.path.join(args.results, 'leaderboard.csv')}")
+    if not args.no_figures and tasks:
+        from hti_bench.errors import ResultsError
+        from hti_bench.plots import plot_results
+
+        try:  # every task in the store, so the figures match leaderboard.csv
+            paths = plot_results(args.results)
+            print(f"Figures: {len(paths)} in {os.path.join(args.results, 'figures')}")
+        except ResultsError as err:
+            print(f"No figures: {err}")
+    return 0
+
+
+def _cmd_plot(args: argparse.Namespace) -> int:
+    from hti_bench.plots import plot_results
+
+    paths = plot_results(args.results, args.out, args.task)
+    for path in paths:
+        print(path)
+    if not paths:
+        print("(no figure: no task has an ok result to draw)", file=sys.stderr)
     return 0
 
 
@@ -225,6 +260,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _cmd_leaderboard(args)
         if args.command == "sweep":
             return _cmd_sweep(args)
+        if args.command == "plot":
+            return _cmd_plot(args)
         if args.command == "check":
             return _cmd_check(args.surrogate)
     except HTIBenchError as err:

@@ -4,14 +4,19 @@ One row per (task, surrogate, seed, held-out λ). Each finished (task, surrogate
 as its own CSV file under ``<results>/runs/`` by an atomic rename, so an interrupted run loses at most
 the unit in progress and never leaves half a file; re-running skips units already stored. Reading
 merges every file and drops duplicate natural keys keeping the newest row, so nothing is double-counted.
-``results.csv`` (the merged table) and ``leaderboard.csv`` are regenerated from the run files; never
-edit them by hand.
+``results.csv`` (the merged table), ``leaderboard.csv`` and one ``leaderboard_<task>.csv`` per task are
+regenerated from the run files; never edit them by hand. For tasks with 2-D outputs, a unit may also
+store a few sample clouds under ``<results>/samples/`` (same digest as its run file) for the figures of
+:mod:`hti_bench.plots`.
 """
 
 from __future__ import annotations
 
 import hashlib
+import io
 import math
+import re
+import warnings
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -74,17 +79,82 @@ _FLOAT_COLUMNS = (
 )
 
 
+#: Columns of ``leaderboard.csv`` (and of each ``leaderboard_<task>.csv``) → meaning; a test keeps the
+#: table in ``results/README.md`` equal to :func:`leaderboard_markdown`.
+LEADERBOARD_COLUMNS: dict[str, str] = {
+    "task": "Task name, as in the results.",
+    "rank": "Rank of the surrogate within the task by `w2_mean` (1 = best, ties share the lower rank); "
+    "empty for surrogates with no ok row (skipped or failed).",
+    "surrogate": "Surrogate name with its parameters.",
+    "w2_mean": "Mean W₂ over every ok (seed, held-out λ) row.",
+    "w2_std": "Standard deviation of W₂ over those rows.",
+    "w2_ci95": "Half-width of the 95 % Student-t interval over seeds, each seed first averaged over the held-out λ.",
+    "w2sq_mean": "Mean W₂² (the HTI paper's 'W.D.').",
+    "w2sq_ci95": "95 % CI half-width of W₂², as for `w2_ci95`.",
+    "w1_mean": "Mean W₁.",
+    "floor_w2_mean": "Mean noise floor of W₂ over the same rows.",
+    "seed_floor_w2_mean": "Mean seed-to-seed floor of W₂ (NaN for tasks without training randomness).",
+    "w1_std": "Standard deviation of W₁.",
+    "w1_ci95": "95 % CI half-width of W₁.",
+    "w2sq_std": "Standard deviation of W₂².",
+    "n_seeds": "Seeds with at least one ok row.",
+    "n_rows": "Ok rows averaged.",
+    "n_failed": "Failed rows (not averaged).",
+    "fit_seconds": "Mean over seeds of the wall time of fit().",
+    "sample_seconds": "Mean wall time of sample() at one held-out λ (all conditions).",
+    "anchor_train_seconds": "What training the task's anchor networks cost (NaN for tasks that train nothing).",
+    "uses_training_loss": "Whether the surrogate trains on the task's loss (best response; starred in the printout).",
+    "status": "ok, `partial: N failed rows`, or `skipped: reason` / `failed: reason` when no row is ok.",
+    "mean_rank": "The surrogate's mean `rank` over every task where it has one (the same on each of its rows). "
+    "Tasks it was skipped on or failed count neither way, so compare it together with `n_tasks_ranked`, and "
+    "only between surrogates run on the same tasks.",
+    "n_tasks_ranked": "Tasks `mean_rank` averages over.",
+}
+
+
+def unit_digest(task: str, surrogate: str, seed: int) -> str:
+    """The stable name of a (task, surrogate, seed) unit's files: its run CSV and its sample clouds."""
+    return hashlib.sha1(f"{task}\x00{surrogate}\x00{int(seed)}".encode()).hexdigest()[:20]
+
+
 def unit_filename(task: str, surrogate: str, seed: int) -> str:
-    digest = hashlib.sha1(f"{task}\x00{surrogate}\x00{int(seed)}".encode()).hexdigest()[:20]
-    return f"{digest}.csv"
+    return f"{unit_digest(task, surrogate, seed)}.csv"
+
+
+_UNSAFE = re.compile(r"[^a-zA-Z0-9._=-]+")
+
+
+def safe_name(name: str, max_len: int = 80) -> str:
+    """A file-name-safe, stable and readable form of a task (or any) name.
+
+    Characters outside ``[a-zA-Z0-9._=-]`` become ``_`` (a run of them, one ``_``; none at either end).
+    When that changed anything, or the name is empty, only dots or longer than ``max_len``, a short
+    hash of the original is appended (``-`` + 8 hex digits), so different names never share a file:
+    ``moons-dropout`` stays ``moons-dropout``; ``tensor[path=../x.npz]`` becomes
+    ``tensor_path=.._x.npz-<hash>``.
+    """
+    safe = _UNSAFE.sub("_", name).strip("_")
+    if safe == name and name.strip(".") and len(name) <= max_len:
+        return name
+    digest = hashlib.sha1(name.encode()).hexdigest()[:8]
+    return f"{safe[:max_len]}-{digest}"
+
+
+#: What a unit's ``samples`` dict holds (filled by :func:`hti_bench.runner.evaluate_unit`, stored by
+#: :meth:`ResultsStore.write_samples`): arrays ``surrogate`` and ``reference`` (float32, [m, n, 2]),
+#: ``conditions`` ([m, C]), ``lam`` (the held-out λ they were drawn at), and strings ``task``,
+#: ``surrogate_spec``, ``hyperparameter`` and the int ``seed``.
+SAMPLE_KEYS = ("task", "surrogate_spec", "seed", "hyperparameter", "lam", "conditions", "surrogate", "reference")
 
 
 class ResultsStore:
-    """A results folder: ``runs/*.csv`` (one per unit), ``results.csv`` and ``leaderboard.csv``."""
+    """A results folder: ``runs/*.csv`` (one per unit), ``samples/*.npz`` (2-D tasks' sample clouds),
+    ``results.csv``, ``leaderboard.csv`` and ``leaderboard_<task>.csv``."""
 
     def __init__(self, root: str | Path = "results") -> None:
         self.root = Path(root)
         self.runs = self.root / "runs"
+        self.samples = self.root / "samples"
 
     # ------------------------------------------------------------------ units
 
@@ -112,8 +182,27 @@ class ResultsStore:
         except ResultsError:
             return None
 
-    def write_unit(self, rows: Sequence[dict[str, Any]]) -> Path:
-        """Store one unit's rows atomically; they must share task, surrogate and seed."""
+    def write_unit(self, rows: Sequence[dict[str, Any]], samples: dict[str, Any] | None = None) -> Path:
+        """Store one unit's rows atomically; they must share task, surrogate and seed. Returns the run file.
+
+        ``samples`` is the dict :func:`hti_bench.runner.evaluate_unit` filled (see :data:`SAMPLE_KEYS`):
+        when given, it is stored too by :meth:`write_samples` (an empty dict removes the unit's stale
+        cloud). Sample clouds are extras for figures: failing to write them warns and never fails the
+        unit. ``None`` leaves the samples folder alone.
+        """
+        path = self._write_rows(rows)
+        if samples is not None:
+            task, surrogate, seed = rows[0]["task"], rows[0]["surrogate"], int(rows[0]["seed"])
+            try:
+                if samples:
+                    self.write_samples(samples)
+                else:
+                    self.samples_path(task, surrogate, seed).unlink(missing_ok=True)
+            except Exception as err:  # figures are optional; the scores are stored already
+                warnings.warn(f"sample clouds of {task} {surrogate} seed={seed} not stored: {err}", stacklevel=2)
+        return path
+
+    def _write_rows(self, rows: Sequence[dict[str, Any]]) -> Path:
         if not rows:
             raise ValueError("a unit has at least one row")
         idents = {(r["task"], r["surrogate"], int(r["seed"])) for r in rows}
@@ -126,6 +215,54 @@ class ResultsStore:
         path = self.unit_path(*idents.pop())
         atomic_write_bytes(path, df.to_csv(index=False).encode())
         return path
+
+    # ------------------------------------------------------------------ sample clouds
+
+    def samples_path(self, task: str, surrogate: str, seed: int) -> Path:
+        return self.samples / f"{unit_digest(task, surrogate, seed)}.npz"
+
+    def write_samples(self, samples: dict[str, Any]) -> Path:
+        """Store a unit's sample clouds (keys :data:`SAMPLE_KEYS`) atomically as ``samples/<digest>.npz``.
+        Raises on a malformed dict or a failed write; :meth:`write_unit` turns that into a warning."""
+        missing = [k for k in SAMPLE_KEYS if k not in samples]
+        if missing:
+            raise ValueError(f"sample clouds lack keys {missing}")
+        arrays = {
+            "task": np.asarray(str(samples["task"])),
+            "surrogate_spec": np.asarray(str(samples["surrogate_spec"])),
+            "hyperparameter": np.asarray(str(samples["hyperparameter"])),
+            "seed": np.asarray(int(samples["seed"])),
+            "lam": np.asarray(float(samples["lam"])),
+            "conditions": np.asarray(samples["conditions"], dtype=np.float32),
+            "surrogate": np.asarray(samples["surrogate"], dtype=np.float32),
+            "reference": np.asarray(samples["reference"], dtype=np.float32),
+        }
+        for key in ("surrogate", "reference"):
+            if arrays[key].ndim != 3:
+                raise ValueError(f"samples[{key!r}] must be [m, n, D], got shape {arrays[key].shape}")
+        buf = io.BytesIO()
+        np.savez(buf, **arrays)
+        path = self.samples_path(arrays["task"].item(), arrays["surrogate_spec"].item(), arrays["seed"].item())
+        atomic_write_bytes(path, buf.getvalue())
+        return path
+
+    def load_samples(self, task: str | None = None) -> list[dict[str, Any]]:
+        """Every stored sample cloud (of ``task`` only, if given) as a dict of :data:`SAMPLE_KEYS`
+        (strings and numbers as Python values); unreadable files are skipped with a warning."""
+        files = sorted(self.samples.glob("*.npz")) if self.samples.is_dir() else []
+        out = []
+        for path in files:
+            try:
+                with np.load(path, allow_pickle=False) as data:
+                    item = {k: data[k] for k in SAMPLE_KEYS}
+            except Exception as err:
+                warnings.warn(f"sample file {path} skipped: {err}", stacklevel=2)
+                continue
+            for key in ("task", "surrogate_spec", "hyperparameter", "seed", "lam"):
+                item[key] = item[key].item()
+            if task is None or item["task"] == task:
+                out.append(item)
+        return out
 
     # ------------------------------------------------------------------ reading
 
@@ -160,13 +297,37 @@ class ResultsStore:
             return pd.DataFrame(columns=list(COLUMNS))
         return merge([self._read(p) for p in files])
 
+    def task_leaderboard_path(self, task: str) -> Path:
+        return self.root / f"leaderboard_{safe_name(task)}.csv"
+
     def write_tables(self) -> tuple[pd.DataFrame, pd.DataFrame]:
-        """Regenerate ``results.csv`` and ``leaderboard.csv``; returns (results, leaderboard)."""
+        """Regenerate ``results.csv``, ``leaderboard.csv`` and one ``leaderboard_<task>.csv`` per task
+        (named by :func:`safe_name`); per-task files of tasks no longer stored are removed. Returns
+        (results, leaderboard)."""
         df = self.load()
         board = leaderboard(df)
         atomic_write_bytes(self.root / "results.csv", df.to_csv(index=False).encode())
         atomic_write_bytes(self.root / "leaderboard.csv", board.to_csv(index=False).encode())
+        written = set()
+        for task, group in board.groupby("task", sort=True):
+            path = self.task_leaderboard_path(str(task))
+            atomic_write_bytes(path, group.to_csv(index=False).encode())
+            written.add(path.name)
+        for path in self.root.glob("leaderboard_*.csv"):
+            if path.name not in written and _is_leaderboard_file(path):
+                path.unlink(missing_ok=True)
         return df, board
+
+
+def _is_leaderboard_file(path: Path) -> bool:
+    """Whether ``path`` is a per-task leaderboard this module wrote (its header is ours), so a user's
+    own ``leaderboard_notes.csv`` is never deleted."""
+    try:
+        with path.open(encoding="utf-8") as fh:
+            header = fh.readline()
+    except (OSError, UnicodeDecodeError):
+        return False
+    return header.startswith("task,rank,surrogate,") and "n_tasks_ranked" in header
 
 
 def merge(frames: Iterable[pd.DataFrame]) -> pd.DataFrame:
@@ -200,9 +361,12 @@ def leaderboard(results: pd.DataFrame) -> pd.DataFrame:
     the 95 % t-interval over seeds, each seed first averaged over the held-out λ (the HTI paper's
     protocol: held-out λ of one seed are not independent replicates). ``rank`` orders each task by
     ``w2_mean`` (1 = best); surrogates with no ok row have no rank and say why in ``status``.
+    ``mean_rank`` is each surrogate's mean rank over the ``n_tasks_ranked`` tasks where it has a rank
+    (tasks where it was skipped or failed do not count). Columns: :data:`LEADERBOARD_COLUMNS`, with
+    ``metric_<name>_mean`` for task metrics.
     """
     if results.empty:
-        return pd.DataFrame(columns=["task", "rank", "surrogate", "w2_mean", "w2_std", "w2_ci95", "status"])
+        return pd.DataFrame(columns=list(LEADERBOARD_COLUMNS))
     metric_cols = [c for c in results.columns if c.startswith("metric_")]
     value_cols = ["w2", "w1", "w2sq", *metric_cols]
     out = []
@@ -236,6 +400,9 @@ def leaderboard(results: pd.DataFrame) -> pd.DataFrame:
         out.append(row)
     board = pd.DataFrame(out)
     board["rank"] = board.groupby("task")["w2_mean"].rank(method="min").astype("Int64")
+    ranks = board["rank"].astype("Float64").groupby(board["surrogate"])
+    board["mean_rank"] = board["surrogate"].map(ranks.mean()).astype(float)
+    board["n_tasks_ranked"] = board["surrogate"].map(ranks.count()).astype(int)
     first = ["task", "rank", "surrogate", "w2_mean", "w2_std", "w2_ci95", "w2sq_mean", "w2sq_ci95", "w1_mean", "floor_w2_mean", "seed_floor_w2_mean"]
     rest = [c for c in board.columns if c not in first]
     board = board[first + rest]
@@ -262,6 +429,14 @@ def by_lambda(results: pd.DataFrame, value: str = "w2") -> pd.DataFrame:
         seed.index = pd.MultiIndex.from_tuples([(t, "(seed-to-seed floor)") for t in seed.index], names=["task", "surrogate"])
         parts.append(seed)
     return pd.concat(parts).sort_index()
+
+
+def leaderboard_markdown() -> str:
+    """The leaderboard column table of ``results/README.md``, from :data:`LEADERBOARD_COLUMNS`."""
+    lines = ["| column | meaning |", "|---|---|"]
+    lines += [f"| `{name}` | {meaning} |" for name, meaning in LEADERBOARD_COLUMNS.items()]
+    lines += ["| `metric_<name>_mean` | Mean of a task metric of the surrogate's samples over the ok rows. |"]
+    return "\n".join(lines)
 
 
 def schema_markdown() -> str:

@@ -10,6 +10,7 @@ import hashlib
 import math
 import time
 import traceback
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,6 +29,10 @@ from hti_bench.targets import TargetCache
 from hti_bench.task import Task, TrainedTask
 
 DEFAULT_SEEDS = (0, 1, 2)
+
+#: Sample clouds kept per unit of a 2-D task (for ``hti-bench plot``): the first conditions, samples each.
+CLOUD_CONDITIONS = 4
+CLOUD_SAMPLES = 500
 
 
 def derive_seed(*parts: Any) -> int:
@@ -132,10 +137,22 @@ def _describe(err: BaseException) -> str:
 
 
 def evaluate_unit(
-    task: Task, spec: str, seed: int, anchors: AnchorSet, references: Sequence[Reference]
+    task: Task,
+    spec: str,
+    seed: int,
+    anchors: AnchorSet,
+    references: Sequence[Reference],
+    samples: dict[str, Any] | None = None,
 ) -> list[dict[str, Any]]:
     """Fit one surrogate for one seed and score it at every held-out λ. Never raises for plugin faults:
-    a crash, a NaN or a wrong shape becomes a failed row with the reason."""
+    a crash, a NaN or a wrong shape becomes a failed row with the reason.
+
+    ``samples``: pass an empty dict to get sample clouds for figures. For a task with 2-D outputs it is
+    filled (see :data:`hti_bench.results.SAMPLE_KEYS`) with the surrogate's and the held-out network's
+    samples at the middle held-out λ, for the first :data:`CLOUD_CONDITIONS` conditions and at most
+    :data:`CLOUD_SAMPLES` samples each; it stays empty otherwise (other tasks, or that λ failed).
+    Store both with ``ResultsStore.write_unit(rows, samples=samples)``.
+    """
     surrogate = make_surrogate(spec)
     spec = surrogate.spec  # canonical form: defaults dropped, keys sorted
     rows = [_base_row(task, surrogate, spec, seed, ref.lam) for ref in references]
@@ -162,7 +179,8 @@ def evaluate_unit(
 
     conds = task.eval_conditions().float()
     expected = (conds.shape[0], task.n_samples, task.output_dim)
-    for row, ref in zip(rows, references):
+    cloud_at = len(references) // 2 if samples is not None and task.output_dim == 2 else -1
+    for i, (row, ref) in enumerate(zip(rows, references)):
         row["fit_seconds"] = fit_seconds
         start = time.perf_counter()
         try:
@@ -178,7 +196,31 @@ def evaluate_unit(
             row.update({f"metric_{k}": v for k, v in task.metrics(ref.lam, conds, out).items()})
         except Exception as err:
             row.update(status="failed", error=f"sample at {task.hyperparameter.name}={ref.lam}: {_describe(err)}")
+            continue
+        if i == cloud_at:
+            _keep_cloud(samples, task, spec, seed, ref, conds, out)
     return _stamp(rows)
+
+
+def _keep_cloud(
+    samples: dict[str, Any], task: Task, spec: str, seed: int, ref: Reference, conds: Tensor, out: Tensor
+) -> None:
+    """Fill ``samples`` with a few conditions' clouds; a fault here warns and never fails the unit."""
+    m, n = CLOUD_CONDITIONS, CLOUD_SAMPLES
+    try:
+        samples.update(
+            task=task.spec,
+            surrogate_spec=spec,
+            seed=int(seed),
+            hyperparameter=task.hyperparameter.name,
+            lam=float(ref.lam),
+            conditions=conds[:m].detach().cpu().numpy().astype("float32"),
+            surrogate=out[:m, :n].detach().cpu().float().numpy(),
+            reference=torch.as_tensor(ref.samples)[:m, :n].detach().cpu().float().numpy(),
+        )
+    except Exception as err:
+        samples.clear()
+        warnings.warn(f"sample clouds of {task.spec} {spec} seed={seed} not kept: {_describe(err)}", stacklevel=2)
 
 
 def _stamp(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -265,12 +307,13 @@ def run(
                 if s != seed:
                     continue
                 bar.set_postfix_str(f"{task.name} {spec} seed={seed}")
-                rows = evaluate_unit(task, spec, seed, anchors, references)
+                clouds: dict[str, Any] = {}
+                rows = evaluate_unit(task, spec, seed, anchors, references, samples=clouds)
                 if tracker is not None:
                     run_id = tracker(rows)
                     for row in rows:
                         row["wandb_run_id"] = run_id or ""
-                store.write_unit(rows)
+                store.write_unit(rows, samples=clouds)
                 summary.units_run += 1
                 for row in rows:
                     if row["status"] == "failed":

@@ -205,8 +205,9 @@ def execute(
         else:
             prepare_targets(task, cache)
             anchors, references = _inputs(task, seed)
-            rows = evaluate_unit(task, rc.surrogate, seed, anchors, references)
-            store.write_unit(rows)
+            samples: dict[str, Any] = {}
+            rows = evaluate_unit(task, rc.surrogate, seed, anchors, references, samples=samples)
+            store.write_unit(rows, samples=samples)
         out.rows.extend(rows)
         failed = [r for r in rows if r["status"] == "failed"]
         if failed:

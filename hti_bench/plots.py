@@ -1,0 +1,532 @@
+"""Figures of a results store: ``hti-bench plot``.
+
+Four kinds, PNG at 150 dpi, under ``<results>/figures`` by default:
+
+- ``w2_vs_lambda_<task>.png``: W₂ at each held-out λ, one line per surrogate (mean over seeds, band:
+  95 % Student-t interval over seeds, as the leaderboard's ``w2_ci95``), the noise and seed-to-seed
+  floors, the anchors as dotted lines;
+- ``leaderboard.png``: per task, mean W₂ of every ranked surrogate, best first, with 95 % CIs;
+- ``cost_vs_accuracy.png``: per task, mean W₂ against the wall time of ``fit()``;
+- ``samples_<task>.png``: for tasks with 2-D outputs, the held-out network's and each surrogate's
+  samples at the middle held-out λ (stored by ``hti-bench run`` under ``<results>/samples``).
+
+``<task>`` is :func:`hti_bench.results.safe_name` of the task, as for ``leaderboard_<task>.csv``.
+Surrogates that train on the task's own loss (best response) are drawn dashed and starred. Every
+surrogate keeps one colour across all figures. Figures are drawn on standalone Agg figures (no
+pyplot state, no global style change), and seaborn and matplotlib are imported only when plotting.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import math
+import re
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from hti_bench.errors import ResultsError
+from hti_bench.results import ResultsStore, _ci95, leaderboard, safe_name
+from hti_bench.targets import atomic_write_bytes
+
+DPI = 150
+#: column → (legend name, grey, dash pattern) of the floors
+_FLOOR = {
+    "floor_w2": ("noise floor", "0.45", (0, (5, 3))),
+    "seed_floor_w2": ("seed-to-seed floor", "0.2", (0, (8, 3, 2, 3))),
+}
+
+
+def plot_results(
+    results_dir: str | Path = "results", out_dir: str | Path | None = None, tasks: Sequence[str] | None = None
+) -> list[Path]:
+    """Draw every figure of the results store at ``results_dir`` into ``out_dir`` (default
+    ``<results>/figures``), for ``tasks`` only if given; returns the paths written.
+
+    Raises :class:`~hti_bench.errors.ResultsError` when there is nothing to plot (no results, or none
+    of a named task), which the command line reports without a traceback.
+    """
+    store = ResultsStore(results_dir)
+    out = Path(out_dir) if out_dir is not None else store.root / "figures"
+    results = store.load()
+    if results.empty:
+        raise ResultsError(
+            f"No results in {store.root}: nothing to plot. Run `hti-bench run --results {store.root}` first."
+        )
+    names = _select_tasks(results, tasks)
+    palette = surrogate_palette(results["surrogate"].unique())  # of every task: the same colours with -t
+    results = results[results["task"].isin(names)]
+    board = leaderboard(results)
+    units = set(zip(results["task"], results["surrogate"], results["seed"].astype(int)))
+    clouds = [c for c in store.load_samples() if (c["task"], c["surrogate_spec"], int(c["seed"])) in units]
+
+    written: list[Path] = []
+    for task in names:
+        path = plot_w2_vs_lambda(results[results["task"] == task], out / f"w2_vs_lambda_{safe_name(task)}.png", palette)
+        if path is not None:
+            written.append(path)
+    for fn, name in ((plot_leaderboard, "leaderboard.png"), (plot_cost_vs_accuracy, "cost_vs_accuracy.png")):
+        path = fn(board, out / name, palette)
+        if path is not None:
+            written.append(path)
+    for task in names:
+        task_clouds = [c for c in clouds if c["task"] == task]
+        if task_clouds:
+            path = plot_samples(task_clouds, out / f"samples_{safe_name(task)}.png", board, palette)
+            if path is not None:
+                written.append(path)
+    return written
+
+
+def _select_tasks(results: pd.DataFrame, tasks: Sequence[str] | None) -> list[str]:
+    stored = sorted(results["task"].unique())
+    if not tasks:
+        return stored
+    chosen = []
+    for name in tasks:
+        if name not in stored:
+            name = _canonical_task(name) or name
+        if name not in stored:
+            raise ResultsError(f"No results for task {name!r}. Tasks with results: {', '.join(stored)}.")
+        chosen.append(name)
+    return list(dict.fromkeys(chosen))
+
+
+def _canonical_task(name: str) -> str | None:
+    """The stored spelling of a task name (options sorted, defaults dropped), if it can be built."""
+    try:
+        from hti_bench.registry import make_task
+
+        return make_task(name).spec
+    except Exception:
+        return None
+
+
+def _task_info(task: str) -> tuple[tuple[float, ...], str]:
+    """(anchors, clock) of a stored task name, or ((), "identity") when the task cannot be built here."""
+    try:
+        from hti_bench.registry import make_task
+
+        built = make_task(task)
+        return tuple(built.anchors), built.hyperparameter.clock.value
+    except Exception:
+        return (), "identity"
+
+
+def surrogate_palette(surrogates: Any) -> dict[str, Any]:
+    """One colour per surrogate, the same in every figure of a run (sorted names → colours)."""
+    import seaborn as sns
+
+    names = sorted(set(map(str, surrogates)))
+    if len(names) <= 10:
+        colours = sns.color_palette("tab10", len(names))
+    elif len(names) <= 20:  # the ten dark tab20 colours first, then their light partners
+        tab20 = sns.color_palette("tab20", 20)
+        colours = (tab20[0::2] + tab20[1::2])[: len(names)]
+    else:
+        colours = sns.color_palette("husl", len(names))
+    return dict(zip(names, colours))
+
+
+# ---------------------------------------------------------------------------------------------- helpers
+
+
+@contextlib.contextmanager
+def _style() -> Iterator[None]:
+    import matplotlib
+    import seaborn as sns
+
+    with sns.axes_style("whitegrid"), matplotlib.rc_context(
+        {"font.size": 9, "axes.titlesize": 10, "axes.labelsize": 9, "legend.fontsize": 8, "xtick.labelsize": 8,
+         "ytick.labelsize": 8, "axes.titleweight": "bold"}
+    ):
+        yield
+
+
+def _figure(**kwargs: Any) -> Any:
+    from matplotlib.figure import Figure
+
+    return Figure(**kwargs)
+
+
+def _save(fig: Any, path: Path) -> Path:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=DPI, bbox_inches="tight")
+    atomic_write_bytes(path, buf.getvalue())
+    return path
+
+
+def _wrap(text: str, width: int = 70) -> str:
+    """``text`` in lines of at most ``width`` characters, broken after spaces, commas, ``[`` or ``/``
+    where possible (task names have no spaces: ``tensor[path=../x.npz,n_samples=1000]``)."""
+    lines: list[str] = []
+    line = ""
+    for token in re.split(r"(?<=[ ,\[/])", text):
+        while len(token) > width:  # a token longer than a line: hard breaks
+            if line:
+                lines.append(line)
+                line = ""
+            lines.append(token[:width])
+            token = token[width:]
+        if len(line) + len(token) > width and line:
+            lines.append(line)
+            line = ""
+        line += token
+    if line:
+        lines.append(line)
+    return "\n".join(s.rstrip() for s in lines) or text
+
+
+def _is_best_response(values: pd.Series) -> bool:
+    return bool(values.astype(str).str.lower().eq("true").any())
+
+
+def _label(surrogate: str, best_response: bool) -> str:
+    return f"{surrogate} *" if best_response else surrogate
+
+
+def _wide_range(values: Any) -> bool:
+    """Whether positive values span enough orders of magnitude that a log axis reads better."""
+    v = np.asarray(values, dtype=float)
+    v = v[np.isfinite(v) & (v > 0)]
+    return len(v) > 1 and v.max() / v.min() > 30
+
+
+# ---------------------------------------------------------------------------------------------- figures
+
+
+def plot_w2_vs_lambda(results: pd.DataFrame, path: Path, palette: dict[str, Any] | None = None) -> Path | None:
+    """W₂ vs held-out λ for one task's rows (ok rows only); None when it has no ok row."""
+    import seaborn as sns
+
+    ok = results[results["status"] == "ok"].copy()
+    if ok.empty:
+        return None
+    task = str(ok["task"].iloc[0])
+    hp = str(ok["hyperparameter"].iloc[0])
+    anchors, clock = _task_info(task)
+    palette = palette or surrogate_palette(ok["surrogate"].unique())
+    for col in ("lambda_heldout", "w2", "floor_w2", "seed_floor_w2"):
+        ok[col] = pd.to_numeric(ok[col], errors="coerce")
+    order = ok.groupby("surrogate")["w2"].mean().sort_values().index  # legend: best first
+
+    with _style():
+        fig = _figure(figsize=(8.5, 4.6))
+        ax = fig.subplots()
+        log_y = _wide_range(pd.concat([ok["w2"], ok["floor_w2"], ok["seed_floor_w2"]]))
+        band_alpha = 0.15 if len(order) <= 5 else 0.08  # many overlapping bands: fainter, lines stay legible
+        any_br = False
+        for surrogate in order:
+            sub = ok[ok["surrogate"] == surrogate]
+            br = _is_best_response(sub["uses_training_loss"])
+            any_br |= br
+            sns.lineplot(
+                data=sub, x="lambda_heldout", y="w2", errorbar=_t_interval, err_kws={"alpha": band_alpha}, ax=ax,
+                color=palette.get(surrogate), label=_label(surrogate, br), marker="*" if br else "o",
+                markersize=9 if br else 5, linestyle="--" if br else "-", linewidth=1.6,
+            )
+        for col, (name, colour, dash) in _FLOOR.items():
+            floor = ok.groupby("lambda_heldout")[col].mean().dropna()
+            if len(floor) and log_y and not (floor > 0).any():  # a zero floor has no place on a log axis
+                ax.plot([], [], linestyle=dash, color=colour, linewidth=1.4, label=f"{name} = 0 (off the log axis)")
+            elif len(floor):
+                ax.plot(floor.index, floor.to_numpy(), linestyle=dash, color=colour, linewidth=1.4, label=name)
+        for i, lam in enumerate(anchors):
+            ax.axvline(lam, linestyle=(0, (1, 2)), color="0.35", linewidth=1.3, label="anchor λ" if i == 0 else None)
+            ax.annotate("anchor", (lam, 1.0), xycoords=("data", "axes fraction"), xytext=(0, 2),
+                        textcoords="offset points", ha="center", va="bottom", fontsize=7, color="0.35")
+        ax.grid(axis="x", visible=False)  # vertical lines are the anchors
+        if clock in ("log", "logit"):
+            ax.set_xscale(clock)
+        if log_y:
+            positive = pd.concat([ok["w2"], ok["seed_floor_w2"]]).pipe(lambda v: v[v > 0])
+            _log_axis(ax.yaxis, positive.min(), positive.max())
+        else:
+            ax.set_ylim(bottom=0)
+        lams = sorted(ok["lambda_heldout"].unique())
+        if len(lams) <= 12:
+            ax.set_xticks(sorted(set(lams) | set(anchors)))
+            ax.tick_params(axis="x", labelrotation=45 if len(set(lams) | set(anchors)) > 8 else 0)
+            ax.xaxis.set_major_formatter(_plain_formatter())
+            ax.xaxis.set_minor_formatter(_null_formatter())
+        ax.set_xlabel(f"held-out {hp}" + (f" ({clock} clock)" if clock != "identity" else ""))
+        ax.set_ylabel("W₂ to the held-out network")
+        n_seeds = ok["seed"].nunique()
+        ax.set_title(_wrap(f"{task}: W₂ at each held-out {hp}"), loc="left", pad=14)
+        note = f"lines: mean over {n_seeds} seed{'s' if n_seeds != 1 else ''}" + (
+            "; bands: 95 % t-interval over seeds" if n_seeds > 1 else "")
+        if any_br:
+            note += "\n* dashed: trains on the task's own loss"
+        ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False, title=note, title_fontsize=7.5,
+                  alignment="left")
+        return _save(fig, path)
+
+
+def _t_interval(values: Any) -> tuple[float, float]:
+    """The 95 % Student-t interval of the mean over seeds, as ``w2_ci95`` of the leaderboard: with the
+    usual 2 to 5 seeds a bootstrap interval (seaborn's ``("ci", 95)``) is far too narrow."""
+    v = np.asarray(values, dtype=float)
+    mean = float(np.nanmean(v)) if len(v) else float("nan")
+    half = _ci95(v)
+    return (mean - half, mean + half) if np.isfinite(half) else (mean, mean)
+
+
+def _labels(sub: pd.DataFrame, brs: Sequence[bool]) -> list[str]:
+    return [_label(s, b) for s, b in zip(sub["surrogate"], brs)]
+
+
+def _log_axis(axis: Any, lo: float, hi: float) -> None:
+    """A log scale written as plain numbers (0.02, not 2 × 10⁻²): ticks at 1, 2 and 5 × 10ᵏ when the
+    data ``lo``..``hi`` span at most 3 decades, at the powers of ten beyond."""
+    from matplotlib.ticker import LogLocator
+
+    axis.axes.set_yscale("log") if axis.axis_name == "y" else axis.axes.set_xscale("log")
+    wide = np.isfinite(lo) and np.isfinite(hi) and lo > 0 and hi / lo > 1e3
+    axis.set_major_locator(LogLocator(base=10, subs=(1.0,) if wide else (1.0, 2.0, 5.0)))
+    axis.set_major_formatter(_plain_formatter())
+    axis.set_minor_formatter(_null_formatter())
+
+
+def _plain_formatter() -> Any:
+    from matplotlib.ticker import FuncFormatter
+
+    return FuncFormatter(lambda v, _pos: f"{v:g}")
+
+
+def _null_formatter() -> Any:
+    from matplotlib.ticker import NullFormatter
+
+    return NullFormatter()
+
+
+def _ranked(board: pd.DataFrame, task: str) -> pd.DataFrame:
+    sub = board[(board["task"] == task) & board["rank"].notna()].copy()
+    return sub.sort_values(["rank", "surrogate"], kind="stable")
+
+
+def _unranked_note(board: pd.DataFrame, task: str, width: int) -> str:
+    sub = board[(board["task"] == task) & board["rank"].isna()]
+    if sub.empty:
+        return ""
+    parts = [f"{s} ({str(st).split(':')[0]})" for s, st in zip(sub["surrogate"], sub["status"])]
+    return _wrap("not shown: " + ", ".join(parts), width)
+
+
+def plot_leaderboard(board: pd.DataFrame, path: Path, palette: dict[str, Any] | None = None) -> Path | None:
+    """One panel per task: mean W₂ of each ranked surrogate, best on top, error bars = 95 % CI over seeds,
+    the floors as vertical lines. Skipped and failed surrogates are left out (named under the panel)."""
+    tasks = list(dict.fromkeys(board["task"]))
+    if not tasks:
+        return None
+    palette = palette or surrogate_palette(board["surrogate"].unique())
+    heights = [max(len(_ranked(board, t)), 1) * 0.32 + 1.1 for t in tasks]
+    with _style():
+        fig = _figure(figsize=(8.0, sum(heights) + 0.35 * len(tasks)), layout="constrained")
+        axes = fig.subplots(len(tasks), 1, squeeze=False, gridspec_kw={"height_ratios": heights})[:, 0]
+        for ax, task in zip(axes, tasks):
+            sub = _ranked(board, task)
+            ax.set_title(_wrap(task, 80), loc="left")
+            note = _unranked_note(board, task, 110)
+            if sub.empty:
+                ax.text(0.5, 0.5, "no surrogate has an ok result", ha="center", va="center", transform=ax.transAxes)
+                ax.set_axis_off()
+                continue
+            y = np.arange(len(sub))
+            mean = sub["w2_mean"].to_numpy(dtype=float)
+            ci = np.nan_to_num(sub["w2_ci95"].to_numpy(dtype=float), nan=0.0)
+            labels = [_label(s, bool(b)) for s, b in zip(sub["surrogate"], sub["uses_training_loss"])]
+            colours = [palette.get(s, "C0") for s in sub["surrogate"]]
+            hatches = ["//" if bool(b) else None for b in sub["uses_training_loss"]]
+            bars = ax.barh(y, mean, xerr=ci, color=colours, height=0.7, capsize=3,
+                           error_kw={"elinewidth": 1, "ecolor": "0.2"})
+            for bar, hatch in zip(bars, hatches):
+                if hatch:
+                    bar.set_hatch(hatch)
+                    bar.set_edgecolor("white")
+            ax.set_yticks(y, labels)
+            ax.set_ylim(len(sub) - 0.5, -0.5)  # best on top
+            right = float(np.nanmax(mean + ci))
+            for col, (name, colour, dash) in (
+                ("floor_w2_mean", _FLOOR["floor_w2"]), ("seed_floor_w2_mean", _FLOOR["seed_floor_w2"])
+            ):
+                floor = pd.to_numeric(sub[col], errors="coerce").mean()
+                if np.isfinite(floor):
+                    ax.axvline(floor, linestyle=dash, color=colour, linewidth=1.3, label=f"{name} {floor:.3g}")
+                    right = max(right, floor)
+            for yi, m, c in zip(y, mean, ci):
+                text = f"{m:.3g}" + (f" ± {c:.2g}" if c > 0 else "")
+                ax.text(m + c + right * 0.01, yi, text, va="center", ha="left", fontsize=7.5, color="0.15")
+            ax.set_xlim(0, right * 1.22)
+            xlabel = "mean W₂ over seeds and held-out λ (error bar: 95 % CI over seeds)"
+            ax.set_xlabel(xlabel + (f"\n{note}" if note else ""))
+            ax.grid(axis="y", visible=False)
+            if ax.get_legend_handles_labels()[0]:  # best on top has the shortest bars: top right is free
+                ax.legend(loc="upper right", frameon=True, framealpha=0.9)
+        if board["uses_training_loss"].astype(bool).any():
+            fig.suptitle("* hatched: trains on the task's own loss (best response)", x=0.99, ha="right", fontsize=7.5,
+                         fontweight="normal")
+        return _save(fig, path)
+
+
+_LEADER = {"arrowstyle": "-", "color": "0.6", "linewidth": 0.6}  # label → point, when a label was moved
+
+
+def _spread_labels(ys: np.ndarray, xs: np.ndarray, min_gap: float, min_dx: float) -> np.ndarray:
+    """Vertical label positions (display units) near ``ys`` with labels whose x is closer than ``min_dx``
+    at least ``min_gap`` apart: a few sweeps of pushing neighbours apart."""
+    pos = ys.astype(float).copy()
+    order = np.argsort(pos)
+    for _ in range(50):
+        moved = False
+        for a_i in range(len(order)):
+            for b_i in range(a_i + 1, len(order)):
+                a, b = order[a_i], order[b_i]
+                if abs(xs[a] - xs[b]) >= min_dx:
+                    continue
+                gap = pos[b] - pos[a]
+                if abs(gap) < min_gap:
+                    shift = (min_gap - abs(gap)) / 2 + 0.01
+                    lo, hi = (a, b) if gap >= 0 else (b, a)
+                    pos[lo] -= shift
+                    pos[hi] += shift
+                    moved = True
+        if not moved:
+            break
+    return pos
+
+
+def plot_cost_vs_accuracy(board: pd.DataFrame, path: Path, palette: dict[str, Any] | None = None) -> Path | None:
+    """One panel per task: mean W₂ (95 % CI) against the mean wall time of ``fit()`` (log scale)."""
+    tasks = [t for t in dict.fromkeys(board["task"]) if len(_ranked(board, t))]
+    if not tasks:
+        return None
+    palette = palette or surrogate_palette(board["surrogate"].unique())
+    ncols = min(2, len(tasks))
+    nrows = math.ceil(len(tasks) / ncols)
+    with _style():
+        fig = _figure(figsize=(6.4 * ncols, 4.6 * nrows), layout="constrained")
+        axes = fig.subplots(nrows, ncols, squeeze=False).ravel()
+        for ax in axes[len(tasks):]:
+            ax.set_axis_off()
+        panels = []
+        for ax, task in zip(axes, tasks):
+            sub = _ranked(board, task)
+            fit = np.clip(sub["fit_seconds"].to_numpy(dtype=float), 1e-3, None)
+            fit = np.where(np.isfinite(fit), fit, 1e-3)
+            mean = sub["w2_mean"].to_numpy(dtype=float)
+            ci = np.nan_to_num(sub["w2_ci95"].to_numpy(dtype=float), nan=0.0)
+            brs = [bool(b) for b in sub["uses_training_loss"]]
+            for x, m, c, s, br in zip(fit, mean, ci, sub["surrogate"], brs):
+                ax.errorbar(x, m, yerr=c, fmt="*" if br else "o", markersize=11 if br else 6, capsize=3,
+                            color=palette.get(s, "C0"), elinewidth=1, zorder=3)
+            floor = pd.to_numeric(sub["floor_w2_mean"], errors="coerce").mean()
+            if np.isfinite(floor):
+                name, colour, dash = _FLOOR["floor_w2"]
+                ax.axhline(floor, linestyle=dash, color=colour, linewidth=1.2, label=f"{name} {floor:.3g}", zorder=1)
+                ax.legend(loc="upper right", frameon=True, framealpha=0.9)
+            lo, hi = fit.min(), fit.max()
+            _log_axis(ax.xaxis, lo, hi)
+            # room on the right for the labels of the rightmost points (≈ 1.15 % of the axis per character)
+            right_chars = max(len(t) for t, x in zip(_labels(sub, brs), fit) if x >= hi / 2)
+            frac = min(0.45, 0.0115 * right_chars + 0.04)
+            decades = math.log10(hi / lo) + 0.4
+            ax.set_xlim(lo / 2.5, hi * 10 ** max(0.5, frac * decades / (1 - frac)))
+            if _wide_range(np.r_[mean, floor]):
+                _log_axis(ax.yaxis, float(np.nanmin(mean)), float(np.nanmax(mean)))
+            else:
+                top = float(np.nanmax(mean + ci))
+                ax.set_ylim(0, top * 1.12 if top > 0 else 1)
+            ax.set_title(_wrap(task, 60), loc="left")
+            ax.set_xlabel("fit() wall time, s (log; mean over seeds; < 1 ms drawn at 1 ms)")
+            ax.set_ylabel("mean W₂ (95 % CI over seeds)")
+            panels.append((ax, fit, mean, _labels(sub, brs)))
+        # labels beside each point, pushed apart where they would overlap: needs the final layout
+        fig.draw_without_rendering()
+        fontsize = 7.5
+        scale = fig.dpi / 72.0  # display units per point
+        for ax, fit, mean, labels in panels:
+            disp = ax.transData.transform(np.c_[fit, mean])
+            widths = np.array([len(t) * fontsize * 0.6 * scale for t in labels])
+            placed = _spread_labels(disp[:, 1], disp[:, 0], fontsize * 1.3 * scale, float(widths.max()) + 8 * scale)
+            for x, m, dy, ly, text in zip(fit, mean, disp[:, 1], placed, labels):
+                offset = (ly - dy) / scale
+                ax.annotate(
+                    text, (x, m), xytext=(7, offset), textcoords="offset points", fontsize=fontsize, va="center",
+                    ha="left", color="0.1",
+                    arrowprops=_LEADER if abs(offset) > fontsize else None,
+                )
+        return _save(fig, path)
+
+
+def _condition_label(cond: np.ndarray) -> str:
+    cond = np.asarray(cond).ravel()
+    if len(cond) <= 3:
+        return "x = " + ", ".join(f"{v:g}" for v in cond)
+    return f"x = [{', '.join(f'{v:.2g}' for v in cond[:3])}, …]"
+
+
+def plot_samples(
+    clouds: Sequence[dict[str, Any]], path: Path, board: pd.DataFrame | None = None,
+    palette: dict[str, Any] | None = None,
+) -> Path | None:
+    """Rows = conditions (≤ 4), first column = the held-out network's samples, then one column per
+    surrogate (best first when ``board`` ranks them), all at the middle held-out λ and the lowest stored
+    seed; axis limits shared within a row."""
+    if not clouds:
+        return None
+    seed = min(int(c["seed"]) for c in clouds)
+    by_surrogate: dict[str, dict[str, Any]] = {}
+    for c in sorted(clouds, key=lambda c: int(c["seed"])):
+        by_surrogate.setdefault(str(c["surrogate_spec"]), c)  # each surrogate's lowest seed
+    names = sorted(by_surrogate)
+    if board is not None and len(board):
+        task = str(clouds[0]["task"])
+        rank = board[board["task"] == task].set_index("surrogate")["rank"]
+        names.sort(key=lambda s: (float(rank.get(s)) if pd.notna(rank.get(s, np.nan)) else math.inf, s))
+    palette = palette or surrogate_palette(names)
+    first = next(c for c in clouds if int(c["seed"]) == seed)
+    reference = np.asarray(first["reference"], dtype=float)
+    m = reference.shape[0]
+    columns = [("held-out network\n(reference)", reference, "0.15")]
+    for s in names:
+        c = by_surrogate[s]
+        title = s if int(c["seed"]) == seed else f"{s}\n(seed {int(c['seed'])})"
+        columns.append((_wrap(title, 22), np.asarray(c["surrogate"], dtype=float), palette.get(s, "C0")))
+
+    ncols = len(columns)
+    size = 2.0
+    with _style():
+        fig = _figure(figsize=(size * ncols + 0.6, size * m + 0.8), layout="constrained")
+        axes = fig.subplots(m, ncols, squeeze=False)
+        for i in range(m):
+            clouds_i = [col[1][i] for col in columns if i < col[1].shape[0]]
+            everything = np.concatenate(clouds_i, axis=0)
+            everything = everything[np.isfinite(everything).all(axis=1)]
+            lo = np.percentile(everything, 0.5, axis=0)
+            hi = np.percentile(everything, 99.5, axis=0)
+            pad = (hi - lo) * 0.08 + 1e-9
+            for j, (title, cloud, colour) in enumerate(columns):
+                ax = axes[i, j]
+                if i < cloud.shape[0]:
+                    ax.scatter(cloud[i, :, 0], cloud[i, :, 1], s=2, alpha=0.45, color=colour, linewidths=0,
+                               rasterized=True)
+                ax.set_xlim(lo[0] - pad[0], hi[0] + pad[0])
+                ax.set_ylim(lo[1] - pad[1], hi[1] + pad[1])
+                ax.tick_params(labelsize=6.5)
+                if j:
+                    ax.set_yticklabels([])
+                if i < m - 1:
+                    ax.set_xticklabels([])
+                if i == 0:
+                    ax.set_title(title, fontsize=8.5)
+                if j == 0:
+                    ax.set_ylabel(_condition_label(first["conditions"][i]), fontsize=8.5)
+        task, hp, lam = str(first["task"]), str(first["hyperparameter"]), float(first["lam"])
+        n = reference.shape[1]
+        fig.suptitle(_wrap(f"{task}: samples at {hp} = {lam:g} (held out), seed {seed}, {n} per condition", 110),
+                     fontsize=10, fontweight="bold")
+        return _save(fig, path)
