@@ -110,6 +110,14 @@ def spaced_anchors(task_spec: str, n: int) -> str:
     return format_spec(name, {**params, "anchors": (task.anchors[0], *inner, task.anchors[-1])})
 
 
+def unknown_parameter(key: str, surrogate: str, valid: Mapping[str, Any]) -> ConfigError:
+    """The error for a sweep key that is neither a program key nor a parameter of ``surrogate``."""
+    return ConfigError(
+        unknown_name_message("sweep parameter", key, [*PROGRAM_KEYS, *valid])
+        + f" (program keys, and the parameters of surrogate '{surrogate}')"
+    )
+
+
 def parse_config(cfg: Mapping[str, Any]) -> RunConfig:
     """Validate a sweep run's configuration and resolve its task and surrogate. Raises before any work.
 
@@ -132,10 +140,7 @@ def parse_config(cfg: Mapping[str, Any]) -> RunConfig:
         if key not in valid:
             if name not in classes:
                 make_surrogate(cfg["surrogate"])  # raises the unknown-surrogate message
-            raise ConfigError(
-                unknown_name_message("sweep parameter", key, [*PROGRAM_KEYS, *valid])
-                + f" (program keys, and the parameters of surrogate '{name}')"
-            )
+            raise unknown_parameter(key, name, valid)
     surrogate = make_surrogate(format_spec(name, {**params, **extra})).spec
     task = cfg["task"]
     if "n_anchors" in cfg and cfg["n_anchors"] is not None:

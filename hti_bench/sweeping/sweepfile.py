@@ -20,7 +20,7 @@ from typing import Any
 
 from hti_bench.errors import ConfigError, HTIBenchError, unknown_name_message
 from hti_bench.specs import format_spec, parse_spec
-from hti_bench.sweeping.program import METRIC, PROGRAM_KEYS
+from hti_bench.sweeping.program import METRIC, PROGRAM_KEYS, unknown_parameter
 
 #: Metrics the program logs at every step; a sweep may optimise any of them (all lower-is-better).
 LOGGED_METRICS = ("w2", "w1", "w2sq", "w2_seed")
@@ -186,10 +186,7 @@ def _check_parameters(where: str, params: dict[str, Any]) -> None:
             for name, _ in surrogates:
                 valid = classes[name].default_params()
                 if key not in valid:
-                    raise ConfigError(
-                        unknown_name_message("sweep parameter", key, [*PROGRAM_KEYS, *valid])
-                        + f" (program keys, and the parameters of surrogate '{name}')"
-                    )
+                    raise unknown_parameter(key, name, valid)
         # Every listed surrogate parameter value must build (catches a string where a number goes).
         for name, base in surrogates:
             make_surrogate(format_spec(name, base)).check_params()
