@@ -19,7 +19,16 @@ import torch
 from torch import Tensor
 
 from hti_bench.errors import ConfigError, check_choice
-from hti_bench.response import BatchStream, BestResponseSurrogate, FunctionalNetwork, LambdaAxis, StructuredResponse, cosine, step_optimizer
+from hti_bench.optim import adam
+from hti_bench.response import (
+    BatchStream,
+    BestResponseSurrogate,
+    FunctionalNetwork,
+    LambdaAxis,
+    StructuredResponse,
+    cosine,
+    step_optimizer,
+)
 from hti_bench.task import TrainedTask
 from hti_bench.transport import exact_coupling
 
@@ -96,7 +105,7 @@ class AnchoredDeltaSTN(BestResponseSurrogate):
         return FunctionalNetwork(network, response).train()
 
     def _train(self, task, axis, net, batches, s0, sigma, side, steps, gen) -> list[float]:
-        opt = torch.optim.Adam(net.generator.response_parameters(), lr=self._lr(task))
+        opt = adam(net.generator.response_parameters(), self._lr(task))
         schedule = cosine(opt, steps)
         losses = []
         for step in range(steps):

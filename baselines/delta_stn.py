@@ -22,6 +22,7 @@ from typing import ClassVar
 import torch
 
 from hti_bench.errors import check_choice
+from hti_bench.optim import adam
 from hti_bench.response import LambdaAxis, StructuredResponse, center_time, cosine, step_optimizer
 from hti_bench.stn import StnBase
 from hti_bench.task import TrainedTask
@@ -76,8 +77,8 @@ class DeltaSTN(StnBase):
         super()._fit(task, axis, gen)
 
     def _train(self, task, axis, response: StructuredResponse, batches, val_batches, steps, gen):
-        general = torch.optim.Adam(response.general_parameters(), lr=self._lr(task))
-        respond = torch.optim.Adam(response.response_parameters(), lr=self._lr(task))
+        general = adam(response.general_parameters(), self._lr(task))
+        respond = adam(response.response_parameters(), self._lr(task))
         schedules = cosine(general, steps), cosine(respond, steps)
         lam0 = float(axis.lam(torch.tensor(center_time(self, axis))))
         losses, sigmas = [], []

@@ -26,6 +26,7 @@ from torch import Tensor, nn
 from hti_bench.data import AnchorSet
 from hti_bench.errors import ConfigError, check_choice
 from hti_bench.nets import ConditionEncoder, FiLMMLP
+from hti_bench.optim import adam
 from hti_bench.transport import exact_coupling
 
 #: How anchor-k samples are paired with anchor-(k+1) samples of the same condition.
@@ -200,9 +201,13 @@ class FlowData:
             partner = torch.randint(0, n, row.shape, generator=gen).to(self.device)
         else:
             partner = torch.empty_like(row)
-            for ab in torch.unique(torch.stack([a, b], 1), dim=0).tolist():
-                sel = (a == ab[0]) & (b == ab[1])
-                partner[sel] = self.partners(ab[0], ab[1], coupling)[cond[sel], row[sel]]
+            # The anchor pairs present in the batch; a bincount over pair codes is ~20× cheaper than
+            # torch.unique(dim=0), which was 8 % of a flow-matching step.
+            k = self.shape[0]
+            code = a * k + b
+            for c in torch.bincount(code.cpu(), minlength=k * k).nonzero().flatten().tolist():
+                sel = code == c
+                partner[sel] = self.partners(c // k, c % k, coupling)[cond[sel], row[sel]]
         return y_a, self.y[b, cond, partner]
 
     def start_samples(self, anchor: int, conditions: Tensor, n: int, gen: torch.Generator) -> tuple[Tensor, Tensor]:
@@ -257,7 +262,7 @@ def train_loop(params, loss_fn: Callable[[int], Tensor], *, steps: int, lr: floa
     batches are drawn on the fly, where a Trainer would add its start-up cost to every fit.
     """
     params = [p for p in params if p.requires_grad]
-    opt = torch.optim.AdamW(params, lr=lr, weight_decay=1e-5)
+    opt = adam(params, lr, weight_decay=1e-5, decoupled=True)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(int(steps), 1), eta_min=lr * 0.05)
     losses = []
     for step in range(int(steps)):

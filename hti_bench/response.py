@@ -33,6 +33,7 @@ from torch.utils._pytree import tree_map
 
 from hti_bench.clock import Clock, Hyperparameter
 from hti_bench.errors import ConfigError
+from hti_bench.optim import adam
 from hti_bench.surrogate import Surrogate
 
 if TYPE_CHECKING:
@@ -433,7 +434,7 @@ class PerturbationScale(nn.Module):
         self.rho = nn.Parameter(torch.tensor(math.log(math.expm1(sigma0))))
         self.center_u = torch.tensor(float(center_u))
         self.tau = float(tau)
-        self.opt = torch.optim.Adam([self.rho], lr=lr)
+        self.opt = adam([self.rho], lr)
 
     @property
     def sigma(self) -> Tensor:
@@ -493,7 +494,7 @@ def step_optimizer(opt: torch.optim.Optimizer, loss: Tensor, step: int, schedule
 
 def train_steps(params: Sequence[nn.Parameter], loss_fn, *, steps: int, lr: float) -> list[float]:
     """Adam with a cosine-decayed step over ``steps``; returns the loss per step."""
-    opt = torch.optim.Adam([p for p in params if p.requires_grad], lr=lr)
+    opt = adam(params, lr)
     schedule = cosine(opt, steps)
     losses = []
     for step in range(int(steps)):

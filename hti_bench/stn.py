@@ -9,18 +9,19 @@ from typing import ClassVar
 import torch
 from torch import Tensor
 
+from hti_bench.optim import adam
 from hti_bench.response import (
     BatchStream,
     BestResponseSurrogate,
-    LambdaAxis,
     FunctionalNetwork,
+    LambdaAxis,
     PerturbationScale,
     StructuredResponse,
     center_time,
     check_stn_options,
     cosine,
-    step_optimizer,
     split_training_data,
+    step_optimizer,
 )
 from hti_bench.task import TrainedTask
 
@@ -116,7 +117,7 @@ class StnBase(BestResponseSurrogate):
         self.net_.train()
 
     def _train(self, task, axis, response, batches, val_batches, steps, gen):
-        opt = torch.optim.Adam(response.parameters(), lr=self._lr(task))
+        opt = adam(response.parameters(), self._lr(task))
         schedule = cosine(opt, steps)
         losses, sigmas = [], []
         for step in range(steps):

@@ -24,12 +24,14 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import Tensor, nn
 
+from hti_bench.optim import adam
+
 if TYPE_CHECKING:
     from hti_bench.task import TrainedTask
 
 log = logging.getLogger(__name__)
 
-CACHE_FORMAT = 1  # bump when the training procedure changes in a way that should invalidate entries
+CACHE_FORMAT = 2  # bump when the training procedure changes in a way that should invalidate entries (2: fused Adam)
 
 
 def default_cache_dir() -> Path:
@@ -224,7 +226,7 @@ def _lightning_module_class() -> type:
             return loss
 
         def configure_optimizers(self) -> torch.optim.Optimizer:
-            return torch.optim.Adam(self.network.parameters(), lr=self._task.config.lr)
+            return adam(self.network.parameters(), self._task.config.lr)
 
     return TargetModule
 
