@@ -36,6 +36,8 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--force", action="store_true", help="Re-run units already in the results store (rows are replaced, not duplicated).")
     run.add_argument("--wandb", default=os.environ.get("HTI_BENCH_WANDB", "disabled"), choices=["disabled", "offline", "online"], help="Log each unit to wandb.")
     run.add_argument("--no-progress", action="store_true", help="No progress bars.")
+    run.add_argument("-j", "--jobs", default=os.environ.get("HTI_BENCH_JOBS", "auto"), metavar="N",
+                     help="Worker processes for training targets and fitting surrogates ('auto': one per core; 1: in this process).")
 
     lb = sub.add_parser("leaderboard", help="Rebuild results.csv and leaderboard.csv from the stored runs and print it.")
     lb.add_argument("--results", default="results", metavar="DIR", help="Results folder.")
@@ -154,6 +156,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         force=args.force,
         progress=not args.no_progress,
         tracker=wandb_tracker(args.wandb),
+        jobs=args.jobs,
     )
     _print_board(summary.leaderboard)
     print(

@@ -22,6 +22,7 @@ from torch import Tensor
 from hti_bench import provenance as prov
 from hti_bench.data import AnchorSet
 from hti_bench.metrics import per_condition_wasserstein
+from hti_bench.parallel import resolve_jobs
 from hti_bench.registry import default_tasks, make_surrogate, make_task, surrogate_classes
 from hti_bench.results import SCHEMA_VERSION, ResultsStore
 from hti_bench.surrogate import Surrogate
@@ -252,6 +253,34 @@ def prepare_targets(task: Task, cache: TargetCache, progress: bool = False) -> N
         task.network(lam, seed=model_seed)
 
 
+def _target_jobs(task: Task, cache: TargetCache) -> list[tuple[str, float, int | None]]:
+    """The (task spec, λ, model seed) of every network a task's units need that is not cached yet."""
+    if not isinstance(task, TrainedTask):
+        return []
+    task.cache = cache
+    nets = [(lam, None) for lam in task.anchors + task.heldout] + [(lam, task.twin_seed) for lam in task.heldout]
+    jobs = []
+    for lam, model_seed in nets:
+        seed = task.config.model_seed if model_seed is None else model_seed
+        if not cache.paths(task, lam, seed)[0].exists():
+            jobs.append((task.spec, lam, model_seed))
+    return jobs
+
+
+def _count_target(cache: TargetCache, trained: bool) -> None:
+    # Workers train into the shared cache; count here so the summary reads as a serial run's would.
+    if trained:
+        cache.trained += 1
+
+
+def _failed_rows(task: Task, spec: str, seed: int, reason: str) -> list[dict[str, Any]]:
+    surrogate = make_surrogate(spec)
+    rows = [_base_row(task, surrogate, spec, seed, lam) for lam in task.heldout]
+    for row in rows:
+        row.update(status="failed", error=reason)
+    return _stamp(rows)
+
+
 def run(
     tasks: Sequence[str] | None = None,
     surrogates: Sequence[str] | None = None,
@@ -261,6 +290,7 @@ def run(
     force: bool = False,
     progress: bool = True,
     tracker: Callable[[list[dict[str, Any]]], str | None] | None = None,
+    jobs: int | str = 1,
 ) -> RunSummary:
     """Run surrogates on tasks for each seed, store the rows and regenerate the leaderboard.
 
@@ -273,6 +303,9 @@ def run(
     cache_dir : trained target networks; default ``$HTI_BENCH_CACHE`` or ``~/.cache/hti-bench``.
     force : re-run stored units too (their rows are replaced, never duplicated).
     tracker : called with each unit's rows (e.g. to log them to wandb); returns a run id or None.
+    jobs : worker processes (``"auto"``: one per core). With more than one, target networks are trained
+        and units fitted in parallel (:mod:`hti_bench.parallel`); the rows are the same as a serial
+        run's up to floating-point rounding, and this process still writes every unit.
     """
     from tqdm.auto import tqdm
 
@@ -295,33 +328,56 @@ def run(
 
     total = sum(len(todo) for _, todo in plan)
     bar = tqdm(total=total, desc="hti-bench", unit="run", disable=not progress, dynamic_ncols=True)
-    for task, todo in plan:
-        if not todo:
-            continue
-        prepare_targets(task, cache, progress)
-        for seed in sorted({s for _, s in todo}):
-            bar.set_postfix_str(f"{task.name} seed={seed}: anchor and reference samples")
-            anchors = build_anchor_set(task, seed)
-            references = build_references(task, seed)
-            for spec, s in todo:
-                if s != seed:
-                    continue
-                bar.set_postfix_str(f"{task.name} {spec} seed={seed}")
-                clouds: dict[str, Any] = {}
-                rows = evaluate_unit(task, spec, seed, anchors, references, samples=clouds)
-                if tracker is not None:
-                    run_id = tracker(rows)
-                    for row in rows:
-                        row["wandb_run_id"] = run_id or ""
-                store.write_unit(rows, samples=clouds)
-                summary.units_run += 1
-                for row in rows:
-                    if row["status"] == "failed":
-                        summary.rows_failed += 1
-                        summary.failures.append(f"{row['task']} {row['surrogate']} seed={seed}: {row['error']}")
-                    elif row["status"] == "skipped":
-                        summary.rows_skipped += 1
-                bar.update(1)
+    tasks_by_spec = {task.spec: task for task, _ in plan}
+
+    def store_unit(key: tuple[str, str, int], rows: list[dict[str, Any]] | None, clouds: dict[str, Any]) -> None:
+        task, spec, seed = tasks_by_spec[key[0]], key[1], key[2]
+        if rows is None:
+            rows = _failed_rows(task, spec, seed, "worker process died while running this unit (crash or out of memory)")
+        if tracker is not None:
+            run_id = tracker(rows)
+            for row in rows:
+                row["wandb_run_id"] = run_id or ""
+        store.write_unit(rows, samples=clouds)
+        summary.units_run += 1
+        for row in rows:
+            if row["status"] == "failed":
+                summary.rows_failed += 1
+                summary.failures.append(f"{row['task']} {row['surrogate']} seed={seed}: {row['error']}")
+            elif row["status"] == "skipped":
+                summary.rows_skipped += 1
+        bar.update(1)
+
+    def batches():  # (units of one task and seed, anchors, references, keep clouds?)
+        for task, todo in plan:
+            for seed in sorted({s for _, s in todo}):
+                bar.set_postfix_str(f"{task.name} seed={seed}: anchor and reference samples")
+                anchors, references = build_anchor_set(task, seed), build_references(task, seed)
+                yield [(task.spec, spec, s) for spec, s in todo if s == seed], anchors, references, True
+
+    n_jobs = resolve_jobs(jobs)
+    if n_jobs > 1 and total > 1:
+        from hti_bench.parallel import UnitPool
+
+        with UnitPool(min(n_jobs, total), cache.root) as pool:
+            nets = [job for task, todo in plan if todo for job in _target_jobs(task, cache)]
+            tbar = tqdm(total=len(nets), desc="targets", unit="net", leave=False, disable=not progress or not nets)
+            pool.train(nets, lambda trained: (tbar.update(1), _count_target(cache, trained)))
+            tbar.close()
+            for task, _ in plan:
+                task.cache = cache
+            bar.set_postfix_str(f"{n_jobs} workers")
+            pool.units(batches(), store_unit)
+    else:
+        for task, todo in plan:
+            if todo:
+                prepare_targets(task, cache, progress)
+        for keys, anchors, references, clouds in batches():
+            for key in keys:
+                bar.set_postfix_str(f"{key[0]} {key[1]} seed={key[2]}")
+                samples: dict[str, Any] = {}
+                rows = evaluate_unit(tasks_by_spec[key[0]], key[1], key[2], anchors, references, samples=samples)
+                store_unit(key, rows, samples)
     bar.close()
     summary.targets_trained, summary.targets_loaded = cache.trained, cache.hits
     summary.results, summary.leaderboard = store.write_tables()

@@ -1,0 +1,93 @@
+"""`run(jobs=N)`: worker processes give the serial run's rows, train each target once, survive crashes."""
+
+import numpy as np
+import pytest
+
+from hti_bench.errors import ConfigError
+from hti_bench.parallel import resolve_jobs
+from hti_bench.runner import run
+
+TRAINED = "moons-dropout[epochs=2,n_train=256,hidden=16,diffusion_steps=10,n_samples=32,anchors=(0.0,0.5,0.9),heldout=(0.25,0.7)]"
+SURROGATES = ["mccann", "mixture", "cfm[steps=30,batch_size=32,hidden=(16,16)]"]
+
+CRASHER = '''
+import os
+from hti_bench.surrogate import Surrogate
+
+
+class Crasher(Surrogate):
+    """Kills its own process when fitted on seed 1 (a segfault stand-in)."""
+
+    name = "crasher"
+    description = "test plugin"
+
+    def fit(self, anchors, task=None, *, seed=0):
+        if seed == 1:
+            os.kill(os.getpid(), 9)
+        self.anchors_ = anchors
+        return self
+
+    def sample(self, lam, conditions, n, seed=0):
+        import torch
+        k = self.anchors_.samples.shape[0] // 2
+        return self.anchors_.samples[k, :conditions.shape[0], :n].clone()
+'''
+
+
+def _rows(summary):
+    df = summary.results.sort_values(["task", "surrogate", "seed", "lambda_heldout"]).reset_index(drop=True)
+    return df
+
+
+def test_two_workers_give_the_serial_rows(tmp_path):
+    kw = dict(tasks=[TRAINED, "semicircles[n_samples=64]"], surrogates=SURROGATES, seeds=[0, 1], progress=False,
+              cache_dir=tmp_path / "cache")
+    serial = run(results_dir=tmp_path / "serial", jobs=1, **kw)
+    parallel = run(results_dir=tmp_path / "parallel", jobs=2, **kw)
+    a, b = _rows(serial), _rows(parallel)
+    assert len(a) == len(b) == 2 * 2 * 3 * 2 and (a.status == "ok").all() and (b.status == "ok").all()
+    assert a[["task", "surrogate", "seed", "lambda_heldout"]].equals(b[["task", "surrogate", "seed", "lambda_heldout"]])
+    # same anchors and references; fits may differ by thread-count rounding only
+    np.testing.assert_allclose(a.floor_w2, b.floor_w2, rtol=1e-6)
+    np.testing.assert_allclose(a.w2, b.w2, rtol=1e-3, atol=1e-4)
+    assert parallel.units_run == serial.units_run == 12
+
+
+def test_workers_train_each_missing_target_once(tmp_path):
+    summary = run(tasks=[TRAINED], surrogates=["mixture", "mccann"], seeds=[0], results_dir=tmp_path / "r",
+                  cache_dir=tmp_path / "cache", progress=False, jobs=2)
+    assert summary.targets_trained == 3 + 2 + 2
+    files = list((tmp_path / "cache").rglob("*.pt"))
+    assert len(files) == 7
+    again = run(tasks=[TRAINED], surrogates=["mixture"], seeds=[1], results_dir=tmp_path / "r",
+                cache_dir=tmp_path / "cache", progress=False, jobs=2)
+    assert again.targets_trained == 0
+
+
+def test_a_dying_worker_fails_its_unit_and_the_run_goes_on(tmp_path, monkeypatch):
+    plugins = tmp_path / "plugins"
+    plugins.mkdir()
+    (plugins / "crasher.py").write_text(CRASHER)
+    monkeypatch.setenv("HTI_BENCH_PLUGIN_PATH", str(plugins))
+    from hti_bench import registry
+
+    registry.refresh()
+    try:
+        summary = run(tasks=["semicircles[n_samples=64]"], surrogates=["crasher", "mixture"], seeds=[0, 1, 2],
+                      results_dir=tmp_path / "r", progress=False, jobs=2)
+    finally:
+        registry.refresh()
+    rows = summary.results
+    crashed = rows[(rows.surrogate == "crasher") & (rows.seed == 1)]
+    assert (crashed.status == "failed").all() and crashed.error.str.contains("worker process died").all()
+    others = rows.drop(crashed.index)
+    assert (others.status == "ok").all() and len(others) == 5 * 2
+    assert len(list((tmp_path / "r" / "runs").glob("*.csv"))) == 2 * 3  # every unit stored once
+    assert not rows.duplicated(["task", "surrogate", "seed", "lambda_heldout"]).any()
+
+
+@pytest.mark.parametrize("bad", ["0x", "-1", "abc"])
+def test_bad_jobs_is_a_config_error(bad):
+    with pytest.raises(ConfigError, match="jobs must be"):
+        resolve_jobs(bad)
+    assert resolve_jobs("auto") >= 1 and resolve_jobs("3") == 3
