@@ -1,0 +1,122 @@
+"""Render ``results/perf.csv`` as Markdown tables, into the README between the perf markers.
+
+    .venv/bin/python benchmarks/report.py              # rewrite README.md's performance tables
+    .venv/bin/python benchmarks/report.py --print      # print them instead
+
+Query-vs-retrain speed-ups and fit costs are pivoted (surrogates × tasks); every other benchmark is
+listed row by row with its goal and whether it was met. Nothing here measures anything.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import pandas as pd
+
+from hti_bench import perf
+
+START, END = "<!-- perf:start (benchmarks/report.py writes this part) -->", "<!-- perf:end -->"
+ORDER = ["end_to_end", "query_vs_retrain", "scoring", "fit_cost", "clot_fit", "scaling", "startup", "training"]
+TITLES = {
+    "end_to_end": "End to end: the default `hti-bench run` (`benchmarks/end_to_end.py`)",
+    "query_vs_retrain": "Query vs retrain: retrain time ÷ one query for all evaluation conditions (`benchmarks/surrogates.py`)",
+    "fit_cost": "Fit cost at the default budget, seconds, seed 0, 2 threads (`benchmarks/surrogates.py`)",
+    "scoring": "Scoring throughput: per-condition W₁ and W₂ (`benchmarks/scoring.py`)",
+    "clot_fit": "CLOT fit (`benchmarks/clot_fit.py`)",
+    "scaling": "Scaling (`benchmarks/scoring.py`, `benchmarks/clot_fit.py`)",
+    "startup": "Start-up (`benchmarks/startup.py`)",
+    "training": "Target training: Lightning's share and the optimiser step (`benchmarks/training.py`)",
+}
+
+
+def _fmt(value: float, unit: str) -> str:
+    if unit == "×":
+        return f"{value:,.0f}×" if value >= 10 else f"{value:.2f}×"
+    if unit == "s":
+        return f"{value * 1e3:.1f} ms" if value < 1 else f"{value:,.1f} s"
+    if unit == "ms":
+        return f"{value:.3f} ms"
+    return f"{value:.3g} {unit}".strip()
+
+
+def _markdown(table: pd.DataFrame, index: bool = True) -> str:
+    # pandas' to_markdown needs the tabulate package; a pipe table is four lines of code.
+    if index:
+        table = table.reset_index()
+    cols = [str(c) for c in table.columns]
+    lines = ["| " + " | ".join(cols) + " |", "|" + "|".join("---" for _ in cols) + "|"]
+    lines += ["| " + " | ".join(str(v) for v in row) + " |" for row in table.itertuples(index=False)]
+    return "\n".join(lines)
+
+
+def _met(v: object) -> str:
+    return {"True": "✓", "False": "✗"}.get(str(v), "")
+
+
+def _pivot(df: pd.DataFrame, quantity: str, fmt) -> str:  # noqa: ANN001
+    d = df[df.quantity == quantity].copy()
+    if d.empty:
+        return ""
+    d[["task", "surrogate"]] = d.case.str.split("/", n=1, expand=True)
+    d["cell"] = [fmt(r) for r in d.itertuples()]
+    table = d.pivot(index="surrogate", columns="task", values="cell").fillna("–")
+    table.columns.name = None
+    return _markdown(table)
+
+
+def render(df: pd.DataFrame) -> str:
+    meta = df.iloc[-1]
+    out = [f"Measured on {meta.machine}, torch {meta.torch}; the `date`, `threads` and exact command of every "
+           f"figure are in `results/perf.csv`. ✓/✗: goal met or not.", ""]
+    for bench in [b for b in ORDER if b in set(df.benchmark)] + sorted(set(df.benchmark) - set(ORDER)):
+        d = df[df.benchmark == bench]
+        out += [f"**{TITLES.get(bench, bench)}**", ""]
+        if bench == "query_vs_retrain":
+            retrain = d[d.quantity == "retrain_seconds"]
+            out.append("Retrain, median: " + ", ".join(f"{r.case} {_fmt(r.value, 's')}" for r in retrain.itertuples()) + ".")
+            out.append("")
+            out.append(_pivot(d, "speedup", lambda r: f"{_fmt(r.value, '×')} {_met(r.meets_goal)}".strip()))
+            out += ["", "Goal ≥ 1000× applies to outputs-only surrogates; best-response ones (hypernetwork, stn, "
+                    "delta-stn, anchored-delta-stn) are shown without it. Analytic tasks have nothing to retrain; "
+                    "their query times are in `results/perf.csv`."]
+        elif bench == "fit_cost":
+            out.append(_pivot(d, "fit_seconds", lambda r: f"{r.value:,.1f}"))
+        else:
+            t = pd.DataFrame({
+                "case": d.case, "quantity": d.quantity,
+                "value": [_fmt(v, u) for v, u in zip(d.value, d.unit)],
+                "goal": d.goal.fillna(""), "met": [_met(v) for v in d.meets_goal],
+            })
+            out.append(_markdown(t, index=False))
+        out.append("")
+    return "\n".join(out).rstrip() + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--csv", default=str(perf.PERF_CSV))
+    p.add_argument("--readme", default="README.md")
+    p.add_argument("--print", action="store_true", help="Print the tables instead of editing the README.")
+    args = p.parse_args(argv)
+    df = pd.read_csv(args.csv, keep_default_na=False, dtype={"meets_goal": str, "goal": str})
+    df["value"] = pd.to_numeric(df["value"])
+    text = render(df)
+    if args.print:
+        print(text)
+        return 0
+    readme = Path(args.readme)
+    body = readme.read_text(encoding="utf-8")
+    if START not in body or END not in body:
+        print(f"{readme}: no perf markers ({START} … {END}); add them where the tables should go", file=sys.stderr)
+        return 2
+    head, rest = body.split(START, 1)
+    _, tail = rest.split(END, 1)
+    readme.write_text(head + START + "\n" + text + END + tail, encoding="utf-8")
+    print(f"{readme}: performance tables rewritten from {args.csv}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

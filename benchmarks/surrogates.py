@@ -1,0 +1,101 @@
+"""Query vs retrain, and fit cost, of every surrogate on every task (a benchmark, not a test).
+
+    .venv/bin/python benchmarks/surrogates.py                 # every task but tensor, every surrogate
+    .venv/bin/python benchmarks/surrogates.py -t quantile -s mccann -s cfm --query-repeats 5
+
+HTI exists to avoid retraining, so the figure that matters is the ratio between
+- *retrain*: training the task's network at a new λ (the middle held-out value) from scratch with the
+  harness's own Lightning training, median over ``--train-repeats`` model seeds; and
+- *query*: one ``surrogate.sample(λ, conditions, n)`` call producing the task's full evaluation set
+  (every evaluation condition × ``n_samples``) at that λ, median over ``--query-repeats`` calls,
+both measured in this process. Goal: ≥ 1000× for every outputs-only surrogate on every trained task.
+Best-response surrogates (hypernetwork, STN, Δ-STN) get the ratio too, without a goal. Analytic tasks
+(semicircles, gaussian-path) have no network to retrain: only their query and fit times are reported.
+
+*Fit cost*: one fit per (task, surrogate) at the default budget, seed 0, on this process's torch
+threads (all cores). Anchor networks come from the target cache (trained first if missing, untimed).
+
+Rows go to ``results/perf.csv`` (``--csv``) after each task, so an interrupted run keeps what it measured.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import statistics
+import sys
+import time
+
+import torch
+
+from hti_bench import perf
+from hti_bench.registry import make_surrogate, make_task, surrogate_classes, task_classes
+from hti_bench.runner import build_anchor_set, derive_seed
+from hti_bench.targets import train_network
+from hti_bench.task import TrainedTask
+
+GOAL = 1000.0
+
+
+def retrain_seconds(task: TrainedTask, lam: float, repeats: int) -> float:
+    times = []
+    for seed in range(repeats):
+        start = time.perf_counter()
+        train_network(task, lam, 1000 + seed)  # seeds the cache never uses: a genuine retrain
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("-t", "--task", action="append", help="Task spec (repeatable; default: every task but tensor).")
+    p.add_argument("-s", "--surrogate", action="append", help="Surrogate spec (repeatable; default: all).")
+    p.add_argument("--train-repeats", type=int, default=3)
+    p.add_argument("--query-repeats", type=int, default=5)
+    p.add_argument("--csv", default=str(perf.PERF_CSV))
+    args = p.parse_args(argv)
+
+    tasks = args.task or [name for name in task_classes() if name != "tensor"]
+    specs = args.surrogate or list(surrogate_classes())
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {perf.machine()}", flush=True)
+    for task_spec in tasks:
+        task = make_task(task_spec)
+        rows = []
+        lam = task.heldout[len(task.heldout) // 2]
+        conds = task.eval_conditions().float()
+        anchors = build_anchor_set(task, 0)  # trains missing anchor networks into the cache first
+        train_s = math.nan
+        if isinstance(task, TrainedTask):
+            train_s = retrain_seconds(task, lam, args.train_repeats)
+            rows.append(perf.row("query_vs_retrain", task.spec, "retrain_seconds", train_s, "s", repeats=args.train_repeats))
+            print(f"{task.spec}: retrain at {task.hyperparameter.name}={lam}: {train_s:.2f} s", flush=True)
+        for spec in specs:
+            surrogate = make_surrogate(spec)
+            if surrogate.skip(task):
+                continue
+            case = f"{task.spec}/{surrogate.spec}"
+            start = time.perf_counter()
+            surrogate.fit(anchors, task if surrogate.requires else None, seed=0)
+            fit_s = time.perf_counter() - start
+            seed = derive_seed(task.spec, 0, "sample", lam)
+            query_s, _, out = perf.timed(lambda: surrogate.sample(lam, conds, task.n_samples, seed), args.query_repeats)
+            ok = tuple(torch.as_tensor(out).shape) == (conds.shape[0], task.n_samples, task.output_dim)
+            rows.append(perf.row("fit_cost", case, "fit_seconds", fit_s, "s"))
+            rows.append(perf.row("query_vs_retrain", case, "query_seconds", query_s, "s", repeats=args.query_repeats))
+            line = f"  {surrogate.spec:<40} fit {fit_s:8.2f} s   query {query_s * 1e3:9.2f} ms"
+            if not math.isnan(train_s):
+                ratio = train_s / query_s
+                outputs_only = not surrogate.uses_training_loss()
+                rows.append(perf.row(
+                    "query_vs_retrain", case, "speedup", ratio, "×",
+                    goal=f"≥ {GOAL:.0f}×" if outputs_only else "", meets_goal=(ratio >= GOAL) if outputs_only else None,
+                ))
+                line += f"   retrain/query {ratio:10.0f}×" + ("" if outputs_only else " (best response)")
+            print(line + ("" if ok else "   (WRONG SHAPE)"), flush=True)
+        perf.record(rows, args.csv)
+    print(f"rows written to {args.csv}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
