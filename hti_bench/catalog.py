@@ -24,6 +24,12 @@ same functions that print a fresh one, so the output is identical either way; a 
 unreadable catalog is ignored and rewritten, a catalog that cannot be written is simply not kept,
 and ``hti-bench list --refresh`` imports everything regardless. Only ``list`` uses the catalog: every
 other command discovers plugins as before.
+
+What the fingerprint cannot see (run ``--refresh`` after such a change): an edit that keeps a file's
+size and mtime (as for ``__pycache__``); code a plugin or task imports from elsewhere than the package
+and the top level of the plugin folders (a helper package in a sub-folder, a module on ``$PYTHONPATH``
+or in the working folder, the source of an editable install behind an entry point), data files they
+read, and environment variables other than the two above.
 """
 
 from __future__ import annotations
@@ -255,8 +261,10 @@ def print_listing(what: str = "all", refresh: bool = False) -> None:
     sections = {"all": ["tasks", "plugins"], "tasks": ["tasks"], "surrogates": ["plugins"]}[what]
     fp = fingerprint()
     path = catalog_path()
-    cached = {} if refresh else load(fp, path)
+    cached = load(fp, path)
     rendered = {k: lines for k, v in cached.items() if (lines := _cached_lines(k, v)) is not None}
+    if refresh:  # rebuild what is asked for; a current section that is not asked for is kept
+        rendered = {k: v for k, v in rendered.items() if k not in sections}
     cached = {k: cached[k] for k in rendered}  # a malformed section is dropped, and rebuilt if wanted
     dirty = False
     for section in sections:

@@ -80,8 +80,10 @@ def test_cached_listing_is_the_fresh_one_without_importing_torch(env):
     assert not torch_loaded and not torch_loaded_too
     assert tasks + surrogates == fresh
 
-    refreshed, torch_loaded = hti(env, "list", "--refresh")
-    assert torch_loaded and refreshed == fresh
+    refreshed, torch_loaded = hti(env, "list", "tasks", "--refresh")
+    assert torch_loaded and refreshed == tasks
+    after, torch_loaded = hti(env, "list")  # the surrogates section was kept
+    assert not torch_loaded and after == fresh
 
 
 def test_catalog_is_renewed_when_a_plugin_is_added_changed_or_removed(env):
