@@ -21,6 +21,7 @@ def _parser() -> argparse.ArgumentParser:
 
     ls = sub.add_parser("list", help="List tasks and surrogates (and plugins that failed to load).")
     ls.add_argument("what", nargs="?", choices=["all", "tasks", "surrogates"], default="all")
+    ls.add_argument("--refresh", action="store_true", help="Import every task and plugin again instead of printing the cached listing (the catalog, kept in the cache folder and renewed whenever a file or package it depends on changes).")
 
     run = sub.add_parser(
         "run",
@@ -78,36 +79,10 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
-def _cmd_list(what: str) -> int:
-    from hti_bench import errors, registry
+def _cmd_list(what: str, refresh: bool = False) -> int:
+    from hti_bench.catalog import print_listing
 
-    if what in ("all", "tasks"):
-        print("Tasks (* = in the default suite):")
-        for name, cls in registry.task_classes().items():
-            star = "*" if cls.in_default_suite else " "
-            caps = ",".join(sorted(cls.capabilities)) or "outputs only"
-            print(f" {star} {name:<16} {cls.description}")
-            try:
-                task = cls()
-            except errors.HTIBenchError as err:  # a task that needs options, e.g. tensor[path=…]
-                print(f"     needs options: {err}")
-                continue
-            hp = task.hyperparameter
-            print(
-                f"     {hp.name} ∈ [{hp.low}, {hp.high}] ({hp.clock.value} clock); anchors {list(task.anchors)}; "
-                f"held out {list(task.heldout)}; D={task.output_dim}, C={task.condition_dim}; offers: {caps}"
-            )
-    if what in ("all", "surrogates"):
-        print("Surrogates:")
-        for name, cls in registry.surrogate_classes().items():
-            needs = f" [needs: {', '.join(sorted(cls.requires))}]" if cls.requires else ""
-            print(f"   {name:<16} {cls.description}{needs}")
-            print(f"     from {registry.surrogate_source(name)}")
-        broken = registry.broken_plugins()
-        if broken:
-            print("Broken plugins (not loaded):")
-            for b in broken:
-                print(f"   {b.name:<16} {b.source}: {b.error}")
+    print_listing(what, refresh=refresh)
     return 0
 
 
@@ -256,7 +231,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     try:
         if args.command == "list":
-            return _cmd_list(args.what)
+            return _cmd_list(args.what, args.refresh)
         if args.command == "run":
             return _cmd_run(args)
         if args.command == "leaderboard":

@@ -8,6 +8,9 @@ folders (files starting ``_`` or ``template_`` are skipped), every folder on ``$
 with its error, and the others load as usual; two plugins with the same name are an error naming both.
 
 Tasks are the modules of :mod:`hti_bench.tasks` plus the entry-point group ``hti_bench.tasks``.
+
+Importing this module is cheap (no torch, no :mod:`importlib.metadata`), so the start-up path of the
+command line (:mod:`hti_bench.catalog`) can use :func:`plugin_dirs`; discovery itself imports them.
 """
 
 from __future__ import annotations
@@ -20,14 +23,15 @@ import pkgutil
 import sys
 import traceback
 from dataclasses import dataclass
-from importlib.metadata import entry_points
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from hti_bench.errors import ConfigError, PluginError, UnknownNameError, unknown_name_message
 from hti_bench.specs import parse_spec
-from hti_bench.surrogate import Surrogate
-from hti_bench.task import Task
+
+if TYPE_CHECKING:
+    from hti_bench.surrogate import Surrogate
+    from hti_bench.task import Task
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 SURROGATE_GROUP = "hti_bench.surrogates"
@@ -51,6 +55,13 @@ class _Discovery:
 
 
 _cache: _Discovery | None = None
+
+
+def entry_points(**params: Any) -> Any:
+    """:func:`importlib.metadata.entry_points`, imported on first use (the import alone costs ~0.1 s)."""
+    from importlib.metadata import entry_points as _entry_points
+
+    return _entry_points(**params)
 
 
 def plugin_dirs() -> list[Path]:
@@ -83,6 +94,8 @@ def _load_file(path: Path) -> Any:
 
 
 def _surrogates_in(module: Any) -> list[type[Surrogate]]:
+    from hti_bench.surrogate import Surrogate
+
     return [
         obj
         for obj in vars(module).values()
@@ -94,6 +107,8 @@ def _surrogates_in(module: Any) -> list[type[Surrogate]]:
 
 
 def _discover() -> _Discovery:
+    from hti_bench.surrogate import Surrogate
+
     found: dict[str, type[Surrogate]] = {}
     sources: dict[str, str] = {}
     broken: list[BrokenPlugin] = []
@@ -199,6 +214,7 @@ def make_surrogate(spec: str) -> Surrogate:
 def task_classes() -> dict[str, type[Task]]:
     """Every task class, by name: the built-in :mod:`hti_bench.tasks` modules and entry points."""
     import hti_bench.tasks as pkg
+    from hti_bench.task import Task
 
     found: dict[str, type[Task]] = {}
     for info in pkgutil.iter_modules(pkg.__path__):

@@ -13,8 +13,6 @@ import hashlib
 import io
 import json
 import logging
-import os
-import tempfile
 import time
 import warnings
 from collections.abc import Sequence
@@ -24,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import Tensor, nn
 
+from hti_bench.fsutil import atomic_write_bytes, default_cache_dir  # noqa: F401 - re-exported
 from hti_bench.optim import adam
 
 if TYPE_CHECKING:
@@ -32,29 +31,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 CACHE_FORMAT = 2  # bump when the training procedure changes in a way that should invalidate entries (2: fused Adam)
-
-
-def default_cache_dir() -> Path:
-    """``$HTI_BENCH_CACHE`` if set, else ``~/.cache/hti-bench``."""
-    env = os.environ.get("HTI_BENCH_CACHE")
-    if env:
-        return Path(env)
-    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "hti-bench"
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` so that readers see either the old file or the complete new one."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def cache_key(signature: dict[str, Any], lam: float, seed: int) -> str:
