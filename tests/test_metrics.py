@@ -207,3 +207,35 @@ def test_sinkhorn_is_close_to_exact_and_batched():
     with pytest.raises(ValueError, match="NaN"):
         per_condition_wasserstein(np.full((1, 3, 2), np.nan), np.zeros((1, 3, 2)), method="sinkhorn")
 
+
+def test_scoring_benchmark_quick(tmp_path):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import pandas as pd
+
+    root = Path(__file__).resolve().parents[1]
+    csv = tmp_path / "perf.csv"
+    proc = subprocess.run(
+        [sys.executable, str(root / "benchmarks" / "scoring.py"), "--quick", "--threads", "1", "--repeats", "1",
+         "--csv", str(csv)],
+        cwd=tmp_path, capture_output=True, text=True, timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    rows = pd.read_csv(csv, keep_default_na=False)
+    assert set(rows["benchmark"]) == {"scoring"}
+    got = set(zip(rows["case"], rows["quantity"]))
+    for case in ("12x64 D=2", "12x64 D=64"):
+        for quantity in ("old_loop_seconds_w1_w2", "exact_seconds_w1_w2", "exact_workers", "speedup_exact_vs_old",
+                         "exact_max_rel_diff_vs_old", "old_ms_per_condition_emd2_w2",
+                         "sinkhorn_cpu_seconds_w1_w2_extrapolated", "sinkhorn_max_rel_error_w2"):
+            assert (case, quantity) in got
+    assert ("12x64 D=1", "sort_seconds_w1_w2") in got
+    assert ("scaling vs N (D=2)", "fitted_exponent") in got and ("scaling vs D (N=64)", "fitted_exponent") in got
+    assert sum(c.startswith("scaling N=") for c, _ in got) == 6
+    assert np.isfinite(rows["value"].astype(float)).all()
+    exact = rows[rows["quantity"] == "exact_max_rel_diff_vs_old"]["value"].astype(float)
+    assert (exact < 1e-9).all()
+    goal = rows[(rows["case"] == "12x64 D=2") & (rows["quantity"] == "exact_seconds_w1_w2")]
+    assert goal["goal"].item() == "≤ 2 s" and goal["meets_goal"].item() in ("True", "False")
