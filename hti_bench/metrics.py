@@ -122,9 +122,10 @@ def per_condition_wasserstein(
       of ``reg`` × the typical distance over ``iters`` iterations. The score is the transport cost
       of the entropic plan, which is biased: a blurred plan moves mass farther than needed (an
       over-estimate, growing with ``reg``) and, when the iterations stop before convergence, is
-      not exactly feasible (either sign). Measured (``benchmarks/scoring.py``): errors of a few
-      per cent in 2-D, where the distance between the two sets is small next to their spread, and
-      W₁ worse than W₂; well under 1 % for W₂ in 64-D. On CPU it is slower than the exact path.
+      not exactly feasible (either sign). Measured at the defaults (``benchmarks/scoring.py``,
+      256 samples): largest relative errors ~6 % for W₂ and ~14 % for W₁ in 2-D, where the
+      distance between the two sets is small next to their spread; < 0.1 % for W₂ and ~3 % for
+      W₁ in 64-D. On CPU it is far slower than the exact path (~0.1 s per condition).
 
     ``workers``: processes for the exact and emd methods (forked; they hold the GIL otherwise).
     None picks automatically: one when the work is small (under ~0.25 s), else every core this
