@@ -81,3 +81,161 @@ def test_bad_input_is_refused():
         wasserstein(np.array([[0.0], [np.nan]]), np.zeros((2, 1)))
     with pytest.raises(ValueError, match="expected"):
         per_condition_wasserstein(np.zeros((2, 3, 2)), np.zeros((3, 3, 2)))
+
+
+# --- exact fast path, parallel workers, methods, Sinkhorn -------------------------------------------
+
+
+def emd_reference(x, y):
+    """The scoring loop before the fast path: two ot.emd2 per condition (W₁, W₂)."""
+    from hti_bench.metrics import NUM_ITER_MAX
+
+    w1, w2 = [], []
+    for i in range(x.shape[0]):
+        sq = ot.dist(x[i], y[i], metric="sqeuclidean")
+        w2.append(np.sqrt(max(float(ot.emd2([], [], sq, numItermax=NUM_ITER_MAX)), 0.0)))
+        w1.append(max(float(ot.emd2([], [], np.sqrt(sq), numItermax=NUM_ITER_MAX)), 0.0))
+    return np.array(w1), np.array(w2)
+
+
+def assert_same(got, want):
+    np.testing.assert_allclose(got, want, rtol=1e-9, atol=1e-12)
+
+
+@pytest.mark.parametrize(
+    "m, n, k, dim",
+    [(3, 40, 40, 1), (3, 40, 57, 1), (4, 60, 60, 2), (3, 200, 200, 2), (3, 150, 150, 64), (3, 70, 45, 2), (2, 30, 80, 64)],
+)
+def test_exact_path_equals_network_simplex(m, n, k, dim):
+    # n = m goes through the warm-started assignment solver (from 128 samples on), n ≠ m through ot.emd2
+    r = rng(10 + dim)
+    x = r.standard_normal((m, n, dim))
+    y = r.standard_normal((m, k, dim)) * r.uniform(0.5, 2.0, (m, 1, 1)) + r.normal(0, 1, (m, 1, dim))
+    s = per_condition_wasserstein(x, y)
+    w1, w2 = emd_reference(x, y)
+    assert_same(s.w1, w1)
+    assert_same(s.w2, w2)
+    assert_same(per_condition_wasserstein(x, y, method="emd").w2, w2)
+
+
+def test_exact_path_with_duplicate_and_identical_points():
+    r = rng(11)
+    base = r.standard_normal((2, 40, 2))
+    x = np.repeat(base, 4, axis=1)  # every point four times: many tied optimal assignments
+    y = np.concatenate([x[:, :80], r.standard_normal((2, 80, 2))], axis=1)
+    s = per_condition_wasserstein(x, y)
+    w1, w2 = emd_reference(x, y)
+    assert_same(s.w1, w1)
+    assert_same(s.w2, w2)
+    same = per_condition_wasserstein(x, x[:, ::-1])
+    np.testing.assert_allclose(same.w2, 0.0, atol=1e-7)
+    np.testing.assert_allclose(same.w1, 0.0, atol=1e-7)
+    # a constant cloud (every cost equal) and a single sample
+    flat = np.zeros((1, 150, 2))
+    assert_same(per_condition_wasserstein(flat, flat + 1.0).w2, [np.sqrt(2.0)])
+    one = per_condition_wasserstein(np.ones((2, 1, 3)), np.zeros((2, 1, 3)))
+    assert_same(one.w1, [np.sqrt(3.0)] * 2)
+
+
+def test_parallel_workers_equal_serial():
+    r = rng(12)
+    x, y = r.standard_normal((9, 130, 3)), r.standard_normal((9, 130, 3)) + 0.4
+    serial = per_condition_wasserstein(x, y, workers=1)
+    parallel = per_condition_wasserstein(x, y, workers=2)
+    np.testing.assert_array_equal(parallel.w1, serial.w1)
+    np.testing.assert_array_equal(parallel.w2, serial.w2)
+    xe, ye = r.standard_normal((5, 30, 2)), r.standard_normal((5, 41, 2))  # network simplex, n ≠ m
+    np.testing.assert_array_equal(per_condition_wasserstein(xe, ye, workers=2).w2,
+                                  per_condition_wasserstein(xe, ye, workers=1).w2)
+
+
+def test_worker_count_is_automatic_and_capped():
+    import os
+
+    from hti_bench.metrics import resolve_workers
+
+    cores = len(os.sched_getaffinity(0))
+    assert resolve_workers(4, 50, 50) == 1  # small work: no pool
+    assert resolve_workers(1000, 256, 256) == cores
+    assert resolve_workers(1000, 256, 256, workers=10_000) == cores
+    assert resolve_workers(3, 256, 256, workers=8) == min(3, cores)
+    assert resolve_workers(1000, 256, 256, workers=1) == 1
+
+
+def test_torch_input_and_positional_call_still_work():
+    r = rng(13)
+    x, y = torch.tensor(r.standard_normal((2, 20, 2))), torch.tensor(r.standard_normal((2, 20, 2)))
+    s = per_condition_wasserstein(x, y)
+    w1, w2 = emd_reference(x.numpy(), y.numpy())
+    assert_same(s.w1, w1)
+    assert_same(s.w2, w2)
+
+
+def test_methods_are_checked():
+    from hti_bench.errors import ConfigError
+
+    x = np.zeros((2, 5, 2))
+    with pytest.raises(ConfigError, match="Unknown value for method 'sinkorn'.*sinkhorn.*Available: auto, emd, exact, sinkhorn, sort"):
+        per_condition_wasserstein(x, x, method="sinkorn")
+    with pytest.raises(ConfigError, match="one-dimensional"):
+        per_condition_wasserstein(x, x, method="sort")
+    for bad in (0, -1, 1.5, True):
+        with pytest.raises(ConfigError, match="workers"):
+            per_condition_wasserstein(x, x, workers=bad)
+    with pytest.raises(ConfigError, match="reg"):
+        per_condition_wasserstein(x, x, method="sinkhorn", reg=0.0)
+    r = rng(14)
+    x1, y1 = r.standard_normal((3, 30, 1)), r.standard_normal((3, 30, 1))
+    for method in ("auto", "exact", "sort", "emd"):
+        s = per_condition_wasserstein(x1, y1, method=method)
+        assert_same(s.w2, per_condition_wasserstein(x1, y1).w2)
+
+
+def test_sinkhorn_is_close_to_exact_and_batched():
+    r = rng(15)
+    x = r.standard_normal((4, 64, 8))
+    y = r.standard_normal((4, 64, 8)) * 1.3 + 0.5
+    exact = per_condition_wasserstein(x, y)
+    approx = per_condition_wasserstein(torch.tensor(x, dtype=torch.float32), torch.tensor(y, dtype=torch.float32),
+                                       method="sinkhorn")
+    assert isinstance(approx.w2, np.ndarray) and approx.w2.shape == (4,)
+    np.testing.assert_allclose(approx.w2, exact.w2, rtol=0.02)
+    np.testing.assert_allclose(approx.w1, exact.w1, rtol=0.05)
+    # a smaller blur is closer
+    sharp = per_condition_wasserstein(x, y, method="sinkhorn", reg=0.005, iters=150)
+    assert np.abs(sharp.w2 - exact.w2).max() <= np.abs(approx.w2 - exact.w2).max() + 1e-6
+    with pytest.raises(ValueError, match="NaN"):
+        per_condition_wasserstein(np.full((1, 3, 2), np.nan), np.zeros((1, 3, 2)), method="sinkhorn")
+
+
+def test_scoring_benchmark_quick(tmp_path):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import pandas as pd
+
+    root = Path(__file__).resolve().parents[1]
+    csv = tmp_path / "perf.csv"
+    proc = subprocess.run(
+        [sys.executable, str(root / "benchmarks" / "scoring.py"), "--quick", "--threads", "1", "--repeats", "1",
+         "--csv", str(csv)],
+        cwd=tmp_path, capture_output=True, text=True, timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    rows = pd.read_csv(csv, keep_default_na=False)
+    assert set(rows["benchmark"]) == {"scoring"}
+    got = set(zip(rows["case"], rows["quantity"]))
+    for case in ("12x64 D=2", "12x64 D=64"):
+        for quantity in ("old_loop_seconds_w1_w2", "exact_seconds_w1_w2", "exact_workers", "speedup_exact_vs_old",
+                         "exact_max_rel_diff_vs_old", "old_ms_per_condition_emd2_w2",
+                         "sinkhorn_cpu_seconds_w1_w2_extrapolated", "sinkhorn_max_rel_error_w2"):
+            assert (case, quantity) in got
+    assert ("12x64 D=1", "sort_seconds_w1_w2") in got
+    assert ("scaling vs N (D=2)", "fitted_exponent") in got and ("scaling vs D (N=64)", "fitted_exponent") in got
+    assert sum(c.startswith("scaling N=") for c, _ in got) == 6
+    assert np.isfinite(rows["value"].astype(float)).all()
+    exact = rows[rows["quantity"] == "exact_max_rel_diff_vs_old"]["value"].astype(float)
+    assert (exact < 1e-9).all()
+    goal = rows[(rows["case"] == "12x64 D=2") & (rows["quantity"] == "exact_seconds_w1_w2")]
+    assert goal["goal"].item() == "≤ 2 s" and goal["meets_goal"].item() in ("True", "False")
