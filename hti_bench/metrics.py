@@ -187,9 +187,11 @@ def _sorted_scores(x: np.ndarray, y: np.ndarray) -> ConditionScores:
 
 
 def _available_cores() -> int:
-    if hasattr(os, "sched_getaffinity"):
-        return max(1, len(os.sched_getaffinity(0)))
-    return max(1, os.cpu_count() or 1)
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    # `hti-bench run --jobs N` workers set this to their share of the cores, so N workers scoring at
+    # once do not each fork a pool the size of the machine.
+    cap = os.environ.get("HTI_BENCH_SCORING_WORKERS", "")
+    return max(1, min(cores, int(cap)) if cap.isdigit() and int(cap) > 0 else cores)
 
 
 def _sq_distances(x: np.ndarray, y: np.ndarray) -> np.ndarray:

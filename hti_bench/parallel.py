@@ -57,6 +57,7 @@ def _init_worker(threads: int, cache_root: str) -> None:
 
     global _CACHE_ROOT
     torch.set_num_threads(max(int(threads), 1))
+    os.environ["HTI_BENCH_SCORING_WORKERS"] = str(max(int(threads), 1))  # see hti_bench.metrics
     _CACHE_ROOT = cache_root
     warnings.filterwarnings("ignore", category=UserWarning)
 

@@ -239,3 +239,12 @@ def test_scoring_benchmark_quick(tmp_path):
     assert (exact < 1e-9).all()
     goal = rows[(rows["case"] == "12x64 D=2") & (rows["quantity"] == "exact_seconds_w1_w2")]
     assert goal["goal"].item() == "≤ 2 s" and goal["meets_goal"].item() in ("True", "False")
+
+
+def test_scoring_workers_are_capped_by_the_environment(monkeypatch):
+    from hti_bench.metrics import resolve_workers
+
+    monkeypatch.setenv("HTI_BENCH_SCORING_WORKERS", "1")
+    assert resolve_workers(1000, 256, 256) == 1 and resolve_workers(1000, 256, 256, workers=8) == 1
+    monkeypatch.delenv("HTI_BENCH_SCORING_WORKERS")
+    assert resolve_workers(1000, 256, 256, workers=1) == 1
