@@ -40,8 +40,14 @@ class Conditioner(nn.Module):
         if self.net is None:
             ones = torch.ones(x.shape[0], self.width, device=x.device)
             return ones, torch.zeros_like(ones)
-        inp = x.reshape(-1).long() if self.n_classes is not None else x
-        gamma, beta = self.net(inp).chunk(2, dim=-1)
+        if self.n_classes is not None:
+            # One row per class, then a lookup: the same numbers as running the net on every row
+            # (rows of one class are identical), at the cost of n_classes rows instead of B.
+            table = self.net(torch.arange(self.n_classes, device=x.device))
+            out = table.index_select(0, x.reshape(-1).long())
+        else:
+            out = self.net(x)
+        gamma, beta = out.chunk(2, dim=-1)
         return gamma, beta
 
 
@@ -73,9 +79,11 @@ class FiLMMLP(nn.Module):
             nn.init.zeros_(self.out.weight)
             nn.init.zeros_(self.out.bias)
 
-    def forward(self, y: Tensor, x: Tensor) -> Tensor:
-        gamma, beta = self.film(x)
-        h = self.act(gamma * self.first(y) + beta)
+    def forward(self, y: Tensor, x: Tensor, film: tuple[Tensor, Tensor] | None = None) -> Tensor:
+        """``film``: the condition's (γ, β) from :attr:`film`, when the caller evaluates many ``y`` at
+        the same ``x`` (e.g. inside an optimisation over y) and computes them once."""
+        gamma, beta = self.film(x) if film is None else film
+        h = self.act(torch.addcmul(beta, gamma, self.first(y)))
         return self.out(self.body(h))
 
 

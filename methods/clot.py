@@ -57,6 +57,7 @@ from hti_bench.lagrangian.geometry import (
     make_metric,
     path_cost,
     path_energy,
+    prepare_cost,
     scott_bandwidth,
 )
 from hti_bench.lagrangian.lbfgs import batched_lbfgs
@@ -217,13 +218,20 @@ class CLOT(Surrogate):
         # A straight line is the exact geodesic of the Euclidean metric without potential: no path to learn.
         self.curved_ = self.metric_.learnable or self.potential_ is not None
 
-        opts = [torch.optim.AdamW([*g.parameters(), *t.parameters()], lr=self.lr, weight_decay=1e-4)
-                for g, t in zip(self.g_, self.T_)]
-        metric_opt = (torch.optim.AdamW(self.metric_.parameters(), lr=self.metric_lr, weight_decay=1e-4)
+        # One AdamW over every interval's (g_k, T_k): each interval's loss reaches only its own
+        # networks and AdamW acts per parameter, so this is the per-interval optimisers' update, in
+        # one step (and one backward pass) instead of K − 1.
+        fused = dict(fused=True) if dev.type in ("cpu", "cuda") else {}
+        opt = torch.optim.AdamW([*self.g_.parameters(), *self.T_.parameters()], lr=self.lr, weight_decay=1e-4, **fused)
+        metric_opt = (torch.optim.AdamW(self.metric_.parameters(), lr=self.metric_lr, weight_decay=1e-4, **fused)
                       if self.metric_.learnable else None)
-        spline_opt = torch.optim.Adam(self.spline_.parameters(), lr=self.spline_lr)
+        spline_opt = torch.optim.Adam(self.spline_.parameters(), lr=self.spline_lr, **fused)
         total = m * n
         bs = min(int(self.batch_size), total)
+        n_int = k_anchors - 1
+        # Row r of a stacked batch belongs to interval r // bs: the c-transform of every interval runs
+        # as one batched L-BFGS over the stack (groups keep each interval's line search its own).
+        groups = torch.arange(n_int, device=dev).repeat_interleave(bs)
 
         def batch() -> Tensor:
             return torch.randint(0, total, (bs,), generator=gen).to(dev)
@@ -231,36 +239,37 @@ class CLOT(Surrogate):
         if self.curved_:
             # Pre-train the amortiser on random pairs of each interval (reference: 1001 iterations).
             for it in range(int(self.spline_pretrain)):
-                k = it % (k_anchors - 1)
+                k = it % n_int
                 i, j = batch(), batch()
                 self._spline_step(spline_opt, rows_y[k][i], rows_y[k + 1][j], rows_x[i])
 
         self.losses_: list[float] = []
         for step in range(int(self.steps)):
-            caches = []
-            for k in range(k_anchors - 1):
-                i, j = batch(), batch()
-                y, x, yt, xt = rows_y[k][i], rows_x[i], rows_y[k + 1][j], rows_x[j]
-                y_hat = self._ctransform(k, y, x)
+            draws = [(batch(), batch()) for _ in range(n_int)]  # the same draws, in the same order, as one interval at a time
+            y = torch.cat([rows_y[k][i] for k, (i, _) in enumerate(draws)])
+            x = torch.cat([rows_x[i] for i, _ in draws])
+            y_hat = self._ctransform_all(y, x, groups)
+            total_loss = 0.0
+            for k, (i, j) in enumerate(draws):
+                rows = slice(k * bs, (k + 1) * bs)
+                yk, xk, yh = y[rows], x[rows], y_hat[rows]
                 g, t = self.g_[k], self.T_[k]
                 # Negated semi-dual (ŷ is a constant, so only g's terms carry gradient) + map amortisation.
-                dual = g(y_hat, x).mean() - g(yt, xt).mean()
-                amort = ((t(y, x) - y_hat) ** 2).sum(-1).mean()
-                opts[k].zero_grad(set_to_none=True)
-                (dual + amort).backward()
-                opts[k].step()
-                caches.append((y, x, y_hat))
+                dual = g(yh, xk).mean() - g(rows_y[k + 1][j], rows_x[j]).mean()
+                amort = ((t(yk, xk) - yh) ** 2).sum(-1).mean()
+                total_loss = total_loss + (dual + amort)
                 self.losses_.append(float((dual + amort).detach()))
+            opt.zero_grad(set_to_none=True)
+            total_loss.backward()
+            opt.step()
             if metric_opt is not None and step % int(self.metric_every) == 0:
-                # The metric minimises the total transport cost at the current c-transform solutions;
-                # the eigenvalue budget keeps it from shrinking to zero.
+                # The metric minimises the total transport cost at the current c-transform solutions
+                # (the mean over intervals of each one's mean cost: equal batches, so one mean over
+                # the stack); the eigenvalue budget keeps it from shrinking to zero.
                 metric_opt.zero_grad(set_to_none=True)
-                loss = 0.0
-                for k, (y, x, y_hat) in enumerate(caches):
-                    with torch.no_grad():
-                        phi = self._phi(y, y_hat, x)
-                    loss = loss + path_cost(self.path_, self.metric_, self.potential_, y, y_hat, phi, x, self.cost).mean()
-                (loss / len(caches)).backward()
+                with torch.no_grad():
+                    phi = self._phi(y, y_hat, x)
+                path_cost(self.path_, self.metric_, self.potential_, y, y_hat, phi, x, self.cost).mean().backward()
                 metric_opt.step()
                 if self.geometry_ is not self.metric_:
                     self.geometry_.refresh()
@@ -310,29 +319,47 @@ class CLOT(Surrogate):
 
     def _spline_step(self, opt: torch.optim.Optimizer, y0: Tensor, y1: Tensor, x: Tensor) -> None:
         phi = self._phi(y0, y1, x)
-        loss = path_energy(self.path_, self.geometry_, self.potential_, y0, y1, phi, x, self.cost).mean()
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
+        # The amortiser's loss must not move the metric: its parameters are frozen for this step, so
+        # the backward pass does not form their gradients at all (rather than forming and dropping them).
+        frozen = [p for p in self.metric_.parameters() if p.requires_grad]
+        for p in frozen:
+            p.requires_grad_(False)
+        try:
+            loss = path_energy(self.path_, self.geometry_, self.potential_, y0, y1, phi, x, self.cost).mean()
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+        finally:
+            for p in frozen:
+                p.requires_grad_(True)
         nn.utils.clip_grad_norm_(self.spline_.parameters(), 1.0)
         opt.step()
-        if self.metric_.learnable:
-            self.metric_.zero_grad(set_to_none=True)  # the amortiser's loss must not move the metric
 
     def _ctransform(self, k: int, y: Tensor, x: Tensor) -> Tensor:
         """ŷ = argmin_y' c(y, y' | x) − g_k(y' | x), from T_k(y), by batched L-BFGS over y' only."""
-        with torch.no_grad():
-            init = self.T_[k](y, x)
-        g = self.g_[k]
+        return self._ctransform_all(y, x, torch.full((y.shape[0],), k, dtype=torch.long, device=y.device))
 
-        # The path shape φ is predicted once, at the initial guess, and held fixed while y' moves (the
-        # spline's offset vanishes at both ends, so it stays a path from y to y'). Re-predicting it at
-        # every trial point would change the objective without the gradient seeing it (the amortiser
-        # is not differentiated), and the line search then fails to find a decrease most of the time.
+    def _ctransform_all(self, y: Tensor, x: Tensor, groups: Tensor) -> Tensor:
+        """The c-transform of several intervals at once: row r of (y, x) belongs to interval
+        ``groups[r]`` (rows of one interval contiguous, intervals in increasing order)."""
+        ks = torch.unique_consecutive(groups).tolist()
+        sizes = torch.unique_consecutive(groups, return_counts=True)[1].tolist()
+        xs = x.split(sizes)
         with torch.no_grad():
+            init = torch.cat([self.T_[k](yk, xk) for k, yk, xk in zip(ks, y.split(sizes), xs)])
+            # The path shape φ is predicted once, at the initial guess, and held fixed while y' moves
+            # (the spline's offset vanishes at both ends, so it stays a path from y to y').
+            # Re-predicting it at every trial point would change the objective without the gradient
+            # seeing it (the amortiser is not differentiated), and the line search then fails to find
+            # a decrease most of the time.
             phi = self._phi(y, init, x) if self.curved_ else init.new_zeros(init.shape[0], self.spline_nodes, init.shape[1])
+            # Everything that does not move with y': the path's start, the conditions' FiLM
+            # modulations, the potential's and the metric's x-only pieces.
+            cost = prepare_cost(self.path_, self.geometry_, self.potential_, y, phi, x, self.cost)
+            films = [self.g_[k].film(xk) for k, xk in zip(ks, xs)]
 
         def objective(z: Tensor) -> Tensor:
-            return path_cost(self.path_, self.geometry_, self.potential_, y, z, phi, x, self.cost) - g(z, x).squeeze(-1)
+            gz = torch.cat([self.g_[k](zk, xk, film) for k, zk, xk, film in zip(ks, z.split(sizes), xs, films)])
+            return cost(z) - gz.squeeze(-1)
 
         def clip(z: Tensor) -> Tensor:
             return torch.maximum(torch.minimum(z, self.hi_), self.lo_)
@@ -340,10 +367,11 @@ class CLOT(Surrogate):
         if int(self.ctransform_iters) <= 0:
             return clip(init)
         width = float((self.hi_ - self.lo_).max())
-        # accept_fraction 0.9: the batch's line search stops once 90 % of rows found a decrease (the
-        # rest stay for that iteration) instead of running to its cap for a few float32-stalled rows.
-        return batched_lbfgs(objective, init, max_iter=int(self.ctransform_iters), project=clip, max_step=float(self.ctransform_step) * width,
-                             accept_fraction=0.9)
+        # accept_fraction 0.9: an interval's line search stops once 90 % of its rows found a decrease
+        # (the rest stay for that iteration) instead of running to its cap for a few float32-stalled rows.
+        return batched_lbfgs(objective, init, max_iter=int(self.ctransform_iters), project=clip,
+                             max_step=float(self.ctransform_step) * width, accept_fraction=0.9,
+                             groups=groups if len(ks) > 1 else None)
 
     # ------------------------------------------------------------------ inference
 

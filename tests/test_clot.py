@@ -15,11 +15,15 @@ from hti_bench.lagrangian.geometry import (
     KDEPotential,
     NLOTMetric,
     SplinePath,
+    givens_apply,
     givens_rotation,
     path_cost,
+    path_energy,
+    prepare_cost,
     spline_matrices,
 )
 from hti_bench.lagrangian.lbfgs import batched_lbfgs
+from hti_bench.nets import FiLMMLP
 from hti_bench.registry import make_surrogate
 
 @pytest.mark.parametrize("dim", [2, 3, 5])
@@ -203,3 +207,155 @@ def test_nlot_metric_refuses_other_output_dimensions():
     anchors = AnchorSet(Hyperparameter("lam", 0.0, 1.0), (0.0, 1.0), torch.zeros(1, 1), y, torch.ones(1, dtype=torch.bool), True)
     with pytest.raises(ValueError, match="metric='nlot' is defined for D = 2 outputs only; this task has D = 3"):
         make_surrogate("clot[metric=nlot]").fit(anchors)
+
+
+# ---------------------------------------------------------------- fast paths against plain references
+
+
+@pytest.mark.parametrize("dim", [2, 3, 5, 8])
+def test_staged_givens_apply_equals_the_rotation_matrix(dim):
+    torch.manual_seed(dim)
+    angles, v = torch.randn(30, dim * (dim - 1) // 2) * 3, torch.randn(30, dim)
+    expected = torch.einsum("bij,bj->bi", givens_rotation(angles, dim), v)
+    assert torch.allclose(givens_apply(angles, v), expected, atol=1e-5)
+
+
+def test_categorical_film_table_equals_the_per_row_network():
+    torch.manual_seed(0)
+    net = FiLMMLP(2, 3, [16, 16], 1, 4)
+    for p in net.parameters():
+        torch.nn.init.normal_(p, std=0.5)
+    y, x = torch.randn(50, 2), torch.randint(0, 4, (50, 1)).float()
+    rows = net.film.net(x.reshape(-1).long())  # the conditioner run on every row, as before the table
+    gamma, beta = rows.chunk(2, -1)
+    direct = net.out(net.body(net.act(gamma * net.first(y) + beta)))
+    assert torch.allclose(net(y, x), direct, atol=1e-6)
+    assert torch.allclose(net(y, x, net.film(x)), direct, atol=1e-6)
+
+
+def _plain_log_density(kde, q, x):
+    """The KDE by its definition: log-kernels from distances, then logsumexp (autograd throughout)."""
+    d, h = q.shape[-1], kde.h
+    if kde.categorical:
+        c = x[:, 0].long()
+        u2 = ((q[:, :, None, :] - kde.ys[c][:, None]) ** 2).sum(-1)
+        logk = -0.5 * u2 / h**2 - 0.5 * d * math.log(2 * math.pi * h**2) + kde.log_valid[c][:, None, :]
+        return torch.logsumexp(logk, -1) - kde.log_count[c][:, None]
+    u2 = ((q[:, :, None, :] - kde.ys[None, None]) ** 2).sum(-1)
+    logk = -0.5 * u2 / h**2 - 0.5 * d * math.log(2 * math.pi * h**2)
+    x2 = ((x[:, None, :] - kde.xs[None]) ** 2).sum(-1)
+    log_w = -0.5 * x2 / kde.hx**2 - 0.5 * x.shape[1] * math.log(2 * math.pi * kde.hx**2)
+    return torch.logsumexp(logk + log_w[:, None], -1) - torch.logsumexp(log_w, -1)[:, None]
+
+
+@pytest.mark.parametrize("categorical, h", [(True, 0.3), (True, 0.05), (False, 0.4), (False, 0.1)])
+def test_kde_value_and_gradient_match_the_plain_formula(categorical, h):
+    torch.manual_seed(5)
+    ys = torch.randn(300, 2)
+    xs = torch.randint(0, 3, (300, 1)).float() if categorical else torch.randn(300, 3)
+    kde = KDEPotential(ys, xs, categorical, h, 0.7, 1.0)
+    q = (torch.randn(20, 6, 2) * 1.5).requires_grad_(True)
+    x = torch.randint(0, 3, (20, 1)).float() if categorical else torch.randn(20, 3)
+    w = torch.randn(20, 6)
+    fast, plain = kde.log_density(q, x), _plain_log_density(kde, q, x)
+    (g_fast,), (g_plain,) = torch.autograd.grad((fast * w).sum(), q), torch.autograd.grad((plain * w).sum(), q)
+    tol = 1e-4 / h**2  # float32 rounding of exponents of size ‖q‖‖y‖/h²
+    assert (fast - plain).abs().max() < tol
+    assert (g_fast - g_plain).abs().max() < 10 * tol
+    assert torch.equal(kde.prepare(x)(q.detach()), kde(q.detach(), x))
+
+
+def test_grid_lookup_matches_grid_sample_with_its_gradient():
+    torch.manual_seed(6)
+    metric = EigenBudgetMetric(2, cond_dim=1, n_classes=3)
+    for p in metric.parameters():
+        torch.nn.init.normal_(p, std=0.3)
+    lo, hi = torch.tensor([-3.0, -2.0]), torch.tensor([3.0, 2.5])
+    grid = GridMetric(metric, lo, hi, n_classes=3, resolution=40)
+    q = (torch.rand(300, 2) * 8 - 4).requires_grad_(True)  # partly outside the box: border values, zero slope
+    x = torch.randint(0, 3, (300, 1)).float()
+    u = 2 * (q - lo) / (hi - lo) - 1
+    sampled = torch.nn.functional.grid_sample(grid.table, u.reshape(1, 1, -1, 2), mode="bilinear",
+                                              padding_mode="border", align_corners=True)[0, :, 0, :]
+    expected = sampled.reshape(3, 3, -1)[x[:, 0].long(), :, torch.arange(300)]
+    got = grid._entries(q, x)
+    w = torch.randn(300, 3)
+    (g_got,), (g_exp,) = torch.autograd.grad((got * w).sum(), q), torch.autograd.grad((expected * w).sum(), q)
+    assert torch.allclose(got, expected, atol=1e-6)
+    assert torch.allclose(g_got, g_exp, atol=1e-4)
+
+
+@pytest.mark.parametrize("form", ["paper", "reference"])
+def test_fused_grid_lookup_and_prepared_cost_equal_the_separate_pieces(form):
+    torch.manual_seed(7)
+    lo, hi = torch.tensor([-3.0, -3.0]), torch.tensor([3.0, 3.0])
+    metric = EigenBudgetMetric(2, cond_dim=1, n_classes=2)
+    for p in metric.parameters():
+        torch.nn.init.normal_(p, std=0.3)
+    grid = GridMetric(metric, lo, hi, n_classes=2, resolution=64)
+    kde = KDEPotential(torch.randn(200, 2), torch.randint(0, 2, (200, 1)).float(), True, 0.3, 1.0, 0.5)
+    pot = GridPotential(kde, lo, hi, 64)
+    path = SplinePath(15, 8)
+    y0, y1, phi, x = torch.randn(30, 2), torch.randn(30, 2), torch.randn(30, 15, 2) * 0.1, torch.randint(0, 2, (30, 1)).float()
+
+    def separate(y1):  # the cost written out from the pieces, without the fused lookup
+        xr = x.repeat_interleave(path.num_points, 0)
+        if form == "paper":
+            q, v = path.points(y0, y1, phi)
+            kinetic = 0.5 * grid.quad(q.reshape(-1, 2), v.reshape(-1, 2), xr).reshape(30, -1)
+            return (kinetic - pot(q, x)).mean(-1)
+        g = path.grid_points(y0, y1, phi)
+        nodes, delta = g[:, :-1], g[:, 1:] - g[:, :-1] + 1e-6
+        length = grid.quad(nodes.reshape(-1, 2), delta.reshape(-1, 2), xr).clamp_min(1e-12).sqrt().reshape(30, -1)
+        return 0.5 * (length - pot(nodes, x)).sum(-1) ** 2
+
+    y1.requires_grad_(True)
+    fused = path_cost(path, grid, pot, y0, y1, phi, x, form)
+    plain = separate(y1)
+    assert torch.allclose(fused, plain, rtol=1e-5, atol=1e-6)
+    (g_f,), (g_p,) = torch.autograd.grad(fused.sum(), y1), torch.autograd.grad(plain.sum(), y1)
+    assert torch.allclose(g_f, g_p, rtol=1e-4, atol=1e-5)
+    prepared = prepare_cost(path, grid, pot, y0, phi, x, form)
+    assert torch.allclose(prepared(y1), fused, rtol=1e-6, atol=1e-7)
+    if form == "reference":  # the amortiser's loss is E, not ½E²
+        energy = path_energy(path, grid, pot, y0, y1, phi, x, form)
+        assert torch.allclose(0.5 * energy**2, fused, rtol=1e-5)
+
+
+def test_grouped_lbfgs_moves_every_row_as_separate_calls_do():
+    torch.manual_seed(8)
+    a = torch.randn(60, 2, 2)
+    a = a @ a.transpose(1, 2) + 0.2 * torch.eye(2)
+    a[:20] *= 100  # a stiff group: its first trial steps overshoot and its line search runs longer
+    b = torch.randn(60, 2)
+
+    def f(z, rows=slice(None)):  # independent non-quadratic problems: curvature and line searches differ
+        return 0.5 * torch.einsum("bi,bij,bj->b", z, a[rows], z) - (b[rows] * z).sum(-1) + 0.3 * torch.cos(3 * z).sum(-1)
+
+    x0 = torch.randn(60, 2)
+    kw = dict(max_iter=4, accept_fraction=0.6, max_step=2.0)
+    groups = torch.arange(3).repeat_interleave(20)
+    together = batched_lbfgs(f, x0, groups=groups, **kw)
+    apart = torch.cat([batched_lbfgs(lambda z, r=slice(20 * k, 20 * k + 20): f(z, r), x0[20 * k: 20 * k + 20], **kw)
+                       for k in range(3)])
+    assert torch.allclose(together, apart, atol=1e-5)
+    # without groups the line search stops on the batch's acceptance, so some rows end elsewhere
+    assert not torch.allclose(batched_lbfgs(f, x0, **kw), apart, atol=1e-5)
+
+
+def test_clot_batched_ctransform_equals_one_interval_at_a_time():
+    g = torch.Generator().manual_seed(0)
+    y = torch.randn(3, 2, 60, 2, generator=g) + torch.arange(3.0)[:, None, None, None]
+    anchors = AnchorSet(Hyperparameter("lam", 0.0, 1.0), (0.0, 0.5, 1.0), torch.tensor([[0.0], [1.0]]), y,
+                        torch.ones(2, dtype=torch.bool), categorical=True)
+    clot = make_surrogate("clot[steps=6,batch_size=32,spline_pretrain=4,spline_every=3,spline_iters=2,"
+                          "hidden=(16, 16),spline_hidden=32,kde_support=64,path_points=6,metric_grid=32,"
+                          "potential_grid=32]").fit(anchors, seed=0)
+    for m in (clot.g_, clot.T_):
+        m.requires_grad_(True)
+    ys = torch.randn(64, 2, generator=g)
+    xs = torch.randint(0, 2, (64, 1), generator=g).float()
+    groups = torch.arange(2).repeat_interleave(32)
+    together = clot._ctransform_all(ys, xs, groups)
+    apart = torch.cat([clot._ctransform(k, ys[32 * k: 32 * k + 32], xs[32 * k: 32 * k + 32]) for k in range(2)])
+    assert torch.allclose(together, apart, atol=1e-5)

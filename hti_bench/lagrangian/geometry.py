@@ -7,6 +7,7 @@ the *source's* x throughout (a map carries x through unchanged).
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from functools import lru_cache
 
 import numpy as np
@@ -39,6 +40,53 @@ def givens_rotation(angles: Tensor, dim: int) -> Tensor:
     return torch.stack(cols, dim=-1)
 
 
+@lru_cache(maxsize=16)
+def _givens_stages(dim: int) -> tuple[Tensor, Tensor, Tensor]:
+    """The Givens pairs of :func:`givens_rotation` grouped into stages of disjoint pairs.
+
+    Pair (i, j) goes to stage 2i + j. Two pairs that share an index then sit in different stages, in
+    the order of the product (lexicographic), so applying the stages one after another, each one
+    vectorised over its disjoint pairs, is the same product: 3D − 5 stages instead of D(D−1)/2 steps.
+    Returns (partner, angle, sign), each (stages, D): in a stage, coordinate k mixes with
+    ``partner[k]`` by the angle of index ``angle[k]`` (D(D−1)/2 = a dummy angle 0 for coordinates the
+    stage leaves alone) with ``sign[k]`` on the sine term.
+    """
+    pairs = [(i, j) for i in range(dim) for j in range(i + 1, dim)]
+    stages: dict[int, list[tuple[int, int, int]]] = {}
+    for m, (i, j) in enumerate(pairs):
+        stages.setdefault(2 * i + j, []).append((i, j, m))
+    partner, angle, sign = [], [], []
+    for key in sorted(stages):
+        p, a, g = list(range(dim)), [len(pairs)] * dim, [0.0] * dim
+        for i, j, m in stages[key]:
+            p[i], p[j], a[i], a[j], g[i], g[j] = j, i, m, m, -1.0, 1.0
+        partner.append(p), angle.append(a), sign.append(g)
+    return (torch.tensor(partner, dtype=torch.long).reshape(-1, dim), torch.tensor(angle, dtype=torch.long).reshape(-1, dim),
+            torch.tensor(sign, dtype=torch.float32).reshape(-1, dim))
+
+
+def givens_apply(angles: Tensor, v: Tensor) -> Tensor:
+    """R v for R = :func:`givens_rotation` (angles), without forming R: (B, D(D−1)/2), (B, D) → (B, D).
+
+    Applies the rotations right to left, stage by stage (:func:`_givens_stages`): G(i, j, θ) maps
+    (v_i, v_j) to (cos θ v_i − sin θ v_j, sin θ v_i + cos θ v_j).
+    """
+    dim = v.shape[-1]
+    if dim < 2:
+        return v
+    if dim == 2:
+        c, s = torch.cos(angles[:, 0]), torch.sin(angles[:, 0])
+        v0, v1 = v[:, 0], v[:, 1]
+        return torch.stack([c * v0 - s * v1, s * v0 + c * v1], -1)
+    partner, angle, sign = (t.to(v.device) for t in _givens_stages(dim))
+    ext = torch.cat([angles, angles.new_zeros(angles.shape[0], 1)], 1)
+    cos = ext.cos()[:, angle]  # (B, stages, D)
+    sin = ext.sin()[:, angle] * sign.to(v.dtype)
+    for k in range(partner.shape[0] - 1, -1, -1):
+        v = torch.addcmul(cos[:, k] * v, sin[:, k], v[:, partner[k]])
+    return v
+
+
 class Metric(nn.Module):
     """G(q | x), symmetric positive definite, given as eigenvalues e (B, D) and a rotation R (B, D, D)
     with G = Rᵀ diag(e) R. ``quad(q, v, x)`` = vᵀ G(q | x) v."""
@@ -47,6 +95,11 @@ class Metric(nn.Module):
 
     def quad(self, q: Tensor, v: Tensor, x: Tensor) -> Tensor:
         raise NotImplementedError
+
+    def prepare(self, x: Tensor) -> Callable[[Tensor, Tensor], Tensor]:
+        """``quad`` at fixed conditions x (B, C): (q, v) ↦ vᵀ G(q | x) v, with whatever depends on x
+        alone computed once (the c-transform evaluates it at many q for the same x)."""
+        return lambda q, v: self.quad(q, v, x)
 
     def matrix(self, q: Tensor, x: Tensor) -> Tensor:
         """G itself, (B, D, D) (for tests and plots; the action uses :meth:`quad`)."""
@@ -75,17 +128,36 @@ class _NeuralMetric(Metric):
         self.dim = dim
         self.net = FiLMMLP(dim, n_out, [hidden, hidden], cond_dim, n_classes, act=nn.LeakyReLU, embed=32)
 
-    def eig_rot(self, q: Tensor, x: Tensor) -> tuple[Tensor, Tensor]:
+    def eig_angles(self, q: Tensor, x: Tensor, film: tuple[Tensor, Tensor] | None = None) -> tuple[Tensor, Tensor]:
+        """Eigenvalues (B, D) and Givens angles (B, D(D−1)/2) of G(q | x)."""
         raise NotImplementedError
 
-    def quad(self, q: Tensor, v: Tensor, x: Tensor) -> Tensor:
-        e, rot = self.eig_rot(q, x)
-        rv = torch.einsum("bij,bj->bi", rot, v)
+    def eig_rot(self, q: Tensor, x: Tensor) -> tuple[Tensor, Tensor]:
+        e, angles = self.eig_angles(q, x)
+        return e, givens_rotation(angles, self.dim)
+
+    def _quad(self, q: Tensor, v: Tensor, x: Tensor, film: tuple[Tensor, Tensor] | None) -> Tensor:
+        e, angles = self.eig_angles(q, x, film)
+        rv = givens_apply(angles, v)
         return (e * rv * rv).sum(-1)
+
+    def quad(self, q: Tensor, v: Tensor, x: Tensor) -> Tensor:
+        return self._quad(q, v, x, None)
+
+    def prepare(self, x: Tensor) -> Callable[[Tensor, Tensor], Tensor]:
+        film = self.net.film(x)
+        return lambda q, v: self._quad(q, v, x, film)
 
     def matrix(self, q: Tensor, x: Tensor) -> Tensor:
         e, rot = self.eig_rot(q, x)
         return rot.transpose(1, 2) @ torch.diag_embed(e) @ rot
+
+    def entries2(self, q: Tensor, x: Tensor, film: tuple[Tensor, Tensor] | None = None) -> Tensor:
+        """D = 2 only: (G00, G01, G11) at each point, (B, 3), in closed form (R = [[c, −s], [s, c]])."""
+        e, angles = self.eig_angles(q, x, film)
+        c, s = torch.cos(angles[:, 0]), torch.sin(angles[:, 0])
+        cc, ss, cs = c * c, s * s, c * s
+        return torch.stack([e[:, 0] * cc + e[:, 1] * ss, cs * (e[:, 1] - e[:, 0]), e[:, 0] * ss + e[:, 1] * cc], -1)
 
 
 class EigenBudgetMetric(_NeuralMetric):
@@ -104,14 +176,13 @@ class EigenBudgetMetric(_NeuralMetric):
         self.e_min, self.e_max, self.temp = e_min, e_max, temp
         self.budget = float(dim if budget is None else budget)
 
-    def eig_rot(self, q: Tensor, x: Tensor) -> tuple[Tensor, Tensor]:
-        o = self.net(q, x)
+    def eig_angles(self, q: Tensor, x: Tensor, film: tuple[Tensor, Tensor] | None = None) -> tuple[Tensor, Tensor]:
+        o = self.net(q, x, film)
         d = self.dim
         e = self.e_min + F.softmax(self.temp * o[:, :d], dim=-1) * (self.budget / d) * (self.e_max - self.e_min)
         e = e.clamp(self.e_min, self.e_max)
         pairs = o[:, d:].reshape(o.shape[0], -1, 2)
-        angles = torch.atan2(pairs[..., 1], pairs[..., 0])
-        return e, givens_rotation(angles, d)
+        return e, torch.atan2(pairs[..., 1], pairs[..., 0])
 
 
 class NLOTMetric(_NeuralMetric):
@@ -124,13 +195,76 @@ class NLOTMetric(_NeuralMetric):
         super().__init__(dim, 2, cond_dim, n_classes)
         self.register_buffer("eig", torch.tensor([1.0, 0.1]))
 
-    def eig_rot(self, q: Tensor, x: Tensor) -> tuple[Tensor, Tensor]:
-        o = self.net(q, x)
-        angles = torch.atan2(o[:, 0], o[:, 1])[:, None]
-        return self.eig.expand(q.shape[0], 2), givens_rotation(angles, 2)
+    def eig_angles(self, q: Tensor, x: Tensor, film: tuple[Tensor, Tensor] | None = None) -> tuple[Tensor, Tensor]:
+        o = self.net(q, x, film)
+        return self.eig.expand(q.shape[0], 2), torch.atan2(o[:, 0], o[:, 1])[:, None]
 
 
-class GridMetric(Metric):
+class _Bilinear(torch.autograd.Function):
+    """Bilinear lookup in channels-last tables, differentiable in the points only.
+
+    ``table`` (K·R·R, C): K tables of R × R cells, rows of a table along q1, columns along q0, C values
+    per node. Point n reads table ``offset[n]`` (K·R·R offsets, e.g. its class) at pixel coordinates
+    ``pix`` (N, 2) = (column, row), clamped to the border. The same numbers as ``F.grid_sample`` with
+    ``align_corners=True`` and border padding (whose gradient is zero outside the box too), but it
+    reads only the point's own table (grid_sample interpolates every channel of every class and the
+    caller keeps one), gathers the C values of a node at once, and its backward is one product with
+    the slopes computed in the forward pass.
+    """
+
+    @staticmethod
+    def forward(ctx, pix: Tensor, table: Tensor, offset: Tensor | None, res: int) -> Tensor:  # type: ignore[override]
+        limit = float(res - 1)
+        inside = (pix >= 0) & (pix <= limit)
+        pix = pix.clamp(0.0, limit)
+        corner = pix.floor().clamp_(max=limit - 1)
+        frac = pix - corner
+        corner = corner.long()
+        base = corner[:, 1] * res + corner[:, 0]
+        if offset is not None:
+            base = base + offset
+        c00, c01 = table.index_select(0, base), table.index_select(0, base + 1)
+        c10, c11 = table.index_select(0, base + res), table.index_select(0, base + res + 1)
+        fx, fy = frac[:, :1], frac[:, 1:]
+        top = torch.lerp(c00, c01, fx)
+        bottom = torch.lerp(c10, c11, fx)
+        out = torch.lerp(top, bottom, fy)
+        if ctx.needs_input_grad[0]:
+            inside = inside.to(out.dtype)  # the clamp's derivative: zero outside the box
+            slope_x = torch.lerp(c01 - c00, c11 - c10, fy) * inside[:, :1]  # ∂/∂ column
+            slope_y = (bottom - top) * inside[:, 1:]  # ∂/∂ row
+            ctx.save_for_backward(slope_x, slope_y)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):  # type: ignore[override]
+        gx, gy = ctx.saved_tensors
+        return torch.stack([(grad * gx).sum(-1), (grad * gy).sum(-1)], -1), None, None, None
+
+
+class _GridBox:
+    """The box and resolution a grid table covers, and the pixel coordinates of points in it."""
+
+    lo: Tensor
+    hi: Tensor
+    resolution: int
+
+    def _pixels(self, q: Tensor) -> Tensor:
+        return (q - self.lo) * ((self.resolution - 1) / (self.hi - self.lo))
+
+    def same_grid(self, other: _GridBox) -> bool:
+        return (self.resolution == other.resolution and torch.equal(self.lo, other.lo)
+                and torch.equal(self.hi, other.hi))
+
+    def _offsets(self, classes: Tensor | None) -> Tensor | None:
+        return None if classes is None else classes * (self.resolution * self.resolution)
+
+    def _read(self, table: Tensor, q: Tensor, offsets: Tensor | None) -> Tensor:
+        """(N, C) values of the channels-last ``table`` at points q (N, 2)."""
+        return _Bilinear.apply(self._pixels(q), table, offsets, self.resolution)
+
+
+class GridMetric(Metric, _GridBox):
     """A neural metric tabulated on a grid over a box, per class, read by bilinear interpolation.
 
     Same idea as :class:`GridPotential`, for the metric: with D = 2 and categorical x, G(q | x) depends
@@ -158,31 +292,53 @@ class GridMetric(Metric):
         self.register_buffer("hi", hi.detach().float().clone())
         self.register_buffer("table", torch.zeros(1, 3 * (n_classes or 1), self.resolution, self.resolution,
                                                   device=lo.device))
+        self.version = 0
+        self._fused_key: tuple[int, int] | None = None
+        self._fused = self.table
         self.refresh()
 
     @torch.no_grad()
     def refresh(self) -> None:
-        metric, r, tables = self.source[0], self.resolution, []
+        metric, r, n = self.source[0], self.resolution, self.mesh.shape[0]
+        tables = []
         for c in range(self.n_classes or 1):
-            x = torch.full((self.mesh.shape[0], 1 if self.n_classes else 0), float(c), device=self.mesh.device)
-            g = metric.matrix(self.mesh, x)  # (R², 2, 2)
-            tables += [g[:, 0, 0].reshape(r, r), g[:, 0, 1].reshape(r, r), g[:, 1, 1].reshape(r, r)]
-        self.table.copy_(torch.stack(tables)[None])
+            # One class's (γ, β), broadcast over the mesh rather than computed at every mesh point.
+            x = torch.full((1, 1 if self.n_classes else 0), float(c), device=self.mesh.device)
+            gamma, beta = metric.net.film(x)
+            tables.append(metric.entries2(self.mesh, x.expand(n, -1), (gamma.expand(n, -1), beta.expand(n, -1))))
+        flat = torch.cat(tables)  # (classes·R², 3), channels last: what the lookups read
+        self.table.copy_(flat.reshape(-1, r, r, 3).permute(0, 3, 1, 2).reshape(1, -1, r, r))
+        self.table_cl = flat
+        self.version += 1
+
+    def _classes(self, x: Tensor) -> Tensor | None:
+        return self._offsets(x[:, 0].long()) if self.n_classes else None
 
     def _entries(self, q: Tensor, x: Tensor) -> Tensor:
         """(B, 3): G00, G01, G11 at each point q (B, 2) of condition x (B, C)."""
-        u = 2 * (q - self.lo) / (self.hi - self.lo) - 1
-        out = F.grid_sample(self.table, u.reshape(1, 1, -1, 2), mode="bilinear", padding_mode="border",
-                            align_corners=True)[0, :, 0, :]  # (3·classes, B)
-        out = out.reshape(-1, 3, q.shape[0])
-        if self.n_classes:
-            c = x[:, 0].long()
-            return out[c, :, torch.arange(q.shape[0], device=q.device)]
-        return out[0].T
+        return self._read(self.table_cl, q, self._classes(x))
+
+    @staticmethod
+    def _quad(g: Tensor, v: Tensor) -> Tensor:
+        """vᵀGv from the entries g (B, ≥ 3) = (G00, G01, G11, …)."""
+        v0, v1 = v[:, 0], v[:, 1]
+        return g[:, 0] * v0 * v0 + 2 * g[:, 1] * v0 * v1 + g[:, 2] * v1 * v1
 
     def quad(self, q: Tensor, v: Tensor, x: Tensor) -> Tensor:
-        g = self._entries(q, x)
-        return g[:, 0] * v[:, 0] ** 2 + 2 * g[:, 1] * v[:, 0] * v[:, 1] + g[:, 2] * v[:, 1] ** 2
+        return self._quad(self._entries(q, x), v)
+
+    def prepare(self, x: Tensor) -> Callable[[Tensor, Tensor], Tensor]:
+        offsets = self._classes(x)
+        return lambda q, v: self._quad(self._read(self.table_cl, q, offsets), v)
+
+    def fused_table(self, potential: GridPotential) -> Tensor:
+        """(classes·R², 4): G00, G01, G11 and Û side by side, for one lookup of both at the same points
+        (rebuilt after each :meth:`refresh`)."""
+        key = (id(potential), self.version)
+        if self._fused_key != key:
+            self._fused = torch.cat([self.table_cl, potential.table_cl], 1)
+            self._fused_key = key
+        return self._fused
 
     def matrix(self, q: Tensor, x: Tensor) -> Tensor:
         g = self._entries(q, x)
@@ -205,14 +361,60 @@ def make_metric(name: str, dim: int, cond_dim: int, n_classes: int | None) -> Me
 # ---------------------------------------------------------------------------------------- potential
 
 
+def _kernel_scores(q: Tensor, yt: Tensor, bias: Tensor) -> Tensor:
+    """s[b, p, n] = q[b, p]·yt[:, n] + bias[n]: yt (D, N) or one per row (B, D, N); bias (N,), (B, N)."""
+    b, p, d = q.shape
+    if yt.ndim == 3:
+        return torch.baddbmm(bias[:, None, :] if bias.ndim == 2 else bias, q, yt)
+    if bias.ndim == 1:
+        return torch.addmm(bias, q.reshape(b * p, d), yt).reshape(b, p, -1)
+    return (q.reshape(b * p, d) @ yt).reshape(b, p, -1).add_(bias[:, None, :])
+
+
+class _KernelLogSumExp(torch.autograd.Function):
+    """logsumexp_n(q·yt_n + bias_n) over a KDE's support, (B, P), differentiable in q only.
+
+    Its gradient is the softmax-weighted mean of the yt_n, which the forward pass forms from the
+    exponentials it already holds (one (B·P × N) × (N × D) product), so the backward pass is a
+    broadcast product instead of a second pass over the B × P × N scores; the scores are
+    exponentiated in place. Scores more than 80 below a row's maximum are raised to −80 first: their
+    terms (< 2e-35 each, against a sum ≥ 1) vanish in float32 either way, but computing them as
+    subnormal numbers makes ``exp`` about 8× slower on CPU (narrow bandwidths put most of the support
+    there).
+    """
+
+    @staticmethod
+    def forward(ctx, q: Tensor, yt: Tensor, bias: Tensor) -> Tensor:  # type: ignore[override]
+        scores = _kernel_scores(q, yt, bias)
+        top = scores.amax(-1, keepdim=True)
+        empty = ~torch.isfinite(top[..., 0])  # rows without support (all −inf)
+        top = torch.where(empty[..., None], torch.zeros_like(top), top)
+        weights = scores.sub_(top).clamp_(min=-80.0).exp_()
+        total = weights.sum(-1)
+        if ctx.needs_input_grad[0]:
+            mean = (weights @ yt.transpose(-1, -2)) / total[..., None]  # (B, P, D)
+            ctx.save_for_backward(mean)
+        lse = total.log() + top[..., 0]
+        return lse.masked_fill_(empty, -math.inf) if bool(empty.any()) else lse
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):  # type: ignore[override]
+        (mean,) = ctx.saved_tensors
+        return grad[..., None] * mean, None, None
+
+
 class KDEPotential(nn.Module):
     """Û(q | x) = α · log(p̂(q | x) + ε), a conditional Gaussian KDE over pooled anchor outputs.
 
     Categorical x: p̂ = (1/N_c) Σ_{i: c_i = c} φ_h(q − y_i), an exact class mask (the support is stored
     per class, padded, so a query only meets its own class's points). Continuous x: Nadaraya–Watson,
     p̂ = Σ_i φ_h(q − y_i) φ_hx(x − x_i) / Σ_j φ_hx(x − x_j). No x: a plain KDE. Computed in log space
-    (logsumexp) so that narrow bandwidths do not underflow, with squared distances from matrix
-    products (``torch.cdist``'s backward is several times slower on CPU).
+    (logsumexp) so that narrow bandwidths do not underflow.
+
+    The log kernel −‖q − y_i‖²/2h² is split as q·y_i/h² − ‖y_i‖²/2h² − ‖q‖²/2h²: the last term does
+    not depend on i, so it leaves the logsumexp, and everything that depends on the support (and on x
+    alone) is a per-support-point bias added by the same matrix product that forms q·y_i. One product
+    and one logsumexp per evaluation, instead of a distance matrix and several passes over it.
     """
 
     def __init__(self, support_y: Tensor, support_x: Tensor, categorical: bool, bandwidth: float,
@@ -223,6 +425,7 @@ class KDEPotential(nn.Module):
         support_y, support_x = support_y.float(), support_x.float()
         self.categorical, self.h, self.hx, self.alpha = categorical, float(bandwidth), float(cond_bandwidth), float(alpha)
         self.log_eps = math.log(eps)
+        inv = 1.0 / self.h**2
         if categorical:
             classes = support_x[:, 0].long()
             n_classes = int(classes.max()) + 1
@@ -237,12 +440,20 @@ class KDEPotential(nn.Module):
             self.register_buffer("ys", padded)  # (classes, N_c, D)
             self.register_buffer("log_valid", torch.where(valid, 0.0, -math.inf))
             self.register_buffer("log_count", torch.log(counts.clamp_min(1).float()))
+            self.register_buffer("ys_t", (padded * inv).transpose(1, 2).contiguous())  # (classes, D, N_c): y/h²
+            self.register_buffer("bias", -0.5 * inv * (padded * padded).sum(-1) + self.log_valid)  # (classes, N_c)
         else:
             self.register_buffer("ys", support_y)
             self.register_buffer("xs", support_x)
+            self.register_buffer("ys_t", (support_y * inv).T.contiguous())  # (D, N): y/h²
+            self.register_buffer("bias", -0.5 * inv * (support_y * support_y).sum(-1))  # (N,)
+
+    @staticmethod
+    def _log_norm(h: float, d: int) -> float:
+        return 0.5 * d * math.log(2 * math.pi * h**2)
 
     def _log_kernel(self, u2: Tensor, h: float, d: int) -> Tensor:
-        return -0.5 * u2 / h**2 - 0.5 * d * math.log(2 * math.pi * h**2)
+        return -0.5 * u2 / h**2 - self._log_norm(h, d)
 
     @staticmethod
     def _sq_dist(q: Tensor, y: Tensor) -> Tensor:
@@ -252,28 +463,51 @@ class KDEPotential(nn.Module):
             return (qq + (y * y).sum(-1)[None, None, :] - 2 * q @ y.T).clamp_min(0)
         return (qq + (y * y).sum(-1)[:, None, :] - 2 * q @ y.transpose(1, 2)).clamp_min(0)
 
-    def log_density(self, q: Tensor, x: Tensor) -> Tensor:
-        """log p̂(q | x): q (B, P, D), x (B, C) → (B, P)."""
-        d = q.shape[-1]
+    def _conditional(self, x: Tensor) -> tuple[Tensor, Tensor | None, Tensor]:
+        """What depends on x alone: (support term (y/h²)ᵀ, per-row bias over the support, offset (B,)).
+
+        log p̂(q | x) = logsumexp_i(q·(y_i/h²) + bias_i) − ‖q‖²/2h² + offset.
+        """
+        d = self.ys.shape[-1]
         if self.categorical:
             c = x[:, 0].long()
-            logk = self._log_kernel(self._sq_dist(q, self.ys[c]), self.h, d) + self.log_valid[c][:, None, :]
-            return torch.logsumexp(logk, -1) - self.log_count[c][:, None]
-        logk = self._log_kernel(self._sq_dist(q, self.ys), self.h, d)
+            return self.ys_t[c], self.bias[c], -self.log_count[c] - self._log_norm(self.h, d)
+        const = x.new_full((x.shape[0],), -self._log_norm(self.h, d))
         if self.xs.shape[1] == 0:
-            return torch.logsumexp(logk, -1) - math.log(self.ys.shape[0])
+            return self.ys_t, None, const - math.log(self.ys.shape[0])
         x2 = ((x * x).sum(-1, keepdim=True) + (self.xs * self.xs).sum(-1)[None] - 2 * x @ self.xs.T).clamp_min(0)
         log_w = self._log_kernel(x2, self.hx, x.shape[-1])  # (B, N)
         log_norm = torch.logsumexp(log_w, -1).clamp_min(math.log(1e-8))
-        return torch.logsumexp(logk + log_w[:, None, :], -1) - log_norm[:, None]
+        return self.ys_t, log_w + self.bias, const - log_norm
+
+    def _log_density(self, q: Tensor, pieces: tuple[Tensor, Tensor | None, Tensor]) -> Tensor:
+        yt, bias, offset = pieces
+        if bias is None:
+            bias = self.bias
+        if yt.requires_grad or bias.requires_grad:  # not in CLOT: the support and x are data
+            lse = torch.logsumexp(_kernel_scores(q, yt, bias), -1)
+        else:
+            lse = _KernelLogSumExp.apply(q, yt, bias)
+        return lse - (0.5 / self.h**2) * (q * q).sum(-1) + offset[:, None]
+
+    def log_density(self, q: Tensor, x: Tensor) -> Tensor:
+        """log p̂(q | x): q (B, P, D), x (B, C) → (B, P)."""
+        return self._log_density(q, self._conditional(x))
+
+    def _potential(self, lp: Tensor) -> Tensor:
+        return self.alpha * torch.logaddexp(lp, torch.full_like(lp, self.log_eps))
 
     def forward(self, q: Tensor, x: Tensor) -> Tensor:
         """Û: (B, P, D), (B, C) → (B, P)."""
-        lp = self.log_density(q, x)
-        return self.alpha * torch.logaddexp(lp, torch.full_like(lp, self.log_eps))
+        return self._potential(self.log_density(q, x))
+
+    def prepare(self, x: Tensor) -> Callable[[Tensor], Tensor]:
+        """Û(· | x) at fixed conditions x (B, C): q (B, P, D) ↦ (B, P), the x-only pieces computed once."""
+        pieces = self._conditional(x)
+        return lambda q: self._potential(self._log_density(q, pieces))
 
 
-class GridPotential(nn.Module):
+class GridPotential(nn.Module, _GridBox):
     """A :class:`KDEPotential` tabulated on a regular grid over a box and read by bilinear interpolation.
 
     For two-dimensional outputs with categorical (or no) conditions the potential does not depend on
@@ -298,21 +532,31 @@ class GridPotential(nn.Module):
                 x = torch.full((1, 1), float(c))
                 tables.append(kde(mesh.to(kde.ys.device), x.to(kde.ys.device)).reshape(resolution, resolution).cpu())
         self.register_buffer("table", torch.stack(tables)[None])  # (1, classes, H, W)
+        self.register_buffer("table_cl", self.table.reshape(-1, 1).clone())  # (classes·H·W, 1), for the lookups
         self.register_buffer("lo", lo.detach().float().clone())
         self.register_buffer("hi", hi.detach().float().clone())
+        self.resolution = int(resolution)
         self.categorical = kde.categorical
+
+    def _classes(self, x: Tensor, p: int) -> Tensor | None:
+        return self._offsets(x[:, 0].long().repeat_interleave(p)) if self.categorical else None
 
     def forward(self, q: Tensor, x: Tensor) -> Tensor:
         """Û: (B, P, D), (B, C) → (B, P)."""
-        b, p, _ = q.shape
-        u = 2 * (q - self.lo) / (self.hi - self.lo) - 1  # grid_sample wants [−1, 1], x = column (q0)
-        out = torch.nn.functional.grid_sample(
-            self.table, u.reshape(1, 1, b * p, 2), mode="bilinear", padding_mode="border", align_corners=True
-        )[0, :, 0, :]  # (classes, B·P)
-        if self.categorical:
-            c = x[:, 0].long().repeat_interleave(p)
-            return out.gather(0, c[None]).reshape(b, p)
-        return out[0].reshape(b, p)
+        b, p, d = q.shape
+        return self._read(self.table_cl, q.reshape(b * p, d), self._classes(x, p)).reshape(b, p)
+
+    def prepare(self, x: Tensor) -> Callable[[Tensor], Tensor]:
+        """Û(· | x) at fixed conditions x: q (B, P, D) ↦ (B, P)."""
+        cache: dict[int, Tensor | None] = {}
+
+        def u(q: Tensor) -> Tensor:
+            b, p, d = q.shape
+            if p not in cache:
+                cache[p] = self._classes(x, p)
+            return self._read(self.table_cl, q.reshape(b * p, d), cache[p]).reshape(b, p)
+
+        return u
 
 
 def scott_bandwidth(y: Tensor) -> float:
@@ -381,22 +625,32 @@ class SplinePath(nn.Module):
         gval, _ = spline_matrices(num_nodes, grid)
         self.register_buffer("grid", grid)
         self.register_buffer("grid_val", gval)
+        # Transposed evaluation matrices, for one (B·D, F) @ (F, ·) product per path batch.
+        self.register_buffer("val_der_t", torch.cat([val, der]).T.contiguous())  # (F, 2P)
+        self.register_buffer("grid_val_t", gval.T.contiguous())  # (F, P + 1)
 
     @property
     def n_params(self) -> int:
         return self.num_nodes
 
+    @staticmethod
+    def _offsets(mat_t: Tensor, phi: Tensor) -> Tensor:
+        """Spline offsets: φ (B, F, D) through matᵀ (F, K) → (B, K, D), as one matrix product."""
+        b, f, d = phi.shape
+        return (phi.transpose(1, 2).reshape(b * d, f) @ mat_t).reshape(b, d, -1).transpose(1, 2)
+
     def points(self, y0: Tensor, y1: Tensor, phi: Tensor) -> tuple[Tensor, Tensor]:
         """Positions and velocities at the quadrature points: (B, P, D) each."""
-        s = self.s[None, :, None]
-        q = (1 - s) * y0[:, None] + s * y1[:, None] + torch.einsum("pf,bfd->bpd", self.val, phi)
-        v = (y1 - y0)[:, None] + torch.einsum("pf,bfd->bpd", self.der, phi)
+        s, p = self.s[None, :, None], self.num_points
+        off = self._offsets(self.val_der_t, phi)
+        q = (1 - s) * y0[:, None] + s * y1[:, None] + off[:, :p]
+        v = (y1 - y0)[:, None] + off[:, p:]
         return q, v
 
     def grid_points(self, y0: Tensor, y1: Tensor, phi: Tensor) -> Tensor:
         """Positions at the P + 1 uniform nodes s = 0, 1/P, …, 1 (for the reference cost form)."""
         s = self.grid[None, :, None]
-        return (1 - s) * y0[:, None] + s * y1[:, None] + torch.einsum("pf,bfd->bpd", self.grid_val, phi)
+        return (1 - s) * y0[:, None] + s * y1[:, None] + self._offsets(self.grid_val_t, phi)
 
     def at(self, y0: Tensor, y1: Tensor, phi: Tensor, s: float) -> Tensor:
         """γ(s) for one fraction s: (B, D)."""
@@ -410,20 +664,79 @@ class SplinePath(nn.Module):
 COSTS = ("paper", "reference")
 
 
-def _reference_length(path: SplinePath, metric: Metric, potential: KDEPotential | None, y0: Tensor, y1: Tensor,
-                      phi: Tensor, x: Tensor) -> Tensor:
-    """E = Σ_i [√(Δ_iᵀ G(γ_i) Δ_i) − Û(γ_i)] over the P segments of a uniform grid: (B,)."""
+def prepare_cost(
+    path: SplinePath, metric: Metric, potential: nn.Module | None, y0: Tensor, phi: Tensor, x: Tensor,
+    form: str = "paper", energy: bool = False,
+) -> Callable[[Tensor], Tensor]:
+    """y1 ↦ :func:`path_cost` (or :func:`path_energy` with ``energy``) of y0 → y1 along the spline φ.
+
+    Everything that does not depend on the end point y1 is computed once: the spline offsets, the
+    start's share of the path, the metric's and the potential's pieces that depend on x alone (the
+    c-transform evaluates the cost at many y1 for the same y0, φ and x).
+    """
+    if form not in COSTS:
+        raise ValueError(f"Unknown cost form {form!r}; valid: {', '.join(COSTS)}")
     b, d = y0.shape
-    xr = x.repeat_interleave(path.num_points, 0) if x.shape[1] else x.new_zeros(b * path.num_points, 0)
-    g = path.grid_points(y0, y1, phi)
-    nodes, delta = g[:, :-1], g[:, 1:] - g[:, :-1] + 1e-6
-    length = metric.quad(nodes.reshape(-1, d), delta.reshape(-1, d), xr).clamp_min(1e-12).sqrt().reshape(b, -1)
-    u = potential(nodes, x) if potential is not None else 0.0
-    return (length - u).sum(-1)
+    p = path.num_points
+    xr = x.repeat_interleave(p, 0) if x.shape[1] else x.new_zeros(b * p, 0)
+    field = _metric_and_potential(metric, potential, x, xr, b, p)
+    if form == "paper":
+        s = path.s[None, :, None]
+        off = path._offsets(path.val_der_t, phi)
+        base_q = (1 - s) * y0[:, None] + off[:, :p]
+        base_v = off[:, p:] - y0[:, None]
+
+        def action(y1: Tensor) -> Tensor:
+            q = torch.addcmul(base_q, s, y1[:, None])
+            v = base_v + y1[:, None]
+            quad, u = field(q.reshape(-1, d), v.reshape(-1, d))
+            kinetic = 0.5 * quad.reshape(b, p)
+            return (kinetic - u).mean(-1) if u is not None else kinetic.mean(-1)
+
+        return action
+    s = path.grid[None, :, None]
+    base = (1 - s) * y0[:, None] + path._offsets(path.grid_val_t, phi)
+
+    def reference(y1: Tensor) -> Tensor:
+        # E = Σ_i [√(Δ_iᵀ G(γ_i) Δ_i) − Û(γ_i)] over the P segments of the uniform grid; c = ½E².
+        g = torch.addcmul(base, s, y1[:, None])
+        nodes, delta = g[:, :-1], g[:, 1:] - g[:, :-1] + 1e-6
+        quad, u = field(nodes.reshape(-1, d), delta.reshape(-1, d))
+        length = quad.clamp_min(1e-12).sqrt().reshape(b, p)
+        e = (length - u).sum(-1) if u is not None else length.sum(-1)
+        return e if energy else 0.5 * e**2
+
+    return reference
+
+
+def _metric_and_potential(
+    metric: Metric, potential: nn.Module | None, x: Tensor, xr: Tensor, b: int, p: int,
+) -> Callable[[Tensor, Tensor], tuple[Tensor, Tensor | None]]:
+    """(q, v) (B·P, D) ↦ (vᵀG(q)v (B·P,), Û(q) (B, P) or None) at the fixed conditions x (B, C), i.e.
+    xr (B·P, C) for the P points of each path.
+
+    A tabulated metric and a tabulated potential on the same grid are read by one lookup.
+    """
+    if isinstance(metric, GridMetric) and isinstance(potential, GridPotential) and metric.same_grid(potential) \
+            and metric.table_cl.shape[0] == potential.table_cl.shape[0] and bool(metric.n_classes) == potential.categorical:
+        table, offsets = metric.fused_table(potential), metric._classes(xr)
+
+        def fused(q: Tensor, v: Tensor) -> tuple[Tensor, Tensor | None]:
+            g = metric._read(table, q, offsets)  # (B·P, 4)
+            return metric._quad(g, v), g[:, 3].reshape(b, p)
+
+        return fused
+    quad = metric.prepare(xr)
+    pot = potential.prepare(x) if potential is not None else None
+
+    def separate(q: Tensor, v: Tensor) -> tuple[Tensor, Tensor | None]:
+        return quad(q, v), pot(q.reshape(b, p, -1)) if pot is not None else None
+
+    return separate
 
 
 def path_cost(
-    path: SplinePath, metric: Metric, potential: KDEPotential | None, y0: Tensor, y1: Tensor, phi: Tensor,
+    path: SplinePath, metric: Metric, potential: nn.Module | None, y0: Tensor, y1: Tensor, phi: Tensor,
     x: Tensor, form: str = "paper",
 ) -> Tensor:
     """Cost of moving y0 → y1 along the spline φ, per path: (B,).
@@ -433,23 +746,12 @@ def path_cost(
     P segments of a uniform grid (the potential inside the squared length and summed without ds;
     PAPER.md trap 1).
     """
-    if form == "paper":
-        b, d = y0.shape
-        xr = x.repeat_interleave(path.num_points, 0) if x.shape[1] else x.new_zeros(b * path.num_points, 0)
-        q, v = path.points(y0, y1, phi)
-        kinetic = 0.5 * metric.quad(q.reshape(-1, d), v.reshape(-1, d), xr).reshape(b, -1)
-        u = potential(q, x) if potential is not None else 0.0
-        return (kinetic - u).mean(-1)
-    if form == "reference":
-        return 0.5 * _reference_length(path, metric, potential, y0, y1, phi, x) ** 2
-    raise ValueError(f"Unknown cost form {form!r}; valid: {', '.join(COSTS)}")
+    return prepare_cost(path, metric, potential, y0, phi, x, form)(y1)
 
 
 def path_energy(
-    path: SplinePath, metric: Metric, potential: KDEPotential | None, y0: Tensor, y1: Tensor, phi: Tensor,
+    path: SplinePath, metric: Metric, potential: nn.Module | None, y0: Tensor, y1: Tensor, phi: Tensor,
     x: Tensor, form: str = "paper",
 ) -> Tensor:
     """What the spline amortiser minimises: the action (``paper``), or E rather than ½E² (``reference``)."""
-    if form == "reference":
-        return _reference_length(path, metric, potential, y0, y1, phi, x)
-    return path_cost(path, metric, potential, y0, y1, phi, x, form)
+    return prepare_cost(path, metric, potential, y0, phi, x, form, energy=True)(y1)

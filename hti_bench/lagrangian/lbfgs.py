@@ -21,6 +21,16 @@ def _value_and_grad(f: Callable[[Tensor], Tensor], x: Tensor) -> tuple[Tensor, T
     return val.detach(), grad.detach()
 
 
+def _groups_done(groups: Tensor, accepted: Tensor, active: Tensor, accept_fraction: float) -> Tensor:
+    """Per group, the ungrouped stopping rule: all rows accepted, or ``accept_fraction`` of the active."""
+    n = int(groups.max()) + 1
+
+    def count(mask: Tensor) -> Tensor:
+        return torch.zeros(n, dtype=torch.float64, device=groups.device).index_add_(0, groups, mask.double())
+
+    return (count(~accepted) == 0) | (count(accepted & active) >= accept_fraction * count(active))
+
+
 def batched_lbfgs(
     f: Callable[[Tensor], Tensor],
     x0: Tensor,
@@ -33,6 +43,7 @@ def batched_lbfgs(
     max_step: float | None = None,
     project: Callable[[Tensor], Tensor] | None = None,
     accept_fraction: float = 1.0,
+    groups: Tensor | None = None,
 ) -> Tensor:
     """Minimise ``f`` row by row: f maps x (B, D) to per-row values (B,), rows independent.
 
@@ -42,6 +53,10 @@ def batched_lbfgs(
     The batch's line search ends once ``accept_fraction`` of the active rows found a decrease; the
     others stay put for that iteration. Below 1 this saves most of the function evaluations: near
     their optimum a few rows never pass Armijo in float32 and would keep the whole batch searching.
+    ``groups`` (B,) of ids 0 … G − 1 stacks G separate batches into one: the line search's stopping
+    rule is applied per group (a group that has stopped keeps its rows where they are while the
+    others search on), so every row moves exactly as in a separate call on its own group, while each
+    function evaluation covers all groups at once.
     Returns the minimisers, detached.
     """
     proj = project or (lambda z: z)
@@ -82,16 +97,20 @@ def batched_lbfgs(
 
         t = torch.ones_like(val)
         accepted = ~active
-        new_val = val.clone()
+        stopped = torch.zeros_like(active)  # rows of groups whose line search has ended
         for _ in range(max_linesearch):
             trial = proj(x + t[:, None] * d)
             with torch.no_grad():
                 v = f(trial)
-            ok = (v <= val + c1 * t * slope) & torch.isfinite(v) & ~accepted
-            new_val = torch.where(ok, v, new_val)
+            ok = (v <= val + c1 * t * slope) & torch.isfinite(v) & ~accepted & ~stopped
             accepted = accepted | ok
-            if bool(accepted.all()) or float((accepted & active).sum()) >= accept_fraction * float(active.sum()):
-                break
+            if groups is None:
+                if bool(accepted.all()) or float((accepted & active).sum()) >= accept_fraction * float(active.sum()):
+                    break
+            else:
+                stopped = stopped | _groups_done(groups, accepted, active, accept_fraction)[groups]
+                if bool(stopped.all()):
+                    break
             t = torch.where(accepted, t, t * shrink)
         t = torch.where(accepted & active, t, torch.zeros_like(t))
         x_new = proj(x + t[:, None] * d)
