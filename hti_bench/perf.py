@@ -26,7 +26,7 @@ PERF_CSV = Path("results") / "perf.csv"
 
 COLUMNS = [
     "benchmark", "case", "quantity", "value", "unit", "goal", "meets_goal", "repeats",
-    "threads", "torch", "machine", "date", "command",
+    "threads", "torch", "machine", "date", "git_rev", "command",
 ]
 KEY = ["benchmark", "case", "quantity"]
 
@@ -79,11 +79,14 @@ def row(benchmark: str, case: str, quantity: str, value: float, unit: str, *, go
     """
     import torch
 
+    from hti_bench.provenance import provenance
+
     return {
         "benchmark": benchmark, "case": case, "quantity": quantity, "value": float(value), "unit": unit,
         "goal": goal, "meets_goal": "" if meets_goal is None else bool(meets_goal), "repeats": int(repeats),
         "threads": torch.get_num_threads(), "torch": torch.__version__, "machine": machine(),
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "git_rev": provenance().get("git_rev", ""),
         "command": " ".join([Path(sys.argv[0]).as_posix(), *sys.argv[1:]]) if sys.argv and sys.argv[0] else "",
     }
 
