@@ -6,9 +6,9 @@ README's performance table for the measured ratio). The parent stays the only wr
 store and the only caller of the tracker, so the resume guarantees of the serial path hold: a unit is
 stored atomically when its rows come back, whichever worker computed them.
 
-What travels: a unit is ``(task spec, surrogate spec, seed)`` plus the anchor set and references the
-parent built for that (task, seed), so anchors are drawn once and every worker scores against the same
-samples as a serial run. Workers rebuild tasks from their specs and load target networks from the
+What travels: a unit is ``(task spec, surrogate spec, seed)`` plus the anchor set and references that
+one worker drew for that (task, seed), with the serial run's seeds, so every unit of a (task, seed) is
+scored against the same samples as in a serial run. Workers rebuild tasks from their specs and load target networks from the
 shared cache (whose per-entry lock makes concurrent training of one network happen once).
 
 A worker that dies (segfault, out of memory) breaks the pool; its units and the ones beside it are
@@ -80,6 +80,13 @@ def _train(task_spec: str, lam: float, model_seed: int | None) -> tuple[bool, fl
     return task.cache.trained > before, lam
 
 
+def _inputs(task_spec: str, seed: int) -> tuple[Any, Any]:
+    from hti_bench.runner import build_anchor_set, build_references
+
+    task = _task(task_spec)
+    return build_anchor_set(task, seed), build_references(task, seed)
+
+
 def _unit(task_spec: str, spec: str, seed: int, anchors: Any, references: Any, clouds: bool) -> tuple[list, dict]:
     from hti_bench.runner import evaluate_unit
 
@@ -118,53 +125,70 @@ class UnitPool:
             trained, _ = fut.result()
             on_done(trained)
 
-    def units(self, batches: Iterator[tuple[list[UnitKey], Any, Any, bool]],
-              on_done: Callable[[UnitKey, list, dict], None]) -> None:
-        """Run every unit; ``batches`` yields (units of one task and seed, anchors, references, clouds?).
+    def units(self, groups: Sequence[tuple[str, int, list[UnitKey]]],
+              on_done: Callable[[UnitKey, list | None, dict], None]) -> None:
+        """Run every unit; ``groups`` holds (task spec, seed, that task and seed's units).
 
-        Batches are pulled lazily, so the workers start on the first (task, seed) while the parent
-        draws the next one's anchors. ``on_done(key, rows, clouds)`` is called in the parent, once per
-        unit; ``rows`` is None for a unit whose worker died twice.
+        A group's anchor set and references are drawn first, in a worker (sampling the held-out
+        networks and their floors is a large share of a run: kept serial it left the workers idle),
+        and shipped with each of its units. ``on_done(key, rows, clouds)`` is called in this process,
+        once per unit; ``rows`` is None for a unit whose worker died twice.
         """
-        pending: dict[Future, tuple[UnitKey, Any, Any, bool]] = {}
-        broken: list[tuple[UnitKey, Any, Any, bool]] = []
+        pending: dict[Future, tuple[str, Any]] = {}
+        broken: list[tuple[str, Any]] = []
 
-        def collect(block: bool) -> None:
-            if not pending:
+        def submit(kind: str, job: Any) -> None:
+            try:
+                fut = self._pool.submit(_inputs, job[0], job[1]) if kind == "inputs" else \
+                    self._pool.submit(_unit, *job[0], *job[1:])
+            except BrokenProcessPool:
+                broken.append((kind, job))
                 return
-            done, _ = wait(list(pending), timeout=None if block else 0, return_when=FIRST_COMPLETED)
-            for fut in done:
-                job = pending.pop(fut)
-                try:
-                    rows, clouds = fut.result()
-                except BrokenProcessPool:
-                    broken.append(job)
-                    continue
-                on_done(job[0], rows, clouds)
+            pending[fut] = (kind, job)
 
-        for keys, anchors, references, clouds in batches:
-            for key in keys:
-                job = (key, anchors, references, clouds)
-                try:
-                    pending[self._pool.submit(_unit, key[0], key[1], key[2], anchors, references, clouds)] = job
-                except BrokenProcessPool:
-                    broken.append(job)
-            collect(block=False)
+        def finished(kind: str, job: Any, result: Any) -> None:
+            if kind == "inputs":
+                anchors, references = result
+                for key in job[2]:
+                    submit("unit", (key, anchors, references, True))
+            else:
+                on_done(job[0], *result)
+
+        for group in groups:
+            submit("inputs", group)
         while pending:
-            collect(block=True)
+            done, _ = wait(list(pending), return_when=FIRST_COMPLETED)
+            for fut in done:
+                kind, job = pending.pop(fut)
+                try:
+                    result = fut.result()
+                except BrokenProcessPool:
+                    broken.append((kind, job))
+                    continue
+                finished(kind, job, result)
         if broken:
+            # The pool is gone; each affected job runs alone, so a crash is pinned on its cause.
             self._pool.shutdown(wait=True, cancel_futures=True)
             self._pool = self._new_pool(self.jobs)
-            for job in broken:
-                on_done(job[0], *self._retry_alone(job))
+            for kind, job in broken:
+                if kind == "inputs":
+                    result = self._alone(_inputs, job[0], job[1])
+                    if result is None:
+                        for key in job[2]:
+                            on_done(key, None, {})
+                        continue
+                    for key in job[2]:
+                        on_done(key, *(self._alone(_unit, *key, *result, True) or (None, {})))
+                else:
+                    on_done(job[0], *(self._alone(_unit, *job[0], *job[1:]) or (None, {})))
 
-    def _retry_alone(self, job: tuple[UnitKey, Any, Any, bool]) -> tuple[list | None, dict]:
-        key, anchors, references, clouds = job
+    def _alone(self, fn: Callable, *args: Any) -> Any:
+        """``fn(*args)`` in a fresh one-worker pool; None if that worker dies too."""
         with self._new_pool(1) as pool:
             try:
-                return pool.submit(_unit, *key, anchors, references, clouds).result()
+                return pool.submit(fn, *args).result()
             except BrokenProcessPool:
-                return None, {}  # the caller turns this into failed rows with the reason
+                return None
 
 
 def _as_done(futures: list[Future]) -> Iterator[Future]:

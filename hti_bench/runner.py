@@ -367,7 +367,9 @@ def run(
             for task, _ in plan:
                 task.cache = cache
             bar.set_postfix_str(f"{n_jobs} workers")
-            pool.units(batches(), store_unit)
+            groups = [(task.spec, seed, [(task.spec, spec, s) for spec, s in todo if s == seed])
+                      for task, todo in plan for seed in sorted({s for _, s in todo})]
+            pool.units(groups, store_unit)
     else:
         for task, todo in plan:
             if todo:
