@@ -50,12 +50,24 @@ def resolve_jobs(jobs: int | str | None) -> int:
     return n
 
 
+def die_with_parent() -> None:
+    """Linux: have the kernel SIGKILL this process when its parent dies, so no orphan keeps going."""
+    try:
+        import ctypes
+        import signal
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
 def _init_worker(threads: int, cache_root: str) -> None:
     import warnings
 
     import torch
 
     global _CACHE_ROOT
+    die_with_parent()  # an interrupted `hti-bench run` must not leave workers fitting in the background
     torch.set_num_threads(max(int(threads), 1))
     os.environ["HTI_BENCH_SCORING_WORKERS"] = str(max(int(threads), 1))  # see hti_bench.metrics
     _CACHE_ROOT = cache_root

@@ -91,3 +91,37 @@ def test_bad_jobs_is_a_config_error(bad):
     with pytest.raises(ConfigError, match="jobs must be"):
         resolve_jobs(bad)
     assert resolve_jobs("auto") >= 1 and resolve_jobs("3") == 3
+
+
+def test_killing_the_run_kills_its_workers(tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    env = {**os.environ, "HTI_BENCH_CACHE": str(tmp_path / "cache"), "WANDB_MODE": "disabled"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "hti_bench", "run", "-t", "semicircles", "-s", "cfm[steps=100000]", "--seeds", "0", "1",
+         "--jobs", "2", "--no-progress", "--results", str(tmp_path / "r")],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+
+    def children():
+        out = subprocess.run(["ps", "-o", "pid=", "--ppid", str(proc.pid)], capture_output=True, text=True).stdout
+        return [int(p) for p in out.split()]
+
+    deadline = time.time() + 120
+    while len(children()) < 2 and time.time() < deadline:
+        time.sleep(0.5)
+    workers = children()
+    assert len(workers) >= 2, "the run never started its workers"
+    time.sleep(3)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    deadline = time.time() + 20
+    alive = workers
+    while alive and time.time() < deadline:
+        time.sleep(0.5)
+        alive = [p for p in workers if os.path.exists(f"/proc/{p}") and "Z" not in open(f"/proc/{p}/stat").read().split()[2]]
+    assert not alive, f"workers {alive} outlived the run"

@@ -40,6 +40,7 @@ from pathlib import Path
 from typing import Any
 
 from hti_bench.errors import ConfigError, HTIBenchError
+from hti_bench.parallel import die_with_parent
 from hti_bench.sweeping.sweepfile import SweepFile, import_sweeps, load_sweep
 from hti_bench.targets import atomic_write_bytes
 
@@ -149,18 +150,8 @@ class SweepState:
 # worker processes
 
 
-def _die_with_parent() -> None:
-    """Linux: have the kernel SIGKILL this worker when the controller dies, so no orphan keeps going."""
-    try:
-        import ctypes
-
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):
-        pass
-
-
 def _worker(index: int, tasks: Any, results: Any, env: dict[str, str], threads: int) -> None:
-    _die_with_parent()
+    die_with_parent()
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the controller's to handle
     os.environ.update(env)
     import torch
