@@ -274,6 +274,8 @@ def test_second_controller_on_the_same_sweep_is_refused(tmp_path):
     assert proc.returncode != 0 and "being run by another controller" in proc.stderr
     with pytest.raises(HTIBenchError):  # the same process, a second handle: refused too
         SweepState(load_sweep(path), tmp_path / "res").lock()
+    first.unlock()  # what run_sweep does on return, so a resume in the same process is not refused
+    SweepState(load_sweep(path), tmp_path / "res").lock()
 
 
 # --------------------------------------------------------------------------------- malformed files

@@ -123,6 +123,13 @@ class SweepState:
         handle.flush()
         self._lock_file = handle
 
+    def unlock(self) -> None:
+        """Release the lock now; the same process may resume the sweep straight after (GC is not prompt)."""
+        if self._lock_file is not None:
+            fcntl.flock(self._lock_file, fcntl.LOCK_UN)
+            self._lock_file.close()
+            self._lock_file = None
+
     def load(self) -> list[RunRecord]:
         records = []
         for path in sorted((self.root / "runs").glob("run-*.json")):
@@ -399,6 +406,7 @@ def run_sweep(
         pool.close()
         show()
         bar.close()
+        state.unlock()
     summary.records = sorted(records.values(), key=lambda r: r.name)
     summary.exhausted = exhausted
     summary.seconds = time.perf_counter() - start
