@@ -67,6 +67,34 @@ from hti_bench.task import Task
 from hti_bench.transport import draw
 
 
+class _StackedFiLMMLP:
+    """K FiLM MLPs of one shape evaluated as one: z (K, n, D) → (K, n, out), row block k through net k.
+
+    A snapshot of the networks' current weights (no gradient to them; gradients flow to z), for the
+    c-transform, which evaluates every interval's g_k on its own rows tens of times per step: one
+    batched matrix product per layer instead of one small product per layer per interval. ``films``:
+    each net's (γ, β) for its rows.
+    """
+
+    def __init__(self, nets: list[FiLMMLP], films: list[tuple[Tensor, Tensor]]) -> None:
+        def stack(layers: list[nn.Linear]) -> tuple[Tensor, Tensor]:
+            return (torch.stack([m.weight.detach().T for m in layers]),
+                    torch.stack([m.bias.detach() for m in layers])[:, None, :])
+
+        self.first = stack([n.first for n in nets])
+        self.body = [stack([n.body[i] for n in nets]) for i, m in enumerate(nets[0].body) if isinstance(m, nn.Linear)]
+        self.out = stack([n.out for n in nets])
+        self.act = nets[0].act
+        self.gamma = torch.stack([f[0] for f in films])
+        self.beta = torch.stack([f[1] for f in films])
+
+    def __call__(self, z: Tensor) -> Tensor:
+        h = self.act(torch.addcmul(self.beta, self.gamma, torch.baddbmm(self.first[1], z, self.first[0])))
+        for w, b in self.body:
+            h = self.act(torch.baddbmm(b, h, w))
+        return torch.baddbmm(self.out[1], h, self.out[0])
+
+
 class CLOT(Surrogate):
     name: ClassVar[str] = "clot"
     description: ClassVar[str] = "Conditional Lagrangian OT (the HTI paper's method): learned metric + density potential."
@@ -356,10 +384,15 @@ class CLOT(Surrogate):
             # modulations, the potential's and the metric's x-only pieces.
             cost = prepare_cost(self.path_, self.geometry_, self.potential_, y, phi, x, self.cost)
             films = [self.g_[k].film(xk) for k, xk in zip(ks, xs)]
+            # Equal interval batches: the g_k as one stacked network (batched matrix products).
+            stacked = _StackedFiLMMLP([self.g_[k] for k in ks], films) if len(set(sizes)) == 1 else None
 
         def objective(z: Tensor) -> Tensor:
-            gz = torch.cat([self.g_[k](zk, xk, film) for k, zk, xk, film in zip(ks, z.split(sizes), xs, films)])
-            return cost(z) - gz.squeeze(-1)
+            if stacked is not None:
+                gz = stacked(z.reshape(len(ks), sizes[0], -1)).reshape(-1)
+            else:
+                gz = torch.cat([self.g_[k](zk, xk, film) for k, zk, xk, film in zip(ks, z.split(sizes), xs, films)]).squeeze(-1)
+            return cost(z) - gz
 
         def clip(z: Tensor) -> Tensor:
             return torch.maximum(torch.minimum(z, self.hi_), self.lo_)

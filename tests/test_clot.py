@@ -21,6 +21,7 @@ from hti_bench.lagrangian.geometry import (
     path_energy,
     prepare_cost,
     spline_matrices,
+    unit_angle,
 )
 from hti_bench.lagrangian.lbfgs import batched_lbfgs
 from hti_bench.nets import FiLMMLP
@@ -217,7 +218,15 @@ def test_staged_givens_apply_equals_the_rotation_matrix(dim):
     torch.manual_seed(dim)
     angles, v = torch.randn(30, dim * (dim - 1) // 2) * 3, torch.randn(30, dim)
     expected = torch.einsum("bij,bj->bi", givens_rotation(angles, dim), v)
-    assert torch.allclose(givens_apply(angles, v), expected, atol=1e-5)
+    assert torch.allclose(givens_apply(angles.cos(), angles.sin(), v), expected, atol=1e-5)
+
+
+def test_unit_angle_is_cos_and_sin_of_atan2():
+    y, x = torch.randn(200) * 3, torch.randn(200) * 3
+    y[:3], x[:3] = torch.tensor([0.0, 0.0, 1.0]), torch.tensor([0.0, -2.0, 0.0])  # origin, π, π/2
+    c, s = unit_angle(y, x)
+    theta = torch.atan2(y, x)
+    assert torch.allclose(c, theta.cos(), atol=1e-6) and torch.allclose(s, theta.sin(), atol=1e-6)
 
 
 def test_categorical_film_table_equals_the_per_row_network():

@@ -21,14 +21,12 @@ def _value_and_grad(f: Callable[[Tensor], Tensor], x: Tensor) -> tuple[Tensor, T
     return val.detach(), grad.detach()
 
 
-def _groups_done(groups: Tensor, accepted: Tensor, active: Tensor, accept_fraction: float) -> Tensor:
-    """Per group, the ungrouped stopping rule: all rows accepted, or ``accept_fraction`` of the active."""
-    n = int(groups.max()) + 1
-
-    def count(mask: Tensor) -> Tensor:
-        return torch.zeros(n, dtype=torch.float64, device=groups.device).index_add_(0, groups, mask.double())
-
-    return (count(~accepted) == 0) | (count(accepted & active) >= accept_fraction * count(active))
+def _groups_done(groups: Tensor, n: int, accepted: Tensor, active: Tensor, accept_fraction: float) -> Tensor:
+    """Per group (ids 0 … n − 1), the ungrouped stopping rule: all rows accepted, or ``accept_fraction``
+    of the active ones."""
+    masks = torch.stack([~accepted, accepted & active, active], 1).to(torch.float64)
+    waiting, found, searching = torch.zeros(n, 3, dtype=torch.float64, device=groups.device).index_add_(0, groups, masks).unbind(1)
+    return (waiting == 0) | (found >= accept_fraction * searching)
 
 
 def batched_lbfgs(
@@ -60,6 +58,7 @@ def batched_lbfgs(
     Returns the minimisers, detached.
     """
     proj = project or (lambda z: z)
+    n_groups = int(groups.max()) + 1 if groups is not None else 1
     x = proj(x0.detach().clone())
     val, grad = _value_and_grad(f, x)
     hist_s: list[Tensor] = []
@@ -108,7 +107,7 @@ def batched_lbfgs(
                 if bool(accepted.all()) or float((accepted & active).sum()) >= accept_fraction * float(active.sum()):
                     break
             else:
-                stopped = stopped | _groups_done(groups, accepted, active, accept_fraction)[groups]
+                stopped = stopped | _groups_done(groups, n_groups, accepted, active, accept_fraction)[groups]
                 if bool(stopped.all()):
                     break
             t = torch.where(accepted, t, t * shrink)
