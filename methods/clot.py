@@ -394,6 +394,17 @@ class CLOT(Surrogate):
                 gz = torch.cat([self.g_[k](zk, xk, film) for k, zk, xk, film in zip(ks, z.split(sizes), xs, films)]).squeeze(-1)
             return cost(z) - gz
 
+        film_rows = (torch.cat([f[0] for f in films]), torch.cat([f[1] for f in films]))
+        starts = torch.tensor([0, *sizes], device=y.device).cumsum(0)
+
+        def objective_rows(z: Tensor, rows: Tensor) -> Tensor:
+            """The objective at some rows only (sorted): the line search's tail."""
+            per = torch.searchsorted(rows, starts).tolist()  # rows of interval i: per[i]:per[i + 1]
+            gamma, beta = film_rows[0].index_select(0, rows), film_rows[1].index_select(0, rows)
+            gz = torch.cat([self.g_[k](z[a:b], None, (gamma[a:b], beta[a:b]))
+                            for k, a, b in zip(ks, per[:-1], per[1:]) if b > a])
+            return cost.take(rows)(z) - gz.squeeze(-1)
+
         def clip(z: Tensor) -> Tensor:
             return torch.maximum(torch.minimum(z, self.hi_), self.lo_)
 
@@ -404,7 +415,7 @@ class CLOT(Surrogate):
         # (the rest stay for that iteration) instead of running to its cap for a few float32-stalled rows.
         return batched_lbfgs(objective, init, max_iter=int(self.ctransform_iters), project=clip,
                              max_step=float(self.ctransform_step) * width, accept_fraction=0.9,
-                             groups=groups if len(ks) > 1 else None)
+                             groups=groups if len(ks) > 1 else None, f_rows=objective_rows)
 
     # ------------------------------------------------------------------ inference
 

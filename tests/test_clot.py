@@ -348,6 +348,16 @@ def test_grouped_lbfgs_moves_every_row_as_separate_calls_do():
     apart = torch.cat([batched_lbfgs(lambda z, r=slice(20 * k, 20 * k + 20): f(z, r), x0[20 * k: 20 * k + 20], **kw)
                        for k in range(3)])
     assert torch.allclose(together, apart, atol=1e-5)
+    # evaluating only the rows still searching, once few are, moves no row differently
+    calls = []
+
+    def f_rows(z, rows):
+        calls.append(len(rows))
+        return f(z, rows)
+
+    tail = batched_lbfgs(f, x0, groups=groups, f_rows=f_rows, rows_below=0.9, **kw)
+    assert calls and max(calls) < 60
+    assert torch.allclose(tail, together, atol=1e-6)
     # without groups the line search stops on the batch's acceptance, so some rows end elsewhere
     assert not torch.allclose(batched_lbfgs(f, x0, **kw), apart, atol=1e-5)
 
@@ -368,3 +378,29 @@ def test_clot_batched_ctransform_equals_one_interval_at_a_time():
     together = clot._ctransform_all(ys, xs, groups)
     apart = torch.cat([clot._ctransform(k, ys[32 * k: 32 * k + 32], xs[32 * k: 32 * k + 32]) for k in range(2)])
     assert torch.allclose(together, apart, atol=1e-5)
+
+
+@pytest.mark.parametrize("kind", ["grid", "kde-categorical", "kde-continuous", "euclidean"])
+@pytest.mark.parametrize("form", ["paper", "reference"])
+def test_prepared_cost_on_a_subset_of_rows_equals_those_rows_of_the_full_cost(kind, form):
+    torch.manual_seed(9)
+    lo, hi = torch.tensor([-3.0, -3.0]), torch.tensor([3.0, 3.0])
+    categorical = kind != "kde-continuous"
+    ys = torch.randn(200, 2)
+    xs = torch.randint(0, 2, (200, 1)).float() if categorical else torch.randn(200, 3)
+    kde = KDEPotential(ys, xs, categorical, 0.3, 1.0, 0.5)
+    if kind == "grid":
+        metric = EigenBudgetMetric(2, cond_dim=1, n_classes=2)
+        metric, potential = GridMetric(metric, lo, hi, n_classes=2, resolution=64), GridPotential(kde, lo, hi, 64)
+    elif kind == "euclidean":
+        metric, potential = EuclideanMetric(2), None
+    else:
+        metric, potential = EigenBudgetMetric(2, cond_dim=1 if categorical else 3, n_classes=2 if categorical else None), kde
+    path = SplinePath(15, 7)
+    n = 40
+    y0, y1, phi = torch.randn(n, 2), torch.randn(n, 2), torch.randn(n, 15, 2) * 0.1
+    x = torch.randint(0, 2, (n, 1)).float() if categorical else torch.randn(n, 3)
+    cost = prepare_cost(path, metric, potential, y0, phi, x, form)
+    rows = torch.tensor([0, 3, 4, 17, 39])
+    with torch.no_grad():
+        assert torch.allclose(cost.take(rows)(y1[rows]), cost(y1)[rows], rtol=1e-5, atol=1e-6)

@@ -116,10 +116,20 @@ class Metric(nn.Module):
     def quad(self, q: Tensor, v: Tensor, x: Tensor) -> Tensor:
         raise NotImplementedError
 
+    def state(self, x: Tensor) -> dict[str, Tensor]:
+        """What :meth:`quad` needs besides (q, v) at fixed conditions x (B, C), computed once (the
+        c-transform evaluates the metric at many q for the same x). Every tensor has one row per row
+        of x, so the state of a subset of points is the same subset of rows."""
+        return {"x": x}
+
+    def quad_state(self, q: Tensor, v: Tensor, state: dict[str, Tensor]) -> Tensor:
+        """:meth:`quad` with the conditions' :meth:`state`."""
+        return self.quad(q, v, state["x"])
+
     def prepare(self, x: Tensor) -> Callable[[Tensor, Tensor], Tensor]:
-        """``quad`` at fixed conditions x (B, C): (q, v) ↦ vᵀ G(q | x) v, with whatever depends on x
-        alone computed once (the c-transform evaluates it at many q for the same x)."""
-        return lambda q, v: self.quad(q, v, x)
+        """``quad`` at fixed conditions x (B, C): (q, v) ↦ vᵀ G(q | x) v."""
+        state = self.state(x)
+        return lambda q, v: self.quad_state(q, v, state)
 
     def matrix(self, q: Tensor, x: Tensor) -> Tensor:
         """G itself, (B, D, D) (for tests and plots; the action uses :meth:`quad`)."""
@@ -164,9 +174,12 @@ class _NeuralMetric(Metric):
     def quad(self, q: Tensor, v: Tensor, x: Tensor) -> Tensor:
         return self._quad(q, v, x, None)
 
-    def prepare(self, x: Tensor) -> Callable[[Tensor, Tensor], Tensor]:
-        film = self.net.film(x)
-        return lambda q, v: self._quad(q, v, x, film)
+    def state(self, x: Tensor) -> dict[str, Tensor]:
+        gamma, beta = self.net.film(x)
+        return {"x": x, "gamma": gamma, "beta": beta}
+
+    def quad_state(self, q: Tensor, v: Tensor, state: dict[str, Tensor]) -> Tensor:
+        return self._quad(q, v, state["x"], (state["gamma"], state["beta"]))
 
     def matrix(self, q: Tensor, x: Tensor) -> Tensor:
         e, rot = self.eig_rot(q, x)
@@ -365,9 +378,11 @@ class GridMetric(Metric, _GridBox):
     def quad(self, q: Tensor, v: Tensor, x: Tensor) -> Tensor:
         return self._quad(self._entries(q, x), v)
 
-    def prepare(self, x: Tensor) -> Callable[[Tensor, Tensor], Tensor]:
-        offsets = self._classes(x)
-        return lambda q, v: self._quad(self._read(self.cells, q, offsets), v)
+    def state(self, x: Tensor) -> dict[str, Tensor]:
+        return {"offsets": self._classes(x)} if self.n_classes else {}
+
+    def quad_state(self, q: Tensor, v: Tensor, state: dict[str, Tensor]) -> Tensor:
+        return self._quad(self._read(self.cells, q, state.get("offsets")), v)
 
     def fused_table(self, potential: GridPotential) -> Tensor:
         """Cell coefficients of G00, G01, G11 and Û side by side, (classes·R², 4·4), for one lookup of
@@ -540,10 +555,25 @@ class KDEPotential(nn.Module):
         """Û: (B, P, D), (B, C) → (B, P)."""
         return self._potential(self.log_density(q, x))
 
+    def state(self, x: Tensor) -> dict[str, Tensor]:
+        """The pieces of Û(· | x) that depend on x alone, one row per row of x (see :meth:`Metric.state`)."""
+        yt, bias, offset = self._conditional(x)
+        state = {"offset": offset}
+        if yt.ndim == 3:
+            state["yt"] = yt
+        if bias is not None:
+            state["bias"] = bias
+        return state
+
+    def apply_state(self, q: Tensor, state: dict[str, Tensor]) -> Tensor:
+        """Û: q (B, P, D) with the conditions' :meth:`state` → (B, P)."""
+        pieces = (state.get("yt", self.ys_t), state.get("bias"), state["offset"])
+        return self._potential(self._log_density(q, pieces))
+
     def prepare(self, x: Tensor) -> Callable[[Tensor], Tensor]:
         """Û(· | x) at fixed conditions x (B, C): q (B, P, D) ↦ (B, P), the x-only pieces computed once."""
-        pieces = self._conditional(x)
-        return lambda q: self._potential(self._log_density(q, pieces))
+        state = self.state(x)
+        return lambda q: self.apply_state(q, state)
 
 
 class GridPotential(nn.Module, _GridBox):
@@ -584,17 +614,18 @@ class GridPotential(nn.Module, _GridBox):
         b, p, d = q.shape
         return self._read(self.cells, q.reshape(b * p, d), self._classes(x, p)).reshape(b, p)
 
+    def state(self, x: Tensor) -> dict[str, Tensor]:
+        return {"classes": x[:, 0].long()} if self.categorical else {}
+
+    def apply_state(self, q: Tensor, state: dict[str, Tensor]) -> Tensor:
+        b, p, d = q.shape
+        offsets = self._offsets(state["classes"].repeat_interleave(p)) if "classes" in state else None
+        return self._read(self.cells, q.reshape(b * p, d), offsets).reshape(b, p)
+
     def prepare(self, x: Tensor) -> Callable[[Tensor], Tensor]:
         """Û(· | x) at fixed conditions x: q (B, P, D) ↦ (B, P)."""
-        cache: dict[int, Tensor | None] = {}
-
-        def u(q: Tensor) -> Tensor:
-            b, p, d = q.shape
-            if p not in cache:
-                cache[p] = self._classes(x, p)
-            return self._read(self.cells, q.reshape(b * p, d), cache[p]).reshape(b, p)
-
-        return u
+        state = self.state(x)
+        return lambda q: self.apply_state(q, state)
 
 
 def scott_bandwidth(y: Tensor) -> float:
@@ -702,79 +733,89 @@ class SplinePath(nn.Module):
 COSTS = ("paper", "reference")
 
 
+class PreparedCost:
+    """y1 ↦ :func:`path_cost` (or :func:`path_energy` with ``energy``) of y0 → y1 along the spline φ,
+    for many y1 at fixed (y0, φ, x); build it with :func:`prepare_cost`.
+
+    Everything that does not depend on the end point is computed once: the start's share of the path
+    and the spline offsets, the metric's and the potential's pieces that depend on x alone. A tabulated
+    metric and a tabulated potential on the same grid are read by one lookup. :meth:`take` restricts
+    it to some of its rows (paths), for evaluations that only need those (a line search's tail).
+    """
+
+    def __init__(self, path: SplinePath, metric: Metric, potential: nn.Module | None, form: str, energy: bool,
+                 rows: dict[str, Tensor], points: dict[str, Tensor], fused: Tensor | None) -> None:
+        self.path, self.metric, self.potential, self.form, self.energy = path, metric, potential, form, energy
+        self.rows, self.points, self.fused = rows, points, fused  # per path, per path point, shared
+
+    def take(self, idx: Tensor) -> PreparedCost:
+        """The same cost for the paths ``idx`` only (a 1-D index)."""
+        p = self.path.num_points
+        pts = (idx[:, None] * p + torch.arange(p, device=idx.device)).reshape(-1)
+        return PreparedCost(self.path, self.metric, self.potential, self.form, self.energy,
+                            {k: v.index_select(0, idx) for k, v in self.rows.items()},
+                            {k: v.index_select(0, pts) for k, v in self.points.items()}, self.fused)
+
+    def _field(self, q: Tensor, v: Tensor) -> tuple[Tensor, Tensor | None]:
+        """(vᵀG(q)v (B·P,), Û(q) (B, P) or None) at the points q (B·P, D)."""
+        b, p = self.rows["a"].shape[0], self.path.num_points
+        if self.fused is not None:
+            g = self.metric._read(self.fused, q, self.points.get("offsets"))  # (B·P, 4)
+            return self.metric._quad(g, v), g[:, 3].reshape(b, p)
+        metric_state = {k[4:]: t for k, t in self.points.items() if k.startswith("met.")}
+        quad = self.metric.quad_state(q, v, metric_state)
+        if self.potential is None:
+            return quad, None
+        pot_state = {k[4:]: t for k, t in self.rows.items() if k.startswith("pot.")}
+        return quad, self.potential.apply_state(q.reshape(b, p, -1), pot_state)
+
+    def __call__(self, y1: Tensor) -> Tensor:
+        a, c = self.rows["a"], self.rows["c"]
+        b, p, d = a.shape
+        end = y1[:, None]
+        if self.form == "paper":
+            # q = (1 − s) y0 + s y1 + spline, q̇ = y1 − y0 + spline': a = (1 − s) y0 + spline, c = spline' − y0
+            q, v = torch.addcmul(a, self.path.s[None, :, None], end), c + end
+            quad, u = self._field(q.reshape(-1, d), v.reshape(-1, d))
+            kinetic = 0.5 * quad.reshape(b, p)
+            return (kinetic - u).mean(-1) if u is not None else kinetic.mean(-1)
+        # E = Σ_i [√(Δ_iᵀ G(γ_i) Δ_i) − Û(γ_i)] over the P segments of the uniform grid; c = ½E². Nodes
+        # γ_i = a_i + s_i y1 and steps Δ_i = γ_{i+1} − γ_i + 1e-6 = c_i + (s_{i+1} − s_i) y1.
+        grid = self.path.grid[None, :, None]
+        nodes = torch.addcmul(a, grid[:, :-1], end)
+        delta = torch.addcmul(c, grid[:, 1:] - grid[:, :-1], end)
+        quad, u = self._field(nodes.reshape(-1, d), delta.reshape(-1, d))
+        length = quad.clamp_min(1e-12).sqrt().reshape(b, p)
+        e = (length - u).sum(-1) if u is not None else length.sum(-1)
+        return e if self.energy else 0.5 * e**2
+
+
 def prepare_cost(
     path: SplinePath, metric: Metric, potential: nn.Module | None, y0: Tensor, phi: Tensor, x: Tensor,
     form: str = "paper", energy: bool = False,
-) -> Callable[[Tensor], Tensor]:
-    """y1 ↦ :func:`path_cost` (or :func:`path_energy` with ``energy``) of y0 → y1 along the spline φ.
-
-    Everything that does not depend on the end point y1 is computed once: the spline offsets, the
-    start's share of the path, the metric's and the potential's pieces that depend on x alone (the
-    c-transform evaluates the cost at many y1 for the same y0, φ and x).
-    """
+) -> PreparedCost:
+    """The cost from y0 along φ at conditions x as a function of the end point (:class:`PreparedCost`)."""
     if form not in COSTS:
         raise ValueError(f"Unknown cost form {form!r}; valid: {', '.join(COSTS)}")
     b, d = y0.shape
     p = path.num_points
     xr = x.repeat_interleave(p, 0) if x.shape[1] else x.new_zeros(b * p, 0)
-    field = _metric_and_potential(metric, potential, x, xr, b, p)
     if form == "paper":
         s = path.s[None, :, None]
         off = path._offsets(path.val_der_t, phi)
-        base_q = (1 - s) * y0[:, None] + off[:, :p]
-        base_v = off[:, p:] - y0[:, None]
-
-        def action(y1: Tensor) -> Tensor:
-            q = torch.addcmul(base_q, s, y1[:, None])
-            v = base_v + y1[:, None]
-            quad, u = field(q.reshape(-1, d), v.reshape(-1, d))
-            kinetic = 0.5 * quad.reshape(b, p)
-            return (kinetic - u).mean(-1) if u is not None else kinetic.mean(-1)
-
-        return action
-    s = path.grid[None, :, None]
-    base = (1 - s) * y0[:, None] + path._offsets(path.grid_val_t, phi)
-    # Nodes γ_i = base_i + s_i y1 and steps Δ_i = γ_{i+1} − γ_i + 1e-6 = (base_{i+1} − base_i + 1e-6)
-    # + (s_{i+1} − s_i) y1: both straight from y1, contiguous.
-    s_nodes, ds = s[:, :-1], s[:, 1:] - s[:, :-1]
-    base_nodes, base_delta = base[:, :-1].contiguous(), base[:, 1:] - base[:, :-1] + 1e-6
-
-    def reference(y1: Tensor) -> Tensor:
-        # E = Σ_i [√(Δ_iᵀ G(γ_i) Δ_i) − Û(γ_i)] over the P segments of the uniform grid; c = ½E².
-        end = y1[:, None]
-        nodes, delta = torch.addcmul(base_nodes, s_nodes, end), torch.addcmul(base_delta, ds, end)
-        quad, u = field(nodes.reshape(-1, d), delta.reshape(-1, d))
-        length = quad.clamp_min(1e-12).sqrt().reshape(b, p)
-        e = (length - u).sum(-1) if u is not None else length.sum(-1)
-        return e if energy else 0.5 * e**2
-
-    return reference
-
-
-def _metric_and_potential(
-    metric: Metric, potential: nn.Module | None, x: Tensor, xr: Tensor, b: int, p: int,
-) -> Callable[[Tensor, Tensor], tuple[Tensor, Tensor | None]]:
-    """(q, v) (B·P, D) ↦ (vᵀG(q)v (B·P,), Û(q) (B, P) or None) at the fixed conditions x (B, C), i.e.
-    xr (B·P, C) for the P points of each path.
-
-    A tabulated metric and a tabulated potential on the same grid are read by one lookup.
-    """
+        rows = {"a": (1 - s) * y0[:, None] + off[:, :p], "c": off[:, p:] - y0[:, None]}
+    else:
+        s = path.grid[None, :, None]
+        base = (1 - s) * y0[:, None] + path._offsets(path.grid_val_t, phi)
+        rows = {"a": base[:, :-1].contiguous(), "c": base[:, 1:] - base[:, :-1] + 1e-6}
     if isinstance(metric, GridMetric) and isinstance(potential, GridPotential) and metric.same_grid(potential) \
             and metric.cells.shape[0] == potential.cells.shape[0] and bool(metric.n_classes) == potential.categorical:
-        table, offsets = metric.fused_table(potential), metric._classes(xr)
-
-        def fused(q: Tensor, v: Tensor) -> tuple[Tensor, Tensor | None]:
-            g = metric._read(table, q, offsets)  # (B·P, 4)
-            return metric._quad(g, v), g[:, 3].reshape(b, p)
-
-        return fused
-    quad = metric.prepare(xr)
-    pot = potential.prepare(x) if potential is not None else None
-
-    def separate(q: Tensor, v: Tensor) -> tuple[Tensor, Tensor | None]:
-        return quad(q, v), pot(q.reshape(b, p, -1)) if pot is not None else None
-
-    return separate
+        points = metric.state(xr)  # the class offsets of the points, shared by both tables
+        return PreparedCost(path, metric, potential, form, energy, rows, points, metric.fused_table(potential))
+    points = {f"met.{k}": t for k, t in metric.state(xr).items()}
+    if potential is not None:
+        rows.update({f"pot.{k}": t for k, t in potential.state(x).items()})
+    return PreparedCost(path, metric, potential, form, energy, rows, points, None)
 
 
 def path_cost(

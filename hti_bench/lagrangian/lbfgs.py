@@ -7,6 +7,7 @@ keeps its own history, direction and step length; only the function evaluations 
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 
 import torch
@@ -42,6 +43,8 @@ def batched_lbfgs(
     project: Callable[[Tensor], Tensor] | None = None,
     accept_fraction: float = 1.0,
     groups: Tensor | None = None,
+    f_rows: Callable[[Tensor, Tensor], Tensor] | None = None,
+    rows_below: float = 0.5,
 ) -> Tensor:
     """Minimise ``f`` row by row: f maps x (B, D) to per-row values (B,), rows independent.
 
@@ -55,6 +58,9 @@ def batched_lbfgs(
     rule is applied per group (a group that has stopped keeps its rows where they are while the
     others search on), so every row moves exactly as in a separate call on its own group, while each
     function evaluation covers all groups at once.
+    ``f_rows(z_rows, rows)``, if given, evaluates f on the rows ``rows`` (a sorted 1-D index) only,
+    i.e. ``f(z)[rows]`` for ``z_rows = z[rows]``: once fewer than ``rows_below`` of the rows are still
+    searching, the line search evaluates just those (the others' values could not change anything).
     Returns the minimisers, detached.
     """
     proj = project or (lambda z: z)
@@ -99,8 +105,15 @@ def batched_lbfgs(
         stopped = torch.zeros_like(active)  # rows of groups whose line search has ended
         for _ in range(max_linesearch):
             trial = proj(x + t[:, None] * d)
+            searching = ~accepted & ~stopped
             with torch.no_grad():
-                v = f(trial)
+                if f_rows is not None and float(searching.sum()) < rows_below * len(searching):
+                    rows = torch.nonzero(searching).squeeze(1)
+                    v = torch.full_like(val, math.inf)
+                    if len(rows):
+                        v[rows] = f_rows(trial.index_select(0, rows), rows)
+                else:
+                    v = f(trial)
             ok = (v <= val + c1 * t * slope) & torch.isfinite(v) & ~accepted & ~stopped
             accepted = accepted | ok
             if groups is None:
