@@ -1,7 +1,12 @@
 """CLOT's pieces (hti_bench.lagrangian) and the CLOT surrogate (methods/clot.py)."""
 
 import math
+import os
+import subprocess
+import sys
+from pathlib import Path
 
+import pandas as pd
 import pytest
 import torch
 
@@ -404,3 +409,20 @@ def test_prepared_cost_on_a_subset_of_rows_equals_those_rows_of_the_full_cost(ki
     rows = torch.tensor([0, 3, 4, 17, 39])
     with torch.no_grad():
         assert torch.allclose(cost.take(rows)(y1[rows]), cost(y1)[rows], rtol=1e-5, atol=1e-6)
+
+
+def test_clot_fit_benchmark_quick_writes_perf_rows(tmp_path):
+    # Smoke test of benchmarks/clot_fit.py: tiny sizes, a synthetic stand-in for the paper's data.
+    root = Path(__file__).resolve().parent.parent
+    csv = tmp_path / "perf.csv"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(root), os.environ.get("PYTHONPATH", "")])}
+    proc = subprocess.run([sys.executable, str(root / "benchmarks" / "clot_fit.py"), "--quick", "--repeats", "1",
+                           "--csv", str(csv)], capture_output=True, text=True, env=env, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    rows = pd.read_csv(csv, keep_default_na=False)
+    assert set(rows.benchmark) == {"clot_fit"}
+    assert all(case.endswith("(quick)") for case in rows.case)  # never replaces the real figures
+    ref = rows[rows.quantity == "fit_seconds"].iloc[0]
+    assert ref.case.startswith("reference two-moons, paper budget") and ref.goal == "≤ 300 s" and ref.threads == 1
+    assert {"fit_seconds", "w2sq", "exponent"} <= set(rows.quantity)
+    assert len(rows[rows.quantity == "exponent"]) == 3  # N (default, full batch) and D
