@@ -67,6 +67,34 @@ from hti_bench.task import Task
 from hti_bench.transport import draw
 
 
+class _StackedFiLMMLP:
+    """K FiLM MLPs of one shape evaluated as one: z (K, n, D) → (K, n, out), row block k through net k.
+
+    A snapshot of the networks' current weights (no gradient to them; gradients flow to z), for the
+    c-transform, which evaluates every interval's g_k on its own rows tens of times per step: one
+    batched matrix product per layer instead of one small product per layer per interval. ``films``:
+    each net's (γ, β) for its rows.
+    """
+
+    def __init__(self, nets: list[FiLMMLP], films: list[tuple[Tensor, Tensor]]) -> None:
+        def stack(layers: list[nn.Linear]) -> tuple[Tensor, Tensor]:
+            return (torch.stack([m.weight.detach().T for m in layers]),
+                    torch.stack([m.bias.detach() for m in layers])[:, None, :])
+
+        self.first = stack([n.first for n in nets])
+        self.body = [stack([n.body[i] for n in nets]) for i, m in enumerate(nets[0].body) if isinstance(m, nn.Linear)]
+        self.out = stack([n.out for n in nets])
+        self.act = nets[0].act
+        self.gamma = torch.stack([f[0] for f in films])
+        self.beta = torch.stack([f[1] for f in films])
+
+    def __call__(self, z: Tensor) -> Tensor:
+        h = self.act(torch.addcmul(self.beta, self.gamma, torch.baddbmm(self.first[1], z, self.first[0])))
+        for w, b in self.body:
+            h = self.act(torch.baddbmm(b, h, w))
+        return torch.baddbmm(self.out[1], h, self.out[0])
+
+
 class CLOT(Surrogate):
     name: ClassVar[str] = "clot"
     description: ClassVar[str] = "Conditional Lagrangian OT (the HTI paper's method): learned metric + density potential."
@@ -356,10 +384,26 @@ class CLOT(Surrogate):
             # modulations, the potential's and the metric's x-only pieces.
             cost = prepare_cost(self.path_, self.geometry_, self.potential_, y, phi, x, self.cost)
             films = [self.g_[k].film(xk) for k, xk in zip(ks, xs)]
+            # Equal interval batches: the g_k as one stacked network (batched matrix products).
+            stacked = _StackedFiLMMLP([self.g_[k] for k in ks], films) if len(set(sizes)) == 1 else None
 
         def objective(z: Tensor) -> Tensor:
-            gz = torch.cat([self.g_[k](zk, xk, film) for k, zk, xk, film in zip(ks, z.split(sizes), xs, films)])
-            return cost(z) - gz.squeeze(-1)
+            if stacked is not None:
+                gz = stacked(z.reshape(len(ks), sizes[0], -1)).reshape(-1)
+            else:
+                gz = torch.cat([self.g_[k](zk, xk, film) for k, zk, xk, film in zip(ks, z.split(sizes), xs, films)]).squeeze(-1)
+            return cost(z) - gz
+
+        film_rows = (torch.cat([f[0] for f in films]), torch.cat([f[1] for f in films]))
+        starts = torch.tensor([0, *sizes], device=y.device).cumsum(0)
+
+        def objective_rows(z: Tensor, rows: Tensor) -> Tensor:
+            """The objective at some rows only (sorted): the line search's tail."""
+            per = torch.searchsorted(rows, starts).tolist()  # rows of interval i: per[i]:per[i + 1]
+            gamma, beta = film_rows[0].index_select(0, rows), film_rows[1].index_select(0, rows)
+            gz = torch.cat([self.g_[k](z[a:b], None, (gamma[a:b], beta[a:b]))
+                            for k, a, b in zip(ks, per[:-1], per[1:]) if b > a])
+            return cost.take(rows)(z) - gz.squeeze(-1)
 
         def clip(z: Tensor) -> Tensor:
             return torch.maximum(torch.minimum(z, self.hi_), self.lo_)
@@ -371,7 +415,7 @@ class CLOT(Surrogate):
         # (the rest stay for that iteration) instead of running to its cap for a few float32-stalled rows.
         return batched_lbfgs(objective, init, max_iter=int(self.ctransform_iters), project=clip,
                              max_step=float(self.ctransform_step) * width, accept_fraction=0.9,
-                             groups=groups if len(ks) > 1 else None)
+                             groups=groups if len(ks) > 1 else None, f_rows=objective_rows)
 
     # ------------------------------------------------------------------ inference
 

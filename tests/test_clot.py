@@ -1,7 +1,12 @@
 """CLOT's pieces (hti_bench.lagrangian) and the CLOT surrogate (methods/clot.py)."""
 
 import math
+import os
+import subprocess
+import sys
+from pathlib import Path
 
+import pandas as pd
 import pytest
 import torch
 
@@ -21,6 +26,7 @@ from hti_bench.lagrangian.geometry import (
     path_energy,
     prepare_cost,
     spline_matrices,
+    unit_angle,
 )
 from hti_bench.lagrangian.lbfgs import batched_lbfgs
 from hti_bench.nets import FiLMMLP
@@ -217,7 +223,15 @@ def test_staged_givens_apply_equals_the_rotation_matrix(dim):
     torch.manual_seed(dim)
     angles, v = torch.randn(30, dim * (dim - 1) // 2) * 3, torch.randn(30, dim)
     expected = torch.einsum("bij,bj->bi", givens_rotation(angles, dim), v)
-    assert torch.allclose(givens_apply(angles, v), expected, atol=1e-5)
+    assert torch.allclose(givens_apply(angles.cos(), angles.sin(), v), expected, atol=1e-5)
+
+
+def test_unit_angle_is_cos_and_sin_of_atan2():
+    y, x = torch.randn(200) * 3, torch.randn(200) * 3
+    y[:3], x[:3] = torch.tensor([0.0, 0.0, 1.0]), torch.tensor([0.0, -2.0, 0.0])  # origin, π, π/2
+    c, s = unit_angle(y, x)
+    theta = torch.atan2(y, x)
+    assert torch.allclose(c, theta.cos(), atol=1e-6) and torch.allclose(s, theta.sin(), atol=1e-6)
 
 
 def test_categorical_film_table_equals_the_per_row_network():
@@ -339,6 +353,16 @@ def test_grouped_lbfgs_moves_every_row_as_separate_calls_do():
     apart = torch.cat([batched_lbfgs(lambda z, r=slice(20 * k, 20 * k + 20): f(z, r), x0[20 * k: 20 * k + 20], **kw)
                        for k in range(3)])
     assert torch.allclose(together, apart, atol=1e-5)
+    # evaluating only the rows still searching, once few are, moves no row differently
+    calls = []
+
+    def f_rows(z, rows):
+        calls.append(len(rows))
+        return f(z, rows)
+
+    tail = batched_lbfgs(f, x0, groups=groups, f_rows=f_rows, rows_below=0.9, **kw)
+    assert calls and max(calls) < 60
+    assert torch.allclose(tail, together, atol=1e-6)
     # without groups the line search stops on the batch's acceptance, so some rows end elsewhere
     assert not torch.allclose(batched_lbfgs(f, x0, **kw), apart, atol=1e-5)
 
@@ -359,3 +383,46 @@ def test_clot_batched_ctransform_equals_one_interval_at_a_time():
     together = clot._ctransform_all(ys, xs, groups)
     apart = torch.cat([clot._ctransform(k, ys[32 * k: 32 * k + 32], xs[32 * k: 32 * k + 32]) for k in range(2)])
     assert torch.allclose(together, apart, atol=1e-5)
+
+
+@pytest.mark.parametrize("kind", ["grid", "kde-categorical", "kde-continuous", "euclidean"])
+@pytest.mark.parametrize("form", ["paper", "reference"])
+def test_prepared_cost_on_a_subset_of_rows_equals_those_rows_of_the_full_cost(kind, form):
+    torch.manual_seed(9)
+    lo, hi = torch.tensor([-3.0, -3.0]), torch.tensor([3.0, 3.0])
+    categorical = kind != "kde-continuous"
+    ys = torch.randn(200, 2)
+    xs = torch.randint(0, 2, (200, 1)).float() if categorical else torch.randn(200, 3)
+    kde = KDEPotential(ys, xs, categorical, 0.3, 1.0, 0.5)
+    if kind == "grid":
+        metric = EigenBudgetMetric(2, cond_dim=1, n_classes=2)
+        metric, potential = GridMetric(metric, lo, hi, n_classes=2, resolution=64), GridPotential(kde, lo, hi, 64)
+    elif kind == "euclidean":
+        metric, potential = EuclideanMetric(2), None
+    else:
+        metric, potential = EigenBudgetMetric(2, cond_dim=1 if categorical else 3, n_classes=2 if categorical else None), kde
+    path = SplinePath(15, 7)
+    n = 40
+    y0, y1, phi = torch.randn(n, 2), torch.randn(n, 2), torch.randn(n, 15, 2) * 0.1
+    x = torch.randint(0, 2, (n, 1)).float() if categorical else torch.randn(n, 3)
+    cost = prepare_cost(path, metric, potential, y0, phi, x, form)
+    rows = torch.tensor([0, 3, 4, 17, 39])
+    with torch.no_grad():
+        assert torch.allclose(cost.take(rows)(y1[rows]), cost(y1)[rows], rtol=1e-5, atol=1e-6)
+
+
+def test_clot_fit_benchmark_quick_writes_perf_rows(tmp_path):
+    # Smoke test of benchmarks/clot_fit.py: tiny sizes, a synthetic stand-in for the paper's data.
+    root = Path(__file__).resolve().parent.parent
+    csv = tmp_path / "perf.csv"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(root), os.environ.get("PYTHONPATH", "")])}
+    proc = subprocess.run([sys.executable, str(root / "benchmarks" / "clot_fit.py"), "--quick", "--repeats", "1",
+                           "--csv", str(csv)], capture_output=True, text=True, env=env, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    rows = pd.read_csv(csv, keep_default_na=False)
+    assert set(rows.benchmark) == {"clot_fit"}
+    assert all(case.endswith("(quick)") for case in rows.case)  # never replaces the real figures
+    ref = rows[rows.quantity == "fit_seconds"].iloc[0]
+    assert ref.case.startswith("reference two-moons, paper budget") and ref.goal == "≤ 300 s" and ref.threads == 1
+    assert {"fit_seconds", "w2sq", "exponent"} <= set(rows.quantity)
+    assert len(rows[rows.quantity == "exponent"]) == 3  # N (default, full batch) and D

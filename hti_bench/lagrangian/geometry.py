@@ -27,64 +27,84 @@ def givens_rotation(angles: Tensor, dim: int) -> Tensor:
     Right-multiplying by it mixes columns i and j only, so R is built column-wise without a D×D matmul
     per angle.
     """
-    batch = angles.shape[0]
-    eye = torch.eye(dim, dtype=angles.dtype, device=angles.device).expand(batch, dim, dim)
+    return givens_matrix(torch.cos(angles), torch.sin(angles), dim)
+
+
+def givens_matrix(cos: Tensor, sin: Tensor, dim: int) -> Tensor:
+    """:func:`givens_rotation` from the angles' cosines and sines, (B, D(D−1)/2) each."""
+    batch = cos.shape[0]
+    eye = torch.eye(dim, dtype=cos.dtype, device=cos.device).expand(batch, dim, dim)
     cols = [eye[:, :, c] for c in range(dim)]
     m = 0
     for i in range(dim):
         for j in range(i + 1, dim):
-            c, s = torch.cos(angles[:, m])[:, None], torch.sin(angles[:, m])[:, None]
+            c, s = cos[:, m, None], sin[:, m, None]
             ci, cj = cols[i], cols[j]
             cols[i], cols[j] = ci * c + cj * s, cj * c - ci * s
             m += 1
     return torch.stack(cols, dim=-1)
 
 
+def unit_angle(y: Tensor, x: Tensor) -> tuple[Tensor, Tensor]:
+    """(cos θ, sin θ) of θ = atan2(y, x), as (x, y) / ‖(x, y)‖ (cos = 1, sin = 0 at the origin, as atan2's 0).
+
+    The same numbers as ``cos(atan2(y, x))`` and ``sin(atan2(y, x))`` without the three transcendental
+    functions, which dominate the metric at large D (D(D−1)/2 angles per point).
+    """
+    r = torch.hypot(x, y)
+    pos = r > 0
+    r = torch.where(pos, r, torch.ones_like(r))
+    return torch.where(pos, x / r, torch.ones_like(r)), y / r
+
+
 @lru_cache(maxsize=16)
-def _givens_stages(dim: int) -> tuple[Tensor, Tensor, Tensor]:
+def _givens_stages(dim: int) -> tuple[Tensor, list[int], list[Tensor], list[Tensor], list[Tensor]]:
     """The Givens pairs of :func:`givens_rotation` grouped into stages of disjoint pairs.
 
     Pair (i, j) goes to stage 2i + j. Two pairs that share an index then sit in different stages, in
     the order of the product (lexicographic), so applying the stages one after another, each one
     vectorised over its disjoint pairs, is the same product: 3D − 5 stages instead of D(D−1)/2 steps.
-    Returns (partner, angle, sign), each (stages, D): in a stage, coordinate k mixes with
-    ``partner[k]`` by the angle of index ``angle[k]`` (D(D−1)/2 = a dummy angle 0 for coordinates the
-    stage leaves alone) with ``sign[k]`` on the sine term.
+    Returns (order, sizes, first, second, both): the angle indices stage after stage, the number of
+    pairs per stage, and per stage the first and second coordinates of its pairs and both together.
     """
     pairs = [(i, j) for i in range(dim) for j in range(i + 1, dim)]
     stages: dict[int, list[tuple[int, int, int]]] = {}
     for m, (i, j) in enumerate(pairs):
         stages.setdefault(2 * i + j, []).append((i, j, m))
-    partner, angle, sign = [], [], []
-    for key in sorted(stages):
-        p, a, g = list(range(dim)), [len(pairs)] * dim, [0.0] * dim
-        for i, j, m in stages[key]:
-            p[i], p[j], a[i], a[j], g[i], g[j] = j, i, m, m, -1.0, 1.0
-        partner.append(p), angle.append(a), sign.append(g)
-    return (torch.tensor(partner, dtype=torch.long).reshape(-1, dim), torch.tensor(angle, dtype=torch.long).reshape(-1, dim),
-            torch.tensor(sign, dtype=torch.float32).reshape(-1, dim))
+    groups = [stages[key] for key in sorted(stages)]
+    order = torch.tensor([m for g in groups for _, _, m in g], dtype=torch.long)
+    first = [torch.tensor([i for i, _, _ in g], dtype=torch.long) for g in groups]
+    second = [torch.tensor([j for _, j, _ in g], dtype=torch.long) for g in groups]
+    return order, [len(g) for g in groups], first, second, [torch.cat([f, t]) for f, t in zip(first, second)]
 
 
-def givens_apply(angles: Tensor, v: Tensor) -> Tensor:
-    """R v for R = :func:`givens_rotation` (angles), without forming R: (B, D(D−1)/2), (B, D) → (B, D).
+def givens_apply(cos: Tensor, sin: Tensor, v: Tensor) -> Tensor:
+    """R v for R = :func:`givens_matrix` (cos, sin), without forming R: (B, D(D−1)/2) twice, (B, D) → (B, D).
 
     Applies the rotations right to left, stage by stage (:func:`_givens_stages`): G(i, j, θ) maps
-    (v_i, v_j) to (cos θ v_i − sin θ v_j, sin θ v_i + cos θ v_j).
+    (v_i, v_j) to (cos θ v_i − sin θ v_j, sin θ v_i + cos θ v_j). Works on v transposed (D, B), so a
+    stage reads and writes whole rows, and on the angles in stage order, so a stage's cosines and
+    sines are one contiguous slice (``split``: one gradient node for all of them).
     """
     dim = v.shape[-1]
     if dim < 2:
         return v
     if dim == 2:
-        c, s = torch.cos(angles[:, 0]), torch.sin(angles[:, 0])
+        c, s = cos[:, 0], sin[:, 0]
         v0, v1 = v[:, 0], v[:, 1]
         return torch.stack([c * v0 - s * v1, s * v0 + c * v1], -1)
-    partner, angle, sign = (t.to(v.device) for t in _givens_stages(dim))
-    ext = torch.cat([angles, angles.new_zeros(angles.shape[0], 1)], 1)
-    cos = ext.cos()[:, angle]  # (B, stages, D)
-    sin = ext.sin()[:, angle] * sign.to(v.dtype)
-    for k in range(partner.shape[0] - 1, -1, -1):
-        v = torch.addcmul(cos[:, k] * v, sin[:, k], v[:, partner[k]])
-    return v
+    order, sizes, first, second, both = _givens_stages(dim)
+    dev = v.device
+    order = order.to(dev)
+    # (angles, B), stage after stage
+    cos, sin = cos.index_select(1, order).T.split(sizes), sin.index_select(1, order).T.split(sizes)
+    vt = v.T.contiguous()
+    for k in range(len(sizes) - 1, -1, -1):
+        vi, vj = vt.index_select(0, first[k].to(dev)), vt.index_select(0, second[k].to(dev))
+        c, s = cos[k], sin[k]
+        new = torch.cat([torch.addcmul(c * vi, s, vj, value=-1), torch.addcmul(s * vi, c, vj)])
+        vt = vt.index_copy(0, both[k].to(dev), new)
+    return vt.T
 
 
 class Metric(nn.Module):
@@ -96,10 +116,20 @@ class Metric(nn.Module):
     def quad(self, q: Tensor, v: Tensor, x: Tensor) -> Tensor:
         raise NotImplementedError
 
+    def state(self, x: Tensor) -> dict[str, Tensor]:
+        """What :meth:`quad` needs besides (q, v) at fixed conditions x (B, C), computed once (the
+        c-transform evaluates the metric at many q for the same x). Every tensor has one row per row
+        of x, so the state of a subset of points is the same subset of rows."""
+        return {"x": x}
+
+    def quad_state(self, q: Tensor, v: Tensor, state: dict[str, Tensor]) -> Tensor:
+        """:meth:`quad` with the conditions' :meth:`state`."""
+        return self.quad(q, v, state["x"])
+
     def prepare(self, x: Tensor) -> Callable[[Tensor, Tensor], Tensor]:
-        """``quad`` at fixed conditions x (B, C): (q, v) ↦ vᵀ G(q | x) v, with whatever depends on x
-        alone computed once (the c-transform evaluates it at many q for the same x)."""
-        return lambda q, v: self.quad(q, v, x)
+        """``quad`` at fixed conditions x (B, C): (q, v) ↦ vᵀ G(q | x) v."""
+        state = self.state(x)
+        return lambda q, v: self.quad_state(q, v, state)
 
     def matrix(self, q: Tensor, x: Tensor) -> Tensor:
         """G itself, (B, D, D) (for tests and plots; the action uses :meth:`quad`)."""
@@ -128,25 +158,28 @@ class _NeuralMetric(Metric):
         self.dim = dim
         self.net = FiLMMLP(dim, n_out, [hidden, hidden], cond_dim, n_classes, act=nn.LeakyReLU, embed=32)
 
-    def eig_angles(self, q: Tensor, x: Tensor, film: tuple[Tensor, Tensor] | None = None) -> tuple[Tensor, Tensor]:
-        """Eigenvalues (B, D) and Givens angles (B, D(D−1)/2) of G(q | x)."""
+    def eig_cos_sin(self, q: Tensor, x: Tensor, film: tuple[Tensor, Tensor] | None = None) -> tuple[Tensor, Tensor, Tensor]:
+        """Eigenvalues (B, D) and the cosines and sines (B, D(D−1)/2 each) of the Givens angles of G(q | x)."""
         raise NotImplementedError
 
     def eig_rot(self, q: Tensor, x: Tensor) -> tuple[Tensor, Tensor]:
-        e, angles = self.eig_angles(q, x)
-        return e, givens_rotation(angles, self.dim)
+        e, cos, sin = self.eig_cos_sin(q, x)
+        return e, givens_matrix(cos, sin, self.dim)
 
     def _quad(self, q: Tensor, v: Tensor, x: Tensor, film: tuple[Tensor, Tensor] | None) -> Tensor:
-        e, angles = self.eig_angles(q, x, film)
-        rv = givens_apply(angles, v)
+        e, cos, sin = self.eig_cos_sin(q, x, film)
+        rv = givens_apply(cos, sin, v)
         return (e * rv * rv).sum(-1)
 
     def quad(self, q: Tensor, v: Tensor, x: Tensor) -> Tensor:
         return self._quad(q, v, x, None)
 
-    def prepare(self, x: Tensor) -> Callable[[Tensor, Tensor], Tensor]:
-        film = self.net.film(x)
-        return lambda q, v: self._quad(q, v, x, film)
+    def state(self, x: Tensor) -> dict[str, Tensor]:
+        gamma, beta = self.net.film(x)
+        return {"x": x, "gamma": gamma, "beta": beta}
+
+    def quad_state(self, q: Tensor, v: Tensor, state: dict[str, Tensor]) -> Tensor:
+        return self._quad(q, v, state["x"], (state["gamma"], state["beta"]))
 
     def matrix(self, q: Tensor, x: Tensor) -> Tensor:
         e, rot = self.eig_rot(q, x)
@@ -154,8 +187,8 @@ class _NeuralMetric(Metric):
 
     def entries2(self, q: Tensor, x: Tensor, film: tuple[Tensor, Tensor] | None = None) -> Tensor:
         """D = 2 only: (G00, G01, G11) at each point, (B, 3), in closed form (R = [[c, −s], [s, c]])."""
-        e, angles = self.eig_angles(q, x, film)
-        c, s = torch.cos(angles[:, 0]), torch.sin(angles[:, 0])
+        e, cos, sin = self.eig_cos_sin(q, x, film)
+        c, s = cos[:, 0], sin[:, 0]
         cc, ss, cs = c * c, s * s, c * s
         return torch.stack([e[:, 0] * cc + e[:, 1] * ss, cs * (e[:, 1] - e[:, 0]), e[:, 0] * ss + e[:, 1] * cc], -1)
 
@@ -176,13 +209,14 @@ class EigenBudgetMetric(_NeuralMetric):
         self.e_min, self.e_max, self.temp = e_min, e_max, temp
         self.budget = float(dim if budget is None else budget)
 
-    def eig_angles(self, q: Tensor, x: Tensor, film: tuple[Tensor, Tensor] | None = None) -> tuple[Tensor, Tensor]:
+    def eig_cos_sin(self, q: Tensor, x: Tensor, film: tuple[Tensor, Tensor] | None = None) -> tuple[Tensor, Tensor, Tensor]:
         o = self.net(q, x, film)
         d = self.dim
         e = self.e_min + F.softmax(self.temp * o[:, :d], dim=-1) * (self.budget / d) * (self.e_max - self.e_min)
         e = e.clamp(self.e_min, self.e_max)
         pairs = o[:, d:].reshape(o.shape[0], -1, 2)
-        return e, torch.atan2(pairs[..., 1], pairs[..., 0])
+        cos, sin = unit_angle(pairs[..., 1], pairs[..., 0])  # θ = atan2(o_odd, o_even)
+        return e, cos, sin
 
 
 class NLOTMetric(_NeuralMetric):
@@ -195,45 +229,56 @@ class NLOTMetric(_NeuralMetric):
         super().__init__(dim, 2, cond_dim, n_classes)
         self.register_buffer("eig", torch.tensor([1.0, 0.1]))
 
-    def eig_angles(self, q: Tensor, x: Tensor, film: tuple[Tensor, Tensor] | None = None) -> tuple[Tensor, Tensor]:
+    def eig_cos_sin(self, q: Tensor, x: Tensor, film: tuple[Tensor, Tensor] | None = None) -> tuple[Tensor, Tensor, Tensor]:
         o = self.net(q, x, film)
-        return self.eig.expand(q.shape[0], 2), torch.atan2(o[:, 0], o[:, 1])[:, None]
+        cos, sin = unit_angle(o[:, :1], o[:, 1:2])  # θ = atan2(o_0, o_1)
+        return self.eig.expand(q.shape[0], 2), cos, sin
+
+
+def cell_coefficients(values: Tensor) -> Tensor:
+    """Bilinear cell coefficients of node values (K, R, R, C) (rows along q1, columns along q0):
+    (K·R·R, 4·C), row (k, i, j) = (a, b, c, d) of the cell whose lower corner is node (i, j), so that
+    the value at fractions (fx, fy) of that cell is a + b·fx + c·fy + d·fx·fy. Cells of the last row
+    and column have zero slopes (no lookup lands in them: corners are clamped to R − 2)."""
+    a = values
+    b, c, d = torch.zeros_like(values), torch.zeros_like(values), torch.zeros_like(values)
+    b[:, :, :-1] = values[:, :, 1:] - values[:, :, :-1]
+    c[:, :-1] = values[:, 1:] - values[:, :-1]
+    d[:, :-1, :-1] = values[:, 1:, 1:] - values[:, 1:, :-1] - values[:, :-1, 1:] + values[:, :-1, :-1]
+    k, r, _, ch = values.shape
+    return torch.stack([a, b, c, d], 3).reshape(k * r * r, 4 * ch)
 
 
 class _Bilinear(torch.autograd.Function):
-    """Bilinear lookup in channels-last tables, differentiable in the points only.
+    """Bilinear lookup in tables of cell coefficients (:func:`cell_coefficients`), differentiable in
+    the points only.
 
-    ``table`` (K·R·R, C): K tables of R × R cells, rows of a table along q1, columns along q0, C values
-    per node. Point n reads table ``offset[n]`` (K·R·R offsets, e.g. its class) at pixel coordinates
-    ``pix`` (N, 2) = (column, row), clamped to the border. The same numbers as ``F.grid_sample`` with
-    ``align_corners=True`` and border padding (whose gradient is zero outside the box too), but it
-    reads only the point's own table (grid_sample interpolates every channel of every class and the
-    caller keeps one), gathers the C values of a node at once, and its backward is one product with
-    the slopes computed in the forward pass.
+    Point n reads the table block ``offset[n]`` (a multiple of R·R, e.g. its class) at pixel
+    coordinates ``pix`` (N, 2) = (column, row), clamped to the border. The same numbers as
+    ``F.grid_sample`` with ``align_corners=True`` and border padding (whose gradient is zero outside
+    the box too), but it reads only the point's own table (grid_sample interpolates every channel of
+    every class and the caller keeps one), gathers a cell's coefficients for all C channels as one
+    row, and its backward is one product with the slopes it computed in the forward pass.
     """
 
     @staticmethod
     def forward(ctx, pix: Tensor, table: Tensor, offset: Tensor | None, res: int) -> Tensor:  # type: ignore[override]
         limit = float(res - 1)
-        inside = (pix >= 0) & (pix <= limit)
+        grad = ctx.needs_input_grad[0]
+        inside = ((pix >= 0) & (pix <= limit)).to(pix.dtype) if grad else None  # the clamp's derivative
         pix = pix.clamp(0.0, limit)
         corner = pix.floor().clamp_(max=limit - 1)
         frac = pix - corner
-        corner = corner.long()
-        base = corner[:, 1] * res + corner[:, 0]
+        cell = (corner @ corner.new_tensor([1.0, float(res)])).long()  # exact: R² < 2²⁴
         if offset is not None:
-            base = base + offset
-        c00, c01 = table.index_select(0, base), table.index_select(0, base + 1)
-        c10, c11 = table.index_select(0, base + res), table.index_select(0, base + res + 1)
+            cell = cell + offset
+        a, b, c, d = table.index_select(0, cell).reshape(pix.shape[0], 4, -1).unbind(1)
         fx, fy = frac[:, :1], frac[:, 1:]
-        top = torch.lerp(c00, c01, fx)
-        bottom = torch.lerp(c10, c11, fx)
-        out = torch.lerp(top, bottom, fy)
-        if ctx.needs_input_grad[0]:
-            inside = inside.to(out.dtype)  # the clamp's derivative: zero outside the box
-            slope_x = torch.lerp(c01 - c00, c11 - c10, fy) * inside[:, :1]  # ∂/∂ column
-            slope_y = (bottom - top) * inside[:, 1:]  # ∂/∂ row
-            ctx.save_for_backward(slope_x, slope_y)
+        slope_x = torch.addcmul(b, d, fy)  # ∂/∂ column
+        out = torch.addcmul(torch.addcmul(a, c, fy), fx, slope_x)
+        if grad:
+            slope_y = torch.addcmul(c, d, fx)  # ∂/∂ row
+            ctx.save_for_backward(slope_x * inside[:, :1], slope_y * inside[:, 1:])
         return out
 
     @staticmethod
@@ -249,8 +294,15 @@ class _GridBox:
     hi: Tensor
     resolution: int
 
+    def _set_box(self, lo: Tensor, hi: Tensor) -> None:
+        self.register_buffer("lo", lo.detach().float().clone())
+        self.register_buffer("hi", hi.detach().float().clone())
+        scale = (self.resolution - 1) / (self.hi - self.lo)
+        self.register_buffer("pix_scale", scale)
+        self.register_buffer("pix_shift", -self.lo * scale)
+
     def _pixels(self, q: Tensor) -> Tensor:
-        return (q - self.lo) * ((self.resolution - 1) / (self.hi - self.lo))
+        return torch.addcmul(self.pix_shift, q, self.pix_scale)  # (q − lo)·(R − 1)/(hi − lo)
 
     def same_grid(self, other: _GridBox) -> bool:
         return (self.resolution == other.resolution and torch.equal(self.lo, other.lo)
@@ -260,7 +312,7 @@ class _GridBox:
         return None if classes is None else classes * (self.resolution * self.resolution)
 
     def _read(self, table: Tensor, q: Tensor, offsets: Tensor | None) -> Tensor:
-        """(N, C) values of the channels-last ``table`` at points q (N, 2)."""
+        """(N, C) values at points q (N, 2) from a table of cell coefficients (:func:`cell_coefficients`)."""
         return _Bilinear.apply(self._pixels(q), table, offsets, self.resolution)
 
 
@@ -288,8 +340,7 @@ class GridMetric(Metric, _GridBox):
         g1 = torch.linspace(float(lo[1]), float(hi[1]), self.resolution)
         mesh = torch.stack(torch.meshgrid(g0, g1, indexing="xy"), -1).reshape(-1, 2)
         self.register_buffer("mesh", mesh.to(lo.device))
-        self.register_buffer("lo", lo.detach().float().clone())
-        self.register_buffer("hi", hi.detach().float().clone())
+        self._set_box(lo, hi)
         self.register_buffer("table", torch.zeros(1, 3 * (n_classes or 1), self.resolution, self.resolution,
                                                   device=lo.device))
         self.version = 0
@@ -306,9 +357,9 @@ class GridMetric(Metric, _GridBox):
             x = torch.full((1, 1 if self.n_classes else 0), float(c), device=self.mesh.device)
             gamma, beta = metric.net.film(x)
             tables.append(metric.entries2(self.mesh, x.expand(n, -1), (gamma.expand(n, -1), beta.expand(n, -1))))
-        flat = torch.cat(tables)  # (classes·R², 3), channels last: what the lookups read
-        self.table.copy_(flat.reshape(-1, r, r, 3).permute(0, 3, 1, 2).reshape(1, -1, r, r))
-        self.table_cl = flat
+        nodes = torch.cat(tables).reshape(-1, r, r, 3)  # (classes, R, R, 3)
+        self.table.copy_(nodes.permute(0, 3, 1, 2).reshape(1, -1, r, r))
+        self.cells = cell_coefficients(nodes)  # what the lookups read
         self.version += 1
 
     def _classes(self, x: Tensor) -> Tensor | None:
@@ -316,7 +367,7 @@ class GridMetric(Metric, _GridBox):
 
     def _entries(self, q: Tensor, x: Tensor) -> Tensor:
         """(B, 3): G00, G01, G11 at each point q (B, 2) of condition x (B, C)."""
-        return self._read(self.table_cl, q, self._classes(x))
+        return self._read(self.cells, q, self._classes(x))
 
     @staticmethod
     def _quad(g: Tensor, v: Tensor) -> Tensor:
@@ -327,16 +378,19 @@ class GridMetric(Metric, _GridBox):
     def quad(self, q: Tensor, v: Tensor, x: Tensor) -> Tensor:
         return self._quad(self._entries(q, x), v)
 
-    def prepare(self, x: Tensor) -> Callable[[Tensor, Tensor], Tensor]:
-        offsets = self._classes(x)
-        return lambda q, v: self._quad(self._read(self.table_cl, q, offsets), v)
+    def state(self, x: Tensor) -> dict[str, Tensor]:
+        return {"offsets": self._classes(x)} if self.n_classes else {}
+
+    def quad_state(self, q: Tensor, v: Tensor, state: dict[str, Tensor]) -> Tensor:
+        return self._quad(self._read(self.cells, q, state.get("offsets")), v)
 
     def fused_table(self, potential: GridPotential) -> Tensor:
-        """(classes·R², 4): G00, G01, G11 and Û side by side, for one lookup of both at the same points
-        (rebuilt after each :meth:`refresh`)."""
+        """Cell coefficients of G00, G01, G11 and Û side by side, (classes·R², 4·4), for one lookup of
+        both at the same points (rebuilt after each :meth:`refresh`)."""
         key = (id(potential), self.version)
         if self._fused_key != key:
-            self._fused = torch.cat([self.table_cl, potential.table_cl], 1)
+            n = self.cells.shape[0]
+            self._fused = torch.cat([self.cells.reshape(n, 4, 3), potential.cells.reshape(n, 4, 1)], 2).reshape(n, 16)
             self._fused_key = key
         return self._fused
 
@@ -501,10 +555,25 @@ class KDEPotential(nn.Module):
         """Û: (B, P, D), (B, C) → (B, P)."""
         return self._potential(self.log_density(q, x))
 
+    def state(self, x: Tensor) -> dict[str, Tensor]:
+        """The pieces of Û(· | x) that depend on x alone, one row per row of x (see :meth:`Metric.state`)."""
+        yt, bias, offset = self._conditional(x)
+        state = {"offset": offset}
+        if yt.ndim == 3:
+            state["yt"] = yt
+        if bias is not None:
+            state["bias"] = bias
+        return state
+
+    def apply_state(self, q: Tensor, state: dict[str, Tensor]) -> Tensor:
+        """Û: q (B, P, D) with the conditions' :meth:`state` → (B, P)."""
+        pieces = (state.get("yt", self.ys_t), state.get("bias"), state["offset"])
+        return self._potential(self._log_density(q, pieces))
+
     def prepare(self, x: Tensor) -> Callable[[Tensor], Tensor]:
         """Û(· | x) at fixed conditions x (B, C): q (B, P, D) ↦ (B, P), the x-only pieces computed once."""
-        pieces = self._conditional(x)
-        return lambda q: self._potential(self._log_density(q, pieces))
+        state = self.state(x)
+        return lambda q: self.apply_state(q, state)
 
 
 class GridPotential(nn.Module, _GridBox):
@@ -532,10 +601,9 @@ class GridPotential(nn.Module, _GridBox):
                 x = torch.full((1, 1), float(c))
                 tables.append(kde(mesh.to(kde.ys.device), x.to(kde.ys.device)).reshape(resolution, resolution).cpu())
         self.register_buffer("table", torch.stack(tables)[None])  # (1, classes, H, W)
-        self.register_buffer("table_cl", self.table.reshape(-1, 1).clone())  # (classes·H·W, 1), for the lookups
-        self.register_buffer("lo", lo.detach().float().clone())
-        self.register_buffer("hi", hi.detach().float().clone())
+        self.register_buffer("cells", cell_coefficients(self.table[0, :, :, :, None]))  # what the lookups read
         self.resolution = int(resolution)
+        self._set_box(lo, hi)
         self.categorical = kde.categorical
 
     def _classes(self, x: Tensor, p: int) -> Tensor | None:
@@ -544,19 +612,20 @@ class GridPotential(nn.Module, _GridBox):
     def forward(self, q: Tensor, x: Tensor) -> Tensor:
         """Û: (B, P, D), (B, C) → (B, P)."""
         b, p, d = q.shape
-        return self._read(self.table_cl, q.reshape(b * p, d), self._classes(x, p)).reshape(b, p)
+        return self._read(self.cells, q.reshape(b * p, d), self._classes(x, p)).reshape(b, p)
+
+    def state(self, x: Tensor) -> dict[str, Tensor]:
+        return {"classes": x[:, 0].long()} if self.categorical else {}
+
+    def apply_state(self, q: Tensor, state: dict[str, Tensor]) -> Tensor:
+        b, p, d = q.shape
+        offsets = self._offsets(state["classes"].repeat_interleave(p)) if "classes" in state else None
+        return self._read(self.cells, q.reshape(b * p, d), offsets).reshape(b, p)
 
     def prepare(self, x: Tensor) -> Callable[[Tensor], Tensor]:
         """Û(· | x) at fixed conditions x: q (B, P, D) ↦ (B, P)."""
-        cache: dict[int, Tensor | None] = {}
-
-        def u(q: Tensor) -> Tensor:
-            b, p, d = q.shape
-            if p not in cache:
-                cache[p] = self._classes(x, p)
-            return self._read(self.table_cl, q.reshape(b * p, d), cache[p]).reshape(b, p)
-
-        return u
+        state = self.state(x)
+        return lambda q: self.apply_state(q, state)
 
 
 def scott_bandwidth(y: Tensor) -> float:
@@ -664,75 +733,89 @@ class SplinePath(nn.Module):
 COSTS = ("paper", "reference")
 
 
+class PreparedCost:
+    """y1 ↦ :func:`path_cost` (or :func:`path_energy` with ``energy``) of y0 → y1 along the spline φ,
+    for many y1 at fixed (y0, φ, x); build it with :func:`prepare_cost`.
+
+    Everything that does not depend on the end point is computed once: the start's share of the path
+    and the spline offsets, the metric's and the potential's pieces that depend on x alone. A tabulated
+    metric and a tabulated potential on the same grid are read by one lookup. :meth:`take` restricts
+    it to some of its rows (paths), for evaluations that only need those (a line search's tail).
+    """
+
+    def __init__(self, path: SplinePath, metric: Metric, potential: nn.Module | None, form: str, energy: bool,
+                 rows: dict[str, Tensor], points: dict[str, Tensor], fused: Tensor | None) -> None:
+        self.path, self.metric, self.potential, self.form, self.energy = path, metric, potential, form, energy
+        self.rows, self.points, self.fused = rows, points, fused  # per path, per path point, shared
+
+    def take(self, idx: Tensor) -> PreparedCost:
+        """The same cost for the paths ``idx`` only (a 1-D index)."""
+        p = self.path.num_points
+        pts = (idx[:, None] * p + torch.arange(p, device=idx.device)).reshape(-1)
+        return PreparedCost(self.path, self.metric, self.potential, self.form, self.energy,
+                            {k: v.index_select(0, idx) for k, v in self.rows.items()},
+                            {k: v.index_select(0, pts) for k, v in self.points.items()}, self.fused)
+
+    def _field(self, q: Tensor, v: Tensor) -> tuple[Tensor, Tensor | None]:
+        """(vᵀG(q)v (B·P,), Û(q) (B, P) or None) at the points q (B·P, D)."""
+        b, p = self.rows["a"].shape[0], self.path.num_points
+        if self.fused is not None:
+            g = self.metric._read(self.fused, q, self.points.get("offsets"))  # (B·P, 4)
+            return self.metric._quad(g, v), g[:, 3].reshape(b, p)
+        metric_state = {k[4:]: t for k, t in self.points.items() if k.startswith("met.")}
+        quad = self.metric.quad_state(q, v, metric_state)
+        if self.potential is None:
+            return quad, None
+        pot_state = {k[4:]: t for k, t in self.rows.items() if k.startswith("pot.")}
+        return quad, self.potential.apply_state(q.reshape(b, p, -1), pot_state)
+
+    def __call__(self, y1: Tensor) -> Tensor:
+        a, c = self.rows["a"], self.rows["c"]
+        b, p, d = a.shape
+        end = y1[:, None]
+        if self.form == "paper":
+            # q = (1 − s) y0 + s y1 + spline, q̇ = y1 − y0 + spline': a = (1 − s) y0 + spline, c = spline' − y0
+            q, v = torch.addcmul(a, self.path.s[None, :, None], end), c + end
+            quad, u = self._field(q.reshape(-1, d), v.reshape(-1, d))
+            kinetic = 0.5 * quad.reshape(b, p)
+            return (kinetic - u).mean(-1) if u is not None else kinetic.mean(-1)
+        # E = Σ_i [√(Δ_iᵀ G(γ_i) Δ_i) − Û(γ_i)] over the P segments of the uniform grid; c = ½E². Nodes
+        # γ_i = a_i + s_i y1 and steps Δ_i = γ_{i+1} − γ_i + 1e-6 = c_i + (s_{i+1} − s_i) y1.
+        grid = self.path.grid[None, :, None]
+        nodes = torch.addcmul(a, grid[:, :-1], end)
+        delta = torch.addcmul(c, grid[:, 1:] - grid[:, :-1], end)
+        quad, u = self._field(nodes.reshape(-1, d), delta.reshape(-1, d))
+        length = quad.clamp_min(1e-12).sqrt().reshape(b, p)
+        e = (length - u).sum(-1) if u is not None else length.sum(-1)
+        return e if self.energy else 0.5 * e**2
+
+
 def prepare_cost(
     path: SplinePath, metric: Metric, potential: nn.Module | None, y0: Tensor, phi: Tensor, x: Tensor,
     form: str = "paper", energy: bool = False,
-) -> Callable[[Tensor], Tensor]:
-    """y1 ↦ :func:`path_cost` (or :func:`path_energy` with ``energy``) of y0 → y1 along the spline φ.
-
-    Everything that does not depend on the end point y1 is computed once: the spline offsets, the
-    start's share of the path, the metric's and the potential's pieces that depend on x alone (the
-    c-transform evaluates the cost at many y1 for the same y0, φ and x).
-    """
+) -> PreparedCost:
+    """The cost from y0 along φ at conditions x as a function of the end point (:class:`PreparedCost`)."""
     if form not in COSTS:
         raise ValueError(f"Unknown cost form {form!r}; valid: {', '.join(COSTS)}")
     b, d = y0.shape
     p = path.num_points
     xr = x.repeat_interleave(p, 0) if x.shape[1] else x.new_zeros(b * p, 0)
-    field = _metric_and_potential(metric, potential, x, xr, b, p)
     if form == "paper":
         s = path.s[None, :, None]
         off = path._offsets(path.val_der_t, phi)
-        base_q = (1 - s) * y0[:, None] + off[:, :p]
-        base_v = off[:, p:] - y0[:, None]
-
-        def action(y1: Tensor) -> Tensor:
-            q = torch.addcmul(base_q, s, y1[:, None])
-            v = base_v + y1[:, None]
-            quad, u = field(q.reshape(-1, d), v.reshape(-1, d))
-            kinetic = 0.5 * quad.reshape(b, p)
-            return (kinetic - u).mean(-1) if u is not None else kinetic.mean(-1)
-
-        return action
-    s = path.grid[None, :, None]
-    base = (1 - s) * y0[:, None] + path._offsets(path.grid_val_t, phi)
-
-    def reference(y1: Tensor) -> Tensor:
-        # E = Σ_i [√(Δ_iᵀ G(γ_i) Δ_i) − Û(γ_i)] over the P segments of the uniform grid; c = ½E².
-        g = torch.addcmul(base, s, y1[:, None])
-        nodes, delta = g[:, :-1], g[:, 1:] - g[:, :-1] + 1e-6
-        quad, u = field(nodes.reshape(-1, d), delta.reshape(-1, d))
-        length = quad.clamp_min(1e-12).sqrt().reshape(b, p)
-        e = (length - u).sum(-1) if u is not None else length.sum(-1)
-        return e if energy else 0.5 * e**2
-
-    return reference
-
-
-def _metric_and_potential(
-    metric: Metric, potential: nn.Module | None, x: Tensor, xr: Tensor, b: int, p: int,
-) -> Callable[[Tensor, Tensor], tuple[Tensor, Tensor | None]]:
-    """(q, v) (B·P, D) ↦ (vᵀG(q)v (B·P,), Û(q) (B, P) or None) at the fixed conditions x (B, C), i.e.
-    xr (B·P, C) for the P points of each path.
-
-    A tabulated metric and a tabulated potential on the same grid are read by one lookup.
-    """
+        rows = {"a": (1 - s) * y0[:, None] + off[:, :p], "c": off[:, p:] - y0[:, None]}
+    else:
+        s = path.grid[None, :, None]
+        base = (1 - s) * y0[:, None] + path._offsets(path.grid_val_t, phi)
+        rows = {"a": base[:, :-1].contiguous(), "c": base[:, 1:] - base[:, :-1] + 1e-6}
     if isinstance(metric, GridMetric) and isinstance(potential, GridPotential) and metric.same_grid(potential) \
-            and metric.table_cl.shape[0] == potential.table_cl.shape[0] and bool(metric.n_classes) == potential.categorical:
-        table, offsets = metric.fused_table(potential), metric._classes(xr)
-
-        def fused(q: Tensor, v: Tensor) -> tuple[Tensor, Tensor | None]:
-            g = metric._read(table, q, offsets)  # (B·P, 4)
-            return metric._quad(g, v), g[:, 3].reshape(b, p)
-
-        return fused
-    quad = metric.prepare(xr)
-    pot = potential.prepare(x) if potential is not None else None
-
-    def separate(q: Tensor, v: Tensor) -> tuple[Tensor, Tensor | None]:
-        return quad(q, v), pot(q.reshape(b, p, -1)) if pot is not None else None
-
-    return separate
+            and metric.cells.shape[0] == potential.cells.shape[0] and bool(metric.n_classes) == potential.categorical:
+        points = metric.state(xr)  # the class offsets of the points, shared by both tables
+        return PreparedCost(path, metric, potential, form, energy, rows, points, metric.fused_table(potential))
+    points = {f"met.{k}": t for k, t in metric.state(xr).items()}
+    if potential is not None:
+        rows.update({f"pot.{k}": t for k, t in potential.state(x).items()})
+    return PreparedCost(path, metric, potential, form, energy, rows, points, None)
 
 
 def path_cost(

@@ -7,6 +7,7 @@ keeps its own history, direction and step length; only the function evaluations 
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 
 import torch
@@ -21,14 +22,44 @@ def _value_and_grad(f: Callable[[Tensor], Tensor], x: Tensor) -> tuple[Tensor, T
     return val.detach(), grad.detach()
 
 
-def _groups_done(groups: Tensor, accepted: Tensor, active: Tensor, accept_fraction: float) -> Tensor:
-    """Per group, the ungrouped stopping rule: all rows accepted, or ``accept_fraction`` of the active."""
-    n = int(groups.max()) + 1
+class _GroupRule:
+    """Per group (ids 0 … n − 1), the ungrouped stopping rule of one line search: all rows accepted,
+    or ``accept_fraction`` of the active ones. Inactive rows count as accepted from the start, so
+    one count of accepted rows per group per trial decides it."""
 
-    def count(mask: Tensor) -> Tensor:
-        return torch.zeros(n, dtype=torch.float64, device=groups.device).index_add_(0, groups, mask.double())
+    def __init__(self, groups: Tensor, n: int, active: Tensor, accept_fraction: float) -> None:
+        self.groups, self.n = groups, n
+        size = self._count(torch.ones_like(active))
+        inactive = self._count(~active)
+        self.size, self.inactive = size, inactive
+        self.needed = accept_fraction * (size - inactive)
 
-    return (count(~accepted) == 0) | (count(accepted & active) >= accept_fraction * count(active))
+    def _count(self, mask: Tensor) -> Tensor:
+        return torch.zeros(self.n, dtype=torch.float64, device=mask.device).index_add_(0, self.groups, mask.to(torch.float64))
+
+    def done(self, accepted: Tensor) -> Tensor:
+        """(B,): whether the row's group has stopped searching."""
+        count = self._count(accepted)
+        return ((count == self.size) | (count - self.inactive >= self.needed))[self.groups]
+
+
+def _tail_values(f_rows: Callable[[Tensor, Tensor], Tensor], proj: Callable[[Tensor], Tensor], x: Tensor, d: Tensor,
+                 t: Tensor, val: Tensor, searching: Tensor, shrink: float, n_steps: int) -> list[Tensor]:
+    """f at the next ``n_steps`` backtracking steps t, t·shrink, … of the rows still searching, in one
+    evaluation of f on those rows only: one (B,) tensor per step (inf for the other rows). The steps
+    are formed by the same float operations as one trial at a time, so the points are the same."""
+    rows = torch.nonzero(searching).squeeze(1)
+    steps = [t.index_select(0, rows)]
+    for _ in range(n_steps - 1):
+        steps.append(steps[-1] * shrink)
+    xs, ds = x.index_select(0, rows)[:, None], d.index_select(0, rows)[:, None]
+    points = proj((xs + torch.stack(steps, 1)[..., None] * ds).reshape(len(rows) * n_steps, -1))
+    values = f_rows(points, rows.repeat_interleave(n_steps)).reshape(len(rows), n_steps)
+    out = []
+    for k in range(n_steps):
+        v = torch.full_like(val, math.inf)
+        out.append(v.index_copy_(0, rows, values[:, k]))
+    return out
 
 
 def batched_lbfgs(
@@ -44,6 +75,8 @@ def batched_lbfgs(
     project: Callable[[Tensor], Tensor] | None = None,
     accept_fraction: float = 1.0,
     groups: Tensor | None = None,
+    f_rows: Callable[[Tensor, Tensor], Tensor] | None = None,
+    rows_below: float = 0.5,
 ) -> Tensor:
     """Minimise ``f`` row by row: f maps x (B, D) to per-row values (B,), rows independent.
 
@@ -57,9 +90,16 @@ def batched_lbfgs(
     rule is applied per group (a group that has stopped keeps its rows where they are while the
     others search on), so every row moves exactly as in a separate call on its own group, while each
     function evaluation covers all groups at once.
+    ``f_rows(z_rows, rows)``, if given, evaluates f on the rows ``rows`` (a sorted 1-D index, rows may
+    repeat) only, i.e. ``f(z)[rows]`` for ``z_rows = z[rows]``: once fewer than ``rows_below`` of the
+    rows are still searching, the line search evaluates just those (the others' values could not
+    change anything), and several of their next backtracking steps in one evaluation (up to
+    ``rows_below`` of a full batch), then applies them one by one with the usual rule: the same
+    steps are accepted as one trial per evaluation, in fewer, larger evaluations.
     Returns the minimisers, detached.
     """
     proj = project or (lambda z: z)
+    n_groups = int(groups.max()) + 1 if groups is not None else 1
     x = proj(x0.detach().clone())
     val, grad = _value_and_grad(f, x)
     hist_s: list[Tensor] = []
@@ -98,20 +138,29 @@ def batched_lbfgs(
         t = torch.ones_like(val)
         accepted = ~active
         stopped = torch.zeros_like(active)  # rows of groups whose line search has ended
-        for _ in range(max_linesearch):
-            trial = proj(x + t[:, None] * d)
+        rule = _GroupRule(groups, n_groups, active, accept_fraction) if groups is not None else None
+        trials, done = 0, False
+        while trials < max_linesearch and not done:
+            searching = ~accepted & ~stopped
+            n_searching = int(searching.sum())
             with torch.no_grad():
-                v = f(trial)
-            ok = (v <= val + c1 * t * slope) & torch.isfinite(v) & ~accepted & ~stopped
-            accepted = accepted | ok
-            if groups is None:
-                if bool(accepted.all()) or float((accepted & active).sum()) >= accept_fraction * float(active.sum()):
+                if f_rows is not None and 0 < n_searching < rows_below * len(searching):
+                    values = _tail_values(f_rows, proj, x, d, t, val, searching, shrink,
+                                          min(max_linesearch - trials, max(1, int(rows_below * len(searching)) // n_searching)))
+                else:
+                    values = [f(proj(x + t[:, None] * d))]
+            for v in values:  # the trials in backtracking order, each with the rule as if evaluated alone
+                ok = (v <= val + c1 * t * slope) & torch.isfinite(v) & ~(accepted | stopped)
+                accepted = accepted | ok
+                trials += 1
+                if rule is None:
+                    done = bool(accepted.all()) or float((accepted & active).sum()) >= accept_fraction * float(active.sum())
+                else:
+                    stopped = stopped | rule.done(accepted)
+                    done = bool(stopped.all())
+                if done:
                     break
-            else:
-                stopped = stopped | _groups_done(groups, accepted, active, accept_fraction)[groups]
-                if bool(stopped.all()):
-                    break
-            t = torch.where(accepted, t, t * shrink)
+                t = torch.where(accepted, t, t * shrink)
         t = torch.where(accepted & active, t, torch.zeros_like(t))
         x_new = proj(x + t[:, None] * d)
         val_new, grad_new = _value_and_grad(f, x_new)
