@@ -142,6 +142,42 @@ def test_linearised_output_is_the_first_order_taylor_term():
     assert torch.allclose(lin, base + (plus - minus) / (2 * eps), atol=1e-3)
 
 
+def test_linearised_output_at_one_point_equals_the_per_example_jvp():
+    # Δ-STN's centred inputs (every row at h = 0) take a single-network JVP; it must give the values
+    # of the general path, one JVP over per-example weight sets.
+    from torch.func import jvp
+
+    torch.manual_seed(1)
+    task, net = _moons_network()
+    response = StructuredResponse(net, 1, torch.Generator().manual_seed(0))
+    for v in response.bottleneck:
+        torch.nn.init.normal_(v, std=0.3)
+    fnet = FunctionalNetwork(net, response).eval()
+    groups, k = 5, 3
+    y, t, label = torch.randn(groups * k, 2), torch.randint(0, 10, (groups * k,)), torch.randint(0, 2, (groups * k,)).float()
+    h, tangent = torch.zeros(groups, 1), torch.randn(groups, 1)
+    with fnet.at(h, linearize=tangent):
+        fast = fnet(y, t, label)
+    out, lin = jvp(lambda hh: fnet._apply(fnet.weights(hh), (y, t, label), {}), (h,), (tangent,))
+    assert torch.allclose(fast, out + lin, atol=1e-6)
+    # a generator without an analytic direction: the one-point path differentiates it with jvp
+    class NoDirection(torch.nn.Module):
+        def __init__(self, inner):
+            super().__init__()
+            self.inner = inner
+
+        def forward(self, hh):
+            return self.inner(hh)
+
+    with FunctionalNetwork(net, NoDirection(response)).eval().at(h, linearize=tangent) as other:
+        assert torch.allclose(other(y, t, label), fast, atol=1e-6)
+    # the gradient reaches the response parameters and the tangent alike
+    tangent.requires_grad_(True)
+    with fnet.at(h, linearize=tangent):
+        fnet(y, t, label).square().sum().backward()
+    assert tangent.grad is not None and response.bottleneck[0].grad is not None
+
+
 def test_lambda_axis_round_trips_and_stays_in_range():
     task = make_task("noisy-regression")
     axis = LambdaAxis(task.hyperparameter, 0.1, 10.0)
