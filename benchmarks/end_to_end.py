@@ -90,6 +90,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--cache", default=None, help="Target cache to use (default: a fresh temporary one).")
     p.add_argument("--run-args", default="", help="Extra arguments for hti-bench run, e.g. '-t semicircles'.")
     p.add_argument("--csv", default=str(perf.PERF_CSV))
+    p.add_argument("--keep", action="store_true", help="Keep the scratch folder (results, cache) for inspection.")
     args = p.parse_args(argv)
 
     scratch = Path(tempfile.mkdtemp(prefix="hti-e2e-"))
@@ -136,7 +137,10 @@ def main(argv: list[str] | None = None) -> int:
             print(f"warm --jobs {args.compare_jobs} / --jobs {args.jobs}: {wall / med:.2f}×")
     finally:
         perf.record(rows, args.csv)
-        shutil.rmtree(scratch, ignore_errors=True)
+        if args.keep:
+            print(f"scratch kept: {scratch}")
+        else:
+            shutil.rmtree(scratch, ignore_errors=True)
     print(f"rows written to {args.csv}")
     return 0
 
