@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import torch
 from torch import Tensor, nn
 from torch.func import functional_call, jvp, vmap
-from torch.utils._pytree import tree_map
+from torch.utils._pytree import tree_flatten, tree_map, tree_unflatten
 
 from hti_bench.clock import Clock, Hyperparameter
 from hti_bench.errors import ConfigError
@@ -207,9 +207,10 @@ class FunctionalNetwork(nn.Module):
             weights, dweights = self.weights(h0), direction(h0, torch.ones_like(h0))
             with fwad.dual_level():
                 dual = self._apply({k: fwad.make_dual(w, dweights[k]) for k, w in weights.items()}, args, kwargs)
-                pairs = tree_map(lambda o: tuple(fwad.unpack_dual(o)) if isinstance(o, Tensor) else (o, None), dual)
-            out = tree_map(lambda pair: pair[0], pairs, is_leaf=lambda a: isinstance(a, tuple))
-            lin = tree_map(lambda pair: pair[1], pairs, is_leaf=lambda a: isinstance(a, tuple))
+                leaves, spec = tree_flatten(dual)
+                pairs = [fwad.unpack_dual(o) if isinstance(o, Tensor) else (o, None) for o in leaves]
+            out = tree_unflatten([p[0] for p in pairs], spec)
+            lin = tree_unflatten([p[1] for p in pairs], spec)
         else:
             def output(hh: Tensor) -> Any:
                 return self._apply(self.weights(hh), args, kwargs)
@@ -217,6 +218,8 @@ class FunctionalNetwork(nn.Module):
             out, lin = jvp(output, (h0,), (torch.ones_like(h0),))
 
         def combine(o: Any, dl: Any) -> Any:
+            if dl is None:  # an output that does not depend on the weights: its tangent is zero
+                return o
             if not isinstance(o, Tensor) or o.ndim == 0 or o.shape[0] != total:
                 raise ValueError(f"linearised outputs must have one row per example ({total}), got {getattr(o, 'shape', o)}")
             return o + per_row.reshape(total, *([1] * (o.ndim - 1))) * dl

@@ -178,6 +178,33 @@ def test_linearised_output_at_one_point_equals_the_per_example_jvp():
     assert tangent.grad is not None and response.bottleneck[0].grad is not None
 
 
+def test_linearised_output_of_a_network_with_several_outputs():
+    # beta-vae's network returns (logits, μ, log σ²) of different widths: each output gets its own term.
+    from torch.func import jvp
+
+    class TwoHeads(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.body, self.a, self.b = torch.nn.Linear(3, 8), torch.nn.Linear(8, 5), torch.nn.Linear(8, 2)
+
+        def forward(self, x):
+            h = torch.tanh(self.body(x))
+            return self.a(h), self.b(h)
+
+    torch.manual_seed(2)
+    net = TwoHeads()
+    response = StructuredResponse(net, 1, torch.Generator().manual_seed(0))
+    for v in response.bottleneck:
+        torch.nn.init.normal_(v, std=0.3)
+    fnet = FunctionalNetwork(net, response)
+    x, h, tangent = torch.randn(12, 3), torch.zeros(4, 1), torch.randn(4, 1)
+    with fnet.at(h, linearize=tangent):
+        a, b = fnet(x)
+    out, lin = jvp(lambda hh: fnet._apply(fnet.weights(hh), (x,), {}), (h,), (tangent,))
+    assert a.shape == (12, 5) and b.shape == (12, 2)
+    assert torch.allclose(a, out[0] + lin[0], atol=1e-6) and torch.allclose(b, out[1] + lin[1], atol=1e-6)
+
+
 def test_lambda_axis_round_trips_and_stays_in_range():
     task = make_task("noisy-regression")
     axis = LambdaAxis(task.hyperparameter, 0.1, 10.0)
