@@ -17,7 +17,7 @@ from torch import Tensor
 
 from hti_bench.data import AnchorSet
 from hti_bench.interpolation import AnchorInterpolator
-from hti_bench.transport import Coupling, draw, exact_coupling
+from hti_bench.transport import Coupling, draw, draw_many, exact_coupling
 
 
 class McCann(AnchorInterpolator):
@@ -32,9 +32,24 @@ class McCann(AnchorInterpolator):
             for k in range(anchors.n_anchors - 1)
             for i in range(anchors.n_conditions)
         }
+        # Permutation plans (equal sample counts, the usual case): each interval's paired endpoints
+        # stacked over conditions, so a query over many conditions is one batched draw.
+        self.paired_: dict[int, tuple[Tensor, Tensor]] = {}
+        for k in range(anchors.n_anchors - 1):
+            plans = [self.couplings_[(k, i)] for i in range(anchors.n_conditions)]
+            m = plans[0].rows.shape[0]
+            if all(p.rows.shape[0] == m and bool(torch.all(p.mass == p.mass[0])) for p in plans):
+                self.paired_[k] = (torch.stack([anchors.samples[k, i][p.rows] for i, p in enumerate(plans)]),
+                                   torch.stack([anchors.samples[k + 1, i][p.cols] for i, p in enumerate(plans)]))
 
     def interpolate(self, k: int, s: float, cond: int, n: int, generator: torch.Generator) -> Tensor:
         plan = self.couplings_[(k, cond)]
         y0 = self.anchors_.samples[k, cond][plan.rows]
         y1 = self.anchors_.samples[k + 1, cond][plan.cols]
         return draw((1.0 - s) * y0 + s * y1, n, generator, weights=plan.mass)
+
+    def interpolate_many(self, k: int, s: float, index: Tensor, n: int, generator: torch.Generator) -> Tensor:
+        if k not in self.paired_:
+            return super().interpolate_many(k, s, index, n, generator)
+        y0, y1 = self.paired_[k]
+        return draw_many((1.0 - s) * y0[index] + s * y1[index], n, generator)

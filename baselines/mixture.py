@@ -13,7 +13,7 @@ import torch
 from torch import Tensor
 
 from hti_bench.interpolation import AnchorInterpolator
-from hti_bench.transport import draw
+from hti_bench.transport import draw, draw_many
 
 
 class Mixture(AnchorInterpolator):
@@ -31,3 +31,12 @@ class Mixture(AnchorInterpolator):
             parts.append(draw(self.anchors_.samples[k + 1, cond], upper, generator))
         out = torch.cat(parts)
         return out[torch.randperm(n, generator=generator)]
+
+    def interpolate_many(self, k: int, s: float, index: Tensor, n: int, generator: torch.Generator) -> Tensor:
+        # Slot j takes the upper anchor with probability s; each side's slots read that side's own
+        # random permutation in order, so draws stay without replacement within each anchor's set.
+        lower, upper = self.anchors_.samples[k][index], self.anchors_.samples[k + 1][index]
+        if n > lower.shape[1]:
+            return super().interpolate_many(k, s, index, n, generator)
+        pick = torch.rand(len(index), n, 1, generator=generator) < s
+        return torch.where(pick, draw_many(upper, n, generator), draw_many(lower, n, generator))

@@ -11,7 +11,7 @@ import torch
 from torch import Tensor
 
 from hti_bench.interpolation import AnchorInterpolator
-from hti_bench.transport import draw
+from hti_bench.transport import draw, draw_many
 
 
 class NearestAnchor(AnchorInterpolator):
@@ -22,3 +22,7 @@ class NearestAnchor(AnchorInterpolator):
         # Ties (s = 0.5) go to the lower anchor, so the answer never depends on float rounding of s.
         nearest = k if s <= 0.5 else k + 1
         return draw(self.anchors_.samples[nearest, cond], n, generator)
+
+    def interpolate_many(self, k: int, s: float, index: Tensor, n: int, generator: torch.Generator) -> Tensor:
+        nearest = k if s <= 0.5 else k + 1
+        return draw_many(self.anchors_.samples[nearest][index], n, generator)

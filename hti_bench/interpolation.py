@@ -37,9 +37,14 @@ class AnchorInterpolator(Surrogate):
     def interpolate(self, k: int, s: float, cond: int, n: int, generator: torch.Generator) -> Tensor:
         """n samples (n, D) at clock fraction s of interval k for anchor condition index ``cond``."""
 
+    def interpolate_many(self, k: int, s: float, index: Tensor, n: int, generator: torch.Generator) -> Tensor:
+        """n samples for each anchor condition index in ``index`` (C,) → (C, n, D). Default: one
+        :meth:`interpolate` per condition; override with a batched version when queries over many
+        conditions should not pay a Python loop (quantile has 64 evaluation conditions of 4 samples)."""
+        return torch.stack([self.interpolate(k, s, int(i), n, generator) for i in index])
+
     def sample(self, lam: float, conditions: Tensor, n: int, seed: int) -> Tensor:
         self._check_sample_args(n)
         k, s = self.anchors_.locate(lam)
         index = self.anchors_.index_of(conditions)
-        gen = self._generator(seed)
-        return torch.stack([self.interpolate(k, s, int(i), int(n), gen) for i in index])
+        return self.interpolate_many(k, s, index, int(n), self._generator(seed))

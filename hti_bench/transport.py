@@ -47,6 +47,16 @@ def exact_coupling(y0: Tensor, y1: Tensor) -> Coupling:
     return Coupling(torch.as_tensor(rows), torch.as_tensor(cols), torch.as_tensor(mass / mass.sum()))
 
 
+def draw_many(points: Tensor, n: int, generator: torch.Generator) -> Tensor:
+    """n rows of each of C uniform sets ``points`` (C, N, D) → (C, n, D), without replacement while
+    n ≤ N: one batched draw (random keys, argsort) instead of a Python loop of :func:`draw`."""
+    c, total = points.shape[0], points.shape[1]
+    if n > total:
+        return torch.stack([draw(p, n, generator) for p in points])
+    idx = torch.rand(c, total, generator=generator).argsort(dim=1)[:, :n]
+    return points.gather(1, idx[..., None].expand(c, n, points.shape[2]))
+
+
 def draw(points: Tensor, n: int, generator: torch.Generator, weights: Tensor | None = None) -> Tensor:
     """n rows of ``points`` (N, D): without replacement while possible (uniform weights), else by weight.
 

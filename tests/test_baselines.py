@@ -84,3 +84,24 @@ def test_unknown_condition_is_a_clear_error(gaussian):
     s = make_surrogate("mccann").fit(anchors)
     with pytest.raises(ValueError, match=r"condition 0 \(\[7.0\]\) is not among the anchor conditions"):
         s.sample(0.3, torch.tensor([[7.0]]), 5, seed=0)
+
+
+@pytest.mark.parametrize("name", ["mccann", "mixture", "nearest-anchor"])
+def test_batched_query_draws_what_the_per_condition_loop_draws_from(gaussian, name):
+    # sample() answers all conditions in one batched draw; each condition's rows must still be
+    # distinct rows of that condition's own set, as the per-condition interpolate() gives them.
+    task, anchors = gaussian
+    s = make_surrogate(name).fit(anchors)
+    conds = task.eval_conditions()
+    index = anchors.index_of(conds)
+    k, frac = anchors.locate(0.3)
+    batched = s.sample(0.3, conds, 150, seed=3)
+    for c, i in enumerate(index.tolist()):
+        loop = s.interpolate(k, frac, i, anchors.n_samples, torch.Generator().manual_seed(0))  # every point (n = N)
+        allowed = set(map(tuple, loop.tolist()))
+        if name == "mixture":
+            allowed = set(map(tuple, anchors.samples[k, i].tolist())) | set(map(tuple, anchors.samples[k + 1, i].tolist()))
+        rows = list(map(tuple, batched[c].tolist()))
+        assert all(r in allowed for r in rows) and len(set(rows)) == len(rows), f"{name}, condition {c}"
+    more = s.sample(0.3, conds, anchors.n_samples + 7, seed=3)  # more than the set: with repeats
+    assert more.shape == (len(conds), anchors.n_samples + 7, anchors.samples.shape[-1])
