@@ -212,10 +212,10 @@ class FlowData:
 
     def start_samples(self, anchor: int, conditions: Tensor, n: int, gen: torch.Generator) -> tuple[Tensor, Tensor]:
         """n standardised anchor samples per query condition, flattened to (M'·n, D), and their encoded x."""
-        from hti_bench.transport import draw
+        from hti_bench.transport import draw_many
 
         idx = self.anchors.index_of(conditions)
-        y0 = torch.stack([draw(self.anchors.samples[anchor, int(i)], int(n), gen) for i in idx])
+        y0 = draw_many(self.anchors.samples[anchor][idx], int(n), gen)
         x = self.encoder(conditions).repeat_interleave(int(n), 0).to(self.device)
         return self.standardise(y0.reshape(-1, y0.shape[-1])), x
 

@@ -64,7 +64,7 @@ from hti_bench.lagrangian.lbfgs import batched_lbfgs
 from hti_bench.nets import ConditionEncoder, FiLMMLP, resolve_device, seeded
 from hti_bench.surrogate import Surrogate
 from hti_bench.task import Task
-from hti_bench.transport import draw
+from hti_bench.transport import draw_many
 
 
 class _StackedFiLMMLP:
@@ -428,7 +428,7 @@ class CLOT(Surrogate):
         gen = self._generator(seed)
         exact = [j for j, a in enumerate(anchors.lambdas) if math.isclose(a, float(lam), rel_tol=0, abs_tol=1e-12)]
         first = exact[0] if exact else (0 if self.start == "first" else k)
-        y0 = torch.stack([draw(anchors.samples[first, int(i)], int(n), gen) for i in idx])  # (M', n, D)
+        y0 = draw_many(anchors.samples[first][idx], int(n), gen)  # (M', n, D)
         if exact:
             return y0.float()
         dev = self.device_
