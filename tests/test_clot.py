@@ -32,6 +32,7 @@ from hti_bench.lagrangian.lbfgs import batched_lbfgs
 from hti_bench.nets import FiLMMLP
 from hti_bench.registry import make_surrogate
 
+
 @pytest.mark.parametrize("dim", [2, 3, 5])
 def test_eigen_budget_metric_is_spd_with_fixed_trace(dim):
     torch.manual_seed(0)
