@@ -125,3 +125,15 @@ def test_killing_the_run_kills_its_workers(tmp_path):
         time.sleep(0.5)
         alive = [p for p in workers if os.path.exists(f"/proc/{p}") and "Z" not in open(f"/proc/{p}/stat").read().split()[2]]
     assert not alive, f"workers {alive} outlived the run"
+
+
+def test_units_are_handed_out_longest_first():
+    from hti_bench.parallel import _longest_first
+
+    keys = [("t", "mccann", 1), ("t", "clot", 1), ("t", "cfm", 1), ("t", "new", 1), ("u", "clot", 0)]
+    cost = {("t", "mccann"): 0.1, ("t", "clot"): 20.0, ("t", "cfm"): 7.0}
+    order = []
+    while keys:
+        order.append(keys.pop(_longest_first(keys, cost)))
+    # unseen kinds first (in submission order), then by the fit time an earlier seed took
+    assert [k[:2] for k in order] == [("t", "new"), ("u", "clot"), ("t", "clot"), ("t", "cfm"), ("t", "mccann")]
