@@ -57,6 +57,7 @@ from hti_bench.clock import Hyperparameter
 from hti_bench.data import AnchorSet
 from hti_bench.registry import make_surrogate
 from hti_bench.specs import format_spec, parse_spec
+from hti_bench.tasks.tensor import read_per_class
 
 BENCHMARK = "clot_fit"
 PAPER_SPEC = ("clot[metric=learned,potential=True,cost=reference,bandwidth=0.2,alpha=0.01,"
@@ -79,13 +80,7 @@ def moons_anchors(path: str | None, quick: bool) -> tuple[AnchorSet, torch.Tenso
         per_class = torch.stack([torch.stack([torch.randn(n, 2, generator=g) * (1 + lam) + torch.tensor([c * 2.0, lam])
                                               for c in (0, 1)]) for lam in lams])
     else:
-        z = np.load(path)
-        data, lams, d = torch.tensor(z["data"]).float(), [float(v) for v in z["lambdas"]], int(z["y_dim"])
-        if data.ndim != 3 or data.shape[2] != d + 1:
-            raise SystemExit(f"{path}: expected data [T, N, D + 1] with one class column, got {tuple(data.shape)}")
-        labels = data[0, :, d]
-        classes = sorted(set(labels.tolist()))
-        per_class = torch.stack([torch.stack([data[t, labels == c, :d] for c in classes]) for t in range(len(lams))])
+        per_class, lams, _ = read_per_class(path)
     idx = [0, len(lams) // 2, len(lams) - 1]
     m = per_class.shape[1]
     anchors = AnchorSet(Hyperparameter("lambda", lams[0], lams[-1]), [lams[i] for i in idx],

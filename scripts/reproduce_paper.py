@@ -32,6 +32,7 @@ from hti_bench.metrics import per_condition_wasserstein
 from hti_bench.registry import make_surrogate
 from hti_bench.specs import format_spec, parse_spec
 from hti_bench.tasks.semicircles import Semicircles
+from hti_bench.tasks.tensor import read_per_class
 
 VARIANTS = {
     "K_I": {"metric": "euclidean", "potential": False},
@@ -54,17 +55,6 @@ PAPER = {
 }
 
 
-def load(path: str) -> tuple[torch.Tensor, list[float], torch.Tensor, list[float]]:
-    z = np.load(path)
-    data, lams, d = torch.tensor(z["data"]).float(), [float(v) for v in z["lambdas"]], int(z["y_dim"])
-    if data.ndim != 3 or data.shape[2] != d + 1:
-        raise SystemExit(f"{path}: expected data [T, N, D + 1] with one class column, got {tuple(data.shape)}")
-    labels = data[0, :, d]
-    classes = sorted(set(labels.tolist()))
-    per_class = torch.stack([torch.stack([data[t, labels == c, :d] for c in classes]) for t in range(len(lams))])
-    return per_class, lams, torch.tensor(classes)[:, None], classes  # per_class: (T, classes, n, D)
-
-
 def ci95(values: np.ndarray) -> float:
     from scipy import stats
 
@@ -84,7 +74,7 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
 
-    samples, lams, conds, _ = load(args.path)
+    samples, lams, conds = read_per_class(args.path)
     if args.experiment == "semicircles":
         anchor_idx, heldout = list(range(len(lams))), [0.25, 0.75]
     else:

@@ -96,3 +96,18 @@ def test_missing_and_unknown_files(tmp_path):
     broken.write_bytes(b"not a zip")
     with pytest.raises(ConfigError, match="broken.npz: cannot be read"):
         make_task(f"tensor[path={broken}]")
+
+
+def test_read_per_class_splits_the_papers_layout_and_names_a_bad_file(tmp_path):
+    from hti_bench.tasks.tensor import read_per_class
+
+    y = torch.randn(3, 10, 2)
+    labels = torch.tensor([1.0, 0.0] * 5)
+    np.savez(tmp_path / "ok.npz", data=torch.cat([y, labels.expand(3, 10)[..., None]], -1).numpy(),
+             lambdas=np.array([0.0, 0.5, 1.0]), y_dim=2)
+    per_class, lams, classes = read_per_class(tmp_path / "ok.npz")
+    assert per_class.shape == (3, 2, 5, 2) and lams == [0.0, 0.5, 1.0] and classes.tolist() == [[0.0], [1.0]]
+    assert torch.equal(per_class[:, 1], y[:, labels == 1])
+    np.savez(tmp_path / "bad.npz", data=y.numpy(), lambdas=np.array([0.0, 0.5, 1.0]), y_dim=2)
+    with pytest.raises(ConfigError, match="bad.npz: expected data"):
+        read_per_class(tmp_path / "bad.npz")

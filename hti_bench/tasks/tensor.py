@@ -212,3 +212,18 @@ def _read(file: Path, fail: Any) -> dict[str, Any]:
     except Exception as err:
         raise fail(f"cannot be read ({type(err).__name__}: {err})") from None
     raise fail(f"unknown file type {suffix!r}; use .npz or .pt")
+
+
+def read_per_class(path: str | Path) -> tuple[Tensor, list[float], Tensor]:
+    """The HTI paper's published data files (``data`` [T, N, D + 1] with one class-label column,
+    ``lambdas``, ``y_dim``) split per class: outputs (T, classes, n, D), the λ values and the sorted
+    class labels (classes, 1). For the reproduction and benchmark scripts; the ``tensor`` task reads
+    the general [T, N, D + C] layout with full checks."""
+    z = np.load(path)
+    data, lams, d = torch.tensor(z["data"]).float(), [float(v) for v in z["lambdas"]], int(z["y_dim"])
+    if data.ndim != 3 or data.shape[2] != d + 1:
+        raise ConfigError(f"{path}: expected data [T, N, D + 1] with one class column, got {tuple(data.shape)}")
+    labels = data[0, :, d]
+    classes = sorted(set(labels.tolist()))
+    per_class = torch.stack([torch.stack([data[t, labels == c, :d] for c in classes]) for t in range(len(lams))])
+    return per_class, lams, torch.tensor(classes)[:, None]
