@@ -36,7 +36,5 @@ class Mixture(AnchorInterpolator):
         # Slot j takes the upper anchor with probability s; each side's slots read that side's own
         # random permutation in order, so draws stay without replacement within each anchor's set.
         lower, upper = self.anchors_.samples[k][index], self.anchors_.samples[k + 1][index]
-        if n > lower.shape[1]:
-            return super().interpolate_many(k, s, index, n, generator)
         pick = torch.rand(len(index), n, 1, generator=generator) < s
         return torch.where(pick, draw_many(upper, n, generator), draw_many(lower, n, generator))
