@@ -2,7 +2,7 @@
 neighbours (BASELINES.md §5.5, regime C: it uses both the anchors and the task's loss).
 
 For each anchor λ_k, w0 := θ_k, the anchor network's own trained weights, frozen; a structured
-response Θ_k (:class:`hti_bench.response.StructuredResponse`, zero-initialised, so it starts exactly
+response Θ_k (:class:`hti_bench.toolkit.best_response.StructuredResponse`, zero-initialised, so it starts exactly
 at the anchor network) is trained on the task's loss through the linearised output
 f(x; θ_k) + J f · Θ_k (s̃ − s_k), s̃ drawn around s_k with spread ``spread`` × the local anchor
 spacing on the clock (towards the inside at the first and last anchor, where the task's range may
@@ -19,18 +19,16 @@ import torch
 from torch import Tensor
 
 from hti_bench.errors import ConfigError, check_choice
-from hti_bench.optim import adam
-from hti_bench.response import (
+from hti_bench.task import TrainedTask
+from hti_bench.toolkit import training
+from hti_bench.toolkit.best_response import (
     BatchStream,
     BestResponseSurrogate,
     FunctionalNetwork,
     LambdaAxis,
     StructuredResponse,
-    cosine,
-    step_optimizer,
 )
-from hti_bench.task import TrainedTask
-from hti_bench.transport import exact_coupling
+from hti_bench.toolkit.transport import exact_coupling
 
 BLENDS = ("mccann", "mixture")
 
@@ -105,8 +103,8 @@ class AnchoredDeltaSTN(BestResponseSurrogate):
         return FunctionalNetwork(network, response).train()
 
     def _train(self, task, axis, net, batches, s0, sigma, side, steps, gen) -> list[float]:
-        opt = adam(net.generator.response_parameters(), self._lr(task))
-        schedule = cosine(opt, steps)
+        opt = training.adam(net.generator.response_parameters(), self._lr(task))
+        schedule = training.cosine(opt, steps)
         losses = []
         for step in range(steps):
             batch, groups, k = self._grouped(next(batches))
@@ -116,7 +114,7 @@ class AnchoredDeltaSTN(BestResponseSurrogate):
             lam = axis.lam(axis.t_of_s(s))
             with net.at(torch.zeros(groups, 1), linearize=(s - s0)[:, None]):
                 loss = task.per_example_loss(net, batch, lam.repeat_interleave(k)).mean()
-            step_optimizer(opt, loss, step, schedule)
+            training.step(opt, loss, clip=self.clip, schedule=schedule, at=step)
             losses.append(float(loss.detach()))
         return losses
 

@@ -20,12 +20,23 @@ from typing import ClassVar
 import torch
 from torch import Tensor, nn
 
-from hti_bench.data import AnchorSet
+from hti_bench.anchors import AnchorSet
 from hti_bench.errors import ConfigError, check_choice
-from hti_bench.flows import check_budget, COUPLINGS, MATCHERS, FlowData, TimeMLP, integrate, make_matcher, train_loop, validate_solver
-from hti_bench.nets import resolve_device, seeded
 from hti_bench.surrogate import Surrogate
 from hti_bench.task import Task
+from hti_bench.toolkit import training
+from hti_bench.toolkit.flows import (
+    COUPLINGS,
+    FLOW_TRAINING,
+    MATCHERS,
+    FlowData,
+    TimeMLP,
+    check_budget,
+    integrate,
+    make_matcher,
+    validate_solver,
+)
+from hti_bench.toolkit.nets import resolve_device, seeded
 
 STARTS = ("lower", "nearest", "first")
 
@@ -67,7 +78,7 @@ class CFM(Surrogate):
             torchcfm path. 'exact-ot' and 'sb' re-pair each condition's minibatch of ``group_size``
             with their own OT plan (exact; entropic with ε = 2σ² for the Schrödinger bridge).
         coupling : 'auto' | 'exact' | 'independent' | 'row'
-            Pairing for the 'plain' matcher (see :data:`hti_bench.flows.COUPLINGS`); 'auto' is 'exact'
+            Pairing for the 'plain' matcher (see :data:`hti_bench.toolkit.flows.COUPLINGS`); 'auto' is 'exact'
             for 'plain' and 'independent' for the matchers that re-pair.
         sigma : float or None
             Path noise in standardised output units; None = 0 (0.1 for 'sb', which needs σ > 0).
@@ -150,7 +161,7 @@ class CFM(Surrogate):
             pred = self._velocity(ys, x, t, k)
             return ((pred - target) ** 2).sum(-1).mean()
 
-        self.losses_ = train_loop(self.fields_.parameters(), loss_fn, steps=int(self.steps), lr=float(self.lr))
+        self.losses_ = training.train_loop(self.fields_.parameters(), loss_fn, steps=int(self.steps), lr=float(self.lr), **FLOW_TRAINING)
         self.fields_.eval().requires_grad_(False)
 
     def _batch(self, data: FlowData, weights: Tensor, bs: int, gen: torch.Generator):

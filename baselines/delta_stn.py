@@ -1,7 +1,7 @@
 """Δ-STN (Bae & Grosse 2020) as an HTI best-response baseline.
 
 The centred parameterisation w(λ) = w0 + Θ (s(λ) − s(λ0)), Θ with STN's per-layer structure
-(:class:`hti_bench.response.StructuredResponse` fed s − s0, so w(λ0) = w0 exactly). Each step
+(:class:`hti_bench.toolkit.best_response.StructuredResponse` fed s − s0, so w(λ0) = w0 exactly). Each step
 (BASELINES.md §5.4, with the hyperparameter itself frozen as HTI requires, §5.5):
 
 1. *general*: w0 takes a step on the task's loss at λ0 itself;
@@ -22,10 +22,9 @@ from typing import ClassVar
 import torch
 
 from hti_bench.errors import check_choice
-from hti_bench.optim import adam
-from hti_bench.response import LambdaAxis, StructuredResponse, center_time, cosine, step_optimizer
-from hti_bench.stn import StnBase
 from hti_bench.task import TrainedTask
+from hti_bench.toolkit import training
+from hti_bench.toolkit.best_response import LambdaAxis, StnBase, StructuredResponse, center_time
 
 RESPONSES = ("weights", "linear")
 
@@ -62,7 +61,7 @@ class DeltaSTN(StnBase):
         sample_response : str
             ``weights``: sample with w0 + Θ(s* − s0); ``linear``: with the linearised output.
 
-        The others are :class:`~hti_bench.stn.StnBase`'s: budget, centre λ0, initial scale, entropy
+        The others are :class:`~hti_bench.toolkit.best_response.StnBase`'s: budget, centre λ0, initial scale, entropy
         weight, scale step.
         """
         super().__init__(
@@ -77,18 +76,18 @@ class DeltaSTN(StnBase):
         super()._fit(task, axis, gen)
 
     def _train(self, task, axis, response: StructuredResponse, batches, val_batches, steps, gen):
-        general = adam(response.general_parameters(), self._lr(task))
-        respond = adam(response.response_parameters(), self._lr(task))
-        schedules = cosine(general, steps), cosine(respond, steps)
+        general = training.adam(response.general_parameters(), self._lr(task))
+        respond = training.adam(response.response_parameters(), self._lr(task))
+        schedules = training.cosine(general, steps), training.cosine(respond, steps)
         lam0 = float(axis.lam(torch.tensor(center_time(self, axis))))
         losses, sigmas = [], []
         for step in range(steps):
             batch = next(batches)
             with self.net_.at(torch.zeros(1, 1)):  # h = 0: exactly w0
                 loss0 = task.per_example_loss(self.net_, batch, torch.full((batch[0].shape[0],), lam0)).mean()
-            step_optimizer(general, loss0, step, schedules[0])
+            training.step(general, loss0, clip=self.clip, schedule=schedules[0], at=step)
             loss = self._perturbed_loss(task, axis, batch, gen, scale=self.scale_.sigma.detach())
-            step_optimizer(respond, loss, step, schedules[1])
+            training.step(respond, loss, clip=self.clip, schedule=schedules[1], at=step)
             losses.append(float(loss.detach()))
             self._scale_step(task, axis, val_batches, gen, step, sigmas)
         return losses, sigmas

@@ -20,12 +20,13 @@ from typing import ClassVar
 import torch
 from torch import Tensor
 
-from hti_bench.data import AnchorSet
+from hti_bench.anchors import AnchorSet
 from hti_bench.errors import check_choice
-from hti_bench.flows import check_budget, COUPLINGS, FlowData, TimeMLP, train_loop
-from hti_bench.nets import resolve_device, seeded
 from hti_bench.surrogate import Surrogate
 from hti_bench.task import Task
+from hti_bench.toolkit import training
+from hti_bench.toolkit.flows import COUPLINGS, FLOW_TRAINING, FlowData, TimeMLP, check_budget
+from hti_bench.toolkit.nets import resolve_device, seeded
 
 
 class Direct(Surrogate):
@@ -53,7 +54,7 @@ class Direct(Surrogate):
         ----------
         coupling : 'exact' | 'independent' | 'row'
             How start-anchor samples are paired with target-anchor samples of the same condition
-            (:data:`hti_bench.flows.COUPLINGS`).
+            (:data:`hti_bench.toolkit.flows.COUPLINGS`).
         start : 'lower' | 'first'
             Map from the nearest lower anchor, or always from the first (the authors' protocol).
         """
@@ -94,7 +95,7 @@ class Direct(Surrogate):
             pred = self.net_(ya, data.x[cond], data.tau[r[:, 0]], data.tau[r[:, 1]])
             return ((pred - yb) ** 2).sum(-1).mean()
 
-        self.losses_ = train_loop(self.net_.parameters(), loss_fn, steps=int(self.steps), lr=float(self.lr))
+        self.losses_ = training.train_loop(self.net_.parameters(), loss_fn, steps=int(self.steps), lr=float(self.lr), **FLOW_TRAINING)
         self.net_.eval().requires_grad_(False)
 
     @torch.no_grad()

@@ -6,7 +6,7 @@ clock, so one batch spans the range (BASELINES.md §4.2). There is no hyperparam
 trained, it answers at a held-out λ by generating w(λ) and running the target network's own output
 mechanism (the DDPM sampler, the decoder, the deterministic forward pass).
 
-Architecture: a rank-r hypernetwork (:class:`hti_bench.response.HyperGenerator`): λ's normalised
+Architecture: a rank-r hypernetwork (:class:`hti_bench.toolkit.best_response.HyperGenerator`): λ's normalised
 clock position → MLP → r-dimensional code → a full linear output layer to all |w| weights, biased at
 the network's initialisation. r·|w| parameters: fine for the suite's targets (|w| ≈ 68k on
 moons-dropout, 1.1M hypernetwork parameters at r = 16); lower ``rank`` for larger ones.
@@ -24,9 +24,15 @@ import torch
 from torch import Tensor
 
 from hti_bench.errors import ConfigError
-from hti_bench.response import BatchStream, BestResponseSurrogate, FunctionalNetwork, HyperGenerator, LambdaAxis, train_steps
 from hti_bench.task import TrainedTask
-
+from hti_bench.toolkit import training
+from hti_bench.toolkit.best_response import (
+    BatchStream,
+    BestResponseSurrogate,
+    FunctionalNetwork,
+    HyperGenerator,
+    LambdaAxis,
+)
 
 #: 400 MB of float32 weights, before Adam's two moments: beyond it, lower the rank.
 MAX_OUTPUT_PARAMETERS = 100_000_000
@@ -100,7 +106,7 @@ class Hypernetwork(BestResponseSurrogate):
                 return task.per_example_loss(self.net_, batch, lam.repeat_interleave(k)).mean()
 
         steps = self._steps(task, int(data[0].shape[0]))
-        self.losses_ = train_steps(generator.parameters(), loss_fn, steps=steps, lr=self._lr(task))
+        self.losses_ = training.train_loop(generator.parameters(), loss_fn, steps=steps, lr=self._lr(task), clip=self.clip)
         self.net_.eval()
 
     def _inputs(self, lam: float) -> Tensor:

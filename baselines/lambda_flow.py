@@ -14,11 +14,20 @@ from typing import ClassVar
 import torch
 from torch import Tensor
 
-from hti_bench.data import AnchorSet
-from hti_bench.flows import check_budget, FlowData, TimeMLP, integrate, make_matcher, train_loop, validate_solver
-from hti_bench.nets import resolve_device, seeded
+from hti_bench.anchors import AnchorSet
 from hti_bench.surrogate import Surrogate
 from hti_bench.task import Task
+from hti_bench.toolkit import training
+from hti_bench.toolkit.flows import (
+    FLOW_TRAINING,
+    FlowData,
+    TimeMLP,
+    check_budget,
+    integrate,
+    make_matcher,
+    validate_solver,
+)
+from hti_bench.toolkit.nets import resolve_device, seeded
 
 
 class LambdaFlow(Surrogate):
@@ -87,7 +96,7 @@ class LambdaFlow(Surrogate):
             pred = self.field_(yu, data.x[cond], u, data.tau[k])
             return ((pred - target) ** 2).sum(-1).mean()
 
-        self.losses_ = train_loop(self.field_.parameters(), loss_fn, steps=int(self.steps), lr=float(self.lr))
+        self.losses_ = training.train_loop(self.field_.parameters(), loss_fn, steps=int(self.steps), lr=float(self.lr), **FLOW_TRAINING)
         self.field_.eval().requires_grad_(False)
 
     @torch.no_grad()

@@ -15,9 +15,9 @@ from typing import ClassVar
 import torch
 from torch import Tensor
 
-from hti_bench.data import AnchorSet
-from hti_bench.interpolation import AnchorInterpolator
-from hti_bench.transport import Coupling, draw, draw_many, exact_coupling
+from hti_bench.anchors import AnchorSet
+from hti_bench.toolkit.interpolation import AnchorInterpolator
+from hti_bench.toolkit.transport import Coupling, draw, draw_many, exact_coupling
 
 
 class McCann(AnchorInterpolator):

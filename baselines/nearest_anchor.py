@@ -10,8 +10,8 @@ from typing import ClassVar
 import torch
 from torch import Tensor
 
-from hti_bench.interpolation import AnchorInterpolator
-from hti_bench.transport import draw, draw_many
+from hti_bench.toolkit.interpolation import AnchorInterpolator
+from hti_bench.toolkit.transport import draw, draw_many
 
 
 class NearestAnchor(AnchorInterpolator):

@@ -1,7 +1,7 @@
 """Self-Tuning Network (MacKay et al. 2019) as an HTI best-response baseline.
 
 Every parameter tensor of the task's own architecture gets STN's structured response
-(:class:`hti_bench.response.StructuredResponse`): P(λ) = P_elem + (V_P s(λ)) ⊙_row P_hyper, each unit
+(:class:`hti_bench.toolkit.best_response.StructuredResponse`): P(λ) = P_elem + (V_P s(λ)) ⊙_row P_hyper, each unit
 affine in λ's normalised clock position s. It is trained on the task's per-example loss at λ̃, a
 perturbation of a centre λ0 with a learned scale σ and an entropy bonus (STN's hyper step with the
 hyperparameter itself frozen: HTI does not tune λ, BASELINES.md §5.5). It answers at λ* with the
@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-from hti_bench.stn import StnBase
+from hti_bench.toolkit.best_response import StnBase
 
 
 class STN(StnBase):

@@ -21,8 +21,8 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from hti_bench.registry import make_surrogate, make_task
-from hti_bench.runner import build_anchor_set
+from hti_bench.harness.registry import make_surrogate, make_task
+from hti_bench.harness.runner import build_anchor_set
 from hti_bench.specs import format_spec, parse_spec
 
 DEFAULT_SPECS = (

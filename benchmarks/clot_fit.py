@@ -6,7 +6,7 @@ fit's time grows with the samples per condition N and the output dimension D.
     .venv/bin/python benchmarks/clot_fit.py --quick --csv /tmp/perf.csv      # smoke test: tiny sizes, seconds
     .venv/bin/python benchmarks/clot_fit.py PATH --spec "clot[metric=euclidean,potential=True]" --only reference
 
-Rows go to ``results/perf.csv`` (``--csv``) through :mod:`hti_bench.perf`, benchmark ``clot_fit``:
+Rows go to ``results/perf.csv`` (``--csv``) through ``benchmarks/perf.py``, benchmark ``clot_fit``:
 
 - **reference** (needs PATH, the paper's ``moons_dropout.npz`` in its [T, N, D + 1] layout; anchors
   p = 0, 0.5, 0.99 as in ``scripts/reproduce_paper.py``): wall time of one fit, median over
@@ -50,12 +50,12 @@ import time
 from pathlib import Path
 
 import numpy as np
+import perf
 import torch
 
-from hti_bench import perf
+from hti_bench.anchors import AnchorSet
 from hti_bench.clock import Hyperparameter
-from hti_bench.data import AnchorSet
-from hti_bench.registry import make_surrogate
+from hti_bench.harness.registry import make_surrogate
 from hti_bench.specs import format_spec, parse_spec
 from hti_bench.tasks.tensor import read_per_class
 
@@ -113,7 +113,7 @@ def fit_seconds(spec: str, anchors: AnchorSet, seed: int):
 
 
 def reference(args: argparse.Namespace, suffix: str) -> list[dict]:
-    from hti_bench.metrics import per_condition_wasserstein
+    from hti_bench.scoring import per_condition_wasserstein
 
     anchors, per_class, lams, held = moons_anchors(args.path, args.quick)
     spec = args.spec or PAPER_SPEC

@@ -27,7 +27,7 @@ import threading
 import time
 from pathlib import Path
 
-from hti_bench import perf
+import perf
 
 GOALS = {"cold": 15 * 60, "warm": 3 * 60}
 RSS_GOAL_GIB = 4.0

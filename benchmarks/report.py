@@ -14,8 +14,7 @@ import sys
 from pathlib import Path
 
 import pandas as pd
-
-from hti_bench import perf
+import perf
 
 START, END = "<!-- perf:start (benchmarks/report.py writes this part) -->", "<!-- perf:end -->"
 ORDER = ["end_to_end", "query_vs_retrain", "scoring", "fit_cost", "clot_fit", "scaling", "startup", "training"]

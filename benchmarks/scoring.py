@@ -4,7 +4,7 @@
     PYTHONPATH=. .venv/bin/python benchmarks/scoring.py --quick     # smoke test, seconds
     PYTHONPATH=. .venv/bin/python benchmarks/scoring.py --csv /tmp/perf.csv --repeats 5
 
-Writes rows (benchmark ``scoring``) to results/perf.csv through :mod:`hti_bench.perf`:
+Writes rows (benchmark ``scoring``) to results/perf.csv through ``benchmarks/perf.py``:
 
 - throughput, 1,000 conditions × 256 samples (both sides), D = 2 and D = 64: the pre-change
   per-condition loop (two ``ot.emd2`` per condition, kept below as ``old_loop``), the new exact
@@ -31,8 +31,9 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from hti_bench import perf  # noqa: E402
-from hti_bench.metrics import NUM_ITER_MAX, per_condition_wasserstein, resolve_workers  # noqa: E402
+import perf  # noqa: E402
+
+from hti_bench.scoring import NUM_ITER_MAX, per_condition_wasserstein, resolve_workers  # noqa: E402
 
 BENCH = "scoring"
 GOAL_SECONDS = 2.0

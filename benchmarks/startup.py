@@ -8,7 +8,7 @@ plugin and task is imported) and warm (printed from the catalog); ``python -c "i
 and ``python -c "import torch"`` for reference. Also the cost of the catalog's fingerprint, in this
 process. The runs are interleaved (one of each case per round) so that drift in the machine's load
 hits every case alike. The catalog goes to a temporary cache folder, never the user's.
-Writes the medians as rows of the perf table (``hti_bench.perf``).
+Writes the medians as rows of the perf table (``benchmarks/perf.py``).
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from hti_bench import perf  # noqa: E402
+import perf  # noqa: E402
 
 GOAL_S = 2.0
 
@@ -79,7 +79,7 @@ def main() -> None:
             print(f"round {r + 1}/{repeats}: " + ", ".join(f"{times[n][-1]:.2f}" for n in cases), flush=True)
 
         os.environ["HTI_BENCH_CACHE"] = tmp  # the fingerprint, in this process (registry already imported)
-        from hti_bench import catalog
+        from hti_bench.harness import catalog
 
         catalog.fingerprint()
         fp_median, _, _ = perf.timed(catalog.fingerprint, repeats=max(repeats, 20))

@@ -27,12 +27,12 @@ import statistics
 import sys
 import time
 
+import perf
 import torch
 
-from hti_bench import perf
-from hti_bench.registry import make_surrogate, make_task, surrogate_classes, task_classes
-from hti_bench.runner import build_anchor_set, derive_seed
-from hti_bench.targets import train_network
+from hti_bench.harness.registry import make_surrogate, make_task, surrogate_classes, task_classes
+from hti_bench.harness.runner import build_anchor_set, derive_seed
+from hti_bench.harness.targets import train_network
 from hti_bench.task import TrainedTask
 
 GOAL = 1000.0

@@ -5,11 +5,11 @@
 
 Per trained task, medians over ``--repeats``, all in this process:
 - ``first_fit_seconds``: the task's first training in the process, timed apart (imports, set-up);
-- ``lightning_seconds``: ``hti_bench.targets.train_network`` (what the cache runs: a Lightning Trainer);
+- ``lightning_seconds``: ``hti_bench.harness.targets.train_network`` (what the cache runs: a Lightning Trainer);
 - ``plain_loop_seconds``: the same epochs, batches, loss and optimiser in a bare torch loop, so the
   difference is what Lightning adds (trainer start-up, hooks) per network;
 - ``adam_step_ms`` for torch's per-tensor Adam (the default before issue 8) and the fused kernel the
-  suite now uses (``hti_bench.optim``), on the task's network with random gradients.
+  suite now uses (``hti_bench.toolkit.training``), on the task's network with random gradients.
 """
 
 from __future__ import annotations
@@ -18,13 +18,13 @@ import argparse
 import sys
 import time
 
+import perf
 import torch
 
-from hti_bench import perf
-from hti_bench.optim import adam
-from hti_bench.registry import make_task, task_classes
-from hti_bench.targets import train_network
+from hti_bench.harness.registry import make_task, task_classes
+from hti_bench.harness.targets import train_network
 from hti_bench.task import TrainedTask
+from hti_bench.toolkit.training import adam
 
 
 def plain_loop(task: TrainedTask, lam: float, seed: int) -> float:

@@ -1,4 +1,4 @@
-"""``hti-bench``: a thin command line over :mod:`hti_bench.runner` and :mod:`hti_bench.registry`.
+"""``hti-bench``: a thin command line over :mod:`hti_bench.harness.runner` and :mod:`hti_bench.harness.registry`.
 
 Heavy imports (torch, Lightning, POT) happen inside the subcommands, so ``--help`` is instant.
 """
@@ -80,7 +80,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _cmd_list(what: str, refresh: bool = False) -> int:
-    from hti_bench.catalog import print_listing
+    from hti_bench.harness.catalog import print_listing
 
     print_listing(what, refresh=refresh)
     return 0
@@ -115,9 +115,9 @@ def _print_board(board, task: str | None = None) -> None:  # noqa: ANN001
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    from hti_bench.registry import broken_plugins
-    from hti_bench.runner import run
-    from hti_bench.tracking import wandb_tracker
+    from hti_bench.harness.registry import broken_plugins
+    from hti_bench.harness.runner import run
+    from hti_bench.harness.tracking import wandb_tracker
 
     for b in broken_plugins():
         print(f"hti-bench: warning: plugin '{b.name}' not loaded ({b.source}): {b.error}", file=sys.stderr)
@@ -146,10 +146,10 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 
 def _cmd_leaderboard(args: argparse.Namespace) -> int:
-    from hti_bench.results import ResultsStore
+    from hti_bench.harness.results import ResultsStore
 
     if args.from_wandb:
-        from hti_bench.tracking import results_from_wandb
+        from hti_bench.harness.tracking import results_from_wandb
 
         n_runs, n_units = results_from_wandb(args.from_wandb, args.results)
         print(f"Read {n_runs} runs with hti-bench rows from W&B project {args.from_wandb}: {n_units} units into {args.results}.")
@@ -158,7 +158,7 @@ def _cmd_leaderboard(args: argparse.Namespace) -> int:
     if args.by_lambda:
         import pandas as pd
 
-        from hti_bench.results import by_lambda
+        from hti_bench.harness.results import by_lambda
 
         table = by_lambda(results)
         with pd.option_context("display.width", 200, "display.max_columns", 30):
@@ -170,7 +170,7 @@ def _cmd_leaderboard(args: argparse.Namespace) -> int:
 
 
 def _cmd_sweep(args: argparse.Namespace) -> int:
-    from hti_bench.results import ResultsStore
+    from hti_bench.harness.results import ResultsStore
     from hti_bench.sweeping.controller import run_sweep
     from hti_bench.sweeping.sweepfile import load_sweep
 
@@ -195,7 +195,7 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
     print(f"State: {summary.state_dir}. Leaderboard: {os.path.join(args.results, 'leaderboard.csv')}")
     if not args.no_figures and tasks:
         from hti_bench.errors import ResultsError
-        from hti_bench.plots import plot_results
+        from hti_bench.harness.plots import plot_results
 
         try:  # every task in the store, so the figures match leaderboard.csv
             paths = plot_results(args.results)
@@ -206,7 +206,7 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
 
 
 def _cmd_plot(args: argparse.Namespace) -> int:
-    from hti_bench.plots import plot_results
+    from hti_bench.harness.plots import plot_results
 
     paths = plot_results(args.results, args.out, args.task)
     for path in paths:
@@ -217,7 +217,7 @@ def _cmd_plot(args: argparse.Namespace) -> int:
 
 
 def _cmd_check(name: str) -> int:
-    from hti_bench.registry import make_surrogate
+    from hti_bench.harness.registry import make_surrogate
     from hti_bench.testing import check_surrogate
 
     surrogate = make_surrogate(name)

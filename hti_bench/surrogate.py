@@ -14,7 +14,7 @@ from hti_bench.specs import format_spec
 if TYPE_CHECKING:
     from typing import Self
 
-    from hti_bench.data import AnchorSet
+    from hti_bench.anchors import AnchorSet
     from hti_bench.task import Task
 
 
@@ -38,7 +38,7 @@ class Surrogate(ABC):
         like ``mysurrogate[a=2]``, and reads parameters back with :meth:`get_params`.
 
     ``fit(self, anchors, task=None, *, seed=0) -> self``
-        ``anchors`` is an :class:`~hti_bench.data.AnchorSet`: anchor λ values, condition rows x of
+        ``anchors`` is an :class:`~hti_bench.anchors.AnchorSet`: anchor λ values, condition rows x of
         shape (M, C) and output samples of shape (K, M, n, D). ``task`` is the
         :class:`~hti_bench.task.Task`; only surrogates that declare ``requires`` may use more of it
         than its metadata (its training loss and architecture). Draw all randomness from ``seed``.
@@ -78,7 +78,7 @@ class Surrogate(ABC):
     It times ``fit`` and ``sample``, checks the shape and finiteness of what ``sample`` returns, and
     turns an exception, a NaN or a wrong shape into a *failed* result row with the reason, so one
     broken surrogate never stops a run. It scores samples by per-condition Wasserstein distance
-    against the network actually trained at the held-out λ (:mod:`hti_bench.metrics`).
+    against the network actually trained at the held-out λ (:mod:`hti_bench.scoring`).
     """
 
     name: ClassVar[str]

@@ -2,7 +2,7 @@
 
 Read the :class:`Task` docstring to add a task; tasks that train a network subclass
 :class:`TrainedTask`, which trains with PyTorch Lightning and caches the result
-(:mod:`hti_bench.targets`).
+(:mod:`hti_bench.harness.targets`).
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from hti_bench.errors import ConfigError, unknown_name_message
 from hti_bench.specs import format_spec
 
 if TYPE_CHECKING:
-    from hti_bench.targets import TargetCache
+    from hti_bench.harness.targets import TargetCache
 
 
 def option(default: Any, help: str, *, cache: bool = True) -> Any:
@@ -236,7 +236,7 @@ class TrainedTask(Task):
       ``network`` only through its forward, on inputs whose rows are the batch's examples in order
       (B rows, or B·k rows grouped example by example, e.g. k noise draws per example): the
       best-response surrogates pass a network whose weights differ per example
-      (:class:`hti_bench.response.FunctionalNetwork`), and they draw the loss's randomness from
+      (:class:`hti_bench.toolkit.best_response.FunctionalNetwork`), and they draw the loss's randomness from
       torch's global generator, seeded for you.
     - :meth:`sample_network` ``(network, conditions, n, generator)`` → (M, n, D): the trained
       network's outputs, in eval mode.
@@ -279,7 +279,7 @@ class TrainedTask(Task):
 
     def network(self, lam: float, seed: int | None = None) -> nn.Module:
         """The network trained at λ (from the cache, or trained now and cached), in eval mode."""
-        from hti_bench.targets import default_cache
+        from hti_bench.harness.targets import default_cache
 
         lam = self.hyperparameter.check(lam)
         seed = self.config.model_seed if seed is None else int(seed)

@@ -13,7 +13,7 @@ from collections.abc import Callable
 
 import torch
 
-from hti_bench.data import AnchorSet
+from hti_bench.anchors import AnchorSet
 from hti_bench.surrogate import Surrogate
 from hti_bench.task import Task
 
@@ -33,7 +33,7 @@ def tiny_task(cls: type[Surrogate]) -> Task:
 
 
 def _setup(cls: type[Surrogate]) -> tuple[Surrogate, Task, AnchorSet]:
-    from hti_bench.runner import build_anchor_set
+    from hti_bench.harness.runner import build_anchor_set
 
     task = tiny_task(cls)
     return cls(**cls.test_config), task, build_anchor_set(task, seed=0)

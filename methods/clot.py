@@ -45,26 +45,27 @@ from typing import ClassVar
 import torch
 from torch import Tensor, nn
 
-from hti_bench.data import AnchorSet
+from hti_bench.anchors import AnchorSet
 from hti_bench.errors import ConfigError, check_choice
-from hti_bench.lagrangian.geometry import (
+from hti_bench.surrogate import Surrogate
+from hti_bench.task import Task
+from hti_bench.toolkit import training
+from hti_bench.toolkit.lagrangian import (
     COSTS,
     METRICS,
     GridMetric,
     GridPotential,
     KDEPotential,
     SplinePath,
+    batched_lbfgs,
     make_metric,
     path_cost,
     path_energy,
     prepare_cost,
     scott_bandwidth,
 )
-from hti_bench.lagrangian.lbfgs import batched_lbfgs
-from hti_bench.nets import ConditionEncoder, FiLMMLP, resolve_device, seeded
-from hti_bench.surrogate import Surrogate
-from hti_bench.task import Task
-from hti_bench.transport import draw_many
+from hti_bench.toolkit.nets import ConditionEncoder, FiLMMLP, resolve_device, seeded
+from hti_bench.toolkit.transport import draw_many
 
 
 class _StackedFiLMMLP:
@@ -249,11 +250,11 @@ class CLOT(Surrogate):
         # One AdamW over every interval's (g_k, T_k): each interval's loss reaches only its own
         # networks and AdamW acts per parameter, so this is the per-interval optimisers' update, in
         # one step (and one backward pass) instead of K − 1.
-        fused = dict(fused=True) if dev.type in ("cpu", "cuda") else {}
-        opt = torch.optim.AdamW([*self.g_.parameters(), *self.T_.parameters()], lr=self.lr, weight_decay=1e-4, **fused)
-        metric_opt = (torch.optim.AdamW(self.metric_.parameters(), lr=self.metric_lr, weight_decay=1e-4, **fused)
+        # Constant steps, AdamW, no clipping, as the reference code (hti_bench.toolkit.training's table).
+        opt = training.adam([*self.g_.parameters(), *self.T_.parameters()], self.lr, weight_decay=1e-4, decoupled=True)
+        metric_opt = (training.adam(self.metric_.parameters(), self.metric_lr, weight_decay=1e-4, decoupled=True)
                       if self.metric_.learnable else None)
-        spline_opt = torch.optim.Adam(self.spline_.parameters(), lr=self.spline_lr, **fused)
+        spline_opt = training.adam(self.spline_.parameters(), self.spline_lr)
         total = m * n
         bs = min(int(self.batch_size), total)
         n_int = k_anchors - 1
@@ -287,18 +288,15 @@ class CLOT(Surrogate):
                 amort = ((t(yk, xk) - yh) ** 2).sum(-1).mean()
                 total_loss = total_loss + (dual + amort)
                 self.losses_.append(float((dual + amort).detach()))
-            opt.zero_grad(set_to_none=True)
-            total_loss.backward()
-            opt.step()
+            training.step(opt, total_loss, at=step)
             if metric_opt is not None and step % int(self.metric_every) == 0:
                 # The metric minimises the total transport cost at the current c-transform solutions
                 # (the mean over intervals of each one's mean cost: equal batches, so one mean over
                 # the stack); the eigenvalue budget keeps it from shrinking to zero.
-                metric_opt.zero_grad(set_to_none=True)
                 with torch.no_grad():
                     phi = self._phi(y, y_hat, x)
-                path_cost(self.path_, self.metric_, self.potential_, y, y_hat, phi, x, self.cost).mean().backward()
-                metric_opt.step()
+                cost = path_cost(self.path_, self.metric_, self.potential_, y, y_hat, phi, x, self.cost).mean()
+                training.step(metric_opt, cost, at=step)
                 if self.geometry_ is not self.metric_:
                     self.geometry_.refresh()
             if self.curved_ and (step + 1) % int(self.spline_every) == 0:
@@ -354,13 +352,10 @@ class CLOT(Surrogate):
             p.requires_grad_(False)
         try:
             loss = path_energy(self.path_, self.geometry_, self.potential_, y0, y1, phi, x, self.cost).mean()
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
+            training.step(opt, loss, clip=1.0)
         finally:
             for p in frozen:
                 p.requires_grad_(True)
-        nn.utils.clip_grad_norm_(self.spline_.parameters(), 1.0)
-        opt.step()
 
     def _ctransform(self, k: int, y: Tensor, x: Tensor) -> Tensor:
         """ŷ = argmin_y' c(y, y' | x) − g_k(y' | x), from T_k(y), by batched L-BFGS over y' only."""

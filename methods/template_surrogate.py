@@ -19,7 +19,7 @@ from typing import ClassVar
 import torch
 from torch import Tensor
 
-from hti_bench.data import AnchorSet
+from hti_bench.anchors import AnchorSet
 from hti_bench.surrogate import Surrogate
 from hti_bench.task import Task
 

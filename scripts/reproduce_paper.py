@@ -26,10 +26,10 @@ import numpy as np
 import pandas as pd
 import torch
 
+from hti_bench.anchors import AnchorSet
 from hti_bench.clock import Hyperparameter
-from hti_bench.data import AnchorSet
-from hti_bench.metrics import per_condition_wasserstein
-from hti_bench.registry import make_surrogate
+from hti_bench.harness.registry import make_surrogate
+from hti_bench.scoring import per_condition_wasserstein
 from hti_bench.specs import format_spec, parse_spec
 from hti_bench.tasks.semicircles import Semicircles
 from hti_bench.tasks.tensor import read_per_class

@@ -22,10 +22,10 @@ import numpy as np
 import pandas as pd
 import torch
 
+from hti_bench.anchors import AnchorSet
 from hti_bench.clock import Hyperparameter
-from hti_bench.data import AnchorSet
-from hti_bench.metrics import per_condition_wasserstein, wasserstein
-from hti_bench.registry import make_surrogate
+from hti_bench.harness.registry import make_surrogate
+from hti_bench.scoring import per_condition_wasserstein, wasserstein
 
 
 def ci95(values: np.ndarray) -> float:

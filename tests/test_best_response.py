@@ -5,9 +5,9 @@ import pytest
 import torch
 
 from hti_bench.errors import ConfigError
-from hti_bench.registry import make_surrogate, make_task
-from hti_bench.response import FunctionalNetwork, HyperGenerator, LambdaAxis, StructuredResponse
-from hti_bench.runner import build_anchor_set, run
+from hti_bench.harness.registry import make_surrogate, make_task
+from hti_bench.harness.runner import build_anchor_set, run
+from hti_bench.toolkit.best_response import FunctionalNetwork, HyperGenerator, LambdaAxis, StructuredResponse
 
 
 @pytest.fixture(scope="module")

@@ -5,7 +5,7 @@ import json
 import pytest
 import torch
 
-from hti_bench.targets import TargetCache
+from hti_bench.harness.targets import TargetCache
 
 
 def state(net):

@@ -1,4 +1,4 @@
-"""The listing cache of ``hti-bench list`` (hti_bench/catalog.py): same output, renewed when it must be.
+"""The listing cache of ``hti-bench list`` (hti_bench/harness/catalog.py): same output, renewed when it must be.
 
 The listings run in subprocesses through a wrapper that reports whether torch was imported: a listing
 that imports torch was rebuilt, one that does not came from the catalog.
@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from hti_bench import catalog
 from hti_bench.cli import main
+from hti_bench.harness import catalog
 
 ROOT = Path(__file__).resolve().parent.parent
 TEMPLATE = ROOT / "methods" / "template_surrogate.py"

@@ -66,7 +66,7 @@ def test_offline_wandb_logs_each_unit_without_a_server(tmp_path, monkeypatch):
 
 
 def test_broken_plugin_is_reported_by_run(tmp_path, capsys, monkeypatch):
-    from hti_bench import registry
+    from hti_bench.harness import registry
 
     folder = tmp_path / "plugins"
     folder.mkdir()

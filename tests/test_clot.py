@@ -1,4 +1,4 @@
-"""CLOT's pieces (hti_bench.lagrangian) and the CLOT surrogate (methods/clot.py)."""
+"""CLOT's pieces (hti_bench.toolkit.lagrangian) and the CLOT surrogate (methods/clot.py)."""
 
 import math
 import os
@@ -10,9 +10,10 @@ import pandas as pd
 import pytest
 import torch
 
+from hti_bench.anchors import AnchorSet
 from hti_bench.clock import Hyperparameter
-from hti_bench.data import AnchorSet
-from hti_bench.lagrangian.geometry import (
+from hti_bench.harness.registry import make_surrogate
+from hti_bench.toolkit.lagrangian import (
     EigenBudgetMetric,
     EuclideanMetric,
     GridMetric,
@@ -28,9 +29,8 @@ from hti_bench.lagrangian.geometry import (
     spline_matrices,
     unit_angle,
 )
-from hti_bench.lagrangian.lbfgs import batched_lbfgs
-from hti_bench.nets import FiLMMLP
-from hti_bench.registry import make_surrogate
+from hti_bench.toolkit.lagrangian.lbfgs import batched_lbfgs
+from hti_bench.toolkit.nets import FiLMMLP
 
 
 @pytest.mark.parametrize("dim", [2, 3, 5])

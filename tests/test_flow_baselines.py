@@ -4,12 +4,12 @@ import pytest
 import torch
 
 from hti_bench.errors import ConfigError
-from hti_bench.flows import FlowData, integrate
-from hti_bench.metrics import per_condition_wasserstein
-from hti_bench.registry import make_surrogate
-from hti_bench.runner import build_anchor_set
+from hti_bench.harness.registry import make_surrogate
+from hti_bench.harness.runner import build_anchor_set
+from hti_bench.scoring import per_condition_wasserstein
 from hti_bench.tasks.gaussian_path import GaussianPath
-from hti_bench.transport import exact_coupling
+from hti_bench.toolkit.flows import FlowData, integrate
+from hti_bench.toolkit.transport import exact_coupling
 
 FAST = "steps=800,batch_size=256,hidden=(64,64,64),solver=rk4,step_size=0.02"
 
@@ -80,7 +80,7 @@ def test_repairing_matchers_stay_within_one_condition(gaussian, matcher):
     _, anchors = gaussian
     cfm = make_surrogate(f"cfm[matcher={matcher},group_size=16]")
     cfm.coupling_, cfm.sigma_ = cfm._resolved()
-    from hti_bench.flows import make_matcher
+    from hti_bench.toolkit.flows import make_matcher
 
     cfm.matcher_ = make_matcher(matcher, cfm.sigma_)
     data = FlowData(anchors, torch.device("cpu"))

@@ -7,7 +7,7 @@ import ot
 import pytest
 import torch
 
-from hti_bench.metrics import gaussian_w2, per_condition_wasserstein, wasserstein
+from hti_bench.scoring import gaussian_w2, per_condition_wasserstein, wasserstein
 
 
 def rng(seed=0):
@@ -88,7 +88,7 @@ def test_bad_input_is_refused():
 
 def emd_reference(x, y):
     """The scoring loop before the fast path: two ot.emd2 per condition (W₁, W₂)."""
-    from hti_bench.metrics import NUM_ITER_MAX
+    from hti_bench.scoring import NUM_ITER_MAX
 
     w1, w2 = [], []
     for i in range(x.shape[0]):
@@ -152,7 +152,7 @@ def test_parallel_workers_equal_serial():
 def test_worker_count_is_automatic_and_capped():
     import os
 
-    from hti_bench.metrics import resolve_workers
+    from hti_bench.scoring import resolve_workers
 
     cores = len(os.sched_getaffinity(0))
     assert resolve_workers(4, 50, 50) == 1  # small work: no pool
@@ -242,7 +242,7 @@ def test_scoring_benchmark_quick(tmp_path):
 
 
 def test_scoring_workers_are_capped_by_the_environment(monkeypatch):
-    from hti_bench.metrics import resolve_workers
+    from hti_bench.scoring import resolve_workers
 
     monkeypatch.setenv("HTI_BENCH_SCORING_WORKERS", "1")
     assert resolve_workers(1000, 256, 256) == 1 and resolve_workers(1000, 256, 256, workers=8) == 1

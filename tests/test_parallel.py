@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 
 from hti_bench.errors import ConfigError
-from hti_bench.parallel import resolve_jobs
-from hti_bench.runner import run
+from hti_bench.harness.pool import resolve_jobs
+from hti_bench.harness.runner import run
 
 TRAINED = "moons-dropout[epochs=2,n_train=256,hidden=16,diffusion_steps=10,n_samples=32,anchors=(0.0,0.5,0.9),heldout=(0.25,0.7)]"
 SURROGATES = ["mccann", "mixture", "cfm[steps=30,batch_size=32,hidden=(16,16)]"]
@@ -69,7 +69,7 @@ def test_a_dying_worker_fails_its_unit_and_the_run_goes_on(tmp_path, monkeypatch
     plugins.mkdir()
     (plugins / "crasher.py").write_text(CRASHER)
     monkeypatch.setenv("HTI_BENCH_PLUGIN_PATH", str(plugins))
-    from hti_bench import registry
+    from hti_bench.harness import registry
 
     registry.refresh()
     try:
@@ -128,7 +128,7 @@ def test_killing_the_run_kills_its_workers(tmp_path):
 
 
 def test_units_are_handed_out_longest_first():
-    from hti_bench.parallel import _longest_first
+    from hti_bench.harness.pool import _longest_first
 
     keys = [("t", "mccann", 1), ("t", "clot", 1), ("t", "cfm", 1), ("t", "new", 1), ("u", "clot", 0)]
     cost = {("t", "mccann"): 0.1, ("t", "clot"): 20.0, ("t", "cfm"): 7.0}

@@ -9,7 +9,7 @@ import pytest
 from test_results import row
 
 from hti_bench.cli import main
-from hti_bench.results import ResultsStore, leaderboard, safe_name
+from hti_bench.harness.results import ResultsStore, leaderboard, safe_name
 
 TRICKY = ("tensor[path=../data/x.npz]", "tensor[path='../data/x.npz']")
 
@@ -58,7 +58,7 @@ def test_mean_rank_over_the_tasks_where_the_surrogate_is_ranked():
 def test_leaderboard_columns_are_documented_in_the_results_readme():
     from pathlib import Path
 
-    from hti_bench.results import LEADERBOARD_COLUMNS, leaderboard_markdown
+    from hti_bench.harness.results import LEADERBOARD_COLUMNS, leaderboard_markdown
 
     board = leaderboard(pd.DataFrame(fabricated_rows()))
     undocumented = [c for c in board.columns if c not in LEADERBOARD_COLUMNS and not c.startswith("metric_")]
@@ -113,7 +113,7 @@ def fake_clouds(task="t1", surrogate="a", seed=0, m=3, n=50):
 
 
 def test_write_unit_stores_sample_clouds_and_a_write_failure_only_warns(tmp_path, monkeypatch):
-    import hti_bench.results as results_mod
+    import hti_bench.harness.results as results_mod
 
     store = ResultsStore(tmp_path)
     store.write_unit([row(lam=0.25), row(lam=0.75)], samples=fake_clouds())
@@ -139,8 +139,8 @@ def test_write_unit_stores_sample_clouds_and_a_write_failure_only_warns(tmp_path
 
 
 def test_evaluate_unit_survives_a_surrogate_whose_samples_cannot_be_kept(monkeypatch):
-    from hti_bench import runner
-    from hti_bench.registry import make_task
+    from hti_bench.harness import runner
+    from hti_bench.harness.registry import make_task
 
     task = make_task("gaussian-path[n_samples=16]")
     anchors, refs = runner.build_anchor_set(task, 0), runner.build_references(task, 0)
@@ -201,7 +201,7 @@ def test_plot_without_results_says_so_and_exits_2(tmp_path, capsys):
 
 
 def test_run_stores_sample_clouds_and_plots_end_to_end(tmp_path, capsys):
-    from hti_bench.runner import run
+    from hti_bench.harness.runner import run
 
     res = tmp_path / "res"
     task = "gaussian-path[n_samples=64]"

@@ -4,9 +4,8 @@ import pytest
 import torch
 
 from hti_bench.errors import ConfigError
-from hti_bench.registry import make_task
+from hti_bench.harness.registry import make_task
 from hti_bench.tasks.quantile import load_ett_column, pinball
-
 
 
 def test_higher_tau_gives_higher_forecasts_and_coverage():

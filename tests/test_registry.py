@@ -5,11 +5,11 @@ from pathlib import Path
 
 import pytest
 
-from hti_bench import registry
 from hti_bench.errors import ConfigError, PluginError, UnknownNameError
-from hti_bench.runner import run
+from hti_bench.harness import registry
+from hti_bench.harness.runner import run
 
-ROOT = Path(registry.__file__).resolve().parent.parent
+ROOT = registry.PROJECT_ROOT
 
 
 @pytest.fixture

@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 
 from hti_bench.errors import ResultsError
-from hti_bench.results import COLUMNS, KEY, SCHEMA_VERSION, ResultsStore, leaderboard, merge
+from hti_bench.harness.results import COLUMNS, KEY, SCHEMA_VERSION, ResultsStore, leaderboard, merge
 
 
 def row(surrogate="a", seed=0, lam=0.25, w2=1.0, status="ok", date="2026-01-01T00:00:00", task="t"):
@@ -89,10 +89,10 @@ def test_future_schema_version_is_refused(tmp_path):
 def test_results_readme_documents_the_current_schema():
     from pathlib import Path
 
-    from hti_bench.results import schema_markdown
+    from hti_bench.harness.results import schema_markdown
 
     text = (Path(__file__).resolve().parent.parent / "results" / "README.md").read_text()
-    assert schema_markdown() in text, "regenerate results/README.md's table from hti_bench.results.schema_markdown()"
+    assert schema_markdown() in text, "regenerate results/README.md's table from hti_bench.harness.results.schema_markdown()"
 
 
 def test_version_1_files_are_read_with_the_anchor_cost_unknown(tmp_path):
@@ -109,7 +109,7 @@ def test_version_1_files_are_read_with_the_anchor_cost_unknown(tmp_path):
 
 
 def test_by_lambda_averages_seeds_per_heldout_lambda_and_adds_the_floor():
-    from hti_bench.results import by_lambda
+    from hti_bench.harness.results import by_lambda
 
     rows = pd.DataFrame([row(seed=0, lam=0.25, w2=1.0), row(seed=1, lam=0.25, w2=3.0), row(seed=0, lam=0.75, w2=5.0),
                          row(seed=0, lam=0.75, w2=99.0, status="failed", surrogate="b")])

@@ -6,10 +6,10 @@ import pandas as pd
 import pytest
 import torch
 
-from hti_bench import registry
 from hti_bench.errors import UnknownNameError
-from hti_bench.results import KEY, ResultsStore
-from hti_bench.runner import run
+from hti_bench.harness import registry
+from hti_bench.harness.results import KEY, ResultsStore
+from hti_bench.harness.runner import run
 from hti_bench.surrogate import Surrogate
 
 TASK = "gaussian-path[n_samples=30]"
@@ -59,7 +59,7 @@ def with_test_plugins(monkeypatch):
     registry.refresh()
     classes = {**registry.surrogate_classes(), "faulty": _Faulty, "needs-loss": _NeedsLoss}
     monkeypatch.setattr(registry, "surrogate_classes", lambda: dict(classes))
-    import hti_bench.runner as runner_mod
+    import hti_bench.harness.runner as runner_mod
 
     monkeypatch.setattr(runner_mod, "surrogate_classes", lambda: dict(classes))
 

@@ -2,7 +2,7 @@
 
 import pytest
 
-from hti_bench.registry import broken_plugins, surrogate_classes
+from hti_bench.harness.registry import broken_plugins, surrogate_classes
 from hti_bench.testing import CHECKS, run_check
 
 SURROGATES = surrogate_classes()

@@ -16,9 +16,10 @@ import pandas as pd
 import pytest
 import yaml
 
-from hti_bench import cli, registry
+from hti_bench import cli
 from hti_bench.errors import ConfigError, HTIBenchError
-from hti_bench.results import KEY, ResultsStore
+from hti_bench.harness import registry
+from hti_bench.harness.results import KEY, ResultsStore
 from hti_bench.specs import format_spec, parse_spec
 from hti_bench.sweeping import program
 from hti_bench.sweeping.controller import run_sweep
@@ -344,8 +345,8 @@ class _FakeApi:
 
 
 def test_leaderboard_from_wandb_rebuilds_the_same_tables(tmp_path, monkeypatch, capsys):
-    from hti_bench.runner import run
-    from hti_bench.tracking import ROWS_SUMMARY_KEY, results_from_wandb, rows_json
+    from hti_bench.harness.runner import run
+    from hti_bench.harness.tracking import ROWS_SUMMARY_KEY, results_from_wandb, rows_json
 
     local = run(tasks=["gaussian-path"], surrogates=["mccann", "mixture", "hypernetwork"], seeds=[0, 1], results_dir=tmp_path / "local", progress=False)
     rows = local.results.to_dict("records")

@@ -98,7 +98,7 @@ def test_moons_dropout_exposes_a_per_example_lambda_loss(tiny_moons):
 
 
 def test_moons_dropout_trains_caches_and_samples(tiny_moons):
-    from hti_bench.targets import default_cache
+    from hti_bench.harness.targets import default_cache
 
     cache = default_cache()
     trained_before = cache.trained

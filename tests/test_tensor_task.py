@@ -5,8 +5,8 @@ import pytest
 import torch
 
 from hti_bench.errors import ConfigError
-from hti_bench.registry import make_task
-from hti_bench.runner import run
+from hti_bench.harness.registry import make_task
+from hti_bench.harness.runner import run
 
 LAMBDAS = np.array([0.0, 0.25, 0.5, 0.75, 1.0])
 

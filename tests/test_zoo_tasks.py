@@ -4,7 +4,7 @@ with λ, and exposes a per-example λ-aware loss."""
 import pytest
 import torch
 
-from hti_bench.registry import make_task
+from hti_bench.harness.registry import make_task
 from hti_bench.tasks.reward_weighting import step
 
 
@@ -51,7 +51,7 @@ def test_a_higher_penalty_gives_smaller_actions():
     "noisy-regression[epochs=2]",
 ])
 def test_every_trained_task_is_cached_after_its_first_training(spec):
-    from hti_bench.targets import default_cache
+    from hti_bench.harness.targets import default_cache
 
     task = make_task(spec)
     lam = task.anchors[0]

@@ -40,9 +40,9 @@ from pathlib import Path
 from typing import Any
 
 from hti_bench.errors import ConfigError, HTIBenchError
-from hti_bench.parallel import die_with_parent
+from hti_bench.harness.pool import die_with_parent
+from hti_bench.harness.targets import atomic_write_bytes
 from hti_bench.sweeping.sweepfile import SweepFile, import_sweeps, load_sweep
-from hti_bench.targets import atomic_write_bytes
 
 #: Run states that are final: kept on resume. ``failed`` and in-flight ``running`` runs are re-run.
 KEPT = ("finished", "skipped", "stopped")
@@ -266,7 +266,7 @@ def _seed_engines(seed: int, n_runs: int) -> None:
 
     import numpy as np
 
-    from hti_bench.runner import derive_seed
+    from hti_bench.harness.runner import derive_seed
 
     value = derive_seed("sweep", seed, n_runs)
     random.seed(value)  # random search draws from the stdlib generator

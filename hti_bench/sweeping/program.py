@@ -32,8 +32,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from hti_bench.errors import ConfigError, HTIBenchError, unknown_name_message
+from hti_bench.harness.tracking import ROWS_SUMMARY_KEY, rows_json
 from hti_bench.specs import format_spec, parse_spec
-from hti_bench.tracking import ROWS_SUMMARY_KEY, rows_json
 
 #: The keys the program itself reads; any other key is a surrogate parameter.
 PROGRAM_KEYS: dict[str, str] = {
@@ -98,7 +98,7 @@ def _seeds(cfg: Mapping[str, Any]) -> tuple[int, ...]:
 
 def spaced_anchors(task_spec: str, n: int) -> str:
     """``task_spec`` with ``n`` anchors evenly spaced on the task's clock between its first and last."""
-    from hti_bench.registry import make_task
+    from hti_bench.harness.registry import make_task
 
     if n < 2:
         raise ConfigError(f"n_anchors must be at least 2 (HTI interpolates between anchors), got {n}.")
@@ -123,7 +123,7 @@ def parse_config(cfg: Mapping[str, Any]) -> RunConfig:
 
     Keys starting with ``_`` (wandb's own) are ignored.
     """
-    from hti_bench.registry import make_surrogate, make_task, surrogate_classes
+    from hti_bench.harness.registry import make_surrogate, make_task, surrogate_classes
 
     # The sweep engine proposes numpy scalars; names must hold plain Python values.
     cfg = {k: (v.item() if hasattr(v, "item") else v) for k, v in cfg.items() if not str(k).startswith("_")}
@@ -160,7 +160,7 @@ _INPUTS_KEPT = 8
 
 
 def _inputs(task: Any, seed: int) -> tuple[Any, Any]:
-    from hti_bench.runner import build_anchor_set, build_references
+    from hti_bench.harness.runner import build_anchor_set, build_references
 
     key = (task.spec, seed)
     if key in _INPUTS:
@@ -190,10 +190,10 @@ def execute(
     ``should_stop`` is asked before each seed after the first (hyperband); a surrogate crash or NaN
     is a failed row in the store and a ``failed`` outcome here, never an exception.
     """
-    from hti_bench.registry import make_task
-    from hti_bench.results import ResultsStore
-    from hti_bench.runner import evaluate_unit, prepare_targets
-    from hti_bench.targets import TargetCache
+    from hti_bench.harness.registry import make_task
+    from hti_bench.harness.results import ResultsStore
+    from hti_bench.harness.runner import evaluate_unit, prepare_targets
+    from hti_bench.harness.targets import TargetCache
 
     task = make_task(rc.task)
     store = ResultsStore(results_dir)

@@ -160,7 +160,7 @@ def _check_command(where: str, config: dict[str, Any]) -> None:
 
 
 def _check_parameters(where: str, params: dict[str, Any]) -> None:
-    from hti_bench.registry import make_surrogate, make_task, surrogate_classes
+    from hti_bench.harness.registry import make_surrogate, make_task, surrogate_classes
     from hti_bench.sweeping.program import spaced_anchors
 
     for key in ("task", "surrogate"):

@@ -7,7 +7,7 @@ merges every file and drops duplicate natural keys keeping the newest row, so no
 ``results.csv`` (the merged table), ``leaderboard.csv`` and one ``leaderboard_<task>.csv`` per task are
 regenerated from the run files; never edit them by hand. For tasks with 2-D outputs, a unit may also
 store a few sample clouds under ``<results>/samples/`` (same digest as its run file) for the figures of
-:mod:`hti_bench.plots`.
+:mod:`hti_bench.harness.plots`.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ import numpy as np
 import pandas as pd
 
 from hti_bench.errors import ResultsError
-from hti_bench.targets import atomic_write_bytes
+from hti_bench.harness.targets import atomic_write_bytes
 
 SCHEMA_VERSION = 2
 
@@ -140,7 +140,7 @@ def safe_name(name: str, max_len: int = 80) -> str:
     return f"{safe[:max_len]}-{digest}"
 
 
-#: What a unit's ``samples`` dict holds (filled by :func:`hti_bench.runner.evaluate_unit`, stored by
+#: What a unit's ``samples`` dict holds (filled by :func:`hti_bench.harness.runner.evaluate_unit`, stored by
 #: :meth:`ResultsStore.write_samples`): arrays ``surrogate`` and ``reference`` (float32, [m, n, 2]),
 #: ``conditions`` ([m, C]), ``lam`` (the held-out λ they were drawn at), and strings ``task``,
 #: ``surrogate_spec``, ``hyperparameter`` and the int ``seed``.
@@ -185,7 +185,7 @@ class ResultsStore:
     def write_unit(self, rows: Sequence[dict[str, Any]], samples: dict[str, Any] | None = None) -> Path:
         """Store one unit's rows atomically; they must share task, surrogate and seed. Returns the run file.
 
-        ``samples`` is the dict :func:`hti_bench.runner.evaluate_unit` filled (see :data:`SAMPLE_KEYS`):
+        ``samples`` is the dict :func:`hti_bench.harness.runner.evaluate_unit` filled (see :data:`SAMPLE_KEYS`):
         when given, it is stored too by :meth:`write_samples` (an empty dict removes the unit's stale
         cloud). Sample clouds are extras for figures: failing to write them warns and never fails the
         unit. ``None`` leaves the samples folder alone.

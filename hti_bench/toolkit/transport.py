@@ -12,7 +12,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from hti_bench.metrics import NUM_ITER_MAX
+from hti_bench.scoring import NUM_ITER_MAX
 
 
 @dataclass(frozen=True)

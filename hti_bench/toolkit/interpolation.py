@@ -18,7 +18,7 @@ from hti_bench.surrogate import Surrogate
 if TYPE_CHECKING:
     from typing import Self
 
-    from hti_bench.data import AnchorSet
+    from hti_bench.anchors import AnchorSet
     from hti_bench.task import Task
 
 

@@ -22,8 +22,8 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import Tensor, nn
 
-from hti_bench.fsutil import atomic_write_bytes, default_cache_dir  # noqa: F401 - re-exported
-from hti_bench.optim import adam
+from hti_bench.harness.fsutil import atomic_write_bytes, default_cache_dir  # noqa: F401 - re-exported
+from hti_bench.toolkit.training import adam
 
 if TYPE_CHECKING:
     from hti_bench.task import TrainedTask

@@ -79,7 +79,7 @@ def row(benchmark: str, case: str, quantity: str, value: float, unit: str, *, go
     """
     import torch
 
-    from hti_bench.provenance import provenance
+    from hti_bench.harness.provenance import provenance
 
     return {
         "benchmark": benchmark, "case": case, "quantity": quantity, "value": float(value), "unit": unit,
@@ -100,7 +100,7 @@ def record(rows: Iterable[dict[str, Any]], path: str | Path = PERF_CSV) -> Path:
     import pandas as pd
 
     from hti_bench.errors import ResultsError
-    from hti_bench.targets import atomic_write_bytes
+    from hti_bench.harness.targets import atomic_write_bytes
 
     path = Path(path)
     new = pd.DataFrame(list(rows), columns=COLUMNS)

@@ -23,11 +23,10 @@ from collections.abc import Callable, Sequence
 import torch
 from torch import Tensor, nn
 
-from hti_bench.data import AnchorSet
+from hti_bench.anchors import AnchorSet
 from hti_bench.errors import ConfigError, check_choice
-from hti_bench.nets import ConditionEncoder, FiLMMLP
-from hti_bench.optim import adam
-from hti_bench.transport import exact_coupling
+from hti_bench.toolkit.nets import ConditionEncoder, FiLMMLP
+from hti_bench.toolkit.transport import exact_coupling
 
 #: How anchor-k samples are paired with anchor-(k+1) samples of the same condition.
 #: ``exact``: per-condition exact OT for the squared Euclidean cost (POT; a sort in 1-D), computed once.
@@ -47,6 +46,10 @@ SOLVERS = ADAPTIVE_SOLVERS + FIXED_SOLVERS
 MATCHERS = ("plain", "exact-ot", "sb")
 
 N_FREQUENCIES = 3
+
+#: How the flow and regression baselines train (:func:`hti_bench.toolkit.training.train_loop`):
+#: AdamW with a little weight decay, gradients clipped at norm 1 (regression on noisy targets).
+FLOW_TRAINING = {"clip": 1.0, "weight_decay": 1e-5, "decoupled": True}
 
 
 def make_matcher(name: str, sigma: float):
@@ -113,7 +116,7 @@ class FlowData:
     y : Tensor (K, M, n, D)
         Standardised anchor samples: (samples − mean) / scale, one scale for all dimensions.
     x : Tensor (M, C')
-        Encoded conditions (see :class:`~hti_bench.nets.ConditionEncoder`).
+        Encoded conditions (see :class:`~hti_bench.toolkit.nets.ConditionEncoder`).
     tau : Tensor (K,)
         Anchor positions on the task's clock, rescaled so the first anchor is 0 and the last is 1.
     """
@@ -212,7 +215,7 @@ class FlowData:
 
     def start_samples(self, anchor: int, conditions: Tensor, n: int, gen: torch.Generator) -> tuple[Tensor, Tensor]:
         """n standardised anchor samples per query condition, flattened to (M'·n, D), and their encoded x."""
-        from hti_bench.transport import draw_many
+        from hti_bench.toolkit.transport import draw_many
 
         idx = self.anchors.index_of(conditions)
         y0 = draw_many(self.anchors.samples[anchor][idx], int(n), gen)
@@ -253,26 +256,3 @@ def integrate(field: Callable[[Tensor, float | Tensor], Tensor], y0: Tensor, t0:
     else:
         out = odeint(lambda t, y: field(y, t), y0, span, method=solver, atol=atol, rtol=rtol)
     return out[-1]
-
-
-def train_loop(params, loss_fn: Callable[[int], Tensor], *, steps: int, lr: float, clip: float = 1.0) -> list[float]:
-    """AdamW with a cosine-decayed learning rate over ``steps``; returns the loss per step.
-
-    A plain loop rather than a Lightning Trainer: surrogate fits are seconds-long inner loops whose
-    batches are drawn on the fly, where a Trainer would add its start-up cost to every fit.
-    """
-    params = [p for p in params if p.requires_grad]
-    opt = adam(params, lr, weight_decay=1e-5, decoupled=True)
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(int(steps), 1), eta_min=lr * 0.05)
-    losses = []
-    for step in range(int(steps)):
-        loss = loss_fn(step)
-        if not torch.isfinite(loss):
-            raise FloatingPointError(f"training loss became {float(loss)} at step {step}")
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        nn.utils.clip_grad_norm_(params, clip)
-        opt.step()
-        sched.step()
-        losses.append(float(loss.detach()))
-    return losses

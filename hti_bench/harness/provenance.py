@@ -9,7 +9,7 @@ from importlib.metadata import PackageNotFoundError, version
 
 import torch
 
-from hti_bench.registry import PROJECT_ROOT
+from hti_bench.harness.registry import PROJECT_ROOT
 
 
 def package_version() -> str:

@@ -10,7 +10,7 @@ with its error, and the others load as usual; two plugins with the same name are
 Tasks are the modules of :mod:`hti_bench.tasks` plus the entry-point group ``hti_bench.tasks``.
 
 Importing this module is cheap (no torch, no :mod:`importlib.metadata`), so the start-up path of the
-command line (:mod:`hti_bench.catalog`) can use :func:`plugin_dirs`; discovery itself imports them.
+command line (:mod:`hti_bench.harness.catalog`) can use :func:`plugin_dirs`; discovery itself imports them.
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ if TYPE_CHECKING:
     from hti_bench.surrogate import Surrogate
     from hti_bench.task import Task
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
 SURROGATE_GROUP = "hti_bench.surrogates"
 TASK_GROUP = "hti_bench.tasks"
 

@@ -10,7 +10,7 @@ Four kinds, PNG at 150 dpi, under ``<results>/figures`` by default:
 - ``samples_<task>.png``: for tasks with 2-D outputs, the held-out network's and each surrogate's
   samples at the middle held-out λ (stored by ``hti-bench run`` under ``<results>/samples``).
 
-``<task>`` is :func:`hti_bench.results.safe_name` of the task, as for ``leaderboard_<task>.csv``.
+``<task>`` is :func:`hti_bench.harness.results.safe_name` of the task, as for ``leaderboard_<task>.csv``.
 Surrogates that train on the task's own loss (best response) are drawn dashed and starred. Every
 surrogate keeps one colour across all figures. Figures are drawn on standalone Agg figures (no
 pyplot state, no global style change), and seaborn and matplotlib are imported only when plotting.
@@ -30,8 +30,8 @@ import numpy as np
 import pandas as pd
 
 from hti_bench.errors import ResultsError
-from hti_bench.results import ResultsStore, _ci95, leaderboard, safe_name
-from hti_bench.targets import atomic_write_bytes
+from hti_bench.harness.results import ResultsStore, _ci95, leaderboard, safe_name
+from hti_bench.harness.targets import atomic_write_bytes
 
 DPI = 150
 #: column → (legend name, grey, dash pattern) of the floors
@@ -99,7 +99,7 @@ def _select_tasks(results: pd.DataFrame, tasks: Sequence[str] | None) -> list[st
 def _canonical_task(name: str) -> str | None:
     """The stored spelling of a task name (options sorted, defaults dropped), if it can be built."""
     try:
-        from hti_bench.registry import make_task
+        from hti_bench.harness.registry import make_task
 
         return make_task(name).spec
     except Exception:
@@ -109,7 +109,7 @@ def _canonical_task(name: str) -> str | None:
 def _task_info(task: str) -> tuple[tuple[float, ...], str]:
     """(anchors, clock) of a stored task name, or ((), "identity") when the task cannot be built here."""
     try:
-        from hti_bench.registry import make_task
+        from hti_bench.harness.registry import make_task
 
         built = make_task(task)
         return tuple(built.anchors), built.hyperparameter.clock.value

@@ -5,11 +5,11 @@ the error that makes it broken) and instantiate every task class (to print its h
 anchors, held-out values, D and C). Those modules import torch, which alone costs 1.5–3 s of the
 2–3.5 s the command took. The answer only changes when the files or the environment behind it do, so
 it is kept, like ``__pycache__``, as data in ``<cache>/catalog/list-<key>.json`` (``<cache>`` is
-:func:`hti_bench.fsutil.default_cache_dir`: ``$HTI_BENCH_CACHE`` or ``~/.cache/hti-bench``), stamped
+:func:`hti_bench.harness.fsutil.default_cache_dir`: ``$HTI_BENCH_CACHE`` or ``~/.cache/hti-bench``), stamped
 with a :func:`fingerprint` of everything the answer could depend on:
 
 * every file of the ``hti_bench`` package (path, mtime_ns, size), ``__pycache__`` aside;
-* every ``*.py`` file directly in each plugin folder searched (:func:`hti_bench.registry.plugin_dirs`,
+* every ``*.py`` file directly in each plugin folder searched (:func:`hti_bench.harness.registry.plugin_dirs`,
   which already reflects ``$HTI_BENCH_PLUGIN_PATH``), and the folder list itself;
 * ``$HTI_BENCH_PLUGIN_PATH`` and ``$PYTHONPATH`` as text, ``sys.executable`` and the Python version;
 * the installed distributions: every ``*.dist-info``/``*.egg-info``/``*.egg-link``/``*.pth`` entry of
@@ -43,7 +43,7 @@ from pathlib import Path
 from typing import Any
 
 FORMAT = 1  # bump when the layout of the file changes
-PACKAGE_DIR = Path(__file__).resolve().parent
+PACKAGE_DIR = Path(__file__).resolve().parents[1]  # the whole hti_bench package
 _METADATA_SUFFIXES = (".dist-info", ".egg-info", ".egg-link", ".pth")
 _ENV = ("HTI_BENCH_PLUGIN_PATH", "PYTHONPATH")
 
@@ -72,7 +72,7 @@ def _package_files(add: Callable[..., None]) -> None:
 
 
 def _plugin_files(add: Callable[..., None]) -> None:
-    from hti_bench.registry import plugin_dirs  # cheap: registry imports no torch
+    from hti_bench.harness.registry import plugin_dirs  # cheap: registry imports no torch
 
     for folder in plugin_dirs():
         add("plugins", str(folder))
@@ -124,7 +124,7 @@ def catalog_path() -> Path:
     One file per such combination, so two checkouts or virtual environments that share a cache
     folder do not keep overwriting each other's catalog.
     """
-    from hti_bench.fsutil import default_cache_dir
+    from hti_bench.harness.fsutil import default_cache_dir
 
     where = repr((sys.executable, str(PACKAGE_DIR), *(os.environ.get(v, "") for v in _ENV)))
     key = hashlib.sha256(where.encode("utf-8", "backslashreplace")).hexdigest()[:16]
@@ -151,7 +151,7 @@ def load(fp: str, path: Path | None = None) -> dict[str, Any]:
 
 def save(fp: str, sections: dict[str, Any], path: Path | None = None) -> bool:
     """Write the catalog atomically; False (and nothing else) when it cannot be written."""
-    from hti_bench.fsutil import atomic_write_bytes
+    from hti_bench.harness.fsutil import atomic_write_bytes
 
     path = catalog_path() if path is None else path
     data = {"format": FORMAT, "fingerprint": fp, "python": sys.executable, "package": str(PACKAGE_DIR), **sections}
@@ -167,7 +167,8 @@ def save(fp: str, sections: dict[str, Any], path: Path | None = None) -> bool:
 
 def collect_tasks() -> Iterator[dict[str, Any]]:
     """One entry per task class, as it is printed (values kept as the text they print as)."""
-    from hti_bench import errors, registry
+    from hti_bench import errors
+    from hti_bench.harness import registry
 
     for name, cls in registry.task_classes().items():
         entry: dict[str, Any] = {
@@ -196,7 +197,7 @@ def collect_plugins() -> dict[str, Any]:
 
     Discovery is redone first, so what is stored matches the files that were fingerprinted.
     """
-    from hti_bench import registry
+    from hti_bench.harness import registry
 
     registry.refresh()
     surrogates = [

@@ -70,14 +70,14 @@ def _init_worker(threads: int, cache_root: str) -> None:
     global _CACHE_ROOT
     die_with_parent()  # an interrupted `hti-bench run` must not leave workers fitting in the background
     torch.set_num_threads(max(int(threads), 1))
-    os.environ["HTI_BENCH_SCORING_WORKERS"] = str(max(int(threads), 1))  # see hti_bench.metrics
+    os.environ["HTI_BENCH_SCORING_WORKERS"] = str(max(int(threads), 1))  # see hti_bench.scoring
     _CACHE_ROOT = cache_root
     warnings.filterwarnings("ignore", category=UserWarning)
 
 
 def _task(spec: str) -> Any:
-    from hti_bench.registry import make_task
-    from hti_bench.targets import TargetCache
+    from hti_bench.harness.registry import make_task
+    from hti_bench.harness.targets import TargetCache
 
     if spec not in _TASKS:
         task = make_task(spec)
@@ -94,14 +94,14 @@ def _train(task_spec: str, lam: float, model_seed: int | None) -> tuple[bool, fl
 
 
 def _inputs(task_spec: str, seed: int) -> tuple[Any, Any]:
-    from hti_bench.runner import build_anchor_set, build_references
+    from hti_bench.harness.runner import build_anchor_set, build_references
 
     task = _task(task_spec)
     return build_anchor_set(task, seed), build_references(task, seed)
 
 
 def _unit(task_spec: str, spec: str, seed: int, anchors: Any, references: Any, clouds: bool) -> tuple[list, dict]:
-    from hti_bench.runner import evaluate_unit
+    from hti_bench.harness.runner import evaluate_unit
 
     samples: dict[str, Any] | None = {} if clouds else None
     rows = evaluate_unit(_task(task_spec), spec, seed, anchors, references, samples=samples)

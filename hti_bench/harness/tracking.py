@@ -69,7 +69,7 @@ def results_from_wandb(path: str, results_dir: str, api: Any = None) -> tuple[in
     import pandas as pd
 
     from hti_bench.errors import HTIBenchError
-    from hti_bench.results import ResultsStore
+    from hti_bench.harness.results import ResultsStore
 
     if path.count("/") != 1 or not all(path.split("/")):
         raise HTIBenchError(f"--from-wandb takes ENTITY/PROJECT, got {path!r}.")

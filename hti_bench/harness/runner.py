@@ -19,14 +19,14 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from hti_bench import provenance as prov
-from hti_bench.data import AnchorSet
-from hti_bench.metrics import per_condition_wasserstein
-from hti_bench.parallel import resolve_jobs
-from hti_bench.registry import default_tasks, make_surrogate, make_task, surrogate_classes
-from hti_bench.results import SCHEMA_VERSION, ResultsStore
+from hti_bench.anchors import AnchorSet
+from hti_bench.harness import provenance as prov
+from hti_bench.harness.pool import resolve_jobs
+from hti_bench.harness.registry import default_tasks, make_surrogate, make_task, surrogate_classes
+from hti_bench.harness.results import SCHEMA_VERSION, ResultsStore
+from hti_bench.harness.targets import TargetCache
+from hti_bench.scoring import per_condition_wasserstein
 from hti_bench.surrogate import Surrogate
-from hti_bench.targets import TargetCache
 from hti_bench.task import Task, TrainedTask
 
 DEFAULT_SEEDS = (0, 1, 2)
@@ -126,7 +126,7 @@ def anchor_train_seconds(task: Task) -> float:
     """What training the anchors cost (sum of the cache's recorded times), NaN for untrained tasks."""
     if not isinstance(task, TrainedTask):
         return math.nan
-    from hti_bench.targets import default_cache
+    from hti_bench.harness.targets import default_cache
 
     cache = task.cache or default_cache()
     return float(sum(cache.train_seconds(task, lam, task.config.model_seed) for lam in task.anchors))
@@ -149,7 +149,7 @@ def evaluate_unit(
     a crash, a NaN or a wrong shape becomes a failed row with the reason.
 
     ``samples``: pass an empty dict to get sample clouds for figures. For a task with 2-D outputs it is
-    filled (see :data:`hti_bench.results.SAMPLE_KEYS`) with the surrogate's and the held-out network's
+    filled (see :data:`hti_bench.harness.results.SAMPLE_KEYS`) with the surrogate's and the held-out network's
     samples at the middle held-out λ, for the first :data:`CLOUD_CONDITIONS` conditions and at most
     :data:`CLOUD_SAMPLES` samples each; it stays empty otherwise (other tasks, or that λ failed).
     Store both with ``ResultsStore.write_unit(rows, samples=samples)``.
@@ -304,7 +304,7 @@ def run(
     force : re-run stored units too (their rows are replaced, never duplicated).
     tracker : called with each unit's rows (e.g. to log them to wandb); returns a run id or None.
     jobs : worker processes (``"auto"``: one per core). With more than one, target networks are trained
-        and units fitted in parallel (:mod:`hti_bench.parallel`); the rows are the same as a serial
+        and units fitted in parallel (:mod:`hti_bench.harness.pool`); the rows are the same as a serial
         run's up to floating-point rounding, and this process still writes every unit.
     """
     from tqdm.auto import tqdm
@@ -357,7 +357,7 @@ def run(
 
     n_jobs = resolve_jobs(jobs)
     if n_jobs > 1 and total > 1:
-        from hti_bench.parallel import UnitPool
+        from hti_bench.harness.pool import UnitPool
 
         with UnitPool(min(n_jobs, total), cache.root) as pool:
             nets = [job for task, todo in plan if todo for job in _target_jobs(task, cache)]

@@ -1,7 +1,7 @@
 """File helpers that import nothing heavy: the cache folder and atomic writes.
 
-They live here rather than in :mod:`hti_bench.targets` (which re-exports them) because that module
-imports torch, and the start-up path of the command line (:mod:`hti_bench.catalog`) must not.
+They live here rather than in :mod:`hti_bench.harness.targets` (which re-exports them) because that module
+imports torch, and the start-up path of the command line (:mod:`hti_bench.harness.catalog`) must not.
 """
 
 from __future__ import annotations

@@ -1,29 +1,79 @@
-"""What STN and Δ-STN share: the structured response, perturbations of λ around λ0 with a learned
-scale, and STN's training loop (BASELINES.md §5). The registered surrogates are ``baselines/stn.py``
-and ``baselines/delta_stn.py``."""
+"""What STN and Δ-STN share: the perturbation scale of λ around λ0, their options, and STN's loop.
+
+The registered surrogates are ``baselines/stn.py`` and ``baselines/delta_stn.py`` (MacKay et al.,
+"Self-Tuning Networks", ICLR 2019; Bae & Grosse, "Delta-STN", NeurIPS 2020).
+"""
 
 from __future__ import annotations
 
-from typing import ClassVar
+import math
+from typing import Any, ClassVar
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
-from hti_bench.optim import adam
-from hti_bench.response import (
-    BatchStream,
-    BestResponseSurrogate,
-    FunctionalNetwork,
-    LambdaAxis,
-    PerturbationScale,
-    StructuredResponse,
-    center_time,
-    check_stn_options,
-    cosine,
-    split_training_data,
-    step_optimizer,
-)
+from hti_bench.anchors import AnchorSet
+from hti_bench.errors import ConfigError
 from hti_bench.task import TrainedTask
+from hti_bench.toolkit import training
+from hti_bench.toolkit.best_response.axis import BatchStream, LambdaAxis, split_training_data
+from hti_bench.toolkit.best_response.functional import FunctionalNetwork
+from hti_bench.toolkit.best_response.generators import StructuredResponse
+from hti_bench.toolkit.best_response.surrogate import BestResponseSurrogate
+
+
+class PerturbationScale(nn.Module):
+    """STN's perturbation of λ: λ̃ = u⁻¹(u0 + σ ε) per λ draw, σ = softplus(ρ) learned with an
+    entropy bonus τ·H, H = log(σ √(2πe)) (MacKay et al. 2019, BASELINES.md §5.1).
+
+    Without hyperparameter steps (HTI fixes λ), only σ is tuned: every ``every`` network steps, one
+    Adam step on ρ lowers L_val(ŵ(λ̃)) − τ·H on held-out training rows, the network in eval mode and
+    the loss's own λ argument detached, as the STN's hyper step does. Without the entropy bonus σ
+    collapses and the response is unidentified; τ sets how local the response stays.
+    """
+
+    def __init__(self, sigma0: float, center_u: float, tau: float, lr: float) -> None:
+        super().__init__()
+        self.rho = nn.Parameter(torch.tensor(math.log(math.expm1(sigma0))))
+        self.center_u = torch.tensor(float(center_u))
+        self.tau = float(tau)
+        self.opt = training.adam([self.rho], lr)
+
+    @property
+    def sigma(self) -> Tensor:
+        return nn.functional.softplus(self.rho)
+
+    def entropy(self) -> Tensor:
+        return torch.log(self.sigma * math.sqrt(2 * math.pi * math.e))
+
+    def step(self, loss: Tensor) -> float:
+        objective = loss - self.tau * self.entropy()
+        (grad,) = torch.autograd.grad(objective, [self.rho])
+        self.opt.zero_grad(set_to_none=True)
+        self.rho.grad = grad
+        self.opt.step()
+        return float(self.sigma.detach())
+
+
+def check_stn_options(surrogate: Any, anchors: AnchorSet) -> None:
+    """The options STN and Δ-STN share: σ0 > 0, τ ≥ 0, a centre inside the anchor range."""
+    if not float(surrogate.sigma0) > 0:
+        raise ConfigError(f"sigma0 must be > 0, got {surrogate.sigma0}")
+    if not float(surrogate.entropy_weight) >= 0:
+        raise ConfigError(f"entropy_weight must be ≥ 0, got {surrogate.entropy_weight}")
+    if int(surrogate.scale_every) < 1:
+        raise ConfigError(f"scale_every must be ≥ 1, got {surrogate.scale_every}")
+    if surrogate.center is not None:
+        lo, hi = anchors.lambdas[0], anchors.lambdas[-1]
+        if not lo <= float(surrogate.center) <= hi:
+            raise ConfigError(f"center={surrogate.center} must lie in the anchor range [{lo}, {hi}]")
+
+
+def center_time(surrogate: Any, axis: LambdaAxis) -> float:
+    """Clock time of λ0: the given ``center``, else the middle of the anchor range on the clock."""
+    if surrogate.center is None:
+        return 0.5 * (axis.t_first + axis.t_last)
+    return float(axis.time(torch.tensor(float(surrogate.center))))
 
 
 class StnBase(BestResponseSurrogate):
@@ -49,7 +99,7 @@ class StnBase(BestResponseSurrogate):
         Parameters
         ----------
         epochs, batch_size, lambda_draws, lr
-            Budget and Adam step (None = the task's own) of the network (see :class:`~hti_bench.response.BestResponseSurrogate`).
+            Budget and Adam step (None = the task's own) of the network (see :class:`~hti_bench.toolkit.best_response.BestResponseSurrogate`).
         center : float or None
             λ0, the centre of the perturbations; None = the middle of the anchor range on the clock.
         sigma0 : float
@@ -117,12 +167,12 @@ class StnBase(BestResponseSurrogate):
         self.net_.train()
 
     def _train(self, task, axis, response, batches, val_batches, steps, gen):
-        opt = adam(response.parameters(), self._lr(task))
-        schedule = cosine(opt, steps)
+        opt = training.adam(response.parameters(), self._lr(task))
+        schedule = training.cosine(opt, steps)
         losses, sigmas = [], []
         for step in range(steps):
             loss = self._perturbed_loss(task, axis, next(batches), gen, scale=self.scale_.sigma.detach())
-            step_optimizer(opt, loss, step, schedule)
+            training.step(opt, loss, clip=self.clip, schedule=schedule, at=step)
             losses.append(float(loss.detach()))
             self._scale_step(task, axis, val_batches, gen, step, sigmas)
         return losses, sigmas

@@ -1,0 +1,111 @@
+"""The skeleton every best-response surrogate shares: budget, batches, sampling through the task."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import torch
+from torch import Tensor
+
+from hti_bench.errors import ConfigError
+from hti_bench.surrogate import Surrogate
+from hti_bench.toolkit.best_response.axis import LambdaAxis
+
+if TYPE_CHECKING:
+    from typing import Self
+
+    from hti_bench.anchors import AnchorSet
+    from hti_bench.task import Task, TrainedTask
+
+
+class BestResponseSurrogate(Surrogate):
+    """Skeleton of the surrogates that learn w(λ) from the task's training loss (regime B of
+    BASELINES.md §1): they read ``task.training_data()``, ``build_network()``,
+    ``per_example_loss()`` and answer through ``sample_network()``; anchor outputs are not used.
+
+    Subclasses implement ``_fit(task, axis, gen)`` storing ``self.net_`` (a
+    :class:`FunctionalNetwork`) and ``_inputs(lam) -> (1, d)`` (the generator inputs at λ).
+    ``epochs`` counts passes over the task's training set; ``None`` means the budget of one anchor
+    network (the task's own ``epochs``), the usual cost model of a best-response method; ``lr=None``
+    likewise takes the task's own learning rate.
+
+    ``lambda_draws`` is how many distinct λ one batch holds (its examples split evenly among them).
+    ``batch_size`` gives the per-example λ of the papers; generating one weight set per example costs
+    B·|w| memory traffic per step, so the default, 16, is 8–9× faster per step on moons-dropout and still
+    spans the range in every batch.
+    """
+
+    requires: ClassVar[frozenset[str]] = frozenset({"training_loss", "architecture"})
+    #: Gradient-norm clip of every optimiser step (:func:`hti_bench.toolkit.training.step`):
+    #: per-example hypernetwork gradients spike now and then.
+    clip: ClassVar[float] = 10.0
+
+    def fit(self, anchors: AnchorSet, task: Task | None = None, *, seed: int = 0) -> Self:
+        from hti_bench.task import TrainedTask
+        from hti_bench.toolkit.nets import seeded
+
+        if not isinstance(task, TrainedTask):
+            raise ConfigError(
+                f"{self.name} trains on the task's loss and architecture; it needs a trained task, got "
+                f"{type(task).__name__ if task is not None else 'no task'}"
+            )
+        self._validate()
+        self.anchors_ = anchors
+        self.axis_ = LambdaAxis(task.hyperparameter, anchors.lambdas[0], anchors.lambdas[-1])
+        self.task_ = task
+        with seeded(torch.device("cpu"), seed) as gen:
+            self._fit(task, self.axis_, gen)
+        return self
+
+    def check_params(self) -> None:
+        self._validate()
+
+    def _validate(self) -> None:
+        if self.epochs is not None and float(self.epochs) <= 0:
+            raise ConfigError(f"epochs must be > 0 (or None for one anchor network's budget), got {self.epochs}")
+        if int(self.batch_size) < 1:
+            raise ConfigError(f"batch_size must be ≥ 1, got {self.batch_size}")
+        if not 1 <= int(self.lambda_draws) <= int(self.batch_size):
+            raise ConfigError(f"lambda_draws must be between 1 and batch_size ({self.batch_size}), got {self.lambda_draws}")
+        if self.lr is not None and not float(self.lr) > 0:
+            raise ConfigError(f"lr must be > 0 (or None for the task's own), got {self.lr}")
+
+    def _grouped(self, batch: tuple[Tensor, ...]) -> tuple[tuple[Tensor, ...], int, int]:
+        """(batch, G, k): the batch trimmed to G·k rows, G = ``lambda_draws`` λ values of k examples
+        each (rows grouped in order, as ``repeat_interleave`` gives)."""
+        rows = int(batch[0].shape[0])
+        groups = min(int(self.lambda_draws), rows)
+        k = rows // groups
+        return tuple(b[: groups * k] for b in batch), groups, k
+
+    def _lr(self, task: TrainedTask) -> float:
+        """Adam's step: ``lr``, or None for the one the task trains its networks with."""
+        return float(task.config.lr if self.lr is None else self.lr)
+
+    def _steps(self, task: TrainedTask, n_rows: int) -> int:
+        epochs = float(task.config.epochs if self.epochs is None else self.epochs)
+        return max(1, int(round(epochs * n_rows / int(self.batch_size))))
+
+    def _fit(self, task: TrainedTask, axis: LambdaAxis, gen: torch.Generator) -> None:
+        raise NotImplementedError
+
+    def _inputs(self, lam: float) -> Tensor:
+        raise NotImplementedError
+
+    def _at(self, lam: float) -> Any:
+        """The context in which ``self.net_`` is the model's network at λ."""
+        return self.net_.at(self._inputs(lam))
+
+    def weights(self, lam: float) -> dict[str, Tensor]:
+        """The generated weights of the target network at λ: name → tensor (for inspection/tests)."""
+        self._check_fitted()
+        with torch.no_grad():
+            return {k: v[0] for k, v in self.net_.weights(self._inputs(lam)).items()}
+
+    def sample(self, lam: float, conditions: Tensor, n: int, seed: int) -> Tensor:
+        self._check_sample_args(n)
+        self.anchors_.locate(lam)  # trained over the anchor range only
+        net = self.net_.eval()
+        with torch.no_grad(), self._at(lam):
+            out = self.task_.sample_network(net, torch.as_tensor(conditions, dtype=torch.float32), int(n), self._generator(seed))
+        return out.float()
