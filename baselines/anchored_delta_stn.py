@@ -19,7 +19,6 @@ import torch
 from torch import Tensor
 
 from hti_bench.errors import ConfigError, check_choice
-from hti_bench.task import TrainedTask
 from hti_bench.toolkit import training
 from hti_bench.toolkit.best_response import (
     BatchStream,
@@ -29,6 +28,7 @@ from hti_bench.toolkit.best_response import (
     StructuredResponse,
 )
 from hti_bench.toolkit.transport import exact_coupling
+from hti_bench.view import TaskView
 
 BLENDS = ("mccann", "mixture")
 
@@ -73,10 +73,13 @@ class AnchoredDeltaSTN(BestResponseSurrogate):
         self.spread = spread
         self.blend = blend
 
-    def _fit(self, task: TrainedTask, axis: LambdaAxis, gen: torch.Generator) -> None:
+    def check_params(self) -> None:
+        super().check_params()
         check_choice("blend", self.blend, BLENDS)
         if not float(self.spread) > 0:
             raise ConfigError(f"spread must be > 0, got {self.spread}")
+
+    def _fit(self, task: TaskView, axis: LambdaAxis, gen: torch.Generator) -> None:
         lambdas = self.anchors_.lambdas
         s_k = [axis.s_of_lam(lam) for lam in lambdas]
         data = task.training_data()
@@ -93,11 +96,9 @@ class AnchoredDeltaSTN(BestResponseSurrogate):
             self.losses_.append(self._train(task, axis, net, batches, s_k[k], sigma, side, steps, gen))
             self.nets_.append(net.eval())
 
-    def _anchor_network(self, task: TrainedTask, lam: float, gen: torch.Generator) -> FunctionalNetwork:
-        anchor = task.network(lam)
-        network = task.build_network()
-        network.load_state_dict(anchor.state_dict())
-        response = StructuredResponse(network, 1, gen, elem={n: p.detach() for n, p in anchor.named_parameters()})
+    def _anchor_network(self, task: TaskView, lam: float, gen: torch.Generator) -> FunctionalNetwork:
+        network = task.anchor_network(lam)  # a copy: w0 is this anchor network's own weights
+        response = StructuredResponse(network, 1, gen, elem={n: p.detach() for n, p in network.named_parameters()})
         for p in response.general_parameters():
             p.requires_grad_(False)  # w0 is the anchor network itself
         return FunctionalNetwork(network, response).train()
@@ -120,7 +121,7 @@ class AnchoredDeltaSTN(BestResponseSurrogate):
 
     def weights(self, lam: float) -> dict[str, Tensor]:
         """The nearer neighbour's first-order weights at λ (at an anchor: that anchor's network)."""
-        self._check_fitted()
+        self.check_fitted()
         k, s = self.anchors_.locate(lam)
         k += int(s >= 0.5)
         h = torch.tensor([[self.axis_.s_of_lam(lam) - self.s_anchor_[k]]])
@@ -131,10 +132,10 @@ class AnchoredDeltaSTN(BestResponseSurrogate):
         net = self.nets_[k]
         h = torch.tensor([[self.axis_.s_of_lam(lam) - self.s_anchor_[k]]])
         with torch.no_grad(), net.at(h):
-            return self.task_.sample_network(net, conditions, n, self._generator(seed)).float()
+            return self.task_.sample_network(net, conditions, n, self.generator(seed)).float()
 
     def sample(self, lam: float, conditions: Tensor, n: int, seed: int) -> Tensor:
-        self._check_sample_args(n)
+        self.check_sample_args(n)
         k, s = self.anchors_.locate(lam)
         conditions = torch.as_tensor(conditions, dtype=torch.float32)
         n = int(n)
@@ -144,7 +145,7 @@ class AnchoredDeltaSTN(BestResponseSurrogate):
         upper = self._side(k + 1, lam, conditions, n, seed + 1)
         if s == 1.0:
             return upper
-        gen = self._generator(seed + 2)
+        gen = self.generator(seed + 2)
         out = []
         for y0, y1 in zip(lower, upper):
             if self.blend == "mixture":

@@ -21,9 +21,8 @@ import torch
 from torch import Tensor, nn
 
 from hti_bench.anchors import AnchorSet
-from hti_bench.errors import ConfigError, check_choice
+from hti_bench.errors import ConfigError, check_choice, check_positive
 from hti_bench.surrogate import Surrogate
-from hti_bench.task import Task
 from hti_bench.toolkit import training
 from hti_bench.toolkit.flows import (
     COUPLINGS,
@@ -36,7 +35,8 @@ from hti_bench.toolkit.flows import (
     make_matcher,
     validate_solver,
 )
-from hti_bench.toolkit.nets import resolve_device, seeded
+from hti_bench.toolkit.nets import check_device, check_hidden, resolve_device, seeded
+from hti_bench.view import TaskView
 
 STARTS = ("lower", "nearest", "first")
 
@@ -129,8 +129,12 @@ class CFM(Surrogate):
 
     def check_params(self) -> None:
         self._resolved()
+        check_positive(self, ("lr",))
+        check_hidden(self.hidden)
+        check_device(self.device)
 
-    def fit(self, anchors: AnchorSet, task: Task | None = None, *, seed: int = 0) -> CFM:
+    def fit(self, anchors: AnchorSet, task: TaskView | None = None, *, seed: int = 0) -> CFM:
+        self.check_params()
         self.coupling_, self.sigma_ = self._resolved()
         dev = resolve_device(self.device)
         self.matcher_ = make_matcher(self.matcher, self.sigma_)
@@ -204,11 +208,11 @@ class CFM(Surrogate):
 
     @torch.no_grad()
     def sample(self, lam: float, conditions: Tensor, n: int, seed: int) -> Tensor:
-        self._check_sample_args(n)
+        self.check_sample_args(n)
         data = self.data_
         k, s = data.anchors.locate(lam)
         start = {"lower": k, "first": 0, "nearest": k if s <= 0.5 else k + 1}[self.start]
-        y, x = data.start_samples(start, conditions, int(n), self._generator(seed))
+        y, x = data.start_samples(start, conditions, int(n), self.generator(seed))
         target = data.tau_of(lam)
         # Integrate interval by interval: with per-interval nets the field changes at each anchor,
         # and even one net has a kink there that an adaptive solver should not step across.

@@ -22,9 +22,8 @@ from typing import ClassVar
 import torch
 
 from hti_bench.errors import check_choice
-from hti_bench.task import TrainedTask
 from hti_bench.toolkit import training
-from hti_bench.toolkit.best_response import LambdaAxis, StnBase, StructuredResponse, center_time
+from hti_bench.toolkit.best_response import StnBase, StructuredResponse, center_time
 
 RESPONSES = ("weights", "linear")
 
@@ -71,9 +70,9 @@ class DeltaSTN(StnBase):
         )
         self.sample_response = sample_response
 
-    def _fit(self, task: TrainedTask, axis: LambdaAxis, gen: torch.Generator) -> None:
+    def check_params(self) -> None:
+        super().check_params()
         check_choice("sample_response", self.sample_response, RESPONSES)
-        super()._fit(task, axis, gen)
 
     def _train(self, task, axis, response: StructuredResponse, batches, val_batches, steps, gen):
         general = training.adam(response.general_parameters(), self._lr(task))

@@ -21,12 +21,12 @@ import torch
 from torch import Tensor
 
 from hti_bench.anchors import AnchorSet
-from hti_bench.errors import check_choice
+from hti_bench.errors import check_choice, check_positive
 from hti_bench.surrogate import Surrogate
-from hti_bench.task import Task
 from hti_bench.toolkit import training
 from hti_bench.toolkit.flows import COUPLINGS, FLOW_TRAINING, FlowData, TimeMLP, check_budget
-from hti_bench.toolkit.nets import resolve_device, seeded
+from hti_bench.toolkit.nets import check_device, check_hidden, resolve_device, seeded
+from hti_bench.view import TaskView
 
 
 class Direct(Surrogate):
@@ -66,10 +66,16 @@ class Direct(Surrogate):
         self.hidden = hidden
         self.device = device
 
-    def fit(self, anchors: AnchorSet, task: Task | None = None, *, seed: int = 0) -> Direct:
+    def check_params(self) -> None:
         check_choice("coupling", self.coupling, COUPLINGS)
         check_choice("start", self.start, ("lower", "first"))
         check_budget(self, ("steps", "batch_size"))
+        check_positive(self, ("lr",))
+        check_hidden(self.hidden)
+        check_device(self.device)
+
+    def fit(self, anchors: AnchorSet, task: TaskView | None = None, *, seed: int = 0) -> Direct:
+        self.check_params()
         dev = resolve_device(self.device)
         with seeded(dev, seed) as gen:
             self._fit(anchors, dev, gen)
@@ -100,10 +106,10 @@ class Direct(Surrogate):
 
     @torch.no_grad()
     def sample(self, lam: float, conditions: Tensor, n: int, seed: int) -> Tensor:
-        self._check_sample_args(n)
+        self.check_sample_args(n)
         data = self.data_
         k, _ = data.anchors.locate(lam)
         start = 0 if self.start == "first" else k
-        y, x = data.start_samples(start, conditions, int(n), self._generator(seed))
+        y, x = data.start_samples(start, conditions, int(n), self.generator(seed))
         out = self.net_(y, x, data.tau[start], torch.tensor(data.tau_of(lam), device=y.device))
         return data.restore(out).reshape(conditions.shape[0], int(n), -1)

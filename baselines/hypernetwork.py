@@ -24,7 +24,6 @@ import torch
 from torch import Tensor
 
 from hti_bench.errors import ConfigError
-from hti_bench.task import TrainedTask
 from hti_bench.toolkit import training
 from hti_bench.toolkit.best_response import (
     BatchStream,
@@ -33,6 +32,7 @@ from hti_bench.toolkit.best_response import (
     HyperGenerator,
     LambdaAxis,
 )
+from hti_bench.view import TaskView
 
 #: 400 MB of float32 weights, before Adam's two moments: beyond it, lower the rank.
 MAX_OUTPUT_PARAMETERS = 100_000_000
@@ -80,13 +80,13 @@ class Hypernetwork(BestResponseSurrogate):
         self.width = width
         self.rank = rank
 
-    def _validate(self) -> None:
-        super()._validate()
+    def check_params(self) -> None:
+        super().check_params()
         for key in ("width", "rank"):
             if int(getattr(self, key)) < 1:
                 raise ConfigError(f"{key} must be ≥ 1, got {getattr(self, key)}")
 
-    def _fit(self, task: TrainedTask, axis: LambdaAxis, gen: torch.Generator) -> None:
+    def _fit(self, task: TaskView, axis: LambdaAxis, gen: torch.Generator) -> None:
         network = task.build_network()
         n_weights = sum(p.numel() for p in network.parameters())
         if int(self.rank) * n_weights > MAX_OUTPUT_PARAMETERS:

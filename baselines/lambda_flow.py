@@ -15,8 +15,8 @@ import torch
 from torch import Tensor
 
 from hti_bench.anchors import AnchorSet
+from hti_bench.errors import ConfigError, check_positive
 from hti_bench.surrogate import Surrogate
-from hti_bench.task import Task
 from hti_bench.toolkit import training
 from hti_bench.toolkit.flows import (
     FLOW_TRAINING,
@@ -27,7 +27,8 @@ from hti_bench.toolkit.flows import (
     make_matcher,
     validate_solver,
 )
-from hti_bench.toolkit.nets import resolve_device, seeded
+from hti_bench.toolkit.nets import check_device, check_hidden, resolve_device, seeded
+from hti_bench.view import TaskView
 
 
 class LambdaFlow(Surrogate):
@@ -69,9 +70,17 @@ class LambdaFlow(Surrogate):
         self.step_size = step_size
         self.device = device
 
-    def fit(self, anchors: AnchorSet, task: Task | None = None, *, seed: int = 0) -> LambdaFlow:
+    def check_params(self) -> None:
         validate_solver(self.solver, self.atol, self.rtol, self.step_size)
         check_budget(self, ("steps", "batch_size"))
+        check_positive(self, ("lr",))
+        check_hidden(self.hidden)
+        check_device(self.device)
+        if not float(self.sigma) >= 0:
+            raise ConfigError(f"sigma must be ≥ 0, got {self.sigma}")
+
+    def fit(self, anchors: AnchorSet, task: TaskView | None = None, *, seed: int = 0) -> LambdaFlow:
+        self.check_params()
         self.matcher_ = make_matcher("plain", float(self.sigma))
         dev = resolve_device(self.device)
         with seeded(dev, seed) as gen:
@@ -101,10 +110,10 @@ class LambdaFlow(Surrogate):
 
     @torch.no_grad()
     def sample(self, lam: float, conditions: Tensor, n: int, seed: int) -> Tensor:
-        self._check_sample_args(n)
+        self.check_sample_args(n)
         data = self.data_
         data.anchors.locate(lam)  # raises outside the anchor range: this model only interpolates
-        gen = self._generator(seed)
+        gen = self.generator(seed)
         x = data.encoder(conditions).repeat_interleave(int(n), 0).to(data.device)
         z = torch.randn(x.shape[0], data.shape[3], generator=gen).to(data.device)
         tau = torch.tensor(data.tau_of(lam), device=z.device)

@@ -22,8 +22,10 @@ import pandas as pd
 import torch
 
 from hti_bench.harness.registry import make_surrogate, make_task
-from hti_bench.harness.runner import build_anchor_set
+from hti_bench.harness.targets import TargetCache
+from hti_bench.harness.unit import build_anchor_set
 from hti_bench.specs import format_spec, parse_spec
+from hti_bench.view import TaskView
 
 DEFAULT_SPECS = (
     "hypernetwork[lambda_draws=16]",
@@ -43,7 +45,7 @@ def main() -> None:
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--csv", default=None)
     args = p.parse_args()
-    task = make_task(args.task)
+    task = make_task(args.task, cache=TargetCache())
     anchors = build_anchor_set(task, seed=0)
     n_rows = int(task.training_data()[0].shape[0])
     print(f"threads={torch.get_num_threads()} task={task.spec} rows={n_rows}")
@@ -55,7 +57,7 @@ def main() -> None:
         for _ in range(args.repeats):
             surrogate = make_surrogate(full)
             start = time.perf_counter()
-            surrogate.fit(anchors, task, seed=0)
+            surrogate.fit(anchors, TaskView(task, surrogate.requires), seed=0)
             seconds = time.perf_counter() - start
             steps = sum(len(x) for x in surrogate.losses_) if isinstance(surrogate.losses_[0], list) else len(surrogate.losses_)
             per_step.append(seconds / steps)

@@ -31,9 +31,10 @@ import perf
 import torch
 
 from hti_bench.harness.registry import make_surrogate, make_task, surrogate_classes, task_classes
-from hti_bench.harness.runner import build_anchor_set, derive_seed
-from hti_bench.harness.targets import train_network
+from hti_bench.harness.targets import TargetCache, train_network
+from hti_bench.harness.unit import build_anchor_set, derive_seed
 from hti_bench.task import TrainedTask
+from hti_bench.view import TaskView
 
 GOAL = 1000.0
 
@@ -63,7 +64,7 @@ def main(argv: list[str] | None = None) -> int:
     specs = args.surrogate or list(surrogate_classes())
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {perf.machine()}", flush=True)
     for task_spec in tasks:
-        task = make_task(task_spec)
+        task = make_task(task_spec, cache=TargetCache())
         rows = []
         lam = task.heldout[len(task.heldout) // 2]
         conds = task.eval_conditions().float()
@@ -75,11 +76,12 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{task.spec}: retrain at {task.hyperparameter.name}={lam}: {train_s:.2f} s", flush=True)
         for spec in specs:
             surrogate = make_surrogate(spec)
-            if surrogate.skip(task):
+            view = TaskView(task, surrogate.requires)
+            if surrogate.skip(view):
                 continue
             case = f"{task.spec}/{surrogate.spec}"
             start = time.perf_counter()
-            surrogate.fit(anchors, task if surrogate.requires else None, seed=0)
+            surrogate.fit(anchors, view, seed=0)
             fit_s = time.perf_counter() - start
             seed = derive_seed(task.spec, 0, "sample", lam)
             query_s, _, out = perf.timed(lambda: surrogate.sample(lam, conds, task.n_samples, seed), args.query_repeats)

@@ -67,7 +67,7 @@ def main(argv: list[str] | None = None) -> int:
     names = args.task or [n for n, c in task_classes().items() if issubclass(c, TrainedTask) and n != "tensor"]
     rows = []
     for name in names:
-        task = make_task(name)
+        task = make_task(name)  # trained directly by train_network, no cache
         lam = task.heldout[0]
         start = time.perf_counter()
         train_network(task, lam, 1999)  # apart: the first fit of a task in a process pays one-off set-up

@@ -1,6 +1,9 @@
-"""``hti-bench``: a thin command line over :mod:`hti_bench.harness.runner` and :mod:`hti_bench.harness.registry`.
+"""``hti-bench``: a thin command line over the run machinery (:mod:`hti_bench.harness`).
 
-Heavy imports (torch, Lightning, POT) happen inside the subcommands, so ``--help`` is instant.
+Heavy imports (torch, Lightning, POT) happen inside the subcommands, so ``--help`` is instant, and
+``leaderboard`` and ``plot`` never import torch at all. The same words mean the same thing in every
+subcommand: ``-t`` selects tasks (repeatable), ``-j/--jobs`` is the number of worker processes,
+``--seeds`` are run seeds, ``--wandb`` defaults to ``$HTI_BENCH_WANDB``, else ``disabled``.
 """
 
 from __future__ import annotations
@@ -9,6 +12,14 @@ import argparse
 import os
 import sys
 from collections.abc import Sequence
+
+WANDB_MODES = ("disabled", "offline", "online")
+WANDB_HELP = "wandb mode of the runs (default: $HTI_BENCH_WANDB, else disabled)."
+JOBS_HELP = "Worker processes ('auto': one per core; 1: in this process). Default: $HTI_BENCH_JOBS, else auto."
+
+
+def _deprecated(old: str, new: str) -> None:
+    print(f"hti-bench: warning: {old} is deprecated and will be removed in 0.3; use {new}.", file=sys.stderr)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -35,14 +46,13 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--results", default="results", metavar="DIR", help="Results folder.")
     run.add_argument("--cache", default=None, metavar="DIR", help="Target-network cache (default $HTI_BENCH_CACHE or ~/.cache/hti-bench).")
     run.add_argument("--force", action="store_true", help="Re-run units already in the results store (rows are replaced, not duplicated).")
-    run.add_argument("--wandb", default=os.environ.get("HTI_BENCH_WANDB", "disabled"), choices=["disabled", "offline", "online"], help="Log each unit to wandb.")
+    run.add_argument("--wandb", default=None, choices=WANDB_MODES, help="Log each unit to wandb: " + WANDB_HELP)
     run.add_argument("--no-progress", action="store_true", help="No progress bars.")
-    run.add_argument("-j", "--jobs", default=os.environ.get("HTI_BENCH_JOBS", "auto"), metavar="N",
-                     help="Worker processes for training targets and fitting surrogates ('auto': one per core; 1: in this process).")
+    run.add_argument("-j", "--jobs", default=None, metavar="N", help=JOBS_HELP)
 
     lb = sub.add_parser("leaderboard", help="Rebuild results.csv and leaderboard.csv from the stored runs and print it.")
     lb.add_argument("--results", default="results", metavar="DIR", help="Results folder.")
-    lb.add_argument("-t", "--task", default=None, metavar="TASK", help="Only this task.")
+    lb.add_argument("-t", "--task", action="append", metavar="TASK", help="Only this task (repeatable; default: all).")
     lb.add_argument("--by-lambda", action="store_true", help="Also print W₂ at each held-out λ (mean over seeds).")
     lb.add_argument("--from-wandb", default=None, metavar="ENTITY/PROJECT", help="First fetch the result rows of every run in this W&B project (public API) into --results.")
 
@@ -54,13 +64,15 @@ def _parser() -> argparse.ArgumentParser:
         "hyperband) and runs them in local worker processes. Re-running the same command resumes.",
     )
     sw.add_argument("file", metavar="SWEEP.yaml", help="A wandb sweep file, e.g. sweeps/leaderboard.yaml.")
-    sw.add_argument("--workers", type=int, default=1, metavar="N", help="Parallel worker processes.")
+    sw.add_argument("-j", "--jobs", default=None, metavar="N", help=JOBS_HELP)
+    sw.add_argument("--workers", type=int, default=None, help=argparse.SUPPRESS)  # deprecated: --jobs
     sw.add_argument("--count", type=int, default=None, metavar="K", help="Start at most K runs in this call (like wandb agent --count).")
     sw.add_argument("--results", default="results", metavar="DIR", help="Results folder (the sweep's state goes in DIR/sweeps/).")
     sw.add_argument("--cache", default=None, metavar="DIR", help="Target-network cache (default $HTI_BENCH_CACHE or ~/.cache/hti-bench).")
-    sw.add_argument("--seed", type=int, default=0, help="Seed of the search (random and bayes proposals).")
+    sw.add_argument("--search-seed", type=int, default=None, metavar="S", help="Seed of the search: random and bayes proposals (default 0). Run seeds are the sweep file's 'seed'/'seeds'.")
+    sw.add_argument("--seed", type=int, default=None, help=argparse.SUPPRESS)  # deprecated: --search-seed
     sw.add_argument("--threads", type=int, default=None, metavar="T", help="torch threads per worker (default: cores / workers).")
-    sw.add_argument("--wandb", default=None, choices=["disabled", "offline", "online"], help="wandb mode of the runs (default $WANDB_MODE, else offline).")
+    sw.add_argument("--wandb", default=None, choices=WANDB_MODES, help=WANDB_HELP)
     sw.add_argument("--no-progress", action="store_true", help="No progress bar.")
     sw.add_argument("--no-figures", action="store_true", help="Do not draw the figures at the end.")
 
@@ -86,11 +98,11 @@ def _cmd_list(what: str, refresh: bool = False) -> int:
     return 0
 
 
-def _print_board(board, task: str | None = None) -> None:  # noqa: ANN001
+def _print_board(board, tasks: Sequence[str] | None = None) -> None:  # noqa: ANN001
     import pandas as pd
 
-    if task is not None:
-        board = board[board["task"] == task]
+    if tasks:
+        board = board[board["task"].isin(list(tasks))]
     if board.empty:
         print("(no results yet: run `hti-bench run`)")
         return
@@ -107,17 +119,21 @@ def _print_board(board, task: str | None = None) -> None:  # noqa: ANN001
                 cost = pd.to_numeric(group.get("anchor_train_seconds"), errors="coerce").max()
                 anchors = f"; the anchor networks took {cost:.1f} s to train" if cost == cost else ""
                 print(f"* trains on the task's own loss (best response), not on anchor outputs{anchors}")
-        if task is None and board["task"].nunique() > 1 and "mean_rank" in board.columns:
+        if not tasks and board["task"].nunique() > 1 and "mean_rank" in board.columns:
             ranks = board.drop_duplicates("surrogate").dropna(subset=["mean_rank"])
             ranks = ranks.sort_values(["mean_rank", "surrogate"])[["surrogate", "mean_rank", "n_tasks_ranked"]]
             print("\n== mean rank over the tasks each surrogate is ranked on (skipped tasks do not count) ==")
             print(ranks.to_string(index=False, float_format=lambda v: f"{v:.2f}"))
 
 
+def _jobs(value: str | None) -> str:
+    return value if value is not None else (os.environ.get("HTI_BENCH_JOBS") or "auto")
+
+
 def _cmd_run(args: argparse.Namespace) -> int:
     from hti_bench.harness.registry import broken_plugins
     from hti_bench.harness.runner import run
-    from hti_bench.harness.tracking import wandb_tracker
+    from hti_bench.harness.tracking import default_mode, wandb_tracker
 
     for b in broken_plugins():
         print(f"hti-bench: warning: plugin '{b.name}' not loaded ({b.source}): {b.error}", file=sys.stderr)
@@ -130,8 +146,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
         cache_dir=args.cache,
         force=args.force,
         progress=not args.no_progress,
-        tracker=wandb_tracker(args.wandb),
-        jobs=args.jobs,
+        tracker=wandb_tracker(args.wandb or default_mode()),
+        jobs=_jobs(args.jobs),
     )
     _print_board(summary.leaderboard)
     print(
@@ -154,6 +170,12 @@ def _cmd_leaderboard(args: argparse.Namespace) -> int:
         n_runs, n_units = results_from_wandb(args.from_wandb, args.results)
         print(f"Read {n_runs} runs with hti-bench rows from W&B project {args.from_wandb}: {n_units} units into {args.results}.")
     results, board = ResultsStore(args.results).write_tables()
+    known = set(board["task"]) if not board.empty else set()
+    for name in args.task or ():
+        if name not in known:
+            from hti_bench.errors import ResultsError, unknown_name_message
+
+            raise ResultsError(unknown_name_message("task in the results", name, known, f"in {args.results}"))
     _print_board(board, args.task)
     if args.by_lambda:
         import pandas as pd
@@ -163,7 +185,7 @@ def _cmd_leaderboard(args: argparse.Namespace) -> int:
         table = by_lambda(results)
         with pd.option_context("display.width", 200, "display.max_columns", 30):
             for name, group in table.groupby(level="task", sort=False):
-                if args.task is None or name == args.task:
+                if not args.task or name in args.task:
                     print(f"\n== {name}: W₂ at each held-out λ ==")
                     print(group.droplevel("task").dropna(axis=1, how="all").to_string(float_format=lambda v: f"{v:.3f}"))
     return 0
@@ -174,10 +196,17 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
     from hti_bench.sweeping.controller import run_sweep
     from hti_bench.sweeping.sweepfile import load_sweep
 
+    jobs, search_seed = args.jobs, args.search_seed
+    if args.workers is not None:
+        _deprecated("--workers", "-j/--jobs")
+        jobs = args.workers if jobs is None else jobs
+    if args.seed is not None:
+        _deprecated("hti-bench sweep --seed (the search's seed)", "--search-seed")
+        search_seed = args.seed if search_seed is None else search_seed
     sweep = load_sweep(args.file)  # a bad file fails here, before any worker starts
     summary = run_sweep(
-        args.file, workers=args.workers, count=args.count, results_dir=args.results, cache_dir=args.cache,
-        seed=args.seed, threads=args.threads, wandb_mode=args.wandb, progress=not args.no_progress,
+        args.file, jobs=_jobs(jobs), count=args.count, results_dir=args.results, cache_dir=args.cache,
+        search_seed=search_seed or 0, threads=args.threads, wandb_mode=args.wandb, progress=not args.no_progress,
     )
     results, board = ResultsStore(args.results).write_tables()
     tasks = {r.summary.get("task") for r in summary.records if r.summary.get("task")}

@@ -33,6 +33,16 @@ class ResultsError(HTIBenchError):
     """A results file that cannot be read or does not follow the schema."""
 
 
+class LeakError(HTIBenchError):
+    """A surrogate asked for something it may not see: a network or output at a λ that is not an anchor,
+    the task's training loss or data outside ``fit()``, or a capability it did not declare."""
+
+
+class NotOnViewError(LeakError, AttributeError):
+    """An attribute a :class:`~hti_bench.view.TaskView` does not offer (the task object, its cache, its
+    held-out λ …); an ``AttributeError`` too, so ``hasattr``/``getattr(view, name, default)`` work."""
+
+
 def unknown_name_message(kind: str, name: str, available: Iterable[str], where: str = "") -> str:
     """Format ``Unknown <kind> 'x'. Did you mean 'y'? Available: a, b, c (<where>)``."""
     names = sorted(set(available))
@@ -41,6 +51,19 @@ def unknown_name_message(kind: str, name: str, available: Iterable[str], where: 
     listing = ", ".join(names) if names else "(none)"
     suffix = f" ({where})" if where else ""
     return f"Unknown {kind} '{name}'.{hint} Available: {listing}{suffix}"
+
+
+def check_positive(owner: object, keys: Iterable[str], *, integer: bool = False) -> None:
+    """Raise :class:`ConfigError` for any attribute of ``owner`` named in ``keys`` that is not > 0
+    (``integer``: not an integer ≥ 1, e.g. a step count)."""
+    for key in keys:
+        value = getattr(owner, key)
+        try:
+            ok = int(value) >= 1 if integer else float(value) > 0
+        except (TypeError, ValueError):
+            ok = False
+        if not ok:
+            raise ConfigError(f"{key} must be {'≥ 1' if integer else '> 0'}, got {value!r}")
 
 
 def check_choice(parameter: str, value: object, choices: Iterable[str]) -> None:

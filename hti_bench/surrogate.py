@@ -3,19 +3,21 @@
 from __future__ import annotations
 
 import inspect
+import numbers
 from abc import ABC, abstractmethod
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
 from torch import Tensor
 
+from hti_bench.errors import ConfigError
 from hti_bench.specs import format_spec
 
 if TYPE_CHECKING:
     from typing import Self
 
     from hti_bench.anchors import AnchorSet
-    from hti_bench.task import Task
+    from hti_bench.view import TaskView
 
 
 class Surrogate(ABC):
@@ -28,22 +30,30 @@ class Surrogate(ABC):
     -----------
     Copy ``methods/template_surrogate.py`` to ``methods/<your_name>.py`` (one surrogate class per
     file; files starting ``template_`` or ``_`` are not loaded), set ``name``, and implement two
-    methods. ``hti-bench list`` shows it, ``hti-bench run -s <name>`` runs it, and the contract test
-    (``pytest tests/test_surrogate_contract.py -k <name>``) checks it. Plugins in another installed
-    package register a class under the entry-point group ``hti_bench.surrogates``.
+    methods. ``hti-bench list`` shows it, ``hti-bench check <name>`` runs the contract checks on it,
+    and ``hti-bench run -s <name>`` runs it. Plugins in another installed package register a class
+    under the entry-point group ``hti_bench.surrogates``.
 
     ``__init__(self, *, a=1, b="x")``
         Keyword arguments with defaults, stored unchanged as attributes of the same name, and nothing
-        else: no validation, no work (validate in ``fit``). The harness builds instances from names
-        like ``mysurrogate[a=2]``, and reads parameters back with :meth:`get_params`.
+        else: no validation, no work. The harness builds instances from names like
+        ``mysurrogate[a=2]`` and reads parameters back with :meth:`get_params`.
 
-    ``fit(self, anchors, task=None, *, seed=0) -> self``
+    ``check_params(self)`` (optional)
+        Raise :class:`~hti_bench.errors.ConfigError` for parameter values that cannot work (a negative
+        step count, an unknown choice; :func:`hti_bench.errors.check_choice` lists the valid ones).
+        It must not need data. The harness calls it, through :meth:`validate_params`, before anything
+        trains: for every name on the command line and every value of a sweep file before the sweep
+        starts. Type checks against the defaults come free (an integer parameter refuses ``"abc"``).
+
+    ``fit(self, anchors, task, *, seed=0) -> self``
         ``anchors`` is an :class:`~hti_bench.anchors.AnchorSet`: anchor λ values, condition rows x of
-        shape (M, C) and output samples of shape (K, M, n, D). ``task`` is the
-        :class:`~hti_bench.task.Task`; only surrogates that declare ``requires`` may use more of it
-        than its metadata (its training loss and architecture). Draw all randomness from ``seed``.
-        Store learned state in attributes ending in ``_``. A second call replaces the first. Return
-        ``self``.
+        shape (M, C) and output samples of shape (K, M, n, D). ``task`` is a
+        :class:`~hti_bench.view.TaskView`: the task's name, hyperparameter and clock, anchors and
+        dimensions, and, for surrogates that declare ``requires``, its architecture, the anchor
+        networks, its training data and per-example loss. Never a held-out network: the view refuses.
+        Draw all randomness from ``seed``. Store learned state in attributes ending in ``_``. A second
+        call replaces the first. Return ``self``.
 
     ``sample(self, lam, conditions, n, seed) -> Tensor``
         Draw n samples of y ~ p̂(y | x, λ=lam) for each row of ``conditions`` (shape (M', C)); return
@@ -52,6 +62,9 @@ class Surrogate(ABC):
         Interpolate on the task's clock, ``anchors.hyperparameter.to_time(λ)``; ``anchors.locate``
         does it for you.
 
+    ``skip(self, task) -> str | None`` (optional)
+        Why the surrogate cannot run on this task (a :class:`~hti_bench.view.TaskView`), or None.
+
     Class attributes
     ----------------
     name : str
@@ -59,9 +72,11 @@ class Surrogate(ABC):
     description : str
         One line for ``hti-bench list``.
     requires : frozenset of str
-        Capabilities the task must offer, e.g. ``{"training_loss"}`` for best-response methods that
-        train on the task's own loss. Where a task lacks one, the harness skips the surrogate there
-        with the reason, and the leaderboard marks surrogates that use the training loss.
+        Capabilities the task must offer: ``"architecture"`` (build the task's network, sample it,
+        read the anchor networks) and ``"training_loss"`` (the training data and the per-example,
+        λ-aware loss; best-response methods). Where a task lacks one, the harness skips the surrogate
+        there with the reason; the leaderboard marks surrogates that use the training loss; the view
+        refuses what was not declared.
     supports_extrapolation : bool
         Whether ``sample`` answers outside [λ_0, λ_K-1].
     name_parameters : tuple of str
@@ -73,12 +88,31 @@ class Surrogate(ABC):
     references : tuple of str
         Citations.
 
+    The toolkit
+    -----------
+    Helpers for writing ``fit`` and ``sample``, all public:
+
+    - on ``self``: :meth:`check_sample_args` (fitted? n ≥ 1?), :meth:`check_fitted`,
+      :meth:`generator` (a seeded ``torch.Generator``);
+    - on the anchors: :meth:`AnchorSet.locate <hti_bench.anchors.AnchorSet.locate>` (λ → anchor
+      interval and clock fraction, ``ValueError`` outside the range),
+      :meth:`AnchorSet.index_of <hti_bench.anchors.AnchorSet.index_of>` (query conditions → anchor rows),
+      ``AnchorSet.times`` (anchors on the clock);
+    - :mod:`hti_bench.toolkit`: ``transport`` (``draw``, ``draw_many``, ``exact_coupling``),
+      ``interpolation.AnchorInterpolator`` (a base for surrogates built from anchor samples),
+      ``nets`` (``FiLMMLP``, ``ConditionEncoder``, ``seeded``, ``resolve_device``), ``training``
+      (``train_loop``, ``step``, ``adam``, ``cosine``: the one training-loop helper), ``flows``
+      (``FlowData``, ``TimeMLP``, ``integrate``, ``make_matcher``), ``best_response`` and
+      ``lagrangian``;
+    - :func:`hti_bench.testing.check_surrogate`: the contract checks, as one call.
+
     What the harness does for you
     -----------------------------
-    It times ``fit`` and ``sample``, checks the shape and finiteness of what ``sample`` returns, and
-    turns an exception, a NaN or a wrong shape into a *failed* result row with the reason, so one
-    broken surrogate never stops a run. It scores samples by per-condition Wasserstein distance
-    against the network actually trained at the held-out λ (:mod:`hti_bench.scoring`).
+    It validates parameters before anything trains, times ``fit`` and ``sample``, checks the shape
+    and finiteness of what ``sample`` returns, and turns an exception (a refused request of the view
+    included), a NaN or a wrong shape into a *failed* result row with the reason, so one broken
+    surrogate never stops a run. It scores samples by per-condition Wasserstein distance against the
+    network actually trained at the held-out λ (:mod:`hti_bench.scoring`).
     """
 
     name: ClassVar[str]
@@ -90,22 +124,32 @@ class Surrogate(ABC):
     references: ClassVar[tuple[str, ...]] = ()
 
     @abstractmethod
-    def fit(self, anchors: AnchorSet, task: Task | None = None, *, seed: int = 0) -> Self:
-        """Learn from the anchor networks' outputs (and, if ``requires`` says so, the task)."""
+    def fit(self, anchors: AnchorSet, task: TaskView | None = None, *, seed: int = 0) -> Self:
+        """Learn from the anchor networks' outputs (and what the task view offers)."""
 
     @abstractmethod
     def sample(self, lam: float, conditions: Tensor, n: int, seed: int) -> Tensor:
         """Return samples of shape (M', n, D) of p̂(y | x, λ=lam) at each condition row."""
 
     def check_params(self) -> None:
-        """Optional: raise :class:`~hti_bench.errors.ConfigError` for bad parameter values, without data.
-
-        Sweep files are checked with it for every listed value before any run starts, so a typo in
-        one value of a 100-run grid fails at once. The default checks nothing; ``fit`` must validate
-        anyway (it may call this).
-        """
+        """Optional: raise :class:`~hti_bench.errors.ConfigError` for bad parameter values, without data."""
 
     # ------------------------------------------------------------------ provided for you
+
+    def validate_params(self) -> None:
+        """What the harness calls before anything trains: each parameter's type against its default,
+        then :meth:`check_params`. Any failure is a :class:`~hti_bench.errors.ConfigError` naming the
+        surrogate."""
+        for key, default in self.default_params().items():
+            problem = _type_problem(getattr(self, key, default), default)
+            if problem:
+                raise ConfigError(f"parameter {key!r} of surrogate '{self.name}' {problem}")
+        try:
+            self.check_params()
+        except ConfigError as err:
+            raise ConfigError(f"surrogate '{self.name}': {err}") from None
+        except (ValueError, TypeError) as err:
+            raise ConfigError(f"surrogate '{self.name}': {err}") from None
 
     @classmethod
     def default_params(cls) -> dict[str, Any]:
@@ -137,7 +181,7 @@ class Surrogate(ABC):
     def uses_training_loss(cls) -> bool:
         return "training_loss" in cls.requires
 
-    def skip(self, task: Task) -> str | None:
+    def skip(self, task: TaskView) -> str | None:
         """Return why this surrogate cannot run on ``task``, or None if it can.
 
         The default compares ``requires`` with ``task.capabilities``. Override to add conditions
@@ -153,20 +197,42 @@ class Surrogate(ABC):
             )
         return None
 
-    def _check_sample_args(self, n: int) -> None:
+    def check_sample_args(self, n: int) -> None:
         """What every ``sample`` checks first: fitted, and at least one sample asked for."""
-        self._check_fitted()
+        self.check_fitted()
         if int(n) < 1:
             raise ValueError(f"n must be ≥ 1, got {n}")
 
-    def _check_fitted(self) -> None:
+    def check_fitted(self) -> None:
+        """Raise ``RuntimeError`` unless ``fit`` has stored learned state (attributes ending in ``_``)."""
         fitted = [k for k in vars(self) if k.endswith("_") and not k.startswith("_")]
         if not fitted:
             raise RuntimeError(f"{type(self).__name__} is not fitted; call fit(anchors) first.")
 
     @staticmethod
-    def _generator(seed: int) -> torch.Generator:
+    def generator(seed: int) -> torch.Generator:
+        """A CPU ``torch.Generator`` seeded with ``seed``."""
         return torch.Generator().manual_seed(int(seed))
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.spec}>"
+
+
+def _type_problem(value: Any, default: Any) -> str | None:
+    """Why ``value`` cannot stand where ``default`` does (None: it can). Lenient where YAML and
+    ``name[key=value]`` parsing are: an integral float for an int, an int for a float, a list for a tuple."""
+    if default is None:
+        return None
+    if isinstance(default, bool):
+        return None if isinstance(value, bool) else f"must be True or False, got {value!r}"
+    if isinstance(default, numbers.Integral):
+        ok = isinstance(value, numbers.Integral) or (isinstance(value, numbers.Real) and float(value).is_integer())
+        return None if ok and not isinstance(value, bool) else f"must be an integer, got {value!r}"
+    if isinstance(default, numbers.Real):
+        ok = isinstance(value, numbers.Real) and not isinstance(value, bool)
+        return None if ok else f"must be a number, got {value!r}"
+    if isinstance(default, str):
+        return None if isinstance(value, str) else f"must be text, got {value!r}"
+    if isinstance(default, tuple):
+        return None if isinstance(value, (tuple, list)) else f"must be a tuple, got {value!r}"
+    return None

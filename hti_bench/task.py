@@ -1,8 +1,9 @@
 """The task contract: a named family of target networks indexed by one hyperparameter λ.
 
 Read the :class:`Task` docstring to add a task; tasks that train a network subclass
-:class:`TrainedTask`, which trains with PyTorch Lightning and caches the result
-(:mod:`hti_bench.harness.targets`).
+:class:`TrainedTask`, whose networks are trained and kept by the target cache it is given
+(:class:`hti_bench.harness.targets.TargetCache`, which trains with PyTorch Lightning). Surrogates
+never receive a task: they get its :class:`~hti_bench.view.TaskView`.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import dataclasses
 import math
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Sequence
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import Any, ClassVar, Protocol
 
 import torch
 from torch import Tensor, nn
@@ -20,8 +21,19 @@ from hti_bench.clock import Clock, Hyperparameter
 from hti_bench.errors import ConfigError, unknown_name_message
 from hti_bench.specs import format_spec
 
-if TYPE_CHECKING:
-    from hti_bench.harness.targets import TargetCache
+
+class NetworkStore(Protocol):
+    """Where a :class:`TrainedTask` gets its networks: trains one on first request and keeps it.
+
+    :class:`hti_bench.harness.targets.TargetCache` is the implementation (Lightning training, a
+    checked and atomic on-disk cache); the task only needs these two methods.
+    """
+
+    def get_or_train(self, task: TrainedTask, lam: float, seed: int) -> nn.Module:
+        """The network of ``task`` trained at λ with training seed ``seed``, in eval mode."""
+
+    def train_seconds(self, task: TrainedTask, lam: float, seed: int) -> float:
+        """What training that network took, in seconds (NaN if unknown)."""
 
 
 def option(default: Any, help: str, *, cache: bool = True) -> Any:
@@ -58,9 +70,11 @@ class Task(ABC):
       ``capability_notes``.
 
     Configuration is a frozen dataclass ``Config`` (subclass of :class:`TaskConfig`); a task is built
-    from keyword overrides, ``MoonsDropout(epochs=50)``, or by name, ``moons-dropout[epochs=50]``.
-    Unknown keys are refused with the valid ones listed. Constructors do no work: training happens in
-    :meth:`prepare` or on the first :meth:`sample` at a λ.
+    from keyword overrides, ``MoonsDropout(epochs=50)``, or by name, ``moons-dropout[epochs=50]``
+    (:func:`hti_bench.harness.registry.make_task`). Unknown keys are refused with the valid ones listed.
+    ``cache`` is where a task that trains networks gets them (a :class:`NetworkStore`, given explicitly;
+    tasks that train nothing ignore it). Constructors do no work: training happens in :meth:`prepare`
+    or on the first :meth:`sample` at a λ.
     """
 
     name: ClassVar[str]
@@ -71,7 +85,8 @@ class Task(ABC):
     capability_notes: ClassVar[dict[str, str]] = {}
     categorical: ClassVar[bool] = False
 
-    def __init__(self, **overrides: Any) -> None:
+    def __init__(self, *, cache: NetworkStore | None = None, **overrides: Any) -> None:
+        self._cache = cache
         fields = {f.name: f for f in dataclasses.fields(self.Config)}
         for key in overrides:
             if key not in fields:
@@ -141,6 +156,11 @@ class Task(ABC):
         return {}
 
     # ------------------------------------------------------------------ provided
+
+    @property
+    def cache(self) -> NetworkStore | None:
+        """The store this task's networks come from (None for a task built without one)."""
+        return self._cache
 
     @property
     def anchors(self) -> tuple[float, ...]:
@@ -245,10 +265,9 @@ class TrainedTask(Task):
     Config: ClassVar[type[TaskConfig]] = TrainedTaskConfig
     capabilities: ClassVar[frozenset[str]] = frozenset({"training_loss", "architecture"})
 
-    def __init__(self, **overrides: Any) -> None:
-        super().__init__(**overrides)
+    def __init__(self, *, cache: NetworkStore | None = None, **overrides: Any) -> None:
+        super().__init__(cache=cache, **overrides)
         self._networks: dict[tuple[float, int], nn.Module] = {}
-        self.cache: TargetCache | None = None  # set by the harness; None → the default cache
 
     @abstractmethod
     def build_network(self) -> nn.Module:
@@ -278,16 +297,31 @@ class TrainedTask(Task):
         }
 
     def network(self, lam: float, seed: int | None = None) -> nn.Module:
-        """The network trained at λ (from the cache, or trained now and cached), in eval mode."""
-        from hti_bench.harness.targets import default_cache
+        """The network trained at λ (from the cache, or trained now and cached), in eval mode.
 
+        The harness's own access: surrogates reach anchor networks only, through
+        :meth:`hti_bench.view.TaskView.anchor_network`.
+        """
         lam = self.hyperparameter.check(lam)
         seed = self.config.model_seed if seed is None else int(seed)
         key = (lam, seed)
         if key not in self._networks:
-            cache = self.cache or default_cache()
-            self._networks[key] = cache.get_or_train(self, lam, seed)
+            self._networks[key] = self._store().get_or_train(self, lam, seed)
         return self._networks[key]
+
+    def train_seconds(self, lam: float, seed: int | None = None) -> float:
+        """What training the network at λ took (recorded by the cache; NaN if unknown)."""
+        seed = self.config.model_seed if seed is None else int(seed)
+        return float(self._store().train_seconds(self, self.hyperparameter.check(lam), seed))
+
+    def _store(self) -> NetworkStore:
+        if self._cache is None:
+            raise ConfigError(
+                f"task '{self.name}' was built without a target cache, so it has nowhere to get its networks: "
+                "build it with make_task(spec, cache=TargetCache(folder)) (hti_bench.harness) or pass cache=… "
+                "to its constructor"
+            )
+        return self._cache
 
     def prepare(self, lambdas: Iterable[float], progress: Callable[[str], None] | None = None) -> None:
         for lam in lambdas:
@@ -314,4 +348,4 @@ class TrainedTask(Task):
 
 
 # Re-exported so task modules need one import line.
-__all__ = ["Clock", "Hyperparameter", "Task", "TaskConfig", "TrainedTask", "TrainedTaskConfig", "option"]
+__all__ = ["Clock", "Hyperparameter", "NetworkStore", "Task", "TaskConfig", "TrainedTask", "TrainedTaskConfig", "option"]

@@ -3,7 +3,9 @@
 ``check_surrogate(MySurrogate)`` runs every check and returns the failures; the pytest contract test
 (``tests/test_surrogate_contract.py``) parametrises the same checks over every registered surrogate,
 and ``hti-bench check NAME`` runs them from the shell. Each check fits on a tiny task, so the whole
-contract takes seconds per surrogate when its ``test_config`` keeps the budget small.
+contract takes seconds per surrogate when its ``test_config`` keeps the budget small. A surrogate is
+handed what the harness hands it (:class:`~hti_bench.view.TaskView`, never the task), and one check
+scores it through the harness's own unit evaluation (:func:`hti_bench.harness.unit.evaluate`).
 """
 
 from __future__ import annotations
@@ -14,17 +16,21 @@ from collections.abc import Callable
 import torch
 
 from hti_bench.anchors import AnchorSet
+from hti_bench.specs import format_spec
 from hti_bench.surrogate import Surrogate
 from hti_bench.task import Task
+from hti_bench.view import TaskView, seal
 
 
 def tiny_task(cls: type[Surrogate]) -> Task:
-    """The smallest task a surrogate can run on: analytic, unless it needs a training loss."""
+    """The smallest task a surrogate can run on: analytic, unless it needs a network. Trained tasks keep
+    their networks in the target cache (``$HTI_BENCH_CACHE`` or ``~/.cache/hti-bench``)."""
     if "training_loss" in cls.requires or "architecture" in cls.requires:
+        from hti_bench.harness.targets import TargetCache
         from hti_bench.tasks.moons_dropout import MoonsDropout
 
         return MoonsDropout(
-            epochs=1, n_train=256, hidden=16, diffusion_steps=10, n_samples=24,
+            cache=TargetCache(), epochs=1, n_train=256, hidden=16, diffusion_steps=10, n_samples=24,
             anchors=(0.0, 0.5, 0.9), heldout=(0.25, 0.7),
         )
     from hti_bench.tasks.gaussian_path import GaussianPath
@@ -33,24 +39,51 @@ def tiny_task(cls: type[Surrogate]) -> Task:
 
 
 def _setup(cls: type[Surrogate]) -> tuple[Surrogate, Task, AnchorSet]:
-    from hti_bench.harness.runner import build_anchor_set
+    from hti_bench.harness.unit import build_anchor_set
 
     task = tiny_task(cls)
     return cls(**cls.test_config), task, build_anchor_set(task, seed=0)
 
 
 def _fit(surrogate: Surrogate, task: Task, anchors: AnchorSet, seed: int = 0) -> Surrogate:
-    return surrogate.fit(anchors, task if surrogate.requires else None, seed=seed)
+    """Fit as the harness does: through a view that is sealed once ``fit`` returns."""
+    view = TaskView(task, requires=surrogate.requires)
+    try:
+        return surrogate.fit(anchors, view, seed=seed)
+    finally:
+        seal(view)
+
+
+class _Marker:
+    """A value no constructor would make up: proof that an argument was stored as given."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def __repr__(self) -> str:
+        return f"<marker for {self.name}>"
 
 
 def check_init_stores_params(cls: type[Surrogate]) -> None:
-    """``__init__`` stores its arguments unchanged and learns nothing."""
+    """``__init__`` stores each argument unchanged under its own name, and learns nothing."""
     surrogate = cls(**cls.test_config)
     expected = {**cls.default_params(), **cls.test_config}
     got = surrogate.get_params()
     assert got == expected, f"get_params() returned {got}, expected {expected}: store every argument unchanged"
     learned = [k for k in vars(surrogate) if k.endswith("_") and not k.startswith("_")]
     assert not learned, f"attributes {learned} exist before fit(); learned state belongs in fit()"
+    # A value equal to the default would hide a forgotten `self.x = x` (get_params falls back to the
+    # default): pass a marker for every argument and find that very object on the instance.
+    markers = {name: _Marker(name) for name in cls.default_params()}
+    marked = cls(**markers)
+    missing = [name for name, marker in markers.items() if vars(marked).get(name) is not marker]
+    assert not missing, f"__init__ does not store {missing} unchanged under the same name(s)"
+
+
+def check_params_accept_defaults(cls: type[Surrogate]) -> None:
+    """The defaults and ``test_config`` pass the harness's parameter validation."""
+    cls().validate_params()
+    cls(**cls.test_config).validate_params()
 
 
 def check_fit_returns_self(cls: type[Surrogate]) -> None:
@@ -120,16 +153,30 @@ def check_outside_range(cls: type[Surrogate]) -> None:
     raise AssertionError(f"sample() at λ={below} (outside [{lo}, {hi}]) did not raise ValueError")
 
 
+def check_scored_by_the_harness(cls: type[Surrogate]) -> None:
+    """The harness's own unit evaluation fits and scores it: every row ok (or skipped with a reason)."""
+    from hti_bench.harness.registry import surrogate_classes
+    from hti_bench.harness.unit import evaluate
+
+    if surrogate_classes().get(cls.name) is not cls:
+        return  # not registered (a class under test only): the harness builds surrogates by name
+    task = tiny_task(cls)
+    result = evaluate(task, format_spec(cls.name, cls.test_config), seed=0, clouds=False)
+    assert result.status == "ok", f"the harness scored it {result.status}: {result.error}"
+
+
 CHECKS: dict[str, Callable[[type[Surrogate]], None]] = {
     f.__name__: f
     for f in (
         check_init_stores_params,
+        check_params_accept_defaults,
         check_fit_returns_self,
         check_sample_shape,
         check_same_seed_same_samples,
         check_refit_replaces,
         check_anchor_lambdas,
         check_outside_range,
+        check_scored_by_the_harness,
     )
 }
 

@@ -46,9 +46,8 @@ import torch
 from torch import Tensor, nn
 
 from hti_bench.anchors import AnchorSet
-from hti_bench.errors import ConfigError, check_choice
+from hti_bench.errors import ConfigError, check_choice, check_positive
 from hti_bench.surrogate import Surrogate
-from hti_bench.task import Task
 from hti_bench.toolkit import training
 from hti_bench.toolkit.lagrangian import (
     COSTS,
@@ -64,8 +63,9 @@ from hti_bench.toolkit.lagrangian import (
     prepare_cost,
     scott_bandwidth,
 )
-from hti_bench.toolkit.nets import ConditionEncoder, FiLMMLP, resolve_device, seeded
+from hti_bench.toolkit.nets import ConditionEncoder, FiLMMLP, check_device, check_hidden, resolve_device, seeded
 from hti_bench.toolkit.transport import draw_many
+from hti_bench.view import TaskView
 
 
 class _StackedFiLMMLP:
@@ -170,7 +170,7 @@ class CLOT(Surrogate):
         self.max_output_dim = max_output_dim
         self.device = device
 
-    def skip(self, task: Task) -> str | None:
+    def skip(self, task: TaskView) -> str | None:
         reason = super().skip(task)
         if reason is None and task.output_dim > int(self.max_output_dim):
             # Measured on beta-vae (D = 64, 2 CPU threads): > 30 s per step with the learned metric
@@ -184,26 +184,26 @@ class CLOT(Surrogate):
 
     # ------------------------------------------------------------------ validation
 
-    def _validate(self, anchors: AnchorSet) -> None:
+    def check_params(self) -> None:
         check_choice("metric", self.metric, METRICS)
-        if self.metric == "nlot" and anchors.output_dim != 2:
-            raise ConfigError(f"metric='nlot' is defined for D = 2 outputs only; this task has D = {anchors.output_dim}")
         check_choice("cost", self.cost, COSTS)
         check_choice("start", self.start, ("lower", "first"))
         if self.bandwidth is not None and not self.bandwidth > 0:
-            raise ValueError(f"bandwidth must be > 0 (or None for Scott's rule), got {self.bandwidth}")
-        if not self.cond_bandwidth > 0:
-            raise ValueError(f"cond_bandwidth must be > 0, got {self.cond_bandwidth}")
-        for key in ("steps", "batch_size", "metric_every", "spline_every", "spline_nodes", "path_points", "kde_support"):
-            if int(getattr(self, key)) < 1:
-                raise ValueError(f"{key} must be ≥ 1, got {getattr(self, key)}")
+            raise ConfigError(f"bandwidth must be > 0 (or None for Scott's rule), got {self.bandwidth}")
+        check_positive(self, ("cond_bandwidth", "lr", "metric_lr", "spline_lr"))
+        check_positive(self, ("steps", "batch_size", "metric_every", "spline_every", "spline_nodes", "path_points",
+                              "kde_support"), integer=True)
         if self.spline_nodes < 3:
-            raise ValueError(f"spline_nodes must be ≥ 3, got {self.spline_nodes}")
+            raise ConfigError(f"spline_nodes must be ≥ 3, got {self.spline_nodes}")
+        check_hidden(self.hidden)
+        check_device(self.device)
 
     # ------------------------------------------------------------------ data preparation
 
-    def fit(self, anchors: AnchorSet, task: Task | None = None, *, seed: int = 0) -> CLOT:
-        self._validate(anchors)
+    def fit(self, anchors: AnchorSet, task: TaskView | None = None, *, seed: int = 0) -> CLOT:
+        self.check_params()
+        if self.metric == "nlot" and anchors.output_dim != 2:
+            raise ConfigError(f"metric='nlot' is defined for D = 2 outputs only; this task has D = {anchors.output_dim}")
         dev = resolve_device(self.device)
         with seeded(dev, seed):
             self._fit(anchors, dev, seed)
@@ -416,11 +416,11 @@ class CLOT(Surrogate):
 
     @torch.no_grad()
     def sample(self, lam: float, conditions: Tensor, n: int, seed: int) -> Tensor:
-        self._check_sample_args(n)
+        self.check_sample_args(n)
         anchors = self.anchors_
         k, s = anchors.locate(lam)
         idx = anchors.index_of(conditions)
-        gen = self._generator(seed)
+        gen = self.generator(seed)
         exact = [j for j, a in enumerate(anchors.lambdas) if math.isclose(a, float(lam), rel_tol=0, abs_tol=1e-12)]
         first = exact[0] if exact else (0 if self.start == "first" else k)
         y0 = draw_many(anchors.samples[first][idx], int(n), gen)  # (M', n, D)

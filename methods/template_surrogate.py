@@ -16,12 +16,13 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-import torch
 from torch import Tensor
 
 from hti_bench.anchors import AnchorSet
+from hti_bench.errors import check_positive
 from hti_bench.surrogate import Surrogate
-from hti_bench.task import Task
+from hti_bench.toolkit.transport import draw_many
+from hti_bench.view import TaskView
 
 
 class MeanShift(Surrogate):
@@ -29,8 +30,9 @@ class MeanShift(Surrogate):
     name: ClassVar[str] = "my-method"
     # One line for `hti-bench list`.
     description: ClassVar[str] = "Template: lower anchor's samples, shifted along the mean path."
-    # Capabilities the task must offer; add "training_loss" if you train on the task's own loss
-    # (then fit() receives the task, and the surrogate is skipped on tasks without one).
+    # Capabilities the task must offer. Add "architecture" to build the task's network and read the
+    # anchor networks, "training_loss" to train on its data and loss (best response); the surrogate
+    # is then skipped on tasks without them, and the task view refuses what you did not declare.
     requires: ClassVar[frozenset[str]] = frozenset()
     # Arguments that make the contract test fast (small budgets).
     test_config: ClassVar[dict] = {"scale": 1.0}
@@ -39,22 +41,25 @@ class MeanShift(Surrogate):
         # Store every argument unchanged, under its own name, and do nothing else.
         self.scale = scale
 
-    def fit(self, anchors: AnchorSet, task: Task | None = None, *, seed: int = 0) -> "MeanShift":
-        # Validate parameters here, not in __init__.
-        if self.scale <= 0:
-            raise ValueError(f"scale must be > 0, got {self.scale}")
+    def check_params(self) -> None:
+        # Refuse values that cannot work; the harness calls this before anything trains (a sweep file
+        # with a bad value fails before its first run). check_choice / check_positive name the problem.
+        check_positive(self, ("scale",))
+
+    def fit(self, anchors: AnchorSet, task: TaskView | None = None, *, seed: int = 0) -> MeanShift:
+        self.check_params()  # fit() may be called directly, outside the harness
         # Learned state goes in attributes ending in "_"; draw randomness from `seed`.
         self.anchors_ = anchors
         self.means_ = anchors.samples.mean(dim=2)  # (K, M, D): per anchor, per condition
         return self
 
     def sample(self, lam: float, conditions: Tensor, n: int, seed: int) -> Tensor:
+        self.check_sample_args(n)  # fitted? at least one sample?
         # locate() places λ on the task's clock and raises ValueError outside the anchor range.
         k, s = self.anchors_.locate(lam)
         # index_of() finds each query condition among the anchor conditions.
         idx = self.anchors_.index_of(conditions)
-        gen = torch.Generator().manual_seed(seed)
-        pick = torch.randint(0, self.anchors_.n_samples, (len(idx), n), generator=gen)
-        base = self.anchors_.samples[k, idx[:, None], pick]  # (M', n, D)
+        # draw_many() draws n of each condition's anchor samples (with replacement past the set).
+        base = draw_many(self.anchors_.samples[k, idx], int(n), self.generator(seed))  # (M', n, D)
         shift = self.scale * s * (self.means_[k + 1, idx] - self.means_[k, idx])  # (M', D)
         return base + shift[:, None, :]  # (M', n, D)

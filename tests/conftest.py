@@ -17,9 +17,10 @@ def _isolated_cache(tmp_path_factory, monkeypatch):
 @pytest.fixture
 def tiny_moons():
     """A trained task small enough to train in about a second."""
+    from hti_bench.harness.targets import TargetCache
     from hti_bench.tasks.moons_dropout import MoonsDropout
 
     return MoonsDropout(
-        epochs=2, n_train=256, hidden=16, diffusion_steps=10, n_samples=32,
+        cache=TargetCache(), epochs=2, n_train=256, hidden=16, diffusion_steps=10, n_samples=32,
         anchors=(0.0, 0.5, 0.9), heldout=(0.25, 0.7),
     )

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from hti_bench.harness.registry import make_surrogate
-from hti_bench.harness.runner import build_anchor_set
+from hti_bench.harness.unit import build_anchor_set
 from hti_bench.scoring import per_condition_wasserstein
 from hti_bench.tasks.gaussian_path import GaussianPath
 from hti_bench.toolkit.transport import exact_coupling

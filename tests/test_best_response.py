@@ -6,8 +6,14 @@ import torch
 
 from hti_bench.errors import ConfigError
 from hti_bench.harness.registry import make_surrogate, make_task
-from hti_bench.harness.runner import build_anchor_set, run
+from hti_bench.harness.runner import run
+from hti_bench.harness.targets import TargetCache
+from hti_bench.harness.unit import build_anchor_set
 from hti_bench.toolkit.best_response import FunctionalNetwork, HyperGenerator, LambdaAxis, StructuredResponse
+from hti_bench.view import TaskView
+
+#: What the best-response surrogates declare; the harness builds their view with it.
+BEST_RESPONSE = frozenset({"training_loss", "architecture"})
 
 
 @pytest.fixture(scope="module")
@@ -16,7 +22,7 @@ def ridge(tmp_path_factory):
     import os
 
     os.environ["HTI_BENCH_CACHE"] = str(tmp_path_factory.mktemp("ridge-cache"))
-    task = make_task("noisy-regression")
+    task = make_task("noisy-regression", cache=TargetCache())
     return task, build_anchor_set(task, seed=0)
 
 
@@ -43,8 +49,8 @@ def test_the_ridge_task_is_what_it_claims(ridge):
 
 def test_hypernetwork_weights_approach_the_closed_form_best_response(ridge):
     task, anchors = ridge
-    untrained = make_surrogate("hypernetwork[epochs=1,lr=0.01]").fit(anchors, task, seed=0)
-    trained = make_surrogate("hypernetwork[epochs=1000,lr=0.01]").fit(anchors, task, seed=0)
+    untrained = make_surrogate("hypernetwork[epochs=1,lr=0.01]").fit(anchors, TaskView(task, BEST_RESPONSE), seed=0)
+    trained = make_surrogate("hypernetwork[epochs=1000,lr=0.01]").fit(anchors, TaskView(task, BEST_RESPONSE), seed=0)
     for lam in task.heldout:
         best = task.best_response(lam)
         err = relative_error(trained.weights(lam)["weight"][0], best)
@@ -54,7 +60,7 @@ def test_hypernetwork_weights_approach_the_closed_form_best_response(ridge):
 
 def test_delta_stn_is_exactly_w0_at_the_centre(ridge):
     task, anchors = ridge
-    d = make_surrogate("delta-stn[epochs=20,lr=0.01,center=1.0]").fit(anchors, task, seed=0)
+    d = make_surrogate("delta-stn[epochs=20,lr=0.01,center=1.0]").fit(anchors, TaskView(task, BEST_RESPONSE), seed=0)
     general = dict(zip(d.net_.generator.names, d.net_.generator.general_parameters()))
     for name, w in d.weights(1.0).items():
         assert torch.equal(w, general[name].detach())
@@ -63,7 +69,7 @@ def test_delta_stn_is_exactly_w0_at_the_centre(ridge):
 
 def test_delta_stn_response_matches_the_finite_difference_of_the_best_response(ridge):
     task, anchors = ridge
-    d = make_surrogate("delta-stn[epochs=300,lr=0.01,center=1.0,tune_scale=False,sigma0=0.1]").fit(anchors, task, seed=0)
+    d = make_surrogate("delta-stn[epochs=300,lr=0.01,center=1.0,tune_scale=False,sigma0=0.1]").fit(anchors, TaskView(task, BEST_RESPONSE), seed=0)
     assert relative_error(d.weights(1.0)["weight"][0], task.best_response(1.0)) < 0.05
     h = 1e-3
     slope = (d.weights(1 + h)["weight"][0] - d.weights(1 - h)["weight"][0]) / (2 * h)
@@ -74,14 +80,14 @@ def test_delta_stn_response_matches_the_finite_difference_of_the_best_response(r
 
 def test_stn_is_close_to_the_best_response_near_its_centre(ridge):
     task, anchors = ridge
-    stn = make_surrogate("stn[epochs=300,lr=0.01,center=1.0]").fit(anchors, task, seed=0)
+    stn = make_surrogate("stn[epochs=300,lr=0.01,center=1.0]").fit(anchors, TaskView(task, BEST_RESPONSE), seed=0)
     assert relative_error(stn.weights(1.0)["weight"][0], task.best_response(1.0)) < 0.1
     assert 0 < stn.sigmas_[-1] and len(stn.sigmas_) > 10  # the scale was tuned
 
 
 def test_anchored_delta_stn_is_the_anchor_network_at_each_anchor(ridge):
     task, anchors = ridge
-    a = make_surrogate("anchored-delta-stn[epochs=30,lr=0.01]").fit(anchors, task, seed=0)
+    a = make_surrogate("anchored-delta-stn[epochs=30,lr=0.01]").fit(anchors, TaskView(task, BEST_RESPONSE), seed=0)
     for lam in task.anchors[:-1]:
         assert torch.equal(a.weights(lam)["weight"], task.network(lam).weight.detach())
     out = a.sample(task.anchors[0], task.eval_conditions(), 3, seed=0)
@@ -100,7 +106,7 @@ def test_anchored_delta_stn_is_the_anchor_network_at_each_anchor(ridge):
 def _moons_network():
     from hti_bench.tasks.moons_dropout import MoonsDropout
 
-    task = MoonsDropout(hidden=16, diffusion_steps=10)
+    task = MoonsDropout(cache=TargetCache(), hidden=16, diffusion_steps=10)
     return task, task.build_network()
 
 
@@ -206,7 +212,7 @@ def test_linearised_output_of_a_network_with_several_outputs():
 
 
 def test_lambda_axis_round_trips_and_stays_in_range():
-    task = make_task("noisy-regression")
+    task = make_task("noisy-regression", cache=TargetCache())
     axis = LambdaAxis(task.hyperparameter, 0.1, 10.0)
     assert axis.s_of_lam(0.1) == pytest.approx(-1) and axis.s_of_lam(10.0) == pytest.approx(1)
     assert axis.s_of_lam(1.0) == pytest.approx(0, abs=1e-6)
@@ -251,7 +257,7 @@ def test_best_response_surrogates_skip_tasks_without_a_loss_and_record_costs(tmp
 def test_bad_options_are_refused_with_a_clear_message(ridge, spec, match):
     task, anchors = ridge
     with pytest.raises(ConfigError, match=match):
-        make_surrogate(spec).fit(anchors, task, seed=0)
+        make_surrogate(spec).fit(anchors, TaskView(task, BEST_RESPONSE), seed=0)
 
 
 def test_fit_without_a_trained_task_says_what_it_needs():

@@ -4,6 +4,7 @@ import subprocess
 import sys
 
 import pandas as pd
+import pytest
 
 from hti_bench.cli import main
 
@@ -79,3 +80,62 @@ def test_broken_plugin_is_reported_by_run(tmp_path, capsys, monkeypatch):
     finally:
         registry.refresh()
     assert "plugin 'bad' not loaded" in capsys.readouterr().err
+
+
+def test_leaderboard_takes_several_tasks_and_names_an_unknown_one(tmp_path, capsys):
+    res = tmp_path / "res"
+    assert main(["run", "-t", "gaussian-path[n_samples=20]", "-t", "semicircles[n_samples=20]", "-s", "mixture",
+                 "--seeds", "0", "--results", str(res), "--no-progress"]) == 0
+    capsys.readouterr()
+    assert main(["leaderboard", "--results", str(res), "-t", "gaussian-path[n_samples=20]",
+                 "-t", "semicircles[n_samples=20]"]) == 0
+    out = capsys.readouterr().out
+    assert "== gaussian-path[n_samples=20] ==" in out and "== semicircles[n_samples=20] ==" in out
+    assert main(["leaderboard", "--results", str(res), "-t", "semicircles[n_samples=20]"]) == 0
+    assert "gaussian-path" not in capsys.readouterr().out
+    assert main(["leaderboard", "--results", str(res), "-t", "semicircle"]) == 2
+    assert "Did you mean 'semicircles[n_samples=20]'?" in capsys.readouterr().err
+
+
+def test_run_and_sweep_share_jobs_and_wandb_options():
+    from hti_bench.cli import _parser
+
+    parser = _parser()
+    for argv in (["run"], ["sweep", "x.yaml"]):
+        args = parser.parse_args(argv + ["-j", "3", "--wandb", "offline"])
+        assert args.jobs == "3" and args.wandb == "offline"
+        assert parser.parse_args(argv).wandb is None  # resolved by one rule: $HTI_BENCH_WANDB, else disabled
+
+
+def test_wandb_default_is_the_same_rule_everywhere(monkeypatch):
+    from hti_bench.errors import ConfigError
+    from hti_bench.harness.tracking import default_mode
+
+    monkeypatch.delenv("HTI_BENCH_WANDB", raising=False)
+    assert default_mode() == "disabled"
+    monkeypatch.setenv("HTI_BENCH_WANDB", "offline")
+    assert default_mode() == "offline"
+    monkeypatch.setenv("HTI_BENCH_WANDB", "offlne")
+    with pytest.raises(ConfigError, match="not a wandb mode"):
+        default_mode()
+
+
+def test_old_sweep_spellings_still_work_with_a_deprecation_message(tmp_path, capsys, monkeypatch):
+    from hti_bench.sweeping import controller
+
+    seen = {}
+
+    def fake_run_sweep(path, **kw):
+        seen.update(kw)
+        raise SystemExit(0)  # stop before any work: only the parsed options matter here
+
+    monkeypatch.setattr(controller, "run_sweep", fake_run_sweep)
+    sweep = tmp_path / "s.yaml"
+    sweep.write_text("program: hti_bench/sweeping/program.py\nmethod: grid\nmetric: {name: w2, goal: minimize}\n"
+                     "parameters:\n  task: {value: gaussian-path}\n  surrogate: {value: mccann}\n  seed: {value: 0}\n"
+                     "command:\n  - ${env}\n  - ${interpreter}\n  - -m\n  - hti_bench.sweeping.program\n  - ${args}\n")
+    with pytest.raises(SystemExit):
+        main(["sweep", str(sweep), "--workers", "2", "--seed", "7", "--results", str(tmp_path / "r")])
+    err = capsys.readouterr().err
+    assert "--workers is deprecated" in err and "use -j/--jobs" in err and "--search-seed" in err
+    assert seen["jobs"] == 2 and seen["search_seed"] == 7

@@ -5,7 +5,7 @@ import torch
 
 from hti_bench.errors import ConfigError
 from hti_bench.harness.registry import make_surrogate
-from hti_bench.harness.runner import build_anchor_set
+from hti_bench.harness.unit import build_anchor_set
 from hti_bench.scoring import per_condition_wasserstein
 from hti_bench.tasks.gaussian_path import GaussianPath
 from hti_bench.toolkit.flows import FlowData, integrate

@@ -128,7 +128,7 @@ def test_killing_the_run_kills_its_workers(tmp_path):
 
 
 def test_units_are_handed_out_longest_first():
-    from hti_bench.harness.pool import _longest_first
+    from hti_bench.harness.runner import _longest_first
 
     keys = [("t", "mccann", 1), ("t", "clot", 1), ("t", "cfm", 1), ("t", "new", 1), ("u", "clot", 0)]
     cost = {("t", "mccann"): 0.1, ("t", "clot"): 20.0, ("t", "cfm"): 7.0}

@@ -139,22 +139,20 @@ def test_write_unit_stores_sample_clouds_and_a_write_failure_only_warns(tmp_path
 
 
 def test_evaluate_unit_survives_a_surrogate_whose_samples_cannot_be_kept(monkeypatch):
-    from hti_bench.harness import runner
+    from hti_bench.harness import unit
     from hti_bench.harness.registry import make_task
 
     task = make_task("gaussian-path[n_samples=16]")
-    anchors, refs = runner.build_anchor_set(task, 0), runner.build_references(task, 0)
-    clouds = {}
-    rows = runner.evaluate_unit(task, "mccann", 0, anchors, refs, samples=clouds)
+    inputs = unit.draw_inputs(task, 0)
+    clouds = unit.evaluate(task, "mccann", 0, inputs).clouds.as_dict()
     assert clouds["surrogate"].shape == (3, 16, 2) and clouds["lam"] == task.heldout[1]
-    monkeypatch.setattr(runner, "CLOUD_CONDITIONS", "not a number")  # slicing fails inside _keep_cloud
-    clouds = {}
+    monkeypatch.setattr(unit, "CLOUD_CONDITIONS", "not a number")  # slicing fails inside _clouds
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        rows = runner.evaluate_unit(task, "mccann", 0, anchors, refs, samples=clouds)
-    assert all(r["status"] == "ok" for r in rows) and clouds == {}
+        result = unit.evaluate(task, "mccann", 0, inputs)
+    assert all(r["status"] == "ok" for r in result.rows) and result.clouds is None
     assert any("not kept" in str(w.message) for w in caught)
-    assert runner.evaluate_unit(task, "mccann", 0, anchors, refs)[0]["status"] == "ok"  # old signature
+    assert unit.evaluate(task, "mccann", 0).rows[0]["status"] == "ok"  # inputs drawn when not given
 
 
 def check_png(path, min_side=300):

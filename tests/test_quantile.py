@@ -5,11 +5,12 @@ import torch
 
 from hti_bench.errors import ConfigError
 from hti_bench.harness.registry import make_task
+from hti_bench.harness.targets import TargetCache
 from hti_bench.tasks.quantile import load_ett_column, pinball
 
 
 def test_higher_tau_gives_higher_forecasts_and_coverage():
-    task = make_task("quantile[epochs=8,hidden=16,n_eval=16,n_fit=16]")
+    task = make_task("quantile[epochs=8,hidden=16,n_eval=16,n_fit=16]", cache=TargetCache())
     conds = task.eval_conditions()
     low, high = task.sample(0.1, conds, 2, seed=0), task.sample(0.9, conds, 2, seed=0)
     assert (high - low).mean() > 0.5, "the 0.9-quantile forecast should lie well above the 0.1-quantile one"
@@ -33,7 +34,7 @@ def test_the_task_trains_on_an_ett_csv(tmp_path):
     ot = (torch.sin(t / 10) + 0.01 * t).tolist()
     path.write_text("date,HUFL,OT\n" + "".join(f"2016-07-01 {i:03d},1.0,{v}\n" for i, v in enumerate(ot)))
     assert load_ett_column(str(path), "OT").shape == (400,)
-    task = make_task(f"quantile[csv={path},epochs=2,hidden=8,n_eval=8,n_fit=8]")
+    task = make_task(f"quantile[csv={path},epochs=2,hidden=8,n_eval=8,n_fit=8]", cache=TargetCache())
     assert task.training_data()[0].shape == (int(0.8 * (400 - 15 + 1)), 12)
     assert task.sample(0.5, task.eval_conditions(), 1, seed=0).shape == (8, 1, 3)
 

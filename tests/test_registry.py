@@ -1,7 +1,6 @@
 """Plugin discovery: folders, template files, broken plugins, duplicates, did-you-mean."""
 
 import shutil
-from pathlib import Path
 
 import pytest
 

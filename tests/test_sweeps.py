@@ -162,8 +162,8 @@ def test_program_honours_wandb_sweep_param_path_like_an_agent(tmp_path):
 
 def test_two_workers_give_the_same_rows_as_one(tmp_path):
     path = write_sweep(tmp_path / "tiny.yaml", grid(["gaussian-path", TINY_TASK], ["mccann", "mixture", "hypernetwork[epochs=2]"]))
-    one = run_sweep(path, workers=1, results_dir=tmp_path / "one", threads=1, progress=False, wandb_mode="disabled")
-    two = run_sweep(path, workers=2, results_dir=tmp_path / "two", threads=1, progress=False, wandb_mode="disabled")
+    one = run_sweep(path, jobs=1, results_dir=tmp_path / "one", threads=1, progress=False, wandb_mode="disabled")
+    two = run_sweep(path, jobs=2, results_dir=tmp_path / "two", threads=1, progress=False, wandb_mode="disabled")
     assert one.exhausted and two.exhausted and len(one.records) == len(two.records) == 12
     assert {r.state for r in two.records} == {"finished", "skipped"}  # hypernetwork skips gaussian-path
     a, b = ResultsStore(tmp_path / "one").load(), ResultsStore(tmp_path / "two").load()
@@ -172,7 +172,7 @@ def test_two_workers_give_the_same_rows_as_one(tmp_path):
     # Each run got its own configuration (wandb reads the param file once per session: not reused).
     assert sorted(map(str, (r.params for r in two.records))) == sorted(map(str, (r.params for r in one.records)))
     # Resuming an exhausted sweep starts nothing and changes nothing.
-    again = run_sweep(path, workers=2, results_dir=tmp_path / "two", threads=1, progress=False, wandb_mode="disabled")
+    again = run_sweep(path, jobs=2, results_dir=tmp_path / "two", threads=1, progress=False, wandb_mode="disabled")
     assert again.started == 0 and len(again.records) == 12
 
 
@@ -182,7 +182,7 @@ def test_killed_sweep_resumes_with_every_run_recorded_once(tmp_path, slow_plugin
     results = tmp_path / "res"
     env = {**os.environ, "WANDB_MODE": "disabled"}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "hti_bench", "sweep", str(path), "--workers", "2", "--results", str(results), "--no-progress", "--no-figures", "--threads", "1"],
+        [sys.executable, "-m", "hti_bench", "sweep", str(path), "-j", "2", "--results", str(results), "--no-progress", "--no-figures", "--threads", "1"],
         env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
     )
     runs = results / "sweeps"
@@ -200,7 +200,7 @@ def test_killed_sweep_resumes_with_every_run_recorded_once(tmp_path, slow_plugin
     records = [json.loads(p.read_text()) for p in runs.glob("*/runs/run-*.json")]
     assert any(r["state"] == "running" for r in records) and len(records) < 6
 
-    summary = run_sweep(path, workers=2, results_dir=results, threads=1, progress=False, wandb_mode="disabled")
+    summary = run_sweep(path, jobs=2, results_dir=results, threads=1, progress=False, wandb_mode="disabled")
     assert summary.exhausted
     assert len(summary.records) == 6 and {r.state for r in summary.records} == {"finished"}
     assert len({json.dumps(r.params, sort_keys=True) for r in summary.records}) == 6  # no run proposed twice
@@ -224,7 +224,7 @@ def test_hyperband_stops_bad_configurations_early(tmp_path, slow_plugin):
         },
     }
     path = write_sweep(tmp_path / "hb.yaml", config)
-    summary = run_sweep(path, workers=1, results_dir=tmp_path / "res", threads=1, progress=False, wandb_mode="disabled")
+    summary = run_sweep(path, jobs=1, results_dir=tmp_path / "res", threads=1, progress=False, wandb_mode="disabled")
     by_scale = {r.params["scale"]: r for r in summary.records}
     assert by_scale[1.0].state == "finished" and len(by_scale[1.0].history) == 3
     stopped = [r for r in summary.records if r.state == "stopped"]
@@ -251,10 +251,10 @@ def test_random_search_is_deterministic_given_the_seed(tmp_path):
         },
     }
     path = write_sweep(tmp_path / "random.yaml", config)
-    kw = dict(workers=1, threads=1, progress=False, wandb_mode="disabled")
-    a = run_sweep(path, results_dir=tmp_path / "a", seed=3, **kw)
-    b = run_sweep(path, results_dir=tmp_path / "b", seed=3, **kw)
-    c = run_sweep(path, results_dir=tmp_path / "c", seed=4, **kw)
+    kw = dict(jobs=1, threads=1, progress=False, wandb_mode="disabled")
+    a = run_sweep(path, results_dir=tmp_path / "a", search_seed=3, **kw)
+    b = run_sweep(path, results_dir=tmp_path / "b", search_seed=3, **kw)
+    c = run_sweep(path, results_dir=tmp_path / "c", search_seed=4, **kw)
     assert [r.params for r in a.records] == [r.params for r in b.records]
     assert [r.params for r in a.records] != [r.params for r in c.records]
     assert len(a.records) == 4 and all(r.state == "finished" for r in a.records), [r.error for r in a.records]

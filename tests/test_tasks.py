@@ -98,9 +98,7 @@ def test_moons_dropout_exposes_a_per_example_lambda_loss(tiny_moons):
 
 
 def test_moons_dropout_trains_caches_and_samples(tiny_moons):
-    from hti_bench.harness.targets import default_cache
-
-    cache = default_cache()
+    cache = tiny_moons.cache
     trained_before = cache.trained
     y = tiny_moons.sample(0.5, tiny_moons.eval_conditions(), 40, seed=0)
     assert y.shape == (2, 40, 2) and torch.isfinite(y).all()

@@ -5,11 +5,12 @@ import pytest
 import torch
 
 from hti_bench.harness.registry import make_task
+from hti_bench.harness.targets import TargetCache
 from hti_bench.tasks.reward_weighting import step
 
 
 def test_higher_beta_blurs_reconstructions_and_lowers_the_kl():
-    task = make_task("beta-vae[epochs=15,hidden=64,n_eval=8,n_fit=8]")
+    task = make_task("beta-vae[epochs=15,hidden=64,n_eval=8,n_fit=8]", cache=TargetCache())
     conds = task.eval_conditions()
     low, high = task.sample(0.25, conds, 16, seed=0), task.sample(4.0, conds, 16, seed=0)
     assert low.shape == (8, 16, 64) and 0 <= float(low.min()) and float(low.max()) <= 1
@@ -18,7 +19,7 @@ def test_higher_beta_blurs_reconstructions_and_lowers_the_kl():
 
 
 def test_beta_vae_loss_takes_beta_per_example():
-    task = make_task("beta-vae[hidden=16]")
+    task = make_task("beta-vae[hidden=16]", cache=TargetCache())
     net = task.build_network()
     x = task.training_data()[0][:6]
     torch.manual_seed(0)
@@ -29,7 +30,7 @@ def test_beta_vae_loss_takes_beta_per_example():
 
 
 def test_a_higher_penalty_gives_smaller_actions():
-    task = make_task("reward-weighting[epochs=10,n_train=1024,batch_size=64,hidden=32,n_eval=12]")
+    task = make_task("reward-weighting[epochs=10,n_train=1024,batch_size=64,hidden=32,n_eval=12]", cache=TargetCache())
     conds = task.eval_conditions()
     low, high = task.sample(0.1, conds, 64, seed=0), task.sample(3.0, conds, 64, seed=0)
     assert low.shape == (12, 64, 2)
@@ -51,12 +52,11 @@ def test_a_higher_penalty_gives_smaller_actions():
     "noisy-regression[epochs=2]",
 ])
 def test_every_trained_task_is_cached_after_its_first_training(spec):
-    from hti_bench.harness.targets import default_cache
-
-    task = make_task(spec)
+    cache = TargetCache()
+    task = make_task(spec, cache=cache)
     lam = task.anchors[0]
     first = task.sample(lam, task.eval_conditions(), 3, seed=0)
-    trained, hits = default_cache().trained, default_cache().hits
-    again = make_task(spec)  # a fresh object: nothing held in memory
+    trained, hits = cache.trained, cache.hits
+    again = make_task(spec, cache=cache)  # a fresh object: nothing held in memory
     assert torch.equal(again.sample(lam, again.eval_conditions(), 3, seed=0), first)
-    assert (default_cache().trained, default_cache().hits) == (trained, hits + 1)
+    assert (cache.trained, cache.hits) == (trained, hits + 1)

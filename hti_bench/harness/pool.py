@@ -1,35 +1,32 @@
-"""Running units in parallel worker processes (``hti-bench run --jobs N``).
+"""Worker processes: the one pool behind ``hti-bench run --jobs N`` and the sweep controller.
 
 Why processes: the networks trained and fitted here are small, so one process with many torch threads
-leaves cores idle between short kernels; N single-threaded processes keep them busy (see the
-README's performance table for the measured ratio). The parent stays the only writer of the results
-store and the only caller of the tracker, so the resume guarantees of the serial path hold: a unit is
-stored atomically when its rows come back, whichever worker computed them.
+leaves cores idle between short kernels; N single-threaded processes keep them busy (docs/PERFORMANCE.md
+has the measured ratio). The parent stays the only writer of the results store and the only caller of
+the tracker, so the resume guarantees of the serial path hold.
 
-What travels: a unit is ``(task spec, surrogate spec, seed)`` plus the anchor set and references that
-one worker drew for that (task, seed), with the serial run's seeds, so every unit of a (task, seed) is
-scored against the same samples as in a serial run. Workers rebuild tasks from their specs and load target networks from the
-shared cache (whose per-entry lock makes concurrent training of one network happen once).
+:class:`WorkerPool` runs N spawned processes (spawn, not fork: forking a process that already ran torch
+kernels can deadlock in OpenMP). Each worker has its own inbox, so the parent knows which job every
+worker holds and hands out at most one at a time (the caller decides the order). A job is a module-level
+function called as ``fn(*args, report=callback)``; ``report(payload)`` sends progress to the parent
+while the job runs (a sweep run's per-seed metric). The parent reads :class:`Event` s: ``report``,
+``done`` (the return value), ``failed`` (the job raised: the message) and ``died`` (its worker died: the
+exit code; the worker is replaced, so a segfault or an out-of-memory kill costs one job, never the run).
 
-A worker that dies (segfault, out of memory) breaks the pool; its units and the ones beside it are
-retried one by one in fresh single-worker pools, and a unit that kills its worker again becomes a
-failed row with that reason while the run continues.
+Workers die with the run, always: the first thing a worker does, before any heavy import, is ask the
+kernel to kill it when its parent dies (Linux ``PR_SET_PDEATHSIG``) and exit at once if the parent is
+already gone (the signal only covers deaths after the request).
 """
 
 from __future__ import annotations
 
-import math
 import multiprocessing as mp
 import os
-from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
-from concurrent.futures.process import BrokenProcessPool
+import queue
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from typing import Any
-
-UnitKey = tuple[str, str, int]  # task spec, surrogate spec, seed
-
-_TASKS: dict[str, Any] = {}
-_CACHE_ROOT: str | None = None
 
 
 def available_cores() -> int:
@@ -51,8 +48,9 @@ def resolve_jobs(jobs: int | str | None) -> int:
     return n
 
 
-def die_with_parent() -> None:
-    """Linux: have the kernel SIGKILL this process when its parent dies, so no orphan keeps going."""
+def die_with_parent(parent_pid: int | None = None) -> None:
+    """Have the kernel SIGKILL this process when its parent dies (Linux), and exit now if the parent
+    (``parent_pid``, when given) has already died: the request covers only deaths that come after it."""
     try:
         import ctypes
         import signal
@@ -60,177 +58,158 @@ def die_with_parent() -> None:
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
     except (OSError, AttributeError):
         pass
+    if parent_pid is not None and os.getppid() != parent_pid:
+        os._exit(1)
 
 
-def _init_worker(threads: int, cache_root: str) -> None:
-    import warnings
+@dataclass(frozen=True)
+class Event:
+    """What the pool tells its caller: ``kind`` is report, done, failed or died; ``value`` the report's
+    payload, the job's return value, the error message, or the dead worker's exit code."""
 
+    kind: str
+    job: Any
+    value: Any
+
+
+def _worker(index: int, inbox: Any, outbox: Any, parent_pid: int, threads: int, env: dict[str, str],
+            quiet: bool) -> None:
+    die_with_parent(parent_pid)  # first: before torch's import, which takes seconds on a busy machine
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
+    os.environ.update(env)
+    os.environ["HTI_BENCH_SCORING_WORKERS"] = str(threads)  # N workers scoring at once share the cores
+    if quiet:
+        import warnings
+
+        warnings.filterwarnings("ignore", category=UserWarning)
     import torch
 
-    global _CACHE_ROOT
-    die_with_parent()  # an interrupted `hti-bench run` must not leave workers fitting in the background
-    torch.set_num_threads(max(int(threads), 1))
-    os.environ["HTI_BENCH_SCORING_WORKERS"] = str(max(int(threads), 1))  # see hti_bench.scoring
-    _CACHE_ROOT = cache_root
-    warnings.filterwarnings("ignore", category=UserWarning)
+    torch.set_num_threads(threads)
+    while True:
+        item = inbox.get()
+        if item is None:
+            return
+        job, fn, args = item
+        try:
+            value = fn(*args, report=lambda payload, job=job: outbox.put(Event("report", job, payload)))
+        except Exception as err:  # the job's failure, not the worker's: report it and take the next job
+            import traceback
+
+            line = traceback.format_exception_only(type(err), err)[-1].strip().replace("\n", " ")[:500]
+            outbox.put(Event("failed", job, line))
+            continue
+        outbox.put(Event("done", job, value))
 
 
-def _task(spec: str) -> Any:
-    from hti_bench.harness.registry import make_task
-    from hti_bench.harness.targets import TargetCache
+class WorkerPool:
+    """``workers`` spawned processes with ``threads`` torch threads each (default: the cores shared out).
 
-    if spec not in _TASKS:
-        task = make_task(spec)
-        task.cache = TargetCache(_CACHE_ROOT)
-        _TASKS[spec] = task
-    return _TASKS[spec]
+    ``env`` is set in each worker before anything is imported; ``quiet`` silences ``UserWarning`` s in
+    the workers (Lightning's and torch's advice, repeated per fit, would drown the progress bar).
+    """
 
+    def __init__(self, workers: int, *, threads: int | None = None, env: dict[str, str] | None = None,
+                 quiet: bool = False) -> None:
+        self.size = int(workers)
+        self.threads = int(threads) if threads else max(available_cores() // self.size, 1)
+        self.env = dict(env or {})
+        self.quiet = quiet
+        self._ctx = mp.get_context("spawn")
+        self._outbox = self._ctx.Queue()
+        self._procs: list[Any] = [None] * self.size
+        self._inboxes: list[Any] = [None] * self.size
+        self._jobs: list[Any] = [None] * self.size  # the job each worker holds
+        self._held = [False] * self.size
+        for i in range(self.size):
+            self._start(i)
 
-def _train(task_spec: str, lam: float, model_seed: int | None) -> tuple[bool, float]:
-    task = _task(task_spec)
-    before = task.cache.trained
-    task.network(lam, seed=model_seed)
-    return task.cache.trained > before, lam
+    def _start(self, i: int) -> None:
+        self._inboxes[i] = self._ctx.Queue()
+        self._procs[i] = self._ctx.Process(
+            target=_worker,
+            args=(i, self._inboxes[i], self._outbox, os.getpid(), self.threads, self.env, self.quiet),
+            daemon=True,
+        )
+        self._procs[i].start()
+        self._jobs[i], self._held[i] = None, False
 
+    # ------------------------------------------------------------------ the caller's side
 
-def _inputs(task_spec: str, seed: int) -> tuple[Any, Any]:
-    from hti_bench.harness.runner import build_anchor_set, build_references
+    @property
+    def idle(self) -> int:
+        """Workers holding no job."""
+        return self._held.count(False)
 
-    task = _task(task_spec)
-    return build_anchor_set(task, seed), build_references(task, seed)
+    @property
+    def busy(self) -> int:
+        return self._held.count(True)
 
+    def submit(self, job: Any, fn: Callable[..., Any], *args: Any) -> None:
+        """Hand ``fn(*args, report=…)`` to an idle worker; ``job`` identifies it in the events."""
+        i = self._held.index(False)  # ValueError when none is idle: the caller must check `idle`
+        self._jobs[i], self._held[i] = job, True
+        self._inboxes[i].put((job, fn, args))
 
-def _unit(task_spec: str, spec: str, seed: int, anchors: Any, references: Any, clouds: bool) -> tuple[list, dict]:
-    from hti_bench.harness.runner import evaluate_unit
+    def events(self, timeout: float = 1.0) -> list[Event]:
+        """The events available within ``timeout`` seconds (at least one, unless the time runs out)."""
+        got: list[Event] = []
+        try:
+            got.append(self._outbox.get(timeout=timeout))
+            while True:
+                got.append(self._outbox.get_nowait())
+        except queue.Empty:
+            pass
+        out = []
+        for event in got:
+            held = [i for i, job in enumerate(self._jobs) if self._held[i] and job == event.job]
+            if not held:
+                continue  # a job already reported as died
+            if event.kind in ("done", "failed"):
+                self._jobs[held[0]], self._held[held[0]] = None, False
+            out.append(event)
+        return out + self._dead()
 
-    samples: dict[str, Any] | None = {} if clouds else None
-    rows = evaluate_unit(_task(task_spec), spec, seed, anchors, references, samples=samples)
-    return rows, samples or {}
+    def run(self, jobs: Iterator[tuple[Any, Callable[..., Any], tuple]] | list,
+            on_event: Callable[[Event], None]) -> None:
+        """Run every ``(job, fn, args)`` of ``jobs`` in submission order, calling ``on_event`` in this
+        process for each event; returns when all have ended (done, failed or died)."""
+        pending = list(jobs)
+        pending.reverse()
+        while pending or self.busy:
+            while pending and self.idle:
+                job, fn, args = pending.pop()
+                self.submit(job, fn, *args)
+            for event in self.events():
+                on_event(event)
 
-
-class UnitPool:
-    """A pool of ``jobs`` spawned worker processes, each with ``cores // jobs`` torch threads."""
-
-    def __init__(self, jobs: int, cache_root: str) -> None:
-        self.jobs = int(jobs)
-        self.cache_root = str(cache_root)
-        self.threads = max(available_cores() // self.jobs, 1)
-        self._pool = self._new_pool(self.jobs)
-
-    def _new_pool(self, workers: int) -> ProcessPoolExecutor:
-        # spawn, not fork: forking a process that already ran torch kernels can deadlock in OpenMP.
-        return ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn"), initializer=_init_worker,
-                                   initargs=(self.threads, self.cache_root))
+    def _dead(self) -> list[Event]:
+        """Workers that died: a ``died`` event for the job each held; each worker is replaced."""
+        out = []
+        for i, proc in enumerate(self._procs):
+            if proc.exitcode is not None:
+                if self._held[i]:
+                    out.append(Event("died", self._jobs[i], proc.exitcode))
+                self._start(i)
+        return out
 
     def close(self) -> None:
-        self._pool.shutdown(wait=True, cancel_futures=True)
+        """Ask every worker to stop, wait a little, then kill the ones still running a job."""
+        for inbox in self._inboxes:
+            try:
+                inbox.put(None)
+            except (OSError, ValueError):
+                pass
+        deadline = time.time() + 10
+        for proc in self._procs:
+            proc.join(max(0.1, deadline - time.time()) if not self.busy else 0.1)
+            if proc.is_alive():
+                proc.kill()
+                proc.join(5)
 
-    def __enter__(self) -> UnitPool:
+    def __enter__(self) -> WorkerPool:
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-    def train(self, jobs: Sequence[tuple[str, float, int | None]], on_done: Callable[[bool], None]) -> None:
-        """Train (or load) target networks ``(task spec, λ, model seed)`` in the workers; blocks until done."""
-        futures = [self._pool.submit(_train, *job) for job in jobs]
-        for fut in _as_done(futures):
-            trained, _ = fut.result()
-            on_done(trained)
-
-    def units(self, groups: Sequence[tuple[str, int, list[UnitKey]]],
-              on_done: Callable[[UnitKey, list | None, dict], None]) -> None:
-        """Run every unit; ``groups`` holds (task spec, seed, that task and seed's units).
-
-        A group's anchor set and references are drawn first, in a worker (sampling the held-out
-        networks and their floors is a large share of a run: kept serial it left the workers idle),
-        and shipped with each of its units. ``on_done(key, rows, clouds)`` is called in this process,
-        once per unit; ``rows`` is None for a unit whose worker died twice.
-
-        Units wait here, not in the executor's queue, and at most one per worker is handed out at a
-        time: longest first, by the fit time the same (task, surrogate) took on an earlier seed of
-        this run (kinds not yet seen first of all). Otherwise the last unit of the queue, often a
-        long fit, ran alone while the other workers idled (≈ 14 s of a 258 s default run).
-        """
-        pending: dict[Future, tuple[str, Any]] = {}
-        broken: list[tuple[str, Any]] = []
-        ready: list[tuple[UnitKey, Any, Any, bool]] = []
-        cost: dict[tuple[str, str], float] = {}
-        running = [0]
-
-        def submit(kind: str, job: Any) -> None:
-            try:
-                fut = self._pool.submit(_inputs, job[0], job[1]) if kind == "inputs" else \
-                    self._pool.submit(_unit, *job[0], *job[1:])
-            except BrokenProcessPool:
-                broken.append((kind, job))
-                return
-            pending[fut] = (kind, job)
-            running[0] += kind == "unit"
-
-        def pump() -> None:
-            while ready and running[0] < self.jobs and not broken:
-                submit("unit", ready.pop(_longest_first([job[0] for job in ready], cost)))
-
-        def finished(kind: str, job: Any, result: Any) -> None:
-            if kind == "inputs":
-                anchors, references = result
-                ready.extend((key, anchors, references, True) for key in job[2])
-            else:
-                rows = result[0]
-                seconds = [float(r["fit_seconds"]) for r in rows or [] if isinstance(r.get("fit_seconds"), (int, float))]
-                cost[job[0][:2]] = max([t for t in seconds if math.isfinite(t)], default=0.0)
-                on_done(job[0], *result)
-
-        for group in groups:
-            submit("inputs", group)
-        while pending or (ready and not broken):
-            pump()
-            done, _ = wait(list(pending), return_when=FIRST_COMPLETED)
-            for fut in done:
-                kind, job = pending.pop(fut)
-                running[0] -= kind == "unit"
-                try:
-                    result = fut.result()
-                except BrokenProcessPool:
-                    broken.append((kind, job))
-                    continue
-                finished(kind, job, result)
-        broken.extend(("unit", job) for job in ready)  # never handed out: the pool broke first
-        if broken:
-            # The pool is gone; each affected job runs alone, so a crash is pinned on its cause.
-            self._pool.shutdown(wait=True, cancel_futures=True)
-            self._pool = self._new_pool(self.jobs)
-            for kind, job in broken:
-                if kind == "inputs":
-                    result = self._alone(_inputs, job[0], job[1])
-                    if result is None:
-                        for key in job[2]:
-                            on_done(key, None, {})
-                        continue
-                    for key in job[2]:
-                        on_done(key, *(self._alone(_unit, *key, *result, True) or (None, {})))
-                else:
-                    on_done(job[0], *(self._alone(_unit, *job[0], *job[1:]) or (None, {})))
-
-    def _alone(self, fn: Callable, *args: Any) -> Any:
-        """``fn(*args)`` in a fresh one-worker pool; None if that worker dies too."""
-        with self._new_pool(1) as pool:
-            try:
-                return pool.submit(fn, *args).result()
-            except BrokenProcessPool:
-                return None
-
-
-def _longest_first(keys: Sequence[UnitKey], cost: dict[tuple[str, str], float]) -> int:
-    """Index of the unit to hand out next: the largest known fit time of its (task, surrogate), kinds
-    not seen yet first; ties keep submission order (max() returns the first)."""
-    return max(range(len(keys)), key=lambda i: cost.get(keys[i][:2], math.inf))
-
-
-def _as_done(futures: list[Future]) -> Iterator[Future]:
-    pending = set(futures)
-    while pending:
-        done, pending = wait(pending, return_when=FIRST_COMPLETED)
-        yield from done
-

@@ -31,7 +31,7 @@ from hti_bench.specs import parse_spec
 
 if TYPE_CHECKING:
     from hti_bench.surrogate import Surrogate
-    from hti_bench.task import Task
+    from hti_bench.task import NetworkStore, Task
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 SURROGATE_GROUP = "hti_bench.surrogates"
@@ -193,7 +193,8 @@ def _check_params(kind: str, name: str, params: dict[str, Any], valid: dict[str,
 
 
 def make_surrogate(spec: str) -> Surrogate:
-    """Build a surrogate from ``name`` or ``name[key=value,...]``."""
+    """Build a surrogate from ``name`` or ``name[key=value,...]`` and validate its parameters
+    (:meth:`~hti_bench.surrogate.Surrogate.validate_params`), before anything trains."""
     name, params = parse_spec(spec)
     classes = surrogate_classes()
     if name not in classes:
@@ -206,9 +207,11 @@ def make_surrogate(spec: str) -> Surrogate:
     cls = classes[name]
     _check_params("surrogate", name, params, cls.default_params())
     try:
-        return cls(**params)
+        surrogate = cls(**params)
     except Exception as err:
         raise ConfigError(f"Error when initialising surrogate '{name}' from {spec!r}: {err}") from err
+    surrogate.validate_params()
+    return surrogate
 
 
 def task_classes() -> dict[str, type[Task]]:
@@ -239,10 +242,11 @@ def default_tasks() -> list[str]:
     return [name for name, cls in task_classes().items() if cls.in_default_suite]
 
 
-def make_task(spec: str) -> Task:
-    """Build a task from ``name`` or ``name[option=value,...]``."""
+def make_task(spec: str, cache: NetworkStore | None = None) -> Task:
+    """Build a task from ``name`` or ``name[option=value,...]``; ``cache`` (a
+    :class:`~hti_bench.harness.targets.TargetCache`) is where a task that trains networks keeps them."""
     name, params = parse_spec(spec)
     classes = task_classes()
     if name not in classes:
         raise UnknownNameError(unknown_name_message("task", name, classes))
-    return classes[name](**params)
+    return classes[name](cache=cache, **params)

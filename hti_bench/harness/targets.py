@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import Tensor, nn
 
-from hti_bench.harness.fsutil import atomic_write_bytes, default_cache_dir  # noqa: F401 - re-exported
+from hti_bench.harness.fsutil import atomic_write_bytes, default_cache_dir
 from hti_bench.toolkit.training import adam
 
 if TYPE_CHECKING:
@@ -131,16 +131,6 @@ class TargetCache:
             finally:
                 fcntl.flock(lock, fcntl.LOCK_UN)
         return net.eval()
-
-
-_default: TargetCache | None = None
-
-
-def default_cache() -> TargetCache:
-    global _default
-    if _default is None or _default.root != default_cache_dir():
-        _default = TargetCache()
-    return _default
 
 
 def _quiet_lightning() -> None:

@@ -11,6 +11,17 @@ from typing import Any
 MODES = ("disabled", "offline", "online")
 
 
+def default_mode() -> str:
+    """The wandb mode when none is given, the same for ``hti-bench run`` and ``hti-bench sweep``:
+    ``$HTI_BENCH_WANDB`` if set, else ``disabled`` (nothing is logged unless asked for)."""
+    mode = os.environ.get("HTI_BENCH_WANDB", "").strip() or "disabled"
+    if mode not in MODES:
+        from hti_bench.errors import ConfigError
+
+        raise ConfigError(f"HTI_BENCH_WANDB={mode!r} is not a wandb mode; valid: {', '.join(MODES)}.")
+    return mode
+
+
 def wandb_tracker(mode: str, project: str = "hti-bench") -> Callable[[list[dict[str, Any]]], str | None] | None:
     """A callback logging each unit's rows as one wandb run, or None when ``mode`` is disabled."""
     if mode not in MODES:

@@ -20,7 +20,7 @@ is run again under its own name, and units already in the results store are read
 re-fitted — so nothing is half-recorded or recorded twice. Results rows are one file per
 (task, surrogate, seed) unit and merges keep one row per key, so controllers and workers writing at
 once lose nothing; a second controller on the *same* sweep is refused while the first holds the lock.
-Proposals are deterministic given ``--seed`` (random and numpy's global generators are re-seeded from
+Proposals are deterministic given ``--search-seed`` (random and numpy's global generators are re-seeded from
 it and the number of runs so far before each proposal).
 """
 
@@ -28,20 +28,17 @@ from __future__ import annotations
 
 import fcntl
 import json
-import multiprocessing as mp
 import os
-import queue
 import shutil
-import signal
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from hti_bench.errors import ConfigError, HTIBenchError
-from hti_bench.harness.pool import die_with_parent
-from hti_bench.harness.targets import atomic_write_bytes
+from hti_bench.errors import HTIBenchError
+from hti_bench.harness.fsutil import atomic_write_bytes
+from hti_bench.harness.pool import WorkerPool
 from hti_bench.sweeping.sweepfile import SweepFile, import_sweeps, load_sweep
 
 #: Run states that are final: kept on resume. ``failed`` and in-flight ``running`` runs are re-run.
@@ -154,89 +151,25 @@ class SweepState:
 
 
 # ---------------------------------------------------------------------------------------------------
-# worker processes
+# the job a worker runs
 
 
-def _worker(index: int, tasks: Any, results: Any, env: dict[str, str], threads: int) -> None:
-    die_with_parent()
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the controller's to handle
-    os.environ.update(env)
-    import torch
+def _sweep_job(params_path: str, stop_path: str, report: Callable[[Any], None]) -> dict[str, Any]:
+    """One sweep run, in a worker of :class:`~hti_bench.harness.pool.WorkerPool`: the sweep program,
+    in-process, reading its parameters from ``WANDB_SWEEP_PARAM_PATH`` exactly as under an agent."""
+    import wandb
 
-    torch.set_num_threads(threads)
     from hti_bench.sweeping import program
 
-    while True:
-        item = tasks.get()
-        if item is None:
-            return
-        name, params_path, stop_path = item
-        os.environ["WANDB_SWEEP_PARAM_PATH"] = params_path
-        import wandb
-
-        wandb.teardown()  # wandb reads WANDB_SWEEP_PARAM_PATH once per session: start a fresh one per run
-        results.put(("started", index, name, None))
-        try:
-            outcome = program.sweep_run(
-                (),
-                report=lambda metrics, name=name: results.put(("step", index, name, metrics)),
-                should_stop=lambda stop_path=stop_path: os.path.exists(stop_path),
-            )
-            message = {"state": outcome.state, "summary": program._jsonable([outcome.summary])[0], "error": outcome.error}
-        except HTIBenchError as err:
-            message = {"state": "failed", "summary": {}, "error": f"configuration: {err}"}
-        except Exception as err:  # noqa: BLE001 - a run's crash is its failure, the worker lives on
-            message = {"state": "failed", "summary": {}, "error": f"{type(err).__name__}: {err}"[:500]}
-        results.put(("done", index, name, message))
-
-
-class _Pool:
-    """N spawned worker processes; a dead one is noticed, its run failed and the worker replaced."""
-
-    def __init__(self, n: int, env: dict[str, str], threads: int) -> None:
-        self.ctx = mp.get_context("spawn")
-        self.results = self.ctx.Queue()
-        self.env, self.threads = env, threads
-        self.workers: list[Any] = [None] * n
-        self.queues: list[Any] = [None] * n
-        self.current: list[str | None] = [None] * n
-        for i in range(n):
-            self._start(i)
-
-    def _start(self, i: int) -> None:
-        self.queues[i] = self.ctx.Queue()
-        self.workers[i] = self.ctx.Process(
-            target=_worker, args=(i, self.queues[i], self.results, self.env, self.threads), daemon=True
-        )
-        self.workers[i].start()
-        self.current[i] = None
-
-    def idle(self) -> list[int]:
-        return [i for i, name in enumerate(self.current) if name is None]
-
-    def submit(self, i: int, item: tuple[str, str, str]) -> None:
-        self.current[i] = item[0]
-        self.queues[i].put(item)
-
-    def dead(self) -> list[tuple[int, str, int | None]]:
-        """Workers that died holding a run: (worker, run name, exit code); they are restarted."""
-        out = []
-        for i, proc in enumerate(self.workers):
-            if not proc.is_alive():
-                name = self.current[i]
-                if name is not None:
-                    out.append((i, name, proc.exitcode))
-                self._start(i)
-        return out
-
-    def close(self) -> None:
-        for q in self.queues:
-            q.put(None)
-        deadline = time.time() + 10
-        for proc in self.workers:
-            proc.join(max(0.1, deadline - time.time()))
-            if proc.is_alive():
-                proc.kill()
+    os.environ["WANDB_SWEEP_PARAM_PATH"] = params_path
+    wandb.teardown()  # wandb reads WANDB_SWEEP_PARAM_PATH once per session: start a fresh one per run
+    try:
+        outcome = program.sweep_run((), report=report, should_stop=lambda: os.path.exists(stop_path))
+    except HTIBenchError as err:
+        return {"state": "failed", "summary": {}, "error": f"configuration: {err}"}
+    except Exception as err:  # noqa: BLE001 - a run's crash is its failure, the worker lives on
+        return {"state": "failed", "summary": {}, "error": f"{type(err).__name__}: {err}"[:500]}
+    return {"state": outcome.state, "summary": program._jsonable([outcome.summary])[0], "error": outcome.error}
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -261,42 +194,65 @@ class SweepSummary:
         return min(scored, key=lambda r: r.metric(metric)) if scored else None  # type: ignore[arg-type,return-value]
 
 
-def _seed_engines(seed: int, n_runs: int) -> None:
+def _seed_engines(search_seed: int, n_runs: int) -> None:
     import random
 
     import numpy as np
 
-    from hti_bench.harness.runner import derive_seed
+    from hti_bench.harness.unit import derive_seed
 
-    value = derive_seed("sweep", seed, n_runs)
+    value = derive_seed("sweep", search_seed, n_runs)
     random.seed(value)  # random search draws from the stdlib generator
     np.random.seed(value)  # bayes from numpy's global one
 
 
+def _renamed(deprecated: dict[str, Any], jobs: int | str, search_seed: int) -> tuple[int | str, int]:
+    """Honour the old keyword names ``workers`` and ``seed`` for one release, with a warning."""
+    import warnings
+
+    for old, new in (("workers", "jobs"), ("seed", "search_seed")):
+        if old in deprecated:
+            warnings.warn(f"run_sweep({old}=…) is now {new}=…; the old name goes in hti-bench 0.3",
+                          DeprecationWarning, stacklevel=3)
+            if old == "workers":
+                jobs = deprecated.pop(old)
+            else:
+                search_seed = deprecated.pop(old)
+    if deprecated:
+        raise TypeError(f"run_sweep() got unexpected keyword arguments {sorted(deprecated)}")
+    return jobs, search_seed
+
+
 def run_sweep(
     path: str | os.PathLike[str],
-    workers: int = 1,
+    jobs: int | str = 1,
     count: int | None = None,
     results_dir: str | os.PathLike[str] = "results",
     cache_dir: str | os.PathLike[str] | None = None,
-    seed: int = 0,
+    search_seed: int = 0,
     threads: int | None = None,
     wandb_mode: str | None = None,
     progress: bool = True,
     on_event: Callable[[str, RunRecord], None] | None = None,
+    **deprecated: Any,
 ) -> SweepSummary:
-    """Run (or resume) the sweep in ``path`` with ``workers`` local processes.
+    """Run (or resume) the sweep in ``path`` with ``jobs`` local worker processes (``"auto"``: one per core).
 
     ``count`` caps the runs *started* by this call (like ``wandb agent --count``); the file's
-    ``run_cap`` caps the sweep. ``threads`` is torch's intra-op threads per worker (default: the CPU
-    count divided among the workers). Returns when the search is exhausted, the caps are reached, or
-    (on Ctrl-C) after the runs in flight are abandoned — they are re-run on resume.
+    ``run_cap`` caps the sweep. ``search_seed`` fixes random and bayes proposals. ``threads`` is
+    torch's intra-op threads per worker (default: the CPU count divided among the workers).
+    ``wandb_mode`` defaults to :func:`hti_bench.harness.tracking.default_mode`. Returns when the search
+    is exhausted, the caps are reached, or (on Ctrl-C) after the runs in flight are abandoned — they are
+    re-run on resume. ``workers=`` and ``seed=`` are the old names of ``jobs`` and ``search_seed``.
     """
     from tqdm.auto import tqdm
 
+    from hti_bench.harness.pool import resolve_jobs
+    from hti_bench.harness.tracking import default_mode
+
+    jobs, search_seed = _renamed(deprecated, jobs, search_seed)
+    jobs = resolve_jobs(jobs)
     sweep = load_sweep(path)
-    if workers < 1:
-        raise ConfigError(f"--workers must be at least 1, got {workers}.")
     sweeps = import_sweeps()
     engine_config = sweeps.SweepConfig(sweep.config)  # fills the schema's defaults (metric impute, …)
     state = SweepState(sweep, results_dir)
@@ -310,12 +266,12 @@ def run_sweep(
 
     env = {
         "HTI_BENCH_RESULTS": str(Path(results_dir).resolve()),
-        "WANDB_MODE": wandb_mode or os.environ.get("WANDB_MODE") or "offline",
+        "WANDB_MODE": wandb_mode or default_mode(),
         "WANDB_SILENT": "true",
     }
     if cache_dir is not None:
         env["HTI_BENCH_CACHE"] = str(Path(cache_dir).resolve())
-    threads = threads or max(1, (os.cpu_count() or 1) // workers)
+    threads = threads or max(1, (os.cpu_count() or 1) // jobs)
 
     planned = sweep.planned_runs()
     bar = tqdm(total=planned, desc=f"sweep {sweep.name}", unit="run", disable=not progress, dynamic_ncols=True)
@@ -342,7 +298,7 @@ def run_sweep(
             return redo.pop(0)
         if exhausted or (count is not None and summary.started >= count) or (run_cap and len(records) >= int(run_cap)):
             return None
-        _seed_engines(seed, len(records))
+        _seed_engines(search_seed, len(records))
         suggestion = sweeps.next_run(engine_config, [r.sweep_run() for r in records.values()])
         if suggestion is None:
             exhausted = True
@@ -351,10 +307,10 @@ def run_sweep(
         return RunRecord(name=name, config=_plain(dict(suggestion.config)))
 
     exhausted = False
-    pool = _Pool(workers, env, threads)
+    pool = WorkerPool(jobs, threads=threads, env=env)
     try:
         while True:
-            for i in pool.idle():
+            while pool.idle:
                 record = propose()
                 if record is None:
                     break
@@ -364,38 +320,34 @@ def run_sweep(
                 record.started = time.time()
                 records[record.name] = record
                 state.save(record)
-                pool.submit(i, (record.name, str(state.params_path(record)), str(state.stop_path(record.name))))
+                pool.submit(record.name, _sweep_job, str(state.params_path(record)), str(state.stop_path(record.name)))
                 summary.started += 1
                 if on_event is not None:
                     on_event("started", record)
-            if not any(pool.current):
+            if not pool.busy:
                 break
             show()
-            try:
-                kind, index, name, payload = pool.results.get(timeout=1.0)
-            except queue.Empty:
-                for i, name, code in pool.dead():
-                    record = records[name]
-                    record.state, record.error, record.finished = "failed", f"worker process died (exit code {code})", time.time()
+            for event in pool.events(timeout=1.0):
+                record = records[event.job]
+                if event.kind == "report":
+                    record.history.append(event.value)
+                    record.summary = dict(event.value)
                     state.save(record)
-                    bar.update(0)
-                continue
-            record = records[name]
-            if kind == "step":
-                record.history.append(payload)
-                record.summary = dict(payload)
-                state.save(record)
-                if early:
-                    stop = {r.name for r in sweeps.stop_runs(engine_config, [r.sweep_run() for r in records.values()])}
-                    for other in stop:
-                        state.stop_path(other).touch()
-            elif kind == "done":
-                record.state = payload["state"]
-                record.summary = payload["summary"] or record.summary
-                record.error = payload["error"]
+                    if early:
+                        stop = {r.name for r in sweeps.stop_runs(engine_config, [r.sweep_run() for r in records.values()])}
+                        for other in stop:
+                            state.stop_path(other).touch()
+                    continue
+                if event.kind == "done":
+                    record.state = event.value["state"]
+                    record.summary = event.value["summary"] or record.summary
+                    record.error = event.value["error"]
+                else:  # the job raised outside the program's own handling, or its worker died
+                    record.state = "failed"
+                    record.error = (f"worker process died (exit code {event.value})" if event.kind == "died"
+                                    else str(event.value))
                 record.finished = time.time()
                 state.save(record)
-                pool.current[index] = None
                 if record.state in KEPT:
                     bar.update(1)
                 if on_event is not None:

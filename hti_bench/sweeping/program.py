@@ -26,7 +26,6 @@ import json
 import math
 import os
 import sys
-from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -153,26 +152,6 @@ def parse_config(cfg: Mapping[str, Any]) -> RunConfig:
 # running
 
 
-#: Anchor and reference samples per (task, seed), kept by a worker process between runs: the grid of
-#: a leaderboard sweep visits the same (task, seed) once per surrogate.
-_INPUTS: OrderedDict[tuple[str, int], tuple[Any, Any]] = OrderedDict()
-_INPUTS_KEPT = 8
-
-
-def _inputs(task: Any, seed: int) -> tuple[Any, Any]:
-    from hti_bench.harness.runner import build_anchor_set, build_references
-
-    key = (task.spec, seed)
-    if key in _INPUTS:
-        _INPUTS.move_to_end(key)
-        return _INPUTS[key]
-    value = (build_anchor_set(task, seed), build_references(task, seed))
-    _INPUTS[key] = value
-    while len(_INPUTS) > _INPUTS_KEPT:
-        _INPUTS.popitem(last=False)
-    return value
-
-
 def _mean(values: Sequence[float]) -> float:
     values = [float(v) for v in values if v == v]
     return sum(values) / len(values) if values else math.nan
@@ -192,27 +171,18 @@ def execute(
     """
     from hti_bench.harness.registry import make_task
     from hti_bench.harness.results import ResultsStore
-    from hti_bench.harness.runner import evaluate_unit, prepare_targets
+    from hti_bench.harness.runner import run_unit
     from hti_bench.harness.targets import TargetCache
 
-    task = make_task(rc.task)
+    task = make_task(rc.task, cache=TargetCache(cache_dir))
     store = ResultsStore(results_dir)
-    cache = TargetCache(cache_dir)
     out = Outcome(state="finished")
     per_seed: dict[str, list[float]] = {"w2": [], "w1": [], "w2sq": []}
     for k, seed in enumerate(rc.seeds):
         if k and should_stop is not None and should_stop():
             out.state = "stopped"
             break
-        stored = store.read_unit(rc.task, rc.surrogate, seed) if store.has_unit(rc.task, rc.surrogate, seed) else None
-        if stored is not None:
-            rows = stored.to_dict("records")
-        else:
-            prepare_targets(task, cache)
-            anchors, references = _inputs(task, seed)
-            samples: dict[str, Any] = {}
-            rows = evaluate_unit(task, rc.surrogate, seed, anchors, references, samples=samples)
-            store.write_unit(rows, samples=samples)
+        rows = run_unit(task, rc.surrogate, seed, store).rows  # a stored unit is read back, not refitted
         out.rows.extend(rows)
         failed = [r for r in rows if r["status"] == "failed"]
         if failed:

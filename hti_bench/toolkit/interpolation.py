@@ -19,13 +19,13 @@ if TYPE_CHECKING:
     from typing import Self
 
     from hti_bench.anchors import AnchorSet
-    from hti_bench.task import Task
+    from hti_bench.view import TaskView
 
 
 class AnchorInterpolator(Surrogate):
     """Base of the interpolation baselines: nothing is learned; answers are built from anchor samples."""
 
-    def fit(self, anchors: AnchorSet, task: Task | None = None, *, seed: int = 0) -> Self:
+    def fit(self, anchors: AnchorSet, task: TaskView | None = None, *, seed: int = 0) -> Self:
         self.anchors_ = anchors
         self.prepare(anchors)
         return self
@@ -44,7 +44,7 @@ class AnchorInterpolator(Surrogate):
         return torch.stack([self.interpolate(k, s, int(i), n, generator) for i in index])
 
     def sample(self, lam: float, conditions: Tensor, n: int, seed: int) -> Tensor:
-        self._check_sample_args(n)
+        self.check_sample_args(n)
         k, s = self.anchors_.locate(lam)
         index = self.anchors_.index_of(conditions)
-        return self.interpolate_many(k, s, index, int(n), self._generator(seed))
+        return self.interpolate_many(k, s, index, int(n), self.generator(seed))

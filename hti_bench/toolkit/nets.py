@@ -126,6 +126,30 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
+def check_device(name: str) -> None:
+    """Raise :class:`~hti_bench.errors.ConfigError` unless ``name`` is ``auto`` or a torch device name."""
+    from hti_bench.errors import ConfigError
+
+    if name == "auto":
+        return
+    try:
+        torch.device(name)
+    except (RuntimeError, TypeError, ValueError):
+        raise ConfigError(f"device must be 'auto' or a torch device such as cpu, cuda or cuda:1, got {name!r}") from None
+
+
+def check_hidden(hidden: object, key: str = "hidden") -> None:
+    """Raise :class:`~hti_bench.errors.ConfigError` unless ``hidden`` is a non-empty sequence of widths ≥ 1."""
+    from hti_bench.errors import ConfigError
+
+    try:
+        ok = len(hidden) > 0 and all(int(h) >= 1 and float(h) == int(h) for h in hidden)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        ok = False
+    if not ok:
+        raise ConfigError(f"{key} must be a non-empty tuple of layer widths ≥ 1, e.g. (64, 64), got {hidden!r}")
+
+
 @contextmanager
 def seeded(device: torch.device, seed: int) -> Iterator[torch.Generator]:
     """Seed torch's global RNG (network initialisation) inside a forked RNG state, so a fit neither

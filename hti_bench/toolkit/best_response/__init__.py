@@ -17,7 +17,7 @@ surrogate's :class:`~hti_bench.view.TaskView`, so one model answers for every λ
 from hti_bench.toolkit.best_response.axis import BatchStream, LambdaAxis, split_training_data
 from hti_bench.toolkit.best_response.functional import FunctionalNetwork, parameter_shapes
 from hti_bench.toolkit.best_response.generators import HyperGenerator, StructuredResponse
-from hti_bench.toolkit.best_response.stn import PerturbationScale, StnBase, center_time, check_stn_options
+from hti_bench.toolkit.best_response.stn import PerturbationScale, StnBase, center_time
 from hti_bench.toolkit.best_response.surrogate import BestResponseSurrogate
 
 __all__ = [
@@ -30,7 +30,6 @@ __all__ = [
     "StnBase",
     "StructuredResponse",
     "center_time",
-    "check_stn_options",
     "parameter_shapes",
     "split_training_data",
 ]

@@ -12,14 +12,13 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor, nn
 
-from hti_bench.anchors import AnchorSet
 from hti_bench.errors import ConfigError
-from hti_bench.task import TrainedTask
 from hti_bench.toolkit import training
 from hti_bench.toolkit.best_response.axis import BatchStream, LambdaAxis, split_training_data
 from hti_bench.toolkit.best_response.functional import FunctionalNetwork
 from hti_bench.toolkit.best_response.generators import StructuredResponse
 from hti_bench.toolkit.best_response.surrogate import BestResponseSurrogate
+from hti_bench.view import TaskView
 
 
 class PerturbationScale(nn.Module):
@@ -53,20 +52,6 @@ class PerturbationScale(nn.Module):
         self.rho.grad = grad
         self.opt.step()
         return float(self.sigma.detach())
-
-
-def check_stn_options(surrogate: Any, anchors: AnchorSet) -> None:
-    """The options STN and Δ-STN share: σ0 > 0, τ ≥ 0, a centre inside the anchor range."""
-    if not float(surrogate.sigma0) > 0:
-        raise ConfigError(f"sigma0 must be > 0, got {surrogate.sigma0}")
-    if not float(surrogate.entropy_weight) >= 0:
-        raise ConfigError(f"entropy_weight must be ≥ 0, got {surrogate.entropy_weight}")
-    if int(surrogate.scale_every) < 1:
-        raise ConfigError(f"scale_every must be ≥ 1, got {surrogate.scale_every}")
-    if surrogate.center is not None:
-        lo, hi = anchors.lambdas[0], anchors.lambdas[-1]
-        if not lo <= float(surrogate.center) <= hi:
-            raise ConfigError(f"center={surrogate.center} must lie in the anchor range [{lo}, {hi}]")
 
 
 def center_time(surrogate: Any, axis: LambdaAxis) -> float:
@@ -129,8 +114,22 @@ class StnBase(BestResponseSurrogate):
     centred: ClassVar[bool] = False  # Δ-STN feeds s − s0; STN feeds s
     linearised: ClassVar[bool] = False  # Δ-STN trains the response through the linearised output
 
-    def _fit(self, task: TrainedTask, axis: LambdaAxis, gen: torch.Generator) -> None:
-        check_stn_options(self, self.anchors_)
+    def check_params(self) -> None:
+        super().check_params()
+        if not float(self.sigma0) > 0:
+            raise ConfigError(f"sigma0 must be > 0, got {self.sigma0}")
+        if not float(self.entropy_weight) >= 0:
+            raise ConfigError(f"entropy_weight must be ≥ 0, got {self.entropy_weight}")
+        if int(self.scale_every) < 1:
+            raise ConfigError(f"scale_every must be ≥ 1, got {self.scale_every}")
+        if not 0 < float(self.val_fraction) < 1:
+            raise ConfigError(f"val_fraction must be in (0, 1), got {self.val_fraction}")
+
+    def _fit(self, task: TaskView, axis: LambdaAxis, gen: torch.Generator) -> None:
+        if self.center is not None:  # needs the anchors, so checked here rather than in check_params
+            lo, hi = self.anchors_.lambdas[0], self.anchors_.lambdas[-1]
+            if not lo <= float(self.center) <= hi:
+                raise ConfigError(f"center={self.center} must lie in the anchor range [{lo}, {hi}]")
         network = task.build_network()
         self.s0_ = float(axis.s(torch.tensor(center_time(self, axis))))
         response = StructuredResponse(network, 1, gen)
@@ -145,7 +144,7 @@ class StnBase(BestResponseSurrogate):
     def _h(self, s: Tensor) -> Tensor:
         return (s - self.s0_ if self.centred else s)[:, None]
 
-    def _perturbed_loss(self, task: TrainedTask, axis: LambdaAxis, batch: tuple[Tensor, ...], gen: torch.Generator,
+    def _perturbed_loss(self, task: TaskView, axis: LambdaAxis, batch: tuple[Tensor, ...], gen: torch.Generator,
                         *, scale: Tensor, detach_lam: bool = False) -> Tensor:
         """The task's loss at λ̃ perturbed around λ0; through the linearised output for Δ-STN."""
         batch, groups, k = self._grouped(batch)
@@ -156,7 +155,7 @@ class StnBase(BestResponseSurrogate):
         with context:
             return task.per_example_loss(self.net_, batch, lam.repeat_interleave(k)).mean()
 
-    def _scale_step(self, task: TrainedTask, axis: LambdaAxis, val_batches: BatchStream | None, gen: torch.Generator,
+    def _scale_step(self, task: TaskView, axis: LambdaAxis, val_batches: BatchStream | None, gen: torch.Generator,
                     step: int, sigmas: list[float]) -> None:
         """Every ``scale_every`` steps, one σ step on held-out rows with the network in eval mode."""
         if val_batches is None or (step + 1) % int(self.scale_every):

@@ -15,24 +15,26 @@ if TYPE_CHECKING:
     from typing import Self
 
     from hti_bench.anchors import AnchorSet
-    from hti_bench.task import Task, TrainedTask
+    from hti_bench.view import TaskView
 
 
 class BestResponseSurrogate(Surrogate):
-    """Skeleton of the surrogates that learn w(λ) from the task's training loss (regime B of
-    BASELINES.md §1): they read ``task.training_data()``, ``build_network()``,
-    ``per_example_loss()`` and answer through ``sample_network()``; anchor outputs are not used.
+    """Skeleton of the surrogates that learn w(λ) from the task's training loss: they read the view's
+    ``training_data()``, ``build_network()`` and ``per_example_loss()`` and answer through
+    ``sample_network()``; the anchor outputs are not their training data (MacKay et al. 2019 and Bae &
+    Grosse 2020 tune hyperparameters this way; here λ itself stays fixed, only the response is learned).
 
     Subclasses implement ``_fit(task, axis, gen)`` storing ``self.net_`` (a
-    :class:`FunctionalNetwork`) and ``_inputs(lam) -> (1, d)`` (the generator inputs at λ).
+    :class:`~hti_bench.toolkit.best_response.FunctionalNetwork`) and ``_inputs(lam) -> (1, d)`` (the
+    generator inputs at λ), and extend :meth:`check_params` for their own options.
     ``epochs`` counts passes over the task's training set; ``None`` means the budget of one anchor
-    network (the task's own ``epochs``), the usual cost model of a best-response method; ``lr=None``
-    likewise takes the task's own learning rate.
+    network (``task.epochs``), the usual cost model of a best-response method; ``lr=None`` likewise takes
+    the anchors' learning rate.
 
     ``lambda_draws`` is how many distinct λ one batch holds (its examples split evenly among them).
     ``batch_size`` gives the per-example λ of the papers; generating one weight set per example costs
-    B·|w| memory traffic per step, so the default, 16, is 8–9× faster per step on moons-dropout and still
-    spans the range in every batch.
+    B·|w| memory traffic per step, so the default, 16, is several times faster per step
+    (``benchmarks/best_response_step.py``) and still spans the range in every batch.
     """
 
     requires: ClassVar[frozenset[str]] = frozenset({"training_loss", "architecture"})
@@ -40,16 +42,15 @@ class BestResponseSurrogate(Surrogate):
     #: per-example hypernetwork gradients spike now and then.
     clip: ClassVar[float] = 10.0
 
-    def fit(self, anchors: AnchorSet, task: Task | None = None, *, seed: int = 0) -> Self:
-        from hti_bench.task import TrainedTask
+    def fit(self, anchors: AnchorSet, task: TaskView | None = None, *, seed: int = 0) -> Self:
         from hti_bench.toolkit.nets import seeded
 
-        if not isinstance(task, TrainedTask):
+        if task is None or not {"training_loss", "architecture"} <= task.capabilities:
             raise ConfigError(
                 f"{self.name} trains on the task's loss and architecture; it needs a trained task, got "
-                f"{type(task).__name__ if task is not None else 'no task'}"
+                f"{repr(task.name) if task is not None else 'no task'}"
             )
-        self._validate()
+        self.check_params()
         self.anchors_ = anchors
         self.axis_ = LambdaAxis(task.hyperparameter, anchors.lambdas[0], anchors.lambdas[-1])
         self.task_ = task
@@ -58,9 +59,6 @@ class BestResponseSurrogate(Surrogate):
         return self
 
     def check_params(self) -> None:
-        self._validate()
-
-    def _validate(self) -> None:
         if self.epochs is not None and float(self.epochs) <= 0:
             raise ConfigError(f"epochs must be > 0 (or None for one anchor network's budget), got {self.epochs}")
         if int(self.batch_size) < 1:
@@ -78,15 +76,15 @@ class BestResponseSurrogate(Surrogate):
         k = rows // groups
         return tuple(b[: groups * k] for b in batch), groups, k
 
-    def _lr(self, task: TrainedTask) -> float:
+    def _lr(self, task: TaskView) -> float:
         """Adam's step: ``lr``, or None for the one the task trains its networks with."""
-        return float(task.config.lr if self.lr is None else self.lr)
+        return float(task.lr if self.lr is None else self.lr)
 
-    def _steps(self, task: TrainedTask, n_rows: int) -> int:
-        epochs = float(task.config.epochs if self.epochs is None else self.epochs)
+    def _steps(self, task: TaskView, n_rows: int) -> int:
+        epochs = float(task.epochs if self.epochs is None else self.epochs)
         return max(1, int(round(epochs * n_rows / int(self.batch_size))))
 
-    def _fit(self, task: TrainedTask, axis: LambdaAxis, gen: torch.Generator) -> None:
+    def _fit(self, task: TaskView, axis: LambdaAxis, gen: torch.Generator) -> None:
         raise NotImplementedError
 
     def _inputs(self, lam: float) -> Tensor:
@@ -98,14 +96,14 @@ class BestResponseSurrogate(Surrogate):
 
     def weights(self, lam: float) -> dict[str, Tensor]:
         """The generated weights of the target network at λ: name → tensor (for inspection/tests)."""
-        self._check_fitted()
+        self.check_fitted()
         with torch.no_grad():
             return {k: v[0] for k, v in self.net_.weights(self._inputs(lam)).items()}
 
     def sample(self, lam: float, conditions: Tensor, n: int, seed: int) -> Tensor:
-        self._check_sample_args(n)
+        self.check_sample_args(n)
         self.anchors_.locate(lam)  # trained over the anchor range only
         net = self.net_.eval()
         with torch.no_grad(), self._at(lam):
-            out = self.task_.sample_network(net, torch.as_tensor(conditions, dtype=torch.float32), int(n), self._generator(seed))
+            out = self.task_.sample_network(net, torch.as_tensor(conditions, dtype=torch.float32), int(n), self.generator(seed))
         return out.float()

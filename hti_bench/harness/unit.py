@@ -1,0 +1,322 @@
+"""How one unit is scored: the only place a surrogate is fitted, sampled and scored.
+
+A *unit* is (task, surrogate, seed). :func:`draw_inputs` draws what its fit and its scoring need
+from the run seed: the :class:`~hti_bench.anchors.AnchorSet` (anchor networks' outputs, the surrogate's
+only data) and one :class:`Reference` per held-out λ (the held-out network's samples and its floors,
+which the surrogate never sees). :func:`evaluate` builds the surrogate from its name, validates it,
+hands it a :class:`~hti_bench.view.TaskView` (never the task), fits, samples at every held-out λ,
+scores, and returns a :class:`UnitResult`. The run loop, the worker processes, the sweep program and
+the contract checks all call these functions; none of them scores a unit another way.
+
+``evaluate`` never raises for a plugin's fault: an exception (a refused request of the view
+included), a NaN or a wrong shape becomes a failed row with the reason.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import time
+import traceback
+import warnings
+from collections import OrderedDict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from hti_bench.anchors import AnchorSet
+from hti_bench.harness import provenance as prov
+from hti_bench.harness.registry import make_surrogate
+from hti_bench.harness.results import SCHEMA_VERSION
+from hti_bench.scoring import per_condition_wasserstein
+from hti_bench.surrogate import Surrogate
+from hti_bench.task import Task, TrainedTask
+from hti_bench.view import TaskView, seal
+
+#: Sample clouds kept per unit of a 2-D task (for ``hti-bench plot``): the first conditions, samples each.
+CLOUD_CONDITIONS = 4
+CLOUD_SAMPLES = 500
+
+#: Inputs kept per process (:func:`draw_inputs` with ``reuse=True``): a sweep's grid visits the same
+#: (task, seed) once per surrogate, and drawing the held-out networks' samples is a large share of a unit.
+INPUTS_KEPT = 8
+
+
+def derive_seed(*parts: Any) -> int:
+    """A stable 31-bit seed from any parts (task, seed, purpose, λ): independent streams per purpose."""
+    blob = "\x00".join(repr(p) for p in parts).encode()
+    return int.from_bytes(hashlib.sha256(blob).digest()[:4], "little") & 0x7FFFFFFF
+
+
+@dataclass(frozen=True)
+class Reference:
+    """What the harness keeps, per held-out λ, to score surrogates: never shown to them."""
+
+    lam: float
+    samples: Tensor
+    floor: dict[str, float]
+    ref_metrics: dict[str, float]
+    seed_floor: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class UnitInputs:
+    """What one (task, seed) gives every surrogate: the anchor set, and the references to score at."""
+
+    anchors: AnchorSet
+    references: tuple[Reference, ...]
+
+
+@dataclass(frozen=True)
+class SampleClouds:
+    """A few conditions' samples of the surrogate and of the held-out network at one λ, for figures."""
+
+    task: str
+    surrogate_spec: str
+    seed: int
+    hyperparameter: str
+    lam: float
+    conditions: Any  # numpy (m, C)
+    surrogate: Any  # numpy (m, n, D)
+    reference: Any  # numpy (m, n, D)
+
+    def as_dict(self) -> dict[str, Any]:
+        """The mapping :meth:`hti_bench.harness.results.ResultsStore.write_unit` stores."""
+        return dict(vars(self))
+
+
+@dataclass
+class UnitResult:
+    """What scoring one unit gave: one row per held-out λ (the results schema), and sample clouds for
+    2-D tasks (None otherwise, or when they could not be kept)."""
+
+    task: str
+    surrogate: str
+    seed: int
+    rows: list[dict[str, Any]]
+    clouds: SampleClouds | None = None
+
+    @property
+    def status(self) -> str:
+        """``ok`` (every row), ``skipped``, ``failed`` (no ok row) or ``partial`` (some rows failed)."""
+        states = {r["status"] for r in self.rows}
+        if states == {"ok"}:
+            return "ok"
+        if states == {"skipped"}:
+            return "skipped"
+        return "partial" if "ok" in states else "failed"
+
+    @property
+    def error(self) -> str:
+        """The first reason a row failed or was skipped ('' when every row is ok)."""
+        return next((str(r["error"]) for r in self.rows if r["status"] != "ok"), "")
+
+    @property
+    def fit_seconds(self) -> float:
+        values = [float(r["fit_seconds"]) for r in self.rows if isinstance(r.get("fit_seconds"), (int, float))]
+        return max((v for v in values if math.isfinite(v)), default=math.nan)
+
+    @classmethod
+    def from_rows(cls, rows: Sequence[dict[str, Any]]) -> UnitResult:
+        """A unit read back from the results store."""
+        rows = list(rows)
+        first = rows[0]
+        return cls(str(first["task"]), str(first["surrogate"]), int(first["seed"]), rows)
+
+
+# ---------------------------------------------------------------------------------------- inputs
+
+
+def build_anchor_set(task: Task, seed: int) -> AnchorSet:
+    """Anchor networks' outputs at every condition, drawn with seeds derived from the run seed."""
+    conditions, eval_mask = task.all_conditions()
+    samples = torch.stack(
+        [task.sample(lam, conditions, task.n_samples, derive_seed(task.spec, seed, "anchor", lam)) for lam in task.anchors]
+    )
+    return AnchorSet(
+        hyperparameter=task.hyperparameter,
+        lambdas=task.anchors,
+        conditions=conditions,
+        samples=samples,
+        eval_mask=eval_mask,
+        categorical=task.categorical,
+    )
+
+
+def build_references(task: Task, seed: int) -> tuple[Reference, ...]:
+    """Held-out networks' samples at the eval conditions, their noise floor and their task metrics."""
+    conds = task.eval_conditions().float()
+    out = []
+    for lam in task.heldout:
+        ref = task.sample(lam, conds, task.n_samples, derive_seed(task.spec, seed, "reference", lam))
+        twin = task.floor_sample(lam, conds, task.n_samples, derive_seed(task.spec, seed, "floor", lam))
+        floor = per_condition_wasserstein(twin, ref).mean()
+        other = task.seed_twin_sample(lam, conds, task.n_samples, derive_seed(task.spec, seed, "seed-floor", lam))
+        seed_floor = per_condition_wasserstein(other, ref).mean() if other is not None else {}
+        out.append(Reference(lam, ref, floor, task.metrics(lam, conds, ref), seed_floor))
+    return tuple(out)
+
+
+_INPUTS: OrderedDict[tuple[str, int], UnitInputs] = OrderedDict()
+
+
+def draw_inputs(task: Task, seed: int, *, reuse: bool = False) -> UnitInputs:
+    """The anchor set and references of (task, seed). ``reuse`` keeps the last :data:`INPUTS_KEPT` in
+    this process (the same seed always draws the same samples, so reusing changes no number)."""
+    key = (task.spec, int(seed))
+    if reuse and key in _INPUTS:
+        _INPUTS.move_to_end(key)
+        return _INPUTS[key]
+    inputs = UnitInputs(build_anchor_set(task, seed), build_references(task, seed))
+    if reuse:
+        _INPUTS[key] = inputs
+        while len(_INPUTS) > INPUTS_KEPT:
+            _INPUTS.popitem(last=False)
+    return inputs
+
+
+# ---------------------------------------------------------------------------------------- scoring
+
+
+def evaluate(task: Task, spec: str, seed: int, inputs: UnitInputs | None = None, *, clouds: bool = True) -> UnitResult:
+    """Fit the surrogate ``spec`` for one seed and score it at every held-out λ of ``task``.
+
+    ``inputs`` defaults to :func:`draw_inputs` of (task, seed). With ``clouds``, a task with 2-D outputs
+    also gets the surrogate's and the held-out network's samples at the middle held-out λ (the first
+    :data:`CLOUD_CONDITIONS` conditions, at most :data:`CLOUD_SAMPLES` samples each).
+    Raises only for a bad name or parameter (before anything trains); plugin faults become rows.
+    """
+    surrogate = make_surrogate(spec)
+    spec = surrogate.spec  # canonical form: defaults dropped, keys sorted
+    inputs = inputs if inputs is not None else draw_inputs(task, seed)
+    references = inputs.references
+    rows = [_base_row(task, surrogate, spec, seed, ref.lam) for ref in references]
+    for row, ref in zip(rows, references):
+        row.update({f"floor_{k}": v for k, v in ref.floor.items()})
+        row.update({f"seed_floor_{k}": v for k, v in ref.seed_floor.items()})
+        row.update({f"ref_metric_{k}": v for k, v in ref.ref_metrics.items()})
+    result = UnitResult(task.spec, spec, int(seed), rows)
+
+    view = TaskView(task, requires=surrogate.requires)
+    try:
+        reason = surrogate.skip(view)
+    except Exception as err:  # a plugin fault, like any other
+        _fail(rows, f"skip: {describe(err)}")
+        return _stamp(result)
+    if reason:
+        for row in rows:
+            row.update(status="skipped", error=reason)
+        return _stamp(result)
+
+    torch.manual_seed(seed)
+    start = time.perf_counter()
+    try:
+        surrogate.fit(inputs.anchors, view, seed=seed)
+    except Exception as err:  # a plugin fault: record it and carry on with the next unit
+        _fail(rows, f"fit: {describe(err)}")
+        return _stamp(result)
+    finally:
+        seal(view)  # the training data and loss end with fit()
+    fit_seconds = time.perf_counter() - start
+
+    conds = task.eval_conditions().float()
+    expected = (conds.shape[0], task.n_samples, task.output_dim)
+    cloud_at = len(references) // 2 if clouds and task.output_dim == 2 else -1
+    for i, (row, ref) in enumerate(zip(rows, references)):
+        row["fit_seconds"] = fit_seconds
+        start = time.perf_counter()
+        try:
+            out = surrogate.sample(ref.lam, conds, task.n_samples, derive_seed(task.spec, seed, "sample", ref.lam))
+            row["sample_seconds"] = time.perf_counter() - start
+            out = torch.as_tensor(out)
+            if tuple(out.shape) != expected:
+                raise ValueError(f"sample() returned shape {tuple(out.shape)}, expected (M, n, D) = {expected}")
+            if not torch.isfinite(out).all():
+                bad = int((~torch.isfinite(out)).any(dim=-1).sum())
+                raise ValueError(f"sample() returned {bad} non-finite samples (NaN or inf)")
+            row.update(per_condition_wasserstein(out, ref.samples).mean())
+            row.update({f"metric_{k}": v for k, v in task.metrics(ref.lam, conds, out).items()})
+        except Exception as err:
+            row.update(status="failed", error=f"sample at {task.hyperparameter.name}={ref.lam}: {describe(err)}")
+            continue
+        if i == cloud_at:
+            result.clouds = _clouds(task, spec, seed, ref, conds, out)
+    return _stamp(result)
+
+
+def failed(task: Task, spec: str, seed: int, reason: str) -> UnitResult:
+    """The unit as failed rows with ``reason``, without fitting (e.g. its worker process died)."""
+    surrogate = make_surrogate(spec)
+    rows = [_base_row(task, surrogate, surrogate.spec, seed, lam) for lam in task.heldout]
+    _fail(rows, reason)
+    return _stamp(UnitResult(task.spec, surrogate.spec, int(seed), rows))
+
+
+def describe(err: BaseException) -> str:
+    """One line naming an exception and its message (what a failed row's ``error`` says)."""
+    line = traceback.format_exception_only(type(err), err)[-1].strip()
+    return line.replace("\n", " ")[:500]
+
+
+def anchor_train_seconds(task: Task) -> float:
+    """What training the anchors cost (sum of the cache's recorded times), NaN for untrained tasks."""
+    if not isinstance(task, TrainedTask):
+        return math.nan
+    return float(sum(task.train_seconds(lam) for lam in task.anchors))
+
+
+def _base_row(task: Task, surrogate: Surrogate, spec: str, seed: int, lam: float) -> dict[str, Any]:
+    return {
+        "task": task.spec,
+        "surrogate": spec,
+        "seed": int(seed),
+        "lambda_heldout": float(lam),
+        "hyperparameter": task.hyperparameter.name,
+        "status": "ok",
+        "error": "",
+        "w1": math.nan, "w2": math.nan, "w2sq": math.nan,
+        "floor_w1": math.nan, "floor_w2": math.nan, "floor_w2sq": math.nan,
+        "seed_floor_w1": math.nan, "seed_floor_w2": math.nan, "seed_floor_w2sq": math.nan,
+        "n_conditions": int(task.eval_conditions().shape[0]),
+        "n_samples": task.n_samples,
+        "fit_seconds": math.nan, "sample_seconds": math.nan,
+        "uses_training_loss": surrogate.uses_training_loss(),
+        "anchor_train_seconds": anchor_train_seconds(task),
+        **prov.provenance(),
+        "run_date": "",
+        "schema_version": SCHEMA_VERSION,
+    }
+
+
+def _fail(rows: list[dict[str, Any]], reason: str) -> None:
+    for row in rows:
+        row.update(status="failed", error=reason)
+
+
+def _clouds(task: Task, spec: str, seed: int, ref: Reference, conds: Tensor, out: Tensor) -> SampleClouds | None:
+    """A few conditions' clouds; a fault here warns and never fails the unit."""
+    m, n = CLOUD_CONDITIONS, CLOUD_SAMPLES
+    try:
+        return SampleClouds(
+            task=task.spec,
+            surrogate_spec=spec,
+            seed=int(seed),
+            hyperparameter=task.hyperparameter.name,
+            lam=float(ref.lam),
+            conditions=conds[:m].detach().cpu().numpy().astype("float32"),
+            surrogate=out[:m, :n].detach().cpu().float().numpy(),
+            reference=torch.as_tensor(ref.samples)[:m, :n].detach().cpu().float().numpy(),
+        )
+    except Exception as err:
+        warnings.warn(f"sample clouds of {task.spec} {spec} seed={seed} not kept: {describe(err)}", stacklevel=2)
+        return None
+
+
+def _stamp(result: UnitResult) -> UnitResult:
+    date = prov.now()
+    for row in result.rows:
+        row["run_date"] = date
+    return result

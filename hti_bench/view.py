@@ -1,0 +1,212 @@
+"""What a surrogate may see of a task: :class:`TaskView`, narrow and read-only.
+
+A surrogate is scored against the networks trained at held-out λ, so nothing it receives may reach
+them. The harness therefore never hands a surrogate the :class:`~hti_bench.task.Task` itself (which can
+train or load a network at *any* λ, knows the held-out list and holds the target cache), only a view
+that offers:
+
+- always: the task's ``name``, its ``hyperparameter`` (name, range, clock), the ``anchors``,
+  ``output_dim``, ``condition_dim``, ``categorical``, ``capabilities`` and ``capability_notes``;
+- with ``"architecture"`` declared in the surrogate's ``requires`` (and offered by the task):
+  :meth:`~TaskView.build_network`, :meth:`~TaskView.sample_network`, and the anchor networks,
+  :meth:`~TaskView.anchor_network` (a fresh copy each call; any other λ is refused);
+- with ``"training_loss"`` declared: the anchors' training budget (``epochs``, ``lr``,
+  ``batch_size``), :meth:`~TaskView.training_data` and :meth:`~TaskView.per_example_loss`, during
+  ``fit()`` only (afterwards the harness seals them, so no surrogate can train at a λ it is queried at).
+
+Everything else raises :class:`~hti_bench.errors.LeakError` with the reason: asking for a held-out λ's
+network, reaching for ``view.task``, ``view.cache`` or ``view.heldout``, calling the loss after
+``fit()``, using a capability the surrogate did not declare. The view keeps no reference to the task
+among its attributes (its state lives in this module, keyed by the view), so walking a view's
+attributes finds no task, cache or held-out network. In-process Python cannot stop deliberate
+introspection of the interpreter (``gc``); the view closes every door a plugin is handed.
+"""
+
+from __future__ import annotations
+
+import math
+import weakref
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from hti_bench.errors import LeakError, NotOnViewError
+
+if TYPE_CHECKING:
+    import torch
+    from torch import Tensor, nn
+
+    from hti_bench.clock import Hyperparameter
+    from hti_bench.task import Task
+
+#: What each gated method needs the surrogate to have declared in ``requires``.
+_NEEDS = {
+    "build_network": "architecture",
+    "sample_network": "architecture",
+    "anchor_network": "architecture",
+    "training_data": "training_loss",
+    "per_example_loss": "training_loss",
+    "epochs": "training_loss",
+    "lr": "training_loss",
+    "batch_size": "training_loss",
+}
+
+
+@dataclass
+class _Hidden:
+    """A view's state, kept out of the view object's reach."""
+
+    task: Task
+    requires: frozenset[str]
+    anchors: tuple[float, ...]
+    sealed: bool = False
+    notes: dict[str, str] = field(default_factory=dict)
+
+
+_STATE: weakref.WeakKeyDictionary[TaskView, _Hidden] = weakref.WeakKeyDictionary()
+
+
+def _public() -> list[str]:
+    return sorted(n for n in dir(TaskView) if not n.startswith("_"))
+
+
+class TaskView:
+    """A surrogate's read-only view of a task (see the module docstring for what it offers and why).
+
+    Built by the harness for each fit: ``TaskView(task, requires=surrogate.requires)``.
+    """
+
+    __slots__ = ("__weakref__",)
+
+    def __init__(self, task: Task, requires: Sequence[str] | frozenset[str] = frozenset()) -> None:
+        _STATE[self] = _Hidden(task=task, requires=frozenset(requires), anchors=tuple(float(a) for a in task.anchors),
+                               notes=dict(task.capability_notes))
+
+    # ------------------------------------------------------------------ always offered
+
+    @property
+    def name(self) -> str:
+        """The task's registry name (without options: those include the held-out λ)."""
+        return _STATE[self].task.name
+
+    @property
+    def hyperparameter(self) -> Hyperparameter:
+        """λ's name, range and clock."""
+        return _STATE[self].task.hyperparameter
+
+    @property
+    def anchors(self) -> tuple[float, ...]:
+        """The anchor λ, increasing."""
+        return _STATE[self].anchors
+
+    @property
+    def output_dim(self) -> int:
+        return int(_STATE[self].task.output_dim)
+
+    @property
+    def condition_dim(self) -> int:
+        return int(_STATE[self].task.condition_dim)
+
+    @property
+    def categorical(self) -> bool:
+        return bool(_STATE[self].task.categorical)
+
+    @property
+    def capabilities(self) -> frozenset[str]:
+        """What the task offers best-response surrogates: ``training_loss``, ``architecture``."""
+        return frozenset(_STATE[self].task.capabilities)
+
+    @property
+    def capability_notes(self) -> dict[str, str]:
+        """Why the task lacks a capability it does not offer."""
+        return dict(_STATE[self].notes)
+
+    # ------------------------------------------------------------------ "architecture"
+
+    def build_network(self) -> nn.Module:
+        """The task's architecture, untrained."""
+        return self._task("build_network").build_network()
+
+    def sample_network(self, network: nn.Module, conditions: Tensor, n: int, generator: torch.Generator) -> Tensor:
+        """Outputs of ``network`` (the task's architecture, e.g. with generated weights), shape (M, n, D)."""
+        return self._task("sample_network").sample_network(network, conditions, n, generator)
+
+    def anchor_network(self, lam: float) -> nn.Module:
+        """A copy of the network trained at the anchor λ, in eval mode; any other λ is refused."""
+        task = self._task("anchor_network")
+        anchors = _STATE[self].anchors
+        if not any(math.isclose(float(lam), a, rel_tol=0.0, abs_tol=1e-12) for a in anchors):
+            raise LeakError(
+                f"λ={lam} is not an anchor of task '{task.name}' (anchors {', '.join(map(str, anchors))}): "
+                "a surrogate may use the anchor networks only"
+            )
+        anchor = next(a for a in anchors if math.isclose(float(lam), a, rel_tol=0.0, abs_tol=1e-12))
+        copy = task.build_network()
+        copy.load_state_dict(task.network(anchor).state_dict())
+        return copy.eval()
+
+    # ------------------------------------------------------------------ "training_loss"
+
+    @property
+    def epochs(self) -> int:
+        """Epochs each anchor network was trained for (a best-response method's usual budget)."""
+        return int(self._task("epochs", sealed_ok=True).config.epochs)
+
+    @property
+    def lr(self) -> float:
+        """Learning rate the anchor networks were trained with."""
+        return float(self._task("lr", sealed_ok=True).config.lr)
+
+    @property
+    def batch_size(self) -> int:
+        """Minibatch size the anchor networks were trained with."""
+        return int(self._task("batch_size", sealed_ok=True).config.batch_size)
+
+    def training_data(self) -> tuple[Tensor, ...]:
+        """A copy of the task's training set (tensors sharing their first dimension); during fit() only."""
+        return tuple(t.clone() for t in self._task("training_data").training_data())
+
+    def per_example_loss(self, network: nn.Module, batch: Sequence[Tensor], lam: Tensor) -> Tensor:
+        """The task's loss of each example of ``batch`` at its own λ (shape (B,)); during fit() only.
+        See :meth:`hti_bench.task.TrainedTask.per_example_loss` for the call contract."""
+        return self._task("per_example_loss").per_example_loss(network, batch, lam)
+
+    # ------------------------------------------------------------------ the gate
+
+    def _task(self, what: str, sealed_ok: bool = False) -> Any:
+        state = _STATE[self]
+        need = _NEEDS[what]
+        if need not in state.requires:
+            raise LeakError(
+                f"{what} needs the task's {need.replace('_', ' ')}: declare requires = "
+                f"frozenset({{{need!r}, ...}}) on the surrogate (best-response methods do; the leaderboard marks them)"
+            )
+        if need not in state.task.capabilities:
+            note = state.notes.get(need, "")
+            raise LeakError(f"task '{state.task.name}' offers no {need.replace('_', ' ')}" + (f" ({note})" if note else ""))
+        if state.sealed and need == "training_loss" and not sealed_ok:
+            raise LeakError(
+                f"{what} is available during fit() only: a surrogate may not train at a λ it is asked to sample"
+            )
+        return state.task
+
+    def __getattr__(self, name: str) -> Any:
+        raise NotOnViewError(
+            f"a TaskView has no {name!r}: a surrogate sees {', '.join(_public())}. Held-out λ, their networks and "
+            "samples, the task object and the target cache are not reachable from a surrogate, by design"
+        )
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise LeakError(f"a TaskView is read-only (tried to set {name!r})")
+
+    def __reduce__(self) -> Any:
+        raise LeakError("a TaskView cannot be pickled or copied: it exists for one fit in one process")
+
+    def __repr__(self) -> str:
+        state = _STATE.get(self)
+        return f"<TaskView of {state.task.name}>" if state else "<TaskView (released)>"
+
+
+def seal(view: TaskView) -> None:
+    """End the training part of ``view``: called by the harness when ``fit()`` returns."""
+    _STATE[view].sealed = True
