@@ -100,7 +100,7 @@ def record(rows: Iterable[dict[str, Any]], path: str | Path = PERF_CSV) -> Path:
     import pandas as pd
 
     from hti_bench.errors import ResultsError
-    from hti_bench.harness.targets import atomic_write_bytes
+    from hti_bench.harness.fsutil import atomic_write_bytes
 
     path = Path(path)
     new = pd.DataFrame(list(rows), columns=COLUMNS)

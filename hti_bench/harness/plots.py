@@ -30,8 +30,8 @@ import numpy as np
 import pandas as pd
 
 from hti_bench.errors import ResultsError
+from hti_bench.harness.fsutil import atomic_write_bytes
 from hti_bench.harness.results import ResultsStore, _ci95, leaderboard, safe_name
-from hti_bench.harness.targets import atomic_write_bytes
 
 DPI = 150
 #: column → (legend name, grey, dash pattern) of the floors

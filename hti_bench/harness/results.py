@@ -25,7 +25,7 @@ import numpy as np
 import pandas as pd
 
 from hti_bench.errors import ResultsError
-from hti_bench.harness.targets import atomic_write_bytes
+from hti_bench.harness.fsutil import atomic_write_bytes
 
 SCHEMA_VERSION = 2
 

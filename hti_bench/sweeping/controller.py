@@ -40,8 +40,8 @@ from pathlib import Path
 from typing import Any
 
 from hti_bench.errors import ConfigError, HTIBenchError
+from hti_bench.harness.fsutil import atomic_write_bytes
 from hti_bench.harness.pool import die_with_parent
-from hti_bench.harness.targets import atomic_write_bytes
 from hti_bench.sweeping.sweepfile import SweepFile, import_sweeps, load_sweep
 
 #: Run states that are final: kept on resume. ``failed`` and in-flight ``running`` runs are re-run.
