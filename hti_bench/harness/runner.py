@@ -23,7 +23,7 @@ from hti_bench.anchors import AnchorSet
 from hti_bench.harness import provenance as prov
 from hti_bench.harness.pool import resolve_jobs
 from hti_bench.harness.registry import default_tasks, make_surrogate, make_task, surrogate_classes
-from hti_bench.harness.results import SCHEMA_VERSION, ResultsStore
+from hti_bench.harness.results import SCHEMA_VERSION, ResultsStore, format_anchors
 from hti_bench.harness.targets import TargetCache
 from hti_bench.scoring import per_condition_wasserstein
 from hti_bench.surrogate import Surrogate
@@ -106,6 +106,8 @@ def _base_row(task: Task, surrogate: Surrogate | type[Surrogate], spec: str, see
         "seed": int(seed),
         "lambda_heldout": float(lam),
         "hyperparameter": task.hyperparameter.name,
+        "anchors": format_anchors(task.anchors),
+        "clock": task.hyperparameter.clock.value,
         "status": "ok",
         "error": "",
         "w1": math.nan, "w2": math.nan, "w2sq": math.nan,
