@@ -293,3 +293,11 @@ def test_plot_selects_a_task_by_its_spec_without_building_it(tmp_path, capsys, m
     assert main(["plot", "--results", str(tmp_path), "-t", "t1[", "-t", "t1"]) == 2  # not a spec: exact match only
     assert "No results for task 't1['" in capsys.readouterr().err
 
+
+def test_unreadable_sample_files_are_skipped_with_a_warning(tmp_path):
+    store = ResultsStore(tmp_path)
+    store.write_samples(fake_clouds())
+    (store.samples / "broken.npz").write_bytes(b"\x00\x01garbage")
+    with pytest.warns(UserWarning, match="broken.npz skipped"):
+        (loaded,) = store.load_samples()
+    assert loaded["task"] == "t1"

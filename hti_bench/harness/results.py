@@ -17,6 +17,7 @@ import io
 import math
 import re
 import warnings
+import zipfile
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -290,14 +291,15 @@ class ResultsStore:
 
     def load_samples(self, task: str | None = None) -> list[dict[str, Any]]:
         """Every stored sample cloud (of ``task`` only, if given) as a dict of :data:`SAMPLE_KEYS`
-        (strings and numbers as Python values); unreadable files are skipped with a warning."""
+        (strings and numbers as Python values). Files that cannot be read as one (not an npz, truncated,
+        a key missing) are skipped with a warning; any other error propagates."""
         files = sorted(self.samples.glob("*.npz")) if self.samples.is_dir() else []
         out = []
         for path in files:
             try:
                 with np.load(path, allow_pickle=False) as data:
                     item = {k: data[k] for k in SAMPLE_KEYS}
-            except Exception as err:
+            except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as err:
                 warnings.warn(f"sample file {path} skipped: {err}", stacklevel=2)
                 continue
             for key in ("task", "surrogate_spec", "hyperparameter", "seed", "lam"):
