@@ -220,6 +220,63 @@ def test_run_stores_sample_clouds_and_plots_end_to_end(tmp_path, capsys):
         check_png(res / "figures" / name)
 
 
+# ---------------------------------------------------------------------------------------------- no torch, no registry
+
+_TORCH_PROBE = """
+import runpy, sys
+sys.argv = ["hti-bench", *sys.argv[1:]]
+try:
+    runpy.run_module("hti_bench", run_name="__main__", alter_sys=True)
+except SystemExit as exit:
+    code = exit.code
+else:
+    code = 0
+print("TORCH_IMPORTED=" + str("torch" in sys.modules))
+sys.exit(code)
+"""
+
+
+def _run_without_torch(*args):
+    """``python -m hti_bench ARGS`` in a fresh interpreter; (exit code, output, whether torch was imported)."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = str(Path(__file__).resolve().parent.parent)
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")])),
+               MPLBACKEND="Agg")
+    proc = subprocess.run([sys.executable, "-c", _TORCH_PROBE, *args], capture_output=True, text=True, env=env,
+                          timeout=300, check=False)
+    lines = proc.stdout.strip().splitlines()
+    assert lines and lines[-1].startswith("TORCH_IMPORTED="), proc.stdout + proc.stderr
+    return proc.returncode, proc.stdout + proc.stderr, lines[-1] == "TORCH_IMPORTED=True"
+
+
+def test_leaderboard_and_plot_of_stored_results_never_import_torch(tmp_path):
+    from hti_bench.harness.registry import make_task
+    from hti_bench.harness.results import format_anchors
+    from hti_bench.harness.runner import run
+
+    res = tmp_path / "res"
+    task = "gaussian-path[n_samples=40]"
+    run(tasks=[task], surrogates=["mccann", "mixture"], seeds=[0], results_dir=res, progress=False)
+    stored = ResultsStore(res).load()  # the rows carry what the figures need
+    built = make_task(task)
+    assert set(stored["anchors"]) == {format_anchors(built.anchors)}
+    assert set(stored["clock"]) == {built.hyperparameter.clock.value}
+
+    code, out, torch_imported = _run_without_torch("leaderboard", "--results", str(res))
+    assert code == 0 and "mccann" in out, out
+    assert not torch_imported, "hti-bench leaderboard imported torch"
+    code, out, torch_imported = _run_without_torch("plot", "--results", str(res), "-t", "gaussian-path[ n_samples = 40 ]")
+    assert code == 0 and f"w2_vs_lambda_{safe_name(task)}.png" in out, out
+    assert not torch_imported, "hti-bench plot imported torch"
+    # the probe does see torch when a command imports it
+    code, out, torch_imported = _run_without_torch("check", "mccann")
+    assert torch_imported, out
+
+
 def _drawn_axes(monkeypatch):
     """Replace the figure writer so a test can look at what was drawn: returns the list of axes drawn."""
     from hti_bench.harness import plots
