@@ -216,3 +216,143 @@ def test_run_stores_sample_clouds_and_plots_end_to_end(tmp_path, capsys):
     assert f"samples_{safe_name(task)}.png" in figures and len(figures) == 4
     for name in figures:
         check_png(res / "figures" / name)
+
+
+# ---------------------------------------------------------------------------------------------- no torch, no registry
+
+_TORCH_PROBE = """
+import runpy, sys
+sys.argv = ["hti-bench", *sys.argv[1:]]
+try:
+    runpy.run_module("hti_bench", run_name="__main__", alter_sys=True)
+except SystemExit as exit:
+    code = exit.code
+else:
+    code = 0
+print("TORCH_IMPORTED=" + str("torch" in sys.modules))
+sys.exit(code)
+"""
+
+
+def _run_without_torch(*args):
+    """``python -m hti_bench ARGS`` in a fresh interpreter; (exit code, output, whether torch was imported)."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = str(Path(__file__).resolve().parent.parent)
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")])),
+               MPLBACKEND="Agg")
+    proc = subprocess.run([sys.executable, "-c", _TORCH_PROBE, *args], capture_output=True, text=True, env=env,
+                          timeout=300, check=False)
+    lines = proc.stdout.strip().splitlines()
+    assert lines and lines[-1].startswith("TORCH_IMPORTED="), proc.stdout + proc.stderr
+    return proc.returncode, proc.stdout + proc.stderr, lines[-1] == "TORCH_IMPORTED=True"
+
+
+def test_leaderboard_and_plot_of_stored_results_never_import_torch(tmp_path):
+    from hti_bench.harness.registry import make_task
+    from hti_bench.harness.results import format_anchors
+    from hti_bench.harness.runner import run
+
+    res = tmp_path / "res"
+    task = "gaussian-path[n_samples=40]"
+    run(tasks=[task], surrogates=["mccann", "mixture"], seeds=[0], results_dir=res, progress=False)
+    stored = ResultsStore(res).load()  # the rows carry what the figures need
+    built = make_task(task)
+    assert set(stored["anchors"]) == {format_anchors(built.anchors)}
+    assert set(stored["clock"]) == {built.hyperparameter.clock.value}
+
+    code, out, torch_imported = _run_without_torch("leaderboard", "--results", str(res))
+    assert code == 0 and "mccann" in out, out
+    assert not torch_imported, "hti-bench leaderboard imported torch"
+    code, out, torch_imported = _run_without_torch("plot", "--results", str(res), "-t", "gaussian-path[ n_samples = 40 ]")
+    assert code == 0 and f"w2_vs_lambda_{safe_name(task)}.png" in out, out
+    assert not torch_imported, "hti-bench plot imported torch"
+    # the probe does see torch when a command imports it
+    code, out, torch_imported = _run_without_torch("check", "mccann")
+    assert torch_imported, out
+
+
+def _drawn_axes(monkeypatch):
+    """Replace the figure writer so a test can look at what was drawn: returns the list of axes drawn."""
+    from hti_bench.harness import plots
+
+    drawn = []
+    monkeypatch.setattr(plots, "_save", lambda fig, path: drawn.append(fig.axes[0]) or path)
+    return drawn
+
+
+def test_w2_vs_lambda_takes_anchors_and_clock_from_the_rows(tmp_path, monkeypatch):
+    from hti_bench.harness.plots import plot_w2_vs_lambda
+
+    drawn = _drawn_axes(monkeypatch)
+    rows = [row("a", seed, lam, 1.0 + lam) for seed in (0, 1) for lam in (0.25, 0.75)]
+    for r in rows:
+        r.update(anchors="0.1;0.5;0.9", clock="logit")
+    plot_w2_vs_lambda(pd.DataFrame(rows), tmp_path / "w2.png")
+    (ax,) = drawn
+    assert ax.get_xscale() == "logit"
+    assert [lam for lam in ax.get_xticks() if lam in (0.1, 0.5, 0.9)] == [0.1, 0.5, 0.9]
+    anchor_lines = [line for line in ax.get_lines() if len(set(np.atleast_1d(line.get_xdata()))) == 1
+                    and np.atleast_1d(line.get_xdata())[0] in (0.1, 0.5, 0.9)]
+    assert len(anchor_lines) == 3
+    assert "logit clock" in ax.get_xlabel()
+
+
+def test_w2_vs_lambda_of_an_old_results_file_has_no_anchors_and_a_linear_axis(tmp_path, monkeypatch):
+    """Schema 2 rows carry neither anchors nor clock: no task is built to find them."""
+    from hti_bench.harness.plots import plot_w2_vs_lambda
+
+    drawn = _drawn_axes(monkeypatch)
+    rows = [row("a", seed, lam, 1.0 + lam, task="moons-dropout") for seed in (0, 1) for lam in (0.25, 0.75)]
+    store = ResultsStore(tmp_path)
+    store.runs.mkdir(parents=True)
+    for seed in (0, 1):
+        old = pd.DataFrame([r for r in rows if r["seed"] == seed]).drop(columns=["anchors", "clock"])
+        old["schema_version"] = 2
+        old.to_csv(store.unit_path("moons-dropout", "a", seed), index=False)
+    loaded = store.load()
+    assert loaded["anchors"].isna().all() and loaded["clock"].isna().all()
+    plot_w2_vs_lambda(loaded, tmp_path / "w2.png")
+    (ax,) = drawn
+    assert ax.get_xscale() == "linear" and "clock" not in ax.get_xlabel()
+    assert not [line for line in ax.get_lines() if len(set(np.atleast_1d(line.get_xdata()))) == 1]
+    assert sorted(ax.get_xticks()) == [0.25, 0.75]
+
+
+def test_w2_vs_lambda_refuses_a_malformed_anchors_cell_or_clock(tmp_path):
+    from hti_bench.errors import ResultsError
+    from hti_bench.harness.plots import plot_w2_vs_lambda
+
+    good = [row("a", 0, lam, 1.0) for lam in (0.25, 0.75)]
+    with pytest.raises(ResultsError, match="Malformed anchors"):
+        plot_w2_vs_lambda(pd.DataFrame([dict(r, anchors="0.1,0.9", clock="identity") for r in good]), tmp_path / "x.png")
+    with pytest.raises(ResultsError, match="clock 'sqrt'"):
+        plot_w2_vs_lambda(pd.DataFrame([dict(r, anchors="0.1;0.9", clock="sqrt") for r in good]), tmp_path / "x.png")
+
+
+def test_plot_selects_a_task_by_its_spec_without_building_it(tmp_path, capsys, monkeypatch):
+    import sys
+
+    stored = "moons-dropout[epochs=50,hidden=16]"
+    store_with(tmp_path, [row("a", 0, lam, 1.0, task=task) for lam in (0.25, 0.75) for task in (stored, "t1")])
+    monkeypatch.setitem(sys.modules, "hti_bench.harness.registry", None)  # importing it now fails
+    assert main(["plot", "--results", str(tmp_path), "-t", "moons-dropout[hidden=16, epochs=50]"]) == 0
+    printed = capsys.readouterr().out
+    assert f"w2_vs_lambda_{safe_name(stored)}.png" in printed and "w2_vs_lambda_t1.png" not in printed
+    assert main(["plot", "--results", str(tmp_path), "-t", "moons-dropout[epochs=51,hidden=16]"]) == 2
+    err = capsys.readouterr().err
+    assert "No results for task 'moons-dropout[epochs=51,hidden=16]'" in err and f"{stored}, t1" in err
+    assert main(["plot", "--results", str(tmp_path), "-t", "t1[", "-t", "t1"]) == 2  # not a spec: exact match only
+    assert "No results for task 't1['" in capsys.readouterr().err
+
+
+def test_unreadable_sample_files_are_skipped_with_a_warning(tmp_path):
+    store = ResultsStore(tmp_path)
+    store.write_samples(fake_clouds())
+    (store.samples / "broken.npz").write_bytes(b"\x00\x01garbage")
+    with pytest.warns(UserWarning, match="broken.npz skipped"):
+        (loaded,) = store.load_samples()
+    assert loaded["task"] == "t1"

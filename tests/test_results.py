@@ -117,3 +117,60 @@ def test_by_lambda_averages_seeds_per_heldout_lambda_and_adds_the_floor():
     assert table.loc[("t", "a"), 0.25] == 2.0 and table.loc[("t", "a"), 0.75] == 5.0
     assert table.loc[("t", "(noise floor)"), 0.25] == pytest.approx(0.1)
     assert ("t", "b") not in table.index  # failed rows are not scores
+
+
+def test_anchors_column_round_trips_exactly():
+    from hti_bench.harness.results import format_anchors, parse_anchors
+
+    anchors = (0.0, 0.1, 1 / 3, 0.99, 1e-05, 250.0)
+    text = format_anchors(anchors)
+    assert text == "0.0;0.1;0.3333333333333333;0.99;1e-05;250.0"
+    assert parse_anchors(text) == anchors
+    assert format_anchors([0, 1]) == "0.0;1.0"
+    for empty in ("", None, math.nan, "  "):
+        assert parse_anchors(empty) == ()
+    with pytest.raises(ResultsError, match="Malformed anchors"):
+        parse_anchors("0.1,0.5")
+
+
+def test_anchors_and_clock_survive_a_store_round_trip(tmp_path):
+    store = ResultsStore(tmp_path)
+    # one anchor would read back as a number if the column were not text
+    store.write_unit([dict(row(lam=0.25), anchors="0.5", clock="log"), dict(row(lam=0.75), anchors="0.5", clock="log")])
+    store.write_unit([dict(row(seed=1), anchors="0.0;0.5;1.0", clock="identity")])
+    loaded, _ = store.write_tables()
+    assert list(loaded["anchors"]) == ["0.5", "0.5", "0.0;0.5;1.0"] and list(loaded["clock"]) == ["log", "log", "identity"]
+    again = pd.read_csv(tmp_path / "results.csv", dtype=str)
+    assert list(again["anchors"]) == list(loaded["anchors"])
+
+
+def test_version_2_files_are_read_with_anchors_and_clock_unknown(tmp_path):
+    store = ResultsStore(tmp_path)
+    r = row()
+    r["schema_version"] = 2
+    del r["anchors"], r["clock"]
+    store.runs.mkdir(parents=True)
+    pd.DataFrame([r]).to_csv(store.unit_path(r["task"], r["surrogate"], r["seed"]), index=False)
+    store.write_unit([dict(row(seed=1), anchors="0.0;1.0", clock="identity")])  # a version 3 unit beside it
+    loaded = store.load().set_index("seed")
+    assert pd.isna(loaded.loc[0, "anchors"]) and pd.isna(loaded.loc[0, "clock"])
+    assert loaded.loc[1, "anchors"] == "0.0;1.0" and loaded.loc[1, "clock"] == "identity"
+    assert (loaded["schema_version"].astype(int) == SCHEMA_VERSION).all()
+
+
+def test_rows_of_an_older_hti_bench_rebuilt_from_wandb_are_upgraded(tmp_path):
+    from types import SimpleNamespace
+
+    from hti_bench.harness.tracking import ROWS_SUMMARY_KEY, results_from_wandb, rows_json
+
+    old = row()
+    old["schema_version"] = 2
+    del old["anchors"], old["clock"]
+
+    class Api:
+        def runs(self, path):
+            return [SimpleNamespace(summary={ROWS_SUMMARY_KEY: rows_json([old])})]
+
+    assert results_from_wandb("me/hti", str(tmp_path), api=Api()) == (1, 1)
+    loaded = ResultsStore(tmp_path).load()
+    assert len(loaded) == 1 and loaded["anchors"].isna().all() and loaded["clock"].isna().all()

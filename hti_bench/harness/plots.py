@@ -4,7 +4,8 @@ Four kinds, PNG at 150 dpi, under ``<results>/figures`` by default:
 
 - ``w2_vs_lambda_<task>.png``: W₂ at each held-out λ, one line per surrogate (mean over seeds, band:
   95 % Student-t interval over seeds, as the leaderboard's ``w2_ci95``), the noise and seed-to-seed
-  floors, the anchors as dotted lines;
+  floors, the anchors as dotted lines, λ on the task's clock (anchors and clock from the rows: results
+  of schema version < 3 have neither, and their figure has no anchor lines and a linear λ axis);
 - ``leaderboard.png``: per task, mean W₂ of every ranked surrogate, best first, with 95 % CIs;
 - ``cost_vs_accuracy.png``: per task, mean W₂ against the wall time of ``fit()``;
 - ``samples_<task>.png``: for tasks with 2-D outputs, the held-out network's and each surrogate's
@@ -14,6 +15,8 @@ Four kinds, PNG at 150 dpi, under ``<results>/figures`` by default:
 Surrogates that train on the task's own loss (best response) are drawn dashed and starred. Every
 surrogate keeps one colour across all figures. Figures are drawn on standalone Agg figures (no
 pyplot state, no global style change), and seaborn and matplotlib are imported only when plotting.
+Everything comes from the results folder: no task is built, and neither the registry nor torch is
+imported.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ import contextlib
 import io
 import math
 import re
+import warnings
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -29,9 +33,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from hti_bench.errors import ResultsError
-from hti_bench.harness.results import ResultsStore, _ci95, leaderboard, safe_name
-from hti_bench.harness.targets import atomic_write_bytes
+from hti_bench.clock import Clock
+from hti_bench.errors import ConfigError, ResultsError
+from hti_bench.harness.fsutil import atomic_write_bytes
+from hti_bench.harness.results import ResultsStore, _ci95, leaderboard, parse_anchors, safe_name
+from hti_bench.specs import format_spec, parse_spec
 
 DPI = 150
 #: column → (legend name, grey, dash pattern) of the floors
@@ -83,38 +89,81 @@ def plot_results(
 
 
 def _select_tasks(results: pd.DataFrame, tasks: Sequence[str] | None) -> list[str]:
+    """The stored task names that ``tasks`` asks for (every stored task when it is empty).
+
+    A name matches a stored task name exactly, or after both are normalised by
+    :func:`~hti_bench.specs.parse_spec` and :func:`~hti_bench.specs.format_spec` (options sorted, values
+    in one spelling): ``moons-dropout[hidden=16, epochs=50]`` finds ``moons-dropout[epochs=50,hidden=16]``.
+    No task is built (plotting never imports the registry or torch), so default options are unknown: a
+    name that spells out a default does not match a stored name that leaves it out. Raises
+    :class:`~hti_bench.errors.ResultsError`, listing the stored task names, when a name matches none.
+    """
     stored = sorted(results["task"].unique())
     if not tasks:
         return stored
+    by_spec: dict[str, list[str]] = {}
+    for name in stored:
+        spec = _normal_spec(name)
+        if spec is not None:
+            by_spec.setdefault(spec, []).append(name)
     chosen = []
     for name in tasks:
-        if name not in stored:
-            name = _canonical_task(name) or name
-        if name not in stored:
+        if name in stored:
+            chosen.append(name)
+            continue
+        spec = _normal_spec(name)
+        matches = by_spec.get(spec, []) if spec is not None else []
+        if not matches:
             raise ResultsError(f"No results for task {name!r}. Tasks with results: {', '.join(stored)}.")
-        chosen.append(name)
+        chosen.extend(matches)
     return list(dict.fromkeys(chosen))
 
 
-def _canonical_task(name: str) -> str | None:
-    """The stored spelling of a task name (options sorted, defaults dropped), if it can be built."""
+def _normal_spec(name: str) -> str | None:
+    """``name`` as :func:`~hti_bench.specs.format_spec` spells it (options sorted), or None when it is
+    not of the form ``NAME[key=value,...]`` (such a name can only match exactly)."""
     try:
-        from hti_bench.harness.registry import make_task
-
-        return make_task(name).spec
-    except Exception:
+        return format_spec(*parse_spec(name))
+    except ConfigError:
         return None
 
 
-def _task_info(task: str) -> tuple[tuple[float, ...], str]:
-    """(anchors, clock) of a stored task name, or ((), "identity") when the task cannot be built here."""
-    try:
-        from hti_bench.harness.registry import make_task
+def _task_axis(rows: pd.DataFrame) -> tuple[tuple[float, ...], str]:
+    """(anchors, clock) of one task, read from its rows' ``anchors`` and ``clock`` columns.
 
-        built = make_task(task)
-        return tuple(built.anchors), built.hyperparameter.clock.value
-    except Exception:
-        return (), "identity"
+    Plotting never builds a task to look them up. Rows of a results file older than schema version 3
+    have neither: their figure is drawn without anchor lines, on the identity (linear) λ axis. When
+    the rows of a task disagree (it was re-run after its defaults changed), the newest row with a
+    value wins and a warning says so. A malformed anchors cell or an unknown clock raises
+    :class:`~hti_bench.errors.ResultsError`.
+    """
+    task = str(rows["task"].iloc[0]) if len(rows) else "?"
+    if "run_date" in rows.columns:
+        rows = rows.sort_values("run_date", kind="stable")
+    anchors: tuple[float, ...] = ()
+    clock = Clock.IDENTITY.value
+    for col in ("anchors", "clock"):
+        if col not in rows.columns:
+            continue
+        cells = rows[col].dropna().astype(str).str.strip()
+        cells = cells[cells != ""]
+        if cells.empty:
+            continue
+        if cells.nunique() > 1:
+            warnings.warn(
+                f"rows of task {task} disagree on {col} ({', '.join(sorted(cells.unique()))}); "
+                f"the figure uses the newest, {cells.iloc[-1]}",
+                stacklevel=2,
+            )
+        if col == "anchors":
+            anchors = parse_anchors(cells.iloc[-1])
+        else:
+            try:
+                clock = Clock(cells.iloc[-1]).value
+            except ValueError:
+                valid = ", ".join(c.value for c in Clock)
+                raise ResultsError(f"Task {task} has clock {cells.iloc[-1]!r} in its results; valid: {valid}.") from None
+    return anchors, clock
 
 
 def surrogate_palette(surrogates: Any) -> dict[str, Any]:
@@ -200,7 +249,12 @@ def _wide_range(values: Any) -> bool:
 
 
 def plot_w2_vs_lambda(results: pd.DataFrame, path: Path, palette: dict[str, Any] | None = None) -> Path | None:
-    """W₂ vs held-out λ for one task's rows (ok rows only); None when it has no ok row."""
+    """W₂ vs held-out λ for one task's rows (ok rows only); None when it has no ok row.
+
+    The anchors (dotted lines) and the λ axis's scale (the task's clock: identity, log or logit) come
+    from the rows' ``anchors`` and ``clock`` columns. Rows of schema version < 3 lack them: the figure
+    then has no anchor lines and a linear (identity) λ axis.
+    """
     import seaborn as sns
 
     ok = results[results["status"] == "ok"].copy()
@@ -208,7 +262,7 @@ def plot_w2_vs_lambda(results: pd.DataFrame, path: Path, palette: dict[str, Any]
         return None
     task = str(ok["task"].iloc[0])
     hp = str(ok["hyperparameter"].iloc[0])
-    anchors, clock = _task_info(task)
+    anchors, clock = _task_axis(results)
     palette = palette or surrogate_palette(ok["surrogate"].unique())
     for col in ("lambda_heldout", "w2", "floor_w2", "seed_floor_w2"):
         ok[col] = pd.to_numeric(ok[col], errors="coerce")

@@ -17,6 +17,7 @@ import io
 import math
 import re
 import warnings
+import zipfile
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -25,13 +26,50 @@ import numpy as np
 import pandas as pd
 
 from hti_bench.errors import ResultsError
-from hti_bench.harness.targets import atomic_write_bytes
+from hti_bench.harness.fsutil import atomic_write_bytes
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
-#: How to read a file of an older schema: version → (columns it lacks, filled with NaN). Version 2
-#: added the anchors' training cost and the seed-to-seed floor.
-_UPGRADES: dict[int, tuple[str, ...]] = {1: ("anchor_train_seconds", "seed_floor_w1", "seed_floor_w2", "seed_floor_w2sq")}
+#: Columns each schema version added. Version 2: the anchors' training cost and the seed-to-seed floor;
+#: version 3: the task's anchors and clock (so figures never rebuild a task).
+_ADDED: dict[int, tuple[str, ...]] = {
+    2: ("anchor_train_seconds", "seed_floor_w1", "seed_floor_w2", "seed_floor_w2sq"),
+    3: ("anchors", "clock"),
+}
+
+#: How to read a file of an older schema: version → (columns it lacks, filled with NaN).
+_UPGRADES: dict[int, tuple[str, ...]] = {
+    old: tuple(col for version, cols in sorted(_ADDED.items()) if version > old for col in cols)
+    for old in range(1, SCHEMA_VERSION)
+}
+
+#: Separator of the ``anchors`` column: the anchor λ values as ``repr`` of floats joined by it.
+ANCHOR_SEP = ";"
+
+
+def format_anchors(anchors: Iterable[float]) -> str:
+    """The ``anchors`` column of a row: ``repr`` of each λ as a float joined by ``;``, in the task's
+    order, e.g. ``0.0;0.5;0.99`` (``repr`` round-trips a float exactly; ``;`` never occurs in one and
+    is not the CSV separator). No anchors give the empty string."""
+    return ANCHOR_SEP.join(repr(float(a)) for a in anchors)
+
+
+def parse_anchors(text: Any) -> tuple[float, ...]:
+    """The anchor λ values of an ``anchors`` cell (inverse of :func:`format_anchors`). An empty cell
+    (``""``, ``None`` or NaN: a file of schema version < 3) gives ``()``; a cell that is not floats
+    joined by ``;`` raises :class:`~hti_bench.errors.ResultsError`."""
+    if text is None or (isinstance(text, float) and math.isnan(text)):
+        return ()
+    text = str(text).strip()
+    if not text:
+        return ()
+    try:
+        return tuple(float(part) for part in text.split(ANCHOR_SEP))
+    except ValueError:
+        raise ResultsError(
+            f"Malformed anchors {text!r}: expected λ values joined by {ANCHOR_SEP!r}, e.g. 0.0;0.5;1.0."
+        ) from None
+
 
 #: The natural key: at most one row per key survives a merge.
 KEY = ("task", "surrogate", "seed", "lambda_heldout")
@@ -44,6 +82,9 @@ COLUMNS: dict[str, str] = {
     "seed": "Run seed: anchor and reference sample draws, surrogate fit and sampling.",
     "lambda_heldout": "Held-out λ the row scores.",
     "hyperparameter": "Name of λ (dropout, t, tau, …).",
+    "anchors": "The task's anchor λ values: repr of each as a float, joined by ';' (e.g. 0.0;0.5;0.99; "
+    "read back with hti_bench.harness.results.parse_anchors); empty in files of schema version < 3.",
+    "clock": "The clock λ is interpolated on: identity, log or logit; empty in files of schema version < 3.",
     "status": "ok, failed (see error) or skipped (see error for the reason).",
     "error": "Why the row failed or was skipped; empty when ok.",
     "w1": "Mean over conditions of W₁(surrogate samples, held-out network samples).",
@@ -71,7 +112,9 @@ COLUMNS: dict[str, str] = {
     "schema_version": "Version of this schema.",
 }
 
-_TEXT_COLUMNS = {c: str for c in ("task", "surrogate", "hyperparameter", "status", "error", "git_rev", "run_date")}
+_TEXT_COLUMNS = {
+    c: str for c in ("task", "surrogate", "hyperparameter", "status", "error", "anchors", "clock", "git_rev", "run_date")
+}
 _FLOAT_COLUMNS = (
     "lambda_heldout", "w1", "w2", "w2sq", "floor_w1", "floor_w2", "floor_w2sq", "fit_seconds", "sample_seconds",
     "seed_floor_w1", "seed_floor_w2", "seed_floor_w2sq",
@@ -248,14 +291,15 @@ class ResultsStore:
 
     def load_samples(self, task: str | None = None) -> list[dict[str, Any]]:
         """Every stored sample cloud (of ``task`` only, if given) as a dict of :data:`SAMPLE_KEYS`
-        (strings and numbers as Python values); unreadable files are skipped with a warning."""
+        (strings and numbers as Python values). Files that cannot be read as one (not an npz, truncated,
+        a key missing) are skipped with a warning; any other error propagates."""
         files = sorted(self.samples.glob("*.npz")) if self.samples.is_dir() else []
         out = []
         for path in files:
             try:
                 with np.load(path, allow_pickle=False) as data:
                     item = {k: data[k] for k in SAMPLE_KEYS}
-            except Exception as err:
+            except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as err:
                 warnings.warn(f"sample file {path} skipped: {err}", stacklevel=2)
                 continue
             for key in ("task", "surrogate_spec", "hyperparameter", "seed", "lam"):
@@ -272,12 +316,7 @@ class ResultsStore:
             df = pd.read_csv(path, keep_default_na=False, na_values=[""], dtype=_TEXT_COLUMNS)
         except Exception as err:
             raise ResultsError(f"Results file {path} cannot be read as CSV: {err}") from None
-        if "schema_version" in df.columns:
-            for version in sorted(set(df["schema_version"].dropna().astype(int))):
-                for col in _UPGRADES.get(version, ()):
-                    if col not in df.columns:
-                        df[col] = np.nan
-            df.loc[df["schema_version"].isin(list(_UPGRADES)), "schema_version"] = SCHEMA_VERSION
+        df = upgrade(df)
         missing = [c for c in COLUMNS if c not in df.columns]
         if missing:
             raise ResultsError(f"Results file {path} lacks columns {missing}; it is not an hti-bench results file.")
@@ -328,6 +367,19 @@ def _is_leaderboard_file(path: Path) -> bool:
     except (OSError, UnicodeDecodeError):
         return False
     return header.startswith("task,rank,surrogate,") and "n_tasks_ranked" in header
+
+
+def upgrade(df: pd.DataFrame) -> pd.DataFrame:
+    """Rows of an older schema made current, in place: the columns their version lacks are added
+    (NaN; see :data:`_UPGRADES`) and their ``schema_version`` becomes :data:`SCHEMA_VERSION`. Rows of
+    other versions are left alone (reading refuses a newer one). Returns ``df``."""
+    if "schema_version" in df.columns:
+        for version in sorted(set(df["schema_version"].dropna().astype(int))):
+            for col in _UPGRADES.get(version, ()):
+                if col not in df.columns:
+                    df[col] = np.nan
+        df.loc[df["schema_version"].isin(list(_UPGRADES)), "schema_version"] = SCHEMA_VERSION
+    return df
 
 
 def merge(frames: Iterable[pd.DataFrame]) -> pd.DataFrame:

@@ -80,7 +80,7 @@ def results_from_wandb(path: str, results_dir: str, api: Any = None) -> tuple[in
     import pandas as pd
 
     from hti_bench.errors import HTIBenchError
-    from hti_bench.harness.results import ResultsStore
+    from hti_bench.harness.results import ResultsStore, upgrade
 
     if path.count("/") != 1 or not all(path.split("/")):
         raise HTIBenchError(f"--from-wandb takes ENTITY/PROJECT, got {path!r}.")
@@ -105,7 +105,7 @@ def results_from_wandb(path: str, results_dir: str, api: Any = None) -> tuple[in
         rows.extend(json.loads(blob) if isinstance(blob, str) else blob)
     if not rows:
         return n_runs, 0
-    df = pd.DataFrame(rows)
+    df = upgrade(pd.DataFrame(rows))  # rows logged by an older hti-bench lack the newer columns
     df["run_date"] = df["run_date"].fillna("")
     df = df.sort_values("run_date", kind="stable")
     units = 0

@@ -30,7 +30,7 @@ from torch import Tensor
 from hti_bench.anchors import AnchorSet
 from hti_bench.harness import provenance as prov
 from hti_bench.harness.registry import make_surrogate
-from hti_bench.harness.results import SCHEMA_VERSION
+from hti_bench.harness.results import SCHEMA_VERSION, format_anchors
 from hti_bench.scoring import per_condition_wasserstein
 from hti_bench.surrogate import Surrogate
 from hti_bench.task import Task, TrainedTask
@@ -275,6 +275,8 @@ def _base_row(task: Task, surrogate: Surrogate, spec: str, seed: int, lam: float
         "seed": int(seed),
         "lambda_heldout": float(lam),
         "hyperparameter": task.hyperparameter.name,
+        "anchors": format_anchors(task.anchors),
+        "clock": task.hyperparameter.clock.value,
         "status": "ok",
         "error": "",
         "w1": math.nan, "w2": math.nan, "w2sq": math.nan,
