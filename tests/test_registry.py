@@ -126,3 +126,21 @@ def test_entry_point_plugins_are_discovered(monkeypatch):
         assert any(b.name == "broken-ep" and "otherpkg.missing" in b.error for b in registry.broken_plugins())
     finally:
         registry.refresh()
+
+
+def test_packaged_plugin_folders_replace_the_checkouts(tmp_path, monkeypatch):
+    """In a wheel the built-in folders are hti_bench/builtin/{baselines,methods}; only those are searched."""
+    assert registry.plugin_dirs() == [(ROOT / "baselines").resolve(), (ROOT / "methods").resolve()]  # a checkout
+    packaged = tmp_path / "builtin"
+    shutil.copytree(ROOT / "baselines", packaged / "baselines")
+    shutil.copytree(ROOT / "methods", packaged / "methods")
+    monkeypatch.setattr(registry, "PACKAGED_PLUGINS", packaged)
+    registry.refresh()
+    try:
+        assert registry.plugin_dirs() == [(packaged / "baselines").resolve(), (packaged / "methods").resolve()]
+        classes = registry.surrogate_classes()  # no duplicate-name error: the checkout's copies are not searched
+        assert registry.broken_plugins() == []
+        assert {"mccann", "clot"} <= set(classes)
+        assert Path(registry.surrogate_source("mccann")).parent == (packaged / "baselines").resolve()
+    finally:
+        registry.refresh()
