@@ -162,8 +162,14 @@ def test_fingerprint_follows_plugin_files_and_the_plugin_path(tmp_path, monkeypa
     assert catalog.fingerprint() != first
 
 
-def test_fingerprint_follows_the_packaged_plugin_folders(tmp_path, monkeypatch):
+def test_fingerprint_follows_a_missing_plugin_folder_and_the_packaged_one(tmp_path, monkeypatch):
     from hti_bench.harness import registry
+
+    later = tmp_path / "later"  # on the path before it exists: reported broken, so its creation counts
+    monkeypatch.setenv("HTI_BENCH_PLUGIN_PATH", str(later))
+    missing = catalog.fingerprint()
+    later.mkdir()
+    assert catalog.fingerprint() != missing
 
     packaged = tmp_path / "builtin"  # as in a wheel: the packaged copies are searched, and fingerprinted
     (packaged / "baselines").mkdir(parents=True)
