@@ -162,6 +162,24 @@ def test_fingerprint_follows_plugin_files_and_the_plugin_path(tmp_path, monkeypa
     assert catalog.fingerprint() != first
 
 
+def test_fingerprint_follows_a_missing_plugin_folder_and_the_packaged_one(tmp_path, monkeypatch):
+    from hti_bench.harness import registry
+
+    later = tmp_path / "later"  # on the path before it exists: reported broken, so its creation counts
+    monkeypatch.setenv("HTI_BENCH_PLUGIN_PATH", str(later))
+    missing = catalog.fingerprint()
+    later.mkdir()
+    assert catalog.fingerprint() != missing
+
+    packaged = tmp_path / "builtin"  # as in a wheel: the packaged copies are searched, and fingerprinted
+    (packaged / "baselines").mkdir(parents=True)
+    (packaged / "methods").mkdir()
+    monkeypatch.setattr(registry, "PACKAGED_PLUGINS", packaged)
+    empty = catalog.fingerprint()
+    (packaged / "methods" / "extra.py").write_text("X = 1\n")
+    assert catalog.fingerprint() != empty
+
+
 def test_unwritable_cache_only_means_no_catalog(tmp_path, monkeypatch, capsys):
     blocker = tmp_path / "a-file"
     blocker.write_text("")

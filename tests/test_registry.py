@@ -1,5 +1,6 @@
 """Plugin discovery: folders, template files, broken plugins, duplicates, did-you-mean."""
 
+import os
 import shutil
 
 import pytest
@@ -123,5 +124,52 @@ def test_entry_point_plugins_are_discovered(monkeypatch):
         assert registry.surrogate_classes()["from-package"] is cls
         assert "entry point from-package" in registry.surrogate_source("from-package")
         assert any(b.name == "broken-ep" and "otherpkg.missing" in b.error for b in registry.broken_plugins())
+    finally:
+        registry.refresh()
+
+
+def test_a_missing_plugin_folder_is_reported_as_broken(tmp_path, monkeypatch):
+    missing, a_file = tmp_path / "no-such-folder", tmp_path / "plugin.py"
+    a_file.write_text("X = 1\n")
+    monkeypatch.setenv("HTI_BENCH_PLUGIN_PATH", f"{missing}{os.pathsep}{a_file}")
+    registry.refresh()
+    try:
+        broken = {b.source: b for b in registry.broken_plugins()}
+        assert broken[str(missing)].error == f"plugin folder {missing} does not exist (listed in $HTI_BENCH_PLUGIN_PATH)"
+        assert broken[str(missing)].name == "no-such-folder/"
+        assert broken[str(a_file)].error == f"plugin folder {a_file} is not a folder (listed in $HTI_BENCH_PLUGIN_PATH)"
+        assert "mccann" in registry.surrogate_classes()  # the others load as usual
+    finally:
+        registry.refresh()
+
+
+def test_run_warns_about_a_missing_plugin_folder(tmp_path, monkeypatch, capsys):
+    from hti_bench.cli import main
+
+    missing = tmp_path / "gone"
+    monkeypatch.setenv("HTI_BENCH_PLUGIN_PATH", str(missing))
+    registry.refresh()
+    try:
+        main(["run", "-t", "gaussian-path[n_samples=16]", "-s", "mixture", "--seeds", "0", "--no-progress",
+              "--results", str(tmp_path / "res")])
+    finally:
+        registry.refresh()
+    assert f"warning: plugin 'gone/' not loaded ({missing}): plugin folder {missing} does not exist" in capsys.readouterr().err
+
+
+def test_packaged_plugin_folders_replace_the_checkouts(tmp_path, monkeypatch):
+    """In a wheel the built-in folders are hti_bench/builtin/{baselines,methods}; only those are searched."""
+    assert registry.plugin_dirs() == [(ROOT / "baselines").resolve(), (ROOT / "methods").resolve()]  # a checkout
+    packaged = tmp_path / "builtin"
+    shutil.copytree(ROOT / "baselines", packaged / "baselines")
+    shutil.copytree(ROOT / "methods", packaged / "methods")
+    monkeypatch.setattr(registry, "PACKAGED_PLUGINS", packaged)
+    registry.refresh()
+    try:
+        assert registry.plugin_dirs() == [(packaged / "baselines").resolve(), (packaged / "methods").resolve()]
+        classes = registry.surrogate_classes()  # no duplicate-name error: the checkout's copies are not searched
+        assert registry.broken_plugins() == []
+        assert {"mccann", "clot"} <= set(classes)
+        assert Path(registry.surrogate_source("mccann")).parent == (packaged / "baselines").resolve()
     finally:
         registry.refresh()

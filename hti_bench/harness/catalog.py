@@ -9,8 +9,10 @@ it is kept, like ``__pycache__``, as data in ``<cache>/catalog/list-<key>.json``
 with a :func:`fingerprint` of everything the answer could depend on:
 
 * every file of the ``hti_bench`` package (path, mtime_ns, size), ``__pycache__`` aside;
-* every ``*.py`` file directly in each plugin folder searched (:func:`hti_bench.harness.registry.plugin_dirs`,
-  which already reflects ``$HTI_BENCH_PLUGIN_PATH``), and the folder list itself;
+* every ``*.py`` file directly in each plugin folder searched (:func:`hti_bench.harness.registry.plugin_dirs`:
+  the checkout's ``baselines/`` and ``methods/`` or, in a wheel, their packaged copies, then
+  ``$HTI_BENCH_PLUGIN_PATH``), and the folder list itself, a folder that cannot be read (missing, or
+  not a folder) by its error;
 * ``$HTI_BENCH_PLUGIN_PATH`` and ``$PYTHONPATH`` as text, ``sys.executable`` and the Python version;
 * the installed distributions: every ``*.dist-info``/``*.egg-info``/``*.egg-link``/``*.pth`` entry of
   every ``sys.path`` folder, by name (a dist-info name carries its version) and mtime_ns. This covers

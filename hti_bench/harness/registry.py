@@ -1,11 +1,19 @@
 """Finding surrogates and tasks by name.
 
-Surrogates are discovered, not listed: every ``*.py`` in the project's ``baselines/`` and ``methods/``
+Surrogates are discovered, not listed: every ``*.py`` in the built-in ``baselines/`` and ``methods/``
 folders (files starting ``_`` or ``template_`` are skipped), every folder on ``$HTI_BENCH_PLUGIN_PATH``
 (``os.pathsep``-separated), and every class registered under the entry-point group
 ``hti_bench.surrogates`` by another installed package. Each file holds exactly one
-:class:`~hti_bench.surrogate.Surrogate` subclass. A file that fails to import is reported as broken,
-with its error, and the others load as usual; two plugins with the same name are an error naming both.
+:class:`~hti_bench.surrogate.Surrogate` subclass. A file that fails to import, or a plugin folder that
+does not exist, is reported as broken, with its error, and the others load as usual; two plugins with
+the same name are an error naming both.
+
+The built-in folders are the checkout's top-level ``baselines/`` and ``methods/`` (a source checkout or
+an editable install). A wheel (``pip install .``) ships them inside the package, as
+``hti_bench/builtin/baselines`` and ``hti_bench/builtin/methods`` (``package-dir`` in pyproject.toml),
+so that it installs no top-level ``baselines``/``methods`` package; when that packaged copy exists it
+is searched instead, never both. (The test is on the packaged copy, not on the top-level folders: from
+a wheel, ``PROJECT_ROOT`` is site-packages, where another distribution may own a ``baselines`` package.)
 
 Tasks are the modules of :mod:`hti_bench.tasks` plus the entry-point group ``hti_bench.tasks``.
 
@@ -34,6 +42,9 @@ if TYPE_CHECKING:
     from hti_bench.task import NetworkStore, Task
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
+# Where a wheel puts the built-in plugin folders; absent in a checkout (see the module docstring).
+PACKAGED_PLUGINS = Path(__file__).resolve().parents[1] / "builtin"
+BUILTIN_FOLDERS = ("baselines", "methods")
 SURROGATE_GROUP = "hti_bench.surrogates"
 TASK_GROUP = "hti_bench.tasks"
 
@@ -64,18 +75,34 @@ def entry_points(**params: Any) -> Any:
     return _entry_points(**params)
 
 
+def builtin_plugin_dirs() -> list[Path]:
+    """The built-in plugin folders: the packaged copies in an installed wheel, else the checkout's."""
+    root = PACKAGED_PLUGINS if PACKAGED_PLUGINS.is_dir() else PROJECT_ROOT
+    return [root / name for name in BUILTIN_FOLDERS]
+
+
 def plugin_dirs() -> list[Path]:
-    """Folders searched for surrogate plugins, in order, without duplicates."""
-    dirs = [PROJECT_ROOT / "baselines", PROJECT_ROOT / "methods"]
+    """Folders searched for surrogate plugins, in order, without duplicates.
+
+    A folder that does not exist (or is not a folder) is kept: discovery reports it as a broken plugin.
+    """
+    dirs = builtin_plugin_dirs()
     extra = os.environ.get("HTI_BENCH_PLUGIN_PATH", "")
     dirs += [Path(p) for p in extra.split(os.pathsep) if p]
     seen, out = set(), []
     for d in dirs:
         r = d.resolve()
-        if r not in seen and r.is_dir():
+        if r not in seen:
             seen.add(r)
             out.append(r)
     return out
+
+
+def _missing_folder(folder: Path) -> BrokenPlugin:
+    what = "is not a folder" if folder.exists() else "does not exist"
+    builtin = folder in [d.resolve() for d in builtin_plugin_dirs()]
+    where = "a built-in plugin folder" if builtin else "listed in $HTI_BENCH_PLUGIN_PATH"
+    return BrokenPlugin(f"{folder.name}/", str(folder), f"plugin folder {folder} {what} ({where})")
 
 
 def _load_file(path: Path) -> Any:
@@ -127,6 +154,9 @@ def _discover() -> _Discovery:
         sources[name] = source
 
     for folder in plugin_dirs():
+        if not folder.is_dir():
+            broken.append(_missing_folder(folder))
+            continue
         for path in sorted(folder.glob("*.py")):
             if path.name.startswith(("_", "template_")):
                 continue
