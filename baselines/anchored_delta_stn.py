@@ -1,5 +1,6 @@
 """Anchored Δ-STN: a first-order best response around each anchor network, blended between the two
-neighbours (BASELINES.md §5.5, regime C: it uses both the anchors and the task's loss).
+neighbours (a hybrid of the two information regimes: it uses both the anchor networks' weights and
+the task's loss).
 
 For each anchor λ_k, w0 := θ_k, the anchor network's own trained weights, frozen; a structured
 response Θ_k (:class:`hti_bench.toolkit.best_response.StructuredResponse`, zero-initialised, so it starts exactly

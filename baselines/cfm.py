@@ -5,7 +5,7 @@ reaches the next anchor's, with time t = the clock position of λ (rescaled to [
 range). Training draws an interval k, pairs anchor-k and anchor-(k+1) samples *of the same condition*
 (``coupling``), draws s ~ U[0, 1] and regresses v(y_s, t_k + s·Δ_k, x) onto the matcher's conditional
 velocity divided by Δ_k: torchcfm's velocities are per unit of its own s ∈ [0, 1], and dividing by the
-interval's length on the clock is what makes unevenly spaced anchors consistent (BASELINES.md §3.2).
+interval's length on the clock is what makes unevenly spaced anchors consistent.
 Sampling at λ integrates the ODE from the start anchor's samples at the query conditions.
 
 With ``coupling=exact`` and σ = 0 each interval's target is the straight per-condition McCann flow,

@@ -2,7 +2,7 @@
 
 The centred parameterisation w(λ) = w0 + Θ (s(λ) − s(λ0)), Θ with STN's per-layer structure
 (:class:`hti_bench.toolkit.best_response.StructuredResponse` fed s − s0, so w(λ0) = w0 exactly). Each step
-(BASELINES.md §5.4, with the hyperparameter itself frozen as HTI requires, §5.5):
+(Bae & Grosse's Δ-STN step without its hyperparameter step: HTI fixes λ, it does not tune it):
 
 1. *general*: w0 takes a step on the task's loss at λ0 itself;
 2. *response*: Θ takes a step on the loss of the **linearised** output f(x; w0) + J_w f · Θ (s̃ − s0)

@@ -34,7 +34,10 @@ class Direct(Surrogate):
     description: ClassVar[str] = "Direct regression of y at λ from paired anchor samples (the HTI paper's Direct baseline)."
     name_parameters: ClassVar[tuple[str, ...]] = ("coupling",)
     references: ClassVar[tuple[str, ...]] = (
-        "Amad & van der Schaar, ICLR 2026 (the Direct baseline of its comparison; PAPER.md §6)",
+        (
+            "Amad & van der Schaar, Hyperparameter Trajectory Inference with Conditional Lagrangian Optimal "
+            "Transport, ICLR 2026 (the Direct baseline of its comparison)"
+        ),
     )
     test_config: ClassVar[dict] = {"steps": 40, "batch_size": 64, "hidden": (32, 32)}
 

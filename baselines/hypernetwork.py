@@ -2,7 +2,8 @@
 
 A hypernetwork h_φ(λ) emits every weight of the task's own architecture and is trained on the task's
 own per-example loss, each example at its own λ drawn uniformly over the anchor range on the task's
-clock, so one batch spans the range (BASELINES.md §4.2). There is no hyperparameter search: once
+clock, so one batch spans the range (Lorraine & Duvenaud's global scheme, λ an input of the
+hypernetwork rather than a quantity to optimise). There is no hyperparameter search: once
 trained, it answers at a held-out λ by generating w(λ) and running the target network's own output
 mechanism (the DDPM sampler, the decoder, the deterministic forward pass).
 

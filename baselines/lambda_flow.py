@@ -1,6 +1,6 @@
 """A generative model conditioned on λ: noise → y given (x, λ), trained on the anchors only.
 
-The "just condition a generative model on λ" alternative (BASELINES.md §3.2, variants): one flow-
+The "just condition a generative model on λ" alternative to transporting between anchors: one flow-
 matching model (torchcfm's ``ConditionalFlowMatcher``, Gaussian source) learns p(y | x, λ) at the
 anchor λ, with λ entering as its clock position next to the flow time. At an unseen λ it integrates
 from fresh noise. Nothing ties the answer at λ to the anchors' samples there: whatever it does

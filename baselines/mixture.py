@@ -2,7 +2,8 @@
 
 Each draw comes from the upper anchor with probability s (s = clock fraction of λ in its interval).
 Exact when λ mixes two fixed behaviours (ε-greedy policies); bimodal wherever mass moves, which is why
-displacement interpolation beats it on most HTI tasks (BASELINES.md §2).
+displacement interpolation beats it on most HTI tasks: for a point mass moving from a to b the
+mixture is √(s(1 − s))·|b − a| away in W₂, where displacement interpolation is exact.
 """
 
 from __future__ import annotations

@@ -4,7 +4,7 @@ Every parameter tensor of the task's own architecture gets STN's structured resp
 (:class:`hti_bench.toolkit.best_response.StructuredResponse`): P(λ) = P_elem + (V_P s(λ)) ⊙_row P_hyper, each unit
 affine in λ's normalised clock position s. It is trained on the task's per-example loss at λ̃, a
 perturbation of a centre λ0 with a learned scale σ and an entropy bonus (STN's hyper step with the
-hyperparameter itself frozen: HTI does not tune λ, BASELINES.md §5.5). It answers at λ* with the
+hyperparameter itself frozen: HTI does not tune λ). It answers at λ* with the
 weights P(λ*) and the task's own output mechanism.
 
 What to expect: the response is fitted where the perturbations land, so it is accurate near λ0 and

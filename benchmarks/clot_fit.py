@@ -21,7 +21,8 @@ Rows go to ``results/perf.csv`` (``--csv``) through ``benchmarks/perf.py``, benc
   50 iterations every 50 steps (reference: 1,024 wide, up to 1,001 iterations every 25 steps),
   12 path points (19), a KDE support of ≤ 512 points per class and the 192² grids for Û and G.
   The reference code's literal budget (its ≈ 80k steps of a 1,024-wide amortiser alone) is hours
-  on CPU (PAPER.md §9) and is not what this row measures.
+  on CPU (full batches put 1,000 sources × 20 path nodes × 3,000 pooled anchor samples into every
+  KDE evaluation, several per step) and is not what this row measures.
 - **scaling in N**: fits on synthetic anchors (3 anchors, 2 classes, Gaussian outputs, D = 2) with
   N = 250 … 4000 samples per condition, at a fixed reduced budget (``SCALING_BUDGET``: 5 training
   steps, 5 amortiser pre-training iterations, one refit of 5), in seconds per fit (setup included:

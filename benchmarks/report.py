@@ -1,6 +1,6 @@
-"""Render ``results/perf.csv`` as Markdown tables, into the README between the perf markers.
+"""Render ``results/perf.csv`` as Markdown tables, into docs/PERFORMANCE.md between the perf markers.
 
-    .venv/bin/python benchmarks/report.py              # rewrite README.md's performance tables
+    .venv/bin/python benchmarks/report.py              # rewrite docs/PERFORMANCE.md's tables
     .venv/bin/python benchmarks/report.py --print      # print them instead
 
 Query-vs-retrain speed-ups and fit costs are pivoted (surrogates × tasks); every other benchmark is
@@ -17,6 +17,7 @@ import pandas as pd
 import perf
 
 START, END = "<!-- perf:start (benchmarks/report.py writes this part) -->", "<!-- perf:end -->"
+DOC = Path("docs") / "PERFORMANCE.md"
 ORDER = ["end_to_end", "query_vs_retrain", "scoring", "fit_cost", "clot_fit", "scaling", "startup", "training"]
 TITLES = {
     "end_to_end": "End to end: the default `hti-bench run` (`benchmarks/end_to_end.py`)",
@@ -93,27 +94,39 @@ def render(df: pd.DataFrame) -> str:
     return "\n".join(out).rstrip() + "\n"
 
 
+def read(csv: str | Path) -> pd.DataFrame:
+    """``results/perf.csv`` as :func:`render` expects it (goals and met flags as text)."""
+    df = pd.read_csv(csv, keep_default_na=False, dtype={"meets_goal": str, "goal": str})
+    df["value"] = pd.to_numeric(df["value"])
+    return df
+
+
+def rendered_part(body: str) -> str | None:
+    """The text between the perf markers of a document, or None when it has none."""
+    if START not in body or END not in body:
+        return None
+    return body.split(START, 1)[1].split(END, 1)[0].removeprefix("\n")
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--csv", default=str(perf.PERF_CSV))
-    p.add_argument("--readme", default="README.md")
-    p.add_argument("--print", action="store_true", help="Print the tables instead of editing the README.")
+    p.add_argument("--doc", default=str(DOC), help="The document whose perf markers enclose the tables.")
+    p.add_argument("--print", action="store_true", help="Print the tables instead of editing the document.")
     args = p.parse_args(argv)
-    df = pd.read_csv(args.csv, keep_default_na=False, dtype={"meets_goal": str, "goal": str})
-    df["value"] = pd.to_numeric(df["value"])
-    text = render(df)
+    text = render(read(args.csv))
     if args.print:
         print(text)
         return 0
-    readme = Path(args.readme)
-    body = readme.read_text(encoding="utf-8")
-    if START not in body or END not in body:
-        print(f"{readme}: no perf markers ({START} … {END}); add them where the tables should go", file=sys.stderr)
+    doc = Path(args.doc)
+    body = doc.read_text(encoding="utf-8")
+    if rendered_part(body) is None:
+        print(f"{doc}: no perf markers ({START} … {END}); add them where the tables should go", file=sys.stderr)
         return 2
     head, rest = body.split(START, 1)
     _, tail = rest.split(END, 1)
-    readme.write_text(head + START + "\n" + text + END + tail, encoding="utf-8")
-    print(f"{readme}: performance tables rewritten from {args.csv}")
+    doc.write_text(head + START + "\n" + text + END + tail, encoding="utf-8")
+    print(f"{doc}: performance tables rewritten from {args.csv}")
     return 0
 
 

@@ -84,14 +84,15 @@ METHODS = ("auto", "exact", "emd", "sort", "sinkhorn")
 # Warm start of the assignment solver (see _warm_potential): ε-scaling schedule relative to the mean
 # cost, Sinkhorn iterations per ε and over-relaxation. Chosen by measurement on 256×256 problems,
 # D = 2…64, W₁ and W₂ (they only affect speed, never the result): three phases of eight iterations
-# bring scipy's LSA from ~10 ms to ~0.5–1 ms per problem for ~0.8 ms of warm-up; ω ≈ 1.75 matters
-# most for W₁ in 2-D, whose plain Sinkhorn potentials converge slowly (LSA stayed at ~2.5 ms).
+# cut scipy's LSA time per problem by about an order of magnitude for a much smaller warm-up cost;
+# over-relaxation (ω ≈ 1.75) matters most for W₁ in 2-D, whose plain Sinkhorn potentials converge
+# slowly. benchmarks/scoring.py re-measures the exact path (docs/PERFORMANCE.md).
 _WARM_EPS = (0.05, 0.01, 0.002)
 _WARM_ITERS = 8
 _WARM_OMEGA = 1.75
 _WARM_MIN_N = 128
-# Estimated serial cost of the exact path per cost-matrix cell (≈ 4 ms for a 256×256 condition, W₁
-# and W₂ together) and the least estimated work that pays for forking a process pool (~30–60 ms).
+# Estimated serial cost of the exact path per cost-matrix cell (W₁ and W₂ together), and the least
+# estimated work that pays for forking a process pool (whose start-up is a fixed cost).
 _SECONDS_PER_CELL = 6e-8
 _MIN_PARALLEL_SECONDS = 0.25
 
@@ -113,8 +114,8 @@ def per_condition_wasserstein(
     - ``"exact"``: exact for every D. One dimension sorts. With n = m (uniform weights) the OT
       problem is an assignment problem, solved exactly by scipy's ``linear_sum_assignment`` on costs
       reduced by a cheap approximate dual (a few Sinkhorn iterations): the reduction changes no
-      assignment's rank, only how fast the solver finds the best one (~10× faster than ``ot.emd2``
-      at 256 samples). With n ≠ m, POT's network simplex (``ot.emd2``).
+      assignment's rank, only how fast the solver finds the best one (much faster than ``ot.emd2``
+      at a few hundred samples; docs/PERFORMANCE.md). With n ≠ m, POT's network simplex (``ot.emd2``).
     - ``"emd"``: POT's network simplex for every condition and every D (the reference solver).
     - ``"sort"``: the batched 1-D sort (``ot.wasserstein_1d``); exact, and only valid, for D = 1.
     - ``"sinkhorn"``: approximate, batched over all conditions at once in torch, on the device the
@@ -125,7 +126,7 @@ def per_condition_wasserstein(
       not exactly feasible (either sign). Measured at the defaults (``benchmarks/scoring.py``,
       256 samples): largest relative errors ~6 % for W₂ and ~14 % for W₁ in 2-D, where the
       distance between the two sets is small next to their spread; < 0.1 % for W₂ and ~3 % for
-      W₁ in 64-D. On CPU it is far slower than the exact path (~0.1 s per condition).
+      W₁ in 64-D. On CPU it is far slower than the exact path.
 
     ``workers``: processes for the exact and emd methods (forked; they hold the GIL otherwise).
     None picks automatically: one when the work is small (under ~0.25 s), else every core this
@@ -157,9 +158,9 @@ def per_condition_wasserstein(
 def resolve_workers(conditions: int, n: int, m: int, workers: int | None = None) -> int:
     """Processes the exact path uses for ``conditions`` problems of n × m samples.
 
-    None: one when the estimated serial work is under ~0.25 s (forking a pool costs tens of
-    milliseconds), else every core this process may run on. At most that many cores, and at most
-    one per condition.
+    None: one when the estimated serial work is under ~0.25 s (forking a pool has a fixed cost that
+    small work does not repay), else every core this process may run on. At most that many cores,
+    and at most one per condition.
     """
     cores = _available_cores()
     if workers is None:
@@ -246,8 +247,9 @@ def _assignment_cost(cost: np.ndarray) -> float:
 
     # Subtracting a column potential adds the same constant to every permutation's cost, so the
     # optimal permutations are unchanged; a near-optimal dual makes the shortest augmenting paths
-    # of the solver short. The value is read off the unreduced costs. Below ~128 samples the
-    # solver is faster than the warm start (measured: 0.18 vs 0.29 ms at 64, 8.5 vs 2.4 ms at 256).
+    # of the solver short. The value is read off the unreduced costs. Below ~128 samples
+    # (_WARM_MIN_N) the plain solver is faster than the warm start plus the solve; above, the warm
+    # start wins.
     reduced = cost - _warm_potential(cost)[None, :] if cost.shape[0] >= _WARM_MIN_N else cost
     rows, cols = linear_sum_assignment(reduced)
     return float(cost[rows, cols].mean())
@@ -271,12 +273,12 @@ def _solve_block(x: np.ndarray, y: np.ndarray, solver: str, start: int, stop: in
     return w1, w2sq
 
 
-_BLAS_CONTROLLER: list = []  # threadpoolctl's controller, found once (scanning libraries costs ~1 ms)
+_BLAS_CONTROLLER: list = []  # threadpoolctl's controller, found once (scanning the loaded libraries is not free)
 
 
 def _one_blas_thread():
     """Context limiting BLAS to one thread: the cost matrices are small matrix products, which a
-    multi-threaded BLAS slows down (measured 0.7 ms → 30 ms for 256×64×256 on 2 busy cores), and
+    multi-threaded BLAS slows down by more than an order of magnitude when the cores are busy, and
     the parallelism is across conditions anyway. A no-op without threadpoolctl (a scikit-learn
     dependency)."""
     import contextlib

@@ -14,7 +14,8 @@ Variants (one sweep over ``metric`` × ``potential`` is the paper's ablation tab
 ``clot[metric=learned,potential=False]`` = K_θ, ``clot[metric=learned,potential=True]`` = K_θ − Û
 (the full method), ``clot[metric=nlot,potential=False]`` = NLOT (D = 2 only).
 
-Choices against the reference code (PAPER.md §4), each a parameter:
+Choices against the authors' JAX reference code (github.com/harrya32/hyperparameter-trajectory-inference),
+each a parameter:
 - ``cost="paper"`` (default) integrates the Lagrangian, ∫ ½ q̇ᵀGq̇ − Û ds; ``cost="reference"`` uses the
   code's ½ (Σ √(ΔᵀGΔ) − Σ Û)², where the potential sits inside the square and is summed without ds,
   so the same α weighs the potential about (path points)× more. ``alpha`` therefore defaults to 3 for
@@ -23,7 +24,8 @@ Choices against the reference code (PAPER.md §4), each a parameter:
   0.193 with the paper form (h 0.2, α 3); on semicircles both reach NLL ≈ −0.65 or lower
   (docs/REPRODUCTION.md).
 - Minibatches of ``batch_size`` rows instead of full batches; the c-transform moves only the output
-  coordinates (not x, trap 6) inside a box around the anchor data (``bounds_margin``), and the KDE
+  coordinates (the reference's L-BFGS also moves continuous conditions x, so g is read at a drifted
+  x) inside a box around the anchor data (``bounds_margin``), and the KDE
   support is a random subset of at most ``kde_support`` pooled anchor outputs (per class). For D = 2
   with categorical x, Û is tabulated once on a ``potential_grid``² grid over that box and read by
   bilinear interpolation (0 = the exact KDE at every point), which is what makes a CPU fit take
@@ -33,8 +35,9 @@ Choices against the reference code (PAPER.md §4), each a parameter:
 - Inference starts from the nearest lower anchor's samples (``start="lower"``); the reference
   propagates everything from the first anchor (``start="first"``).
 - Outputs are standardised by one global scale (so the Euclidean metric is unchanged) before fitting.
-- Tasks with more than ``max_output_dim`` (16) outputs are skipped with the reason: on beta-vae
-  (D = 64) a step takes > 30 s with the learned metric and 1.5 s with the Euclidean one.
+- Tasks with more than ``max_output_dim`` (16) outputs are skipped with the reason: the metric's
+  D(D−1)/2 rotations and the path cost grow steeply with D, so on beta-vae (D = 64) a fit is far
+  beyond the suite's budget (``benchmarks/clot_fit.py`` measures the growth; docs/PERFORMANCE.md).
 """
 
 from __future__ import annotations
@@ -173,8 +176,8 @@ class CLOT(Surrogate):
     def skip(self, task: TaskView) -> str | None:
         reason = super().skip(task)
         if reason is None and task.output_dim > int(self.max_output_dim):
-            # Measured on beta-vae (D = 64, 2 CPU threads): > 30 s per step with the learned metric
-            # (its D(D−1)/2 rotations), 1.5 s per step with the Euclidean metric and the potential.
+            # At D = 64 (beta-vae) a step is orders of magnitude dearer than at D = 2, most of it in the
+            # learned metric's D(D−1)/2 rotations; benchmarks/clot_fit.py measures the growth with D.
             return (
                 f"output dimension {task.output_dim} > max_output_dim={self.max_output_dim}: CLOT's metric and path "
                 "costs grow with D² (≈ 10 min per fit at D = 64 with metric=euclidean, hours with the learned metric, "

@@ -7,7 +7,8 @@ Validation only (the suite never needs these files). For the two-moons dropout s
 
 reports, per surrogate, W₂² per class (POT emd2, squared Euclidean cost) averaged over classes and
 held-out λ — the paper's 'W.D.' protocol for CLOT — and W₂² on the pooled classes, the protocol of the
-authors' CFM and Direct numbers (PAPER.md §7.5), with mean and 95 % t-interval over seeds and the
+authors' CFM and Direct baselines in their development code (Direct 0.450, CFM 0.397 W₂², ± standard
+error over 20 models; pooling both moons favours them), with mean and 95 % t-interval over seeds and the
 median fit time. The file holds `data` [T, N, D+C] (one categorical condition column), `lambdas` [T]
 and `y_dim`.
 """

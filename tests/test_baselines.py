@@ -1,4 +1,5 @@
-"""What the interpolation baselines are exact for (BASELINES.md §2)."""
+"""What the interpolation baselines are exact for: McCann on a W₂ geodesic (an affine Gaussian path),
+every interpolator at the anchors, the mixture and nearest-anchor rules as stated."""
 
 import pytest
 import torch

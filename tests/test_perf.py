@@ -1,4 +1,4 @@
-"""The benchmark plumbing: perf rows merge without duplicates, the README table renders, scripts run."""
+"""The benchmark plumbing: perf rows merge without duplicates, docs/PERFORMANCE.md's tables render, scripts run."""
 
 import importlib.util
 import math
@@ -59,14 +59,25 @@ def test_report_writes_between_the_markers_only(tmp_path):
         perf.row("fit_cost", "taskA/cfm", "fit_seconds", 9.5, "s"),
         perf.row("scoring", "1000×256, D=2", "seconds", 1.5, "s", goal="≤ 2 s", meets_goal=True),
     ], csv)
-    readme = tmp_path / "README.md"
-    readme.write_text(f"intro\n{report.START}\nstale\n{report.END}\noutro\n")
-    assert report.main(["--csv", str(csv), "--readme", str(readme)]) == 0
-    text = readme.read_text()
+    doc = tmp_path / "PERFORMANCE.md"
+    doc.write_text(f"intro\n{report.START}\nstale\n{report.END}\noutro\n")
+    assert report.main(["--csv", str(csv), "--doc", str(doc)]) == 0
+    text = doc.read_text()
     assert text.startswith("intro\n") and text.endswith("outro\n") and "stale" not in text
     assert "| mccann | 4,000× ✓ |" in text and "| cfm | 20× ✗ |" in text and "| ≤ 2 s | ✓ |" in text
-    readme.write_text("no markers\n")
-    assert report.main(["--csv", str(csv), "--readme", str(readme)]) == 2
+    assert report.rendered_part(text) == report.render(report.read(csv))
+    doc.write_text("no markers\n")
+    assert report.main(["--csv", str(csv), "--doc", str(doc)]) == 2
+
+
+def test_performance_page_shows_what_perf_csv_holds():
+    # docs/PERFORMANCE.md's tables are rendered from results/perf.csv, never edited by hand: after a
+    # benchmark, run `python benchmarks/report.py` and commit both.
+    report = _script("report")
+    assert report.DOC == Path("docs") / "PERFORMANCE.md"
+    text = (ROOT / report.DOC).read_text(encoding="utf-8")
+    assert report.rendered_part(text) == report.render(report.read(ROOT / perf.PERF_CSV)), (
+        "docs/PERFORMANCE.md is stale: run benchmarks/report.py")
 
 
 def test_surrogates_benchmark_writes_query_fit_and_ratio_rows(tmp_path):

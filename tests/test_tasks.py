@@ -48,7 +48,8 @@ def test_spec_shows_only_changed_options():
 
 
 def test_semicircle_true_samples_score_the_paper_sanity_values():
-    # PAPER.md: perfect samples give NLL ≈ H_vM(5) + H_LogN(0.05) ≈ −0.90 and C.D. ≈ 0.05·√(2/π) ≈ 0.040
+    # Perfect samples give NLL ≈ H_vM(κ=5) + H_LogN(σ=0.05) ≈ 0.676 − 1.577 ≈ −0.90 (the entropies of the
+    # angle and the radius) and C.D. ≈ 0.05·√(2/π) ≈ 0.040 (the mean |log-normal radius − 1|)
     task = Semicircles()
     conds = task.eval_conditions()
     for t in (0.25, 0.75):

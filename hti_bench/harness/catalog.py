@@ -2,8 +2,8 @@
 
 Why it exists: a truthful ``hti-bench list`` must import every plugin file (to find its surrogate, or
 the error that makes it broken) and instantiate every task class (to print its hyperparameter,
-anchors, held-out values, D and C). Those modules import torch, which alone costs 1.5–3 s of the
-2–3.5 s the command took. The answer only changes when the files or the environment behind it do, so
+anchors, held-out values, D and C). Those modules import torch, whose import alone is most of the
+command's time (``benchmarks/startup.py`` measures both paths). The answer only changes when the files or the environment behind it do, so
 it is kept, like ``__pycache__``, as data in ``<cache>/catalog/list-<key>.json`` (``<cache>`` is
 :func:`hti_bench.harness.fsutil.default_cache_dir`: ``$HTI_BENCH_CACHE`` or ``~/.cache/hti-bench``), stamped
 with a :func:`fingerprint` of everything the answer could depend on:
@@ -18,7 +18,7 @@ with a :func:`fingerprint` of everything the answer could depend on:
   every ``sys.path`` folder, by name (a dist-info name carries its version) and mtime_ns. This covers
   the entry points of ``hti_bench.surrogates``/``hti_bench.tasks`` (they are read from those folders,
   which pip replaces on every install) and the version of every dependency, and costs a few
-  ``listdir`` calls instead of importing :mod:`importlib.metadata` (~0.1 s on its own).
+  ``listdir`` calls instead of importing :mod:`importlib.metadata` (a noticeable import on its own).
 
 The fingerprint is computed before anything is imported, so a file changed during a listing leaves a
 catalog that no longer matches. A listing with the same fingerprint is printed from the file, by the

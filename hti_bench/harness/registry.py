@@ -69,7 +69,7 @@ _cache: _Discovery | None = None
 
 
 def entry_points(**params: Any) -> Any:
-    """:func:`importlib.metadata.entry_points`, imported on first use (the import alone costs ~0.1 s)."""
+    """:func:`importlib.metadata.entry_points`, imported on first use (the import alone is a noticeable part of start-up)."""
     from importlib.metadata import entry_points as _entry_points
 
     return _entry_points(**params)

@@ -198,7 +198,7 @@ def _lightning_module_class() -> type:
 
 
 def _TargetModule(network: nn.Module, task: TrainedTask, lam: float) -> Any:
-    # Built lazily so that importing hti_bench does not import Lightning (≈2.5 s).
+    # Built lazily so that importing hti_bench does not import Lightning (a slow import).
     global _TARGET_MODULE
     if _TARGET_MODULE is None:
         _TARGET_MODULE = _lightning_module_class()

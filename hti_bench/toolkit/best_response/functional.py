@@ -93,7 +93,9 @@ class FunctionalNetwork(nn.Module):
         One JVP of *one* network (no per-example weight sets, no vmap), each example's term scaled by
         its own tangent afterwards, replaces a JVP over B weight sets: same values (the dropout masks
         are drawn from the same distribution), and forward-mode AD under vmap costs far more per op
-        (delta-stn's fit on moons-dropout: 59.6 s → 12.2 s, with :meth:`StructuredResponse.direction`).
+        (it re-dispatches each op through Python references). With
+        :meth:`StructuredResponse.direction` this is what makes delta-stn's fit affordable; the
+        measured effect is in docs/PERFORMANCE.md.
         """
         n_sets = tangent.shape[0]
         total = _total_rows(n_sets, args, kwargs)

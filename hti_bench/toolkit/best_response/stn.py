@@ -23,7 +23,7 @@ from hti_bench.view import TaskView
 
 class PerturbationScale(nn.Module):
     """STN's perturbation of λ: λ̃ = u⁻¹(u0 + σ ε) per λ draw, σ = softplus(ρ) learned with an
-    entropy bonus τ·H, H = log(σ √(2πe)) (MacKay et al. 2019, BASELINES.md §5.1).
+    entropy bonus τ·H, H = log(σ √(2πe)) (MacKay et al., "Self-Tuning Networks", ICLR 2019).
 
     Without hyperparameter steps (HTI fixes λ), only σ is tuned: every ``every`` network steps, one
     Adam step on ρ lowers L_val(ŵ(λ̃)) − τ·H on held-out training rows, the network in eval mode and

@@ -110,8 +110,8 @@ def path_cost(
 
     ``paper``: the action ∫₀¹ [½ q̇ᵀ G(q | x) q̇ − Û(q | x)] ds by the midpoint rule.
     ``reference``: the HTI reference code's form ½ E², E = Σ_i [√(Δ_iᵀ G(γ_i) Δ_i) − Û(γ_i)] over the
-    P segments of a uniform grid (the potential inside the squared length and summed without ds;
-    PAPER.md trap 1).
+    P segments of a uniform grid (the potential inside the squared length and summed without ds, so
+    c(y, y) = ½ (Σ Û)² ≠ 0 and the same α weighs the potential about P× more than in ``paper``).
     """
     return prepare_cost(path, metric, potential, y0, phi, x, form)(y1)
 

@@ -1,8 +1,9 @@
 """A batched L-BFGS: many independent small minimisations at once.
 
 ``torch.optim.LBFGS`` on a summed objective would share one curvature memory and one line search
-across all points (PAPER.md §3.8), coupling problems that are independent. Here every row of ``x``
-keeps its own history, direction and step length; only the function evaluations are batched.
+across all points, coupling problems that are independent (the HTI reference code solves each
+point's c-transform on its own, with jaxopt's L-BFGS). Here every row of ``x`` keeps its own history,
+direction and step length; only the function evaluations are batched.
 """
 
 from __future__ import annotations

@@ -34,8 +34,8 @@ class _KernelLogSumExp(torch.autograd.Function):
     broadcast product instead of a second pass over the B × P × N scores; the scores are
     exponentiated in place. Scores more than 80 below a row's maximum are raised to −80 first: their
     terms (< 2e-35 each, against a sum ≥ 1) vanish in float32 either way, but computing them as
-    subnormal numbers makes ``exp`` about 8× slower on CPU (narrow bandwidths put most of the support
-    there).
+    subnormal numbers makes ``exp`` several times slower on CPU (narrow bandwidths put most of the
+    support there).
     """
 
     @staticmethod
@@ -183,7 +183,7 @@ class GridPotential(nn.Module, _GridBox):
     For two-dimensional outputs with categorical (or no) conditions the potential does not depend on
     anything continuous but q, so it can be computed once, at ``resolution``² points per class, instead
     of against every support point at every path point of every c-transform iteration (the dominant
-    cost of CLOT on CPU, PAPER.md §9). Outside the box the border value is used. The interpolation
+    cost of CLOT on CPU: source points × path points × support points kernel terms per evaluation). Outside the box the border value is used. The interpolation
     error is O(cell²) and a test bounds it against the exact KDE.
     """
 
