@@ -125,15 +125,15 @@ class TaskView:
 
     def build_network(self) -> nn.Module:
         """The task's architecture, untrained."""
-        return self._task("build_network").build_network()
+        return _gate(self, "build_network").build_network()
 
     def sample_network(self, network: nn.Module, conditions: Tensor, n: int, generator: torch.Generator) -> Tensor:
         """Outputs of ``network`` (the task's architecture, e.g. with generated weights), shape (M, n, D)."""
-        return self._task("sample_network").sample_network(network, conditions, n, generator)
+        return _gate(self, "sample_network").sample_network(network, conditions, n, generator)
 
     def anchor_network(self, lam: float) -> nn.Module:
         """A copy of the network trained at the anchor λ, in eval mode; any other λ is refused."""
-        task = self._task("anchor_network")
+        task = _gate(self, "anchor_network")
         anchors = _STATE[self].anchors
         if not any(math.isclose(float(lam), a, rel_tol=0.0, abs_tol=1e-12) for a in anchors):
             raise LeakError(
@@ -150,45 +150,26 @@ class TaskView:
     @property
     def epochs(self) -> int:
         """Epochs each anchor network was trained for (a best-response method's usual budget)."""
-        return int(self._task("epochs", sealed_ok=True).config.epochs)
+        return int(_gate(self, "epochs", sealed_ok=True).config.epochs)
 
     @property
     def lr(self) -> float:
         """Learning rate the anchor networks were trained with."""
-        return float(self._task("lr", sealed_ok=True).config.lr)
+        return float(_gate(self, "lr", sealed_ok=True).config.lr)
 
     @property
     def batch_size(self) -> int:
         """Minibatch size the anchor networks were trained with."""
-        return int(self._task("batch_size", sealed_ok=True).config.batch_size)
+        return int(_gate(self, "batch_size", sealed_ok=True).config.batch_size)
 
     def training_data(self) -> tuple[Tensor, ...]:
         """A copy of the task's training set (tensors sharing their first dimension); during fit() only."""
-        return tuple(t.clone() for t in self._task("training_data").training_data())
+        return tuple(t.clone() for t in _gate(self, "training_data").training_data())
 
     def per_example_loss(self, network: nn.Module, batch: Sequence[Tensor], lam: Tensor) -> Tensor:
         """The task's loss of each example of ``batch`` at its own λ (shape (B,)); during fit() only.
         See :meth:`hti_bench.task.TrainedTask.per_example_loss` for the call contract."""
-        return self._task("per_example_loss").per_example_loss(network, batch, lam)
-
-    # ------------------------------------------------------------------ the gate
-
-    def _task(self, what: str, sealed_ok: bool = False) -> Any:
-        state = _STATE[self]
-        need = _NEEDS[what]
-        if need not in state.requires:
-            raise LeakError(
-                f"{what} needs the task's {need.replace('_', ' ')}: declare requires = "
-                f"frozenset({{{need!r}, ...}}) on the surrogate (best-response methods do; the leaderboard marks them)"
-            )
-        if need not in state.task.capabilities:
-            note = state.notes.get(need, "")
-            raise LeakError(f"task '{state.task.name}' offers no {need.replace('_', ' ')}" + (f" ({note})" if note else ""))
-        if state.sealed and need == "training_loss" and not sealed_ok:
-            raise LeakError(
-                f"{what} is available during fit() only: a surrogate may not train at a λ it is asked to sample"
-            )
-        return state.task
+        return _gate(self, "per_example_loss").per_example_loss(network, batch, lam)
 
     def __getattr__(self, name: str) -> Any:
         raise NotOnViewError(
@@ -205,6 +186,26 @@ class TaskView:
     def __repr__(self) -> str:
         state = _STATE.get(self)
         return f"<TaskView of {state.task.name}>" if state else "<TaskView (released)>"
+
+
+def _gate(view: TaskView, what: str, sealed_ok: bool = False) -> Any:
+    """The task behind ``view``, if the surrogate may use ``what`` now; else :class:`LeakError` saying why.
+    A module function, not a method: nothing reachable from the view returns the task."""
+    state = _STATE[view]
+    need = _NEEDS[what]
+    if need not in state.requires:
+        raise LeakError(
+            f"{what} needs the task's {need.replace('_', ' ')}: declare requires = "
+            f"frozenset({{{need!r}, ...}}) on the surrogate (best-response methods do; the leaderboard marks them)"
+        )
+    if need not in state.task.capabilities:
+        note = state.notes.get(need, "")
+        raise LeakError(f"task '{state.task.name}' offers no {need.replace('_', ' ')}" + (f" ({note})" if note else ""))
+    if state.sealed and need == "training_loss" and not sealed_ok:
+        raise LeakError(
+            f"{what} is available during fit() only: a surrogate may not train at a λ it is asked to sample"
+        )
+    return state.task
 
 
 def seal(view: TaskView) -> None:

@@ -93,38 +93,56 @@ def test_bad_jobs_is_a_config_error(bad):
     assert resolve_jobs("auto") >= 1 and resolve_jobs("3") == 3
 
 
-def test_killing_the_run_kills_its_workers(tmp_path):
+@pytest.mark.parametrize("when", ["while they start", "while they fit"])
+def test_killing_the_run_kills_its_workers(tmp_path, when):
+    """With every core busy, SIGKILL the run while its workers are still starting up (importing torch,
+    the slowest moment to notice) or once they are fitting: no worker may outlive it."""
     import os
     import signal
     import subprocess
     import sys
     import time
 
-    env = {**os.environ, "HTI_BENCH_CACHE": str(tmp_path / "cache"), "WANDB_MODE": "disabled"}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "hti_bench", "run", "-t", "semicircles", "-s", "cfm[steps=100000]", "--seeds", "0", "1",
-         "--jobs", "2", "--no-progress", "--results", str(tmp_path / "r")],
-        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )
+    from hti_bench.harness.pool import available_cores
 
-    def children():
-        out = subprocess.run(["ps", "-o", "pid=", "--ppid", str(proc.pid)], capture_output=True, text=True).stdout
-        return [int(p) for p in out.split()]
+    def alive(pids):
+        return [p for p in pids if os.path.exists(f"/proc/{p}") and "Z" not in open(f"/proc/{p}/stat").read().split()[2]]
 
-    deadline = time.time() + 120
-    while len(children()) < 2 and time.time() < deadline:
-        time.sleep(0.5)
-    workers = children()
-    assert len(workers) >= 2, "the run never started its workers"
-    time.sleep(3)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    deadline = time.time() + 20
-    alive = workers
-    while alive and time.time() < deadline:
-        time.sleep(0.5)
-        alive = [p for p in workers if os.path.exists(f"/proc/{p}") and "Z" not in open(f"/proc/{p}/stat").read().split()[2]]
-    assert not alive, f"workers {alive} outlived the run"
+    burners = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(available_cores())]
+    workers: list[int] = []
+    try:
+        env = {**os.environ, "HTI_BENCH_CACHE": str(tmp_path / "cache"), "WANDB_MODE": "disabled"}
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "hti_bench", "run", "-t", "semicircles", "-s", "cfm[steps=100000]", "--seeds", "0", "1",
+             "--jobs", "2", "--no-progress", "--results", str(tmp_path / "r")],
+            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )
+
+        def children():
+            out = subprocess.run(["ps", "-o", "pid=", "--ppid", str(proc.pid)], capture_output=True, text=True).stdout
+            return [int(p) for p in out.split()]
+
+        deadline = time.time() + 180
+        while len(children()) < 2 and time.time() < deadline:
+            time.sleep(0.05)
+        workers = children()
+        assert len(workers) >= 2, "the run never started its workers"
+        if when == "while they fit":
+            time.sleep(20)  # long enough on busy cores for torch's import and the first steps of the fits
+            workers = children()
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        deadline = time.time() + 120
+        left = alive(workers)
+        while left and time.time() < deadline:
+            time.sleep(0.5)
+            left = alive(workers)
+        assert not left, f"workers {left} outlived the run ({when})"
+    finally:
+        for b in burners:
+            b.kill()
+        for pid in alive(workers):
+            os.kill(pid, signal.SIGKILL)  # never leave an orphan behind, even when the test fails
 
 
 def test_units_are_handed_out_longest_first():

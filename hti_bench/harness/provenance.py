@@ -9,7 +9,7 @@ from importlib.metadata import PackageNotFoundError, version
 
 import torch
 
-from hti_bench.harness.registry import PROJECT_ROOT
+from hti_bench.harness.registry import PACKAGED_PLUGINS, PROJECT_ROOT
 
 
 def package_version() -> str:
@@ -21,7 +21,14 @@ def package_version() -> str:
 
 @functools.lru_cache(maxsize=1)
 def git_revision() -> str:
-    """Short revision of the project checkout, ``-dirty`` if it has uncommitted changes; else unknown."""
+    """Short revision of the project checkout, ``-dirty`` if it has uncommitted changes; else unknown.
+
+    Only a checkout of hti-bench itself counts: an installed wheel lives in site-packages, which may sit
+    inside some other repository (a project with its venv in its folder), whose revision says nothing
+    about the code that ran; then the package version is the record.
+    """
+    if PACKAGED_PLUGINS.is_dir() or not (PROJECT_ROOT / ".git").exists():
+        return "unknown"
     try:
         rev = subprocess.run(
             ["git", "-C", str(PROJECT_ROOT), "rev-parse", "--short", "HEAD"],

@@ -3,7 +3,7 @@
 Proposals come from the ``sweeps`` package — the engine W&B's own servers and local controller use —
 so grid, random and bayes search and hyperband early stopping behave as they do online. Runs go to
 N worker processes; each imports the stack once and calls the sweep program in-process through
-``WANDB_SWEEP_PARAM_PATH``, exactly as an agent would launch it, minus ~5 s of start-up per run.
+``WANDB_SWEEP_PARAM_PATH``, exactly as an agent would launch it, minus the start-up of a fresh process per run.
 
 State lives beside the results, one JSON file per run, each written by an atomic rename::
 
