@@ -180,7 +180,7 @@ def _cmd_leaderboard(args: argparse.Namespace) -> int:
     if args.by_lambda:
         import pandas as pd
 
-        from hti_bench.harness.results import by_lambda
+        from hti_bench.harness.leaderboard import by_lambda
 
         table = by_lambda(results)
         with pd.option_context("display.width", 200, "display.max_columns", 30):

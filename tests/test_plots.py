@@ -9,7 +9,8 @@ import pytest
 from test_results import row
 
 from hti_bench.cli import main
-from hti_bench.harness.results import ResultsStore, leaderboard, safe_name
+from hti_bench.harness.leaderboard import leaderboard
+from hti_bench.harness.results import ResultsStore, safe_name
 
 TRICKY = ("tensor[path=../data/x.npz]", "tensor[path='../data/x.npz']")
 
@@ -58,7 +59,7 @@ def test_mean_rank_over_the_tasks_where_the_surrogate_is_ranked():
 def test_leaderboard_columns_are_documented_in_the_results_readme():
     from pathlib import Path
 
-    from hti_bench.harness.results import LEADERBOARD_COLUMNS, leaderboard_markdown
+    from hti_bench.harness.leaderboard import LEADERBOARD_COLUMNS, leaderboard_markdown
 
     board = leaderboard(pd.DataFrame(fabricated_rows()))
     undocumented = [c for c in board.columns if c not in LEADERBOARD_COLUMNS and not c.startswith("metric_")]

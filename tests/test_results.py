@@ -6,7 +6,8 @@ import pandas as pd
 import pytest
 
 from hti_bench.errors import ResultsError
-from hti_bench.harness.results import COLUMNS, KEY, SCHEMA_VERSION, ResultsStore, leaderboard, merge
+from hti_bench.harness.leaderboard import leaderboard
+from hti_bench.harness.results import COLUMNS, KEY, SCHEMA_VERSION, ResultsStore, merge
 
 
 def row(surrogate="a", seed=0, lam=0.25, w2=1.0, status="ok", date="2026-01-01T00:00:00", task="t"):
@@ -109,7 +110,7 @@ def test_version_1_files_are_read_with_the_anchor_cost_unknown(tmp_path):
 
 
 def test_by_lambda_averages_seeds_per_heldout_lambda_and_adds_the_floor():
-    from hti_bench.harness.results import by_lambda
+    from hti_bench.harness.leaderboard import by_lambda
 
     rows = pd.DataFrame([row(seed=0, lam=0.25, w2=1.0), row(seed=1, lam=0.25, w2=3.0), row(seed=0, lam=0.75, w2=5.0),
                          row(seed=0, lam=0.75, w2=99.0, status="failed", surrogate="b")])

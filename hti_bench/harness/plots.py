@@ -36,7 +36,8 @@ import pandas as pd
 from hti_bench.clock import Clock
 from hti_bench.errors import ConfigError, ResultsError
 from hti_bench.harness.fsutil import atomic_write_bytes
-from hti_bench.harness.results import ResultsStore, _ci95, leaderboard, parse_anchors, safe_name
+from hti_bench.harness.leaderboard import _ci95, leaderboard
+from hti_bench.harness.results import ResultsStore, parse_anchors, safe_name
 from hti_bench.specs import format_spec, parse_spec
 
 DPI = 150

@@ -1,4 +1,5 @@
-"""The results store: a long, tidy table with a versioned schema, and the leaderboard computed from it.
+"""The results store: a long, tidy table with a versioned schema (the leaderboard is computed from it, in
+:mod:`hti_bench.harness.leaderboard`).
 
 One row per (task, surrogate, seed, held-out λ). Each finished (task, surrogate, seed) unit is written
 as its own CSV file under ``<results>/runs/`` by an atomic rename, so an interrupted run loses at most
@@ -27,6 +28,7 @@ import pandas as pd
 
 from hti_bench.errors import ResultsError
 from hti_bench.harness.fsutil import atomic_write_bytes
+from hti_bench.harness.leaderboard import leaderboard
 
 SCHEMA_VERSION = 3
 
@@ -120,39 +122,6 @@ _FLOAT_COLUMNS = (
     "seed_floor_w1", "seed_floor_w2", "seed_floor_w2sq",
     "anchor_train_seconds",
 )
-
-
-#: Columns of ``leaderboard.csv`` (and of each ``leaderboard_<task>.csv``) → meaning; a test keeps the
-#: table in ``results/README.md`` equal to :func:`leaderboard_markdown`.
-LEADERBOARD_COLUMNS: dict[str, str] = {
-    "task": "Task name, as in the results.",
-    "rank": "Rank of the surrogate within the task by `w2_mean` (1 = best, ties share the lower rank); "
-    "empty for surrogates with no ok row (skipped or failed).",
-    "surrogate": "Surrogate name with its parameters.",
-    "w2_mean": "Mean W₂ over every ok (seed, held-out λ) row.",
-    "w2_std": "Standard deviation of W₂ over those rows.",
-    "w2_ci95": "Half-width of the 95 % Student-t interval over seeds, each seed first averaged over the held-out λ.",
-    "w2sq_mean": "Mean W₂² (the HTI paper's 'W.D.').",
-    "w2sq_ci95": "95 % CI half-width of W₂², as for `w2_ci95`.",
-    "w1_mean": "Mean W₁.",
-    "floor_w2_mean": "Mean noise floor of W₂ over the same rows.",
-    "seed_floor_w2_mean": "Mean seed-to-seed floor of W₂ (NaN for tasks without training randomness).",
-    "w1_std": "Standard deviation of W₁.",
-    "w1_ci95": "95 % CI half-width of W₁.",
-    "w2sq_std": "Standard deviation of W₂².",
-    "n_seeds": "Seeds with at least one ok row.",
-    "n_rows": "Ok rows averaged.",
-    "n_failed": "Failed rows (not averaged).",
-    "fit_seconds": "Mean over seeds of the wall time of fit().",
-    "sample_seconds": "Mean wall time of sample() at one held-out λ (all conditions).",
-    "anchor_train_seconds": "What training the task's anchor networks cost (NaN for tasks that train nothing).",
-    "uses_training_loss": "Whether the surrogate trains on the task's loss (best response; starred in the printout).",
-    "status": "ok, `partial: N failed rows`, or `skipped: reason` / `failed: reason` when no row is ok.",
-    "mean_rank": "The surrogate's mean `rank` over every task where it has one (the same on each of its rows). "
-    "Tasks it was skipped on or failed count neither way, so compare it together with `n_tasks_ranked`, and "
-    "only between surrogates run on the same tasks.",
-    "n_tasks_ranked": "Tasks `mean_rank` averages over.",
-}
 
 
 def unit_digest(task: str, surrogate: str, seed: int) -> str:
@@ -394,101 +363,6 @@ def merge(frames: Iterable[pd.DataFrame]) -> pd.DataFrame:
     df = df.sort_values("run_date", kind="stable").drop_duplicates(list(KEY), keep="last")
     extra = sorted(c for c in df.columns if c not in COLUMNS)
     return df[list(COLUMNS) + extra].sort_values(list(KEY), kind="stable").reset_index(drop=True)
-
-
-def _ci95(values: np.ndarray) -> float:
-    """Half-width of the 95 % Student-t interval of the mean of ``values``; NaN for fewer than 2."""
-    values = values[np.isfinite(values)]
-    if len(values) < 2:
-        return float("nan")
-    from scipy import stats
-
-    return float(stats.t.ppf(0.975, len(values) - 1) * values.std(ddof=1) / math.sqrt(len(values)))
-
-
-def leaderboard(results: pd.DataFrame) -> pd.DataFrame:
-    """Per task and surrogate: mean, std and 95 % CI of W₂ (and W₁, W₂², task metrics), rank, costs.
-
-    ``*_mean`` and ``*_std`` are over every ok (seed, held-out λ) row. ``*_ci95`` is the half-width of
-    the 95 % t-interval over seeds, each seed first averaged over the held-out λ (the HTI paper's
-    protocol: held-out λ of one seed are not independent replicates). ``rank`` orders each task by
-    ``w2_mean`` (1 = best); surrogates with no ok row have no rank and say why in ``status``.
-    ``mean_rank`` is each surrogate's mean rank over the ``n_tasks_ranked`` tasks where it has a rank
-    (tasks where it was skipped or failed do not count). Columns: :data:`LEADERBOARD_COLUMNS`, with
-    ``metric_<name>_mean`` for task metrics.
-    """
-    if results.empty:
-        return pd.DataFrame(columns=list(LEADERBOARD_COLUMNS))
-    metric_cols = [c for c in results.columns if c.startswith("metric_")]
-    value_cols = ["w2", "w1", "w2sq", *metric_cols]
-    out = []
-    for (task, surrogate), group in results.groupby(["task", "surrogate"], sort=True):
-        ok = group[group["status"] == "ok"]
-        row: dict[str, Any] = {"task": task, "surrogate": surrogate}
-        for col in value_cols:
-            vals = pd.to_numeric(ok[col], errors="coerce")
-            per_seed = vals.groupby(ok["seed"]).mean().to_numpy(dtype=float)
-            row[f"{col}_mean"] = float(vals.mean()) if len(vals) else float("nan")
-            if col in ("w2", "w1", "w2sq"):
-                row[f"{col}_std"] = float(vals.std(ddof=1)) if len(vals) > 1 else float("nan")
-                row[f"{col}_ci95"] = _ci95(per_seed)
-        row["floor_w2_mean"] = float(pd.to_numeric(ok["floor_w2"]).mean()) if len(ok) else float("nan")
-        row["seed_floor_w2_mean"] = float(pd.to_numeric(ok["seed_floor_w2"], errors="coerce").mean()) if len(ok) else float("nan")
-        row["n_seeds"] = int(ok["seed"].nunique())
-        row["n_rows"] = int(len(ok))
-        row["n_failed"] = int((group["status"] == "failed").sum())
-        row["fit_seconds"] = float(ok.drop_duplicates("seed")["fit_seconds"].mean()) if len(ok) else float("nan")
-        row["sample_seconds"] = float(ok["sample_seconds"].mean()) if len(ok) else float("nan")
-        row["anchor_train_seconds"] = float(pd.to_numeric(group["anchor_train_seconds"], errors="coerce").max())
-        row["uses_training_loss"] = bool(group["uses_training_loss"].astype(str).str.lower().eq("true").any())
-        if len(ok) and not row["n_failed"]:
-            row["status"] = "ok"
-        elif len(ok):
-            row["status"] = f"partial: {row['n_failed']} failed rows"
-        else:
-            reasons = group["error"].replace("", np.nan).dropna().unique()
-            kind = "skipped" if (group["status"] == "skipped").all() else "failed"
-            row["status"] = f"{kind}: {reasons[0] if len(reasons) else 'no reason recorded'}"
-        out.append(row)
-    board = pd.DataFrame(out)
-    board["rank"] = board.groupby("task")["w2_mean"].rank(method="min").astype("Int64")
-    ranks = board["rank"].astype("Float64").groupby(board["surrogate"])
-    board["mean_rank"] = board["surrogate"].map(ranks.mean()).astype(float)
-    board["n_tasks_ranked"] = board["surrogate"].map(ranks.count()).astype(int)
-    first = ["task", "rank", "surrogate", "w2_mean", "w2_std", "w2_ci95", "w2sq_mean", "w2sq_ci95", "w1_mean", "floor_w2_mean", "seed_floor_w2_mean"]
-    rest = [c for c in board.columns if c not in first]
-    board = board[first + rest]
-    return board.sort_values(["task", "rank", "surrogate"], na_position="last", kind="stable").reset_index(drop=True)
-
-
-def by_lambda(results: pd.DataFrame, value: str = "w2") -> pd.DataFrame:
-    """``value`` at each held-out λ: one row per (task, surrogate), one column per λ, the mean over
-    seeds of the ok rows; per task, ``(noise floor)`` and ``(seed-to-seed floor)`` rows hold the floors. Where a method is good
-    and where it degrades (near or far from its anchors, or an STN's centre) shows here."""
-    ok = results[results["status"] == "ok"].copy()
-    if ok.empty:
-        return pd.DataFrame()
-    ok[value] = pd.to_numeric(ok[value], errors="coerce")
-    ok["lambda_heldout"] = pd.to_numeric(ok["lambda_heldout"])
-    table = ok.pivot_table(index=["task", "surrogate"], columns="lambda_heldout", values=value, aggfunc="mean")
-    floor = ok.pivot_table(index="task", columns="lambda_heldout", values=f"floor_{value}", aggfunc="mean")
-    floor.index = pd.MultiIndex.from_tuples([(t, "(noise floor)") for t in floor.index], names=["task", "surrogate"])
-    parts = [table, floor]
-    seed_col = f"seed_floor_{value}"
-    if seed_col in ok.columns and pd.to_numeric(ok[seed_col], errors="coerce").notna().any():
-        ok[seed_col] = pd.to_numeric(ok[seed_col], errors="coerce")
-        seed = ok.pivot_table(index="task", columns="lambda_heldout", values=seed_col, aggfunc="mean")
-        seed.index = pd.MultiIndex.from_tuples([(t, "(seed-to-seed floor)") for t in seed.index], names=["task", "surrogate"])
-        parts.append(seed)
-    return pd.concat(parts).sort_index()
-
-
-def leaderboard_markdown() -> str:
-    """The leaderboard column table of ``results/README.md``, from :data:`LEADERBOARD_COLUMNS`."""
-    lines = ["| column | meaning |", "|---|---|"]
-    lines += [f"| `{name}` | {meaning} |" for name, meaning in LEADERBOARD_COLUMNS.items()]
-    lines += ["| `metric_<name>_mean` | Mean of a task metric of the surrogate's samples over the ok rows. |"]
-    return "\n".join(lines)
 
 
 def schema_markdown() -> str:

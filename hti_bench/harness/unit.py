@@ -181,15 +181,21 @@ def draw_inputs(task: Task, seed: int, *, reuse: bool = False) -> UnitInputs:
 # ---------------------------------------------------------------------------------------- scoring
 
 
-def evaluate(task: Task, spec: str, seed: int, inputs: UnitInputs | None = None, *, clouds: bool = True) -> UnitResult:
-    """Fit the surrogate ``spec`` for one seed and score it at every held-out λ of ``task``.
+def evaluate(task: Task, spec: str | Surrogate, seed: int, inputs: UnitInputs | None = None, *,
+             clouds: bool = True) -> UnitResult:
+    """Fit the surrogate ``spec`` (a name like ``cfm[steps=30]``, or an unfitted instance) for one seed
+    and score it at every held-out λ of ``task``.
 
     ``inputs`` defaults to :func:`draw_inputs` of (task, seed). With ``clouds``, a task with 2-D outputs
     also gets the surrogate's and the held-out network's samples at the middle held-out λ (the first
     :data:`CLOUD_CONDITIONS` conditions, at most :data:`CLOUD_SAMPLES` samples each).
     Raises only for a bad name or parameter (before anything trains); plugin faults become rows.
     """
-    surrogate = make_surrogate(spec)
+    if isinstance(spec, Surrogate):
+        surrogate = spec
+        surrogate.validate_params()
+    else:
+        surrogate = make_surrogate(spec)
     spec = surrogate.spec  # canonical form: defaults dropped, keys sorted
     inputs = inputs if inputs is not None else draw_inputs(task, seed)
     references = inputs.references
