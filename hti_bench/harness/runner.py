@@ -19,9 +19,9 @@ from typing import Any
 from hti_bench.harness.pool import WorkerPool, resolve_jobs
 from hti_bench.harness.registry import default_tasks, make_surrogate, make_task, surrogate_classes
 from hti_bench.harness.results import ResultsStore
-from hti_bench.harness.targets import TargetCache
-from hti_bench.harness.unit import UnitResult, draw_inputs, evaluate, failed
-from hti_bench.task import Task, TrainedTask
+from hti_bench.harness.targets import TargetCache, prepare_targets, target_networks
+from hti_bench.harness.unit import UnitResult, draw_inputs, evaluate, failed, stored_clouds
+from hti_bench.task import Task
 
 DEFAULT_SEEDS = (0, 1, 2)
 
@@ -51,34 +51,6 @@ def resolve(tasks: Sequence[str] | None, surrogates: Sequence[str] | None,
     specs = list(surrogates) if surrogates else list(surrogate_classes())
     specs = [make_surrogate(s).spec for s in specs]  # validates names and parameters now
     return task_objs, specs
-
-
-def target_networks(task: Task) -> list[tuple[float, int]]:
-    """(λ, training seed) of every network a task's units need: anchors, held-out and their seed twins."""
-    if not isinstance(task, TrainedTask):
-        return []
-    seed = int(task.config.model_seed)
-    return [(lam, seed) for lam in task.anchors + task.heldout] + [(lam, task.twin_seed) for lam in task.heldout]
-
-
-def prepare_targets(task: Task, progress: bool = False) -> None:
-    """Train (or load) every network a task's units need, through the task's cache."""
-    from tqdm.auto import tqdm
-
-    nets = target_networks(task)
-    for lam, model_seed in tqdm(nets, desc=f"targets {task.name}", unit="net", leave=False, disable=not progress):
-        task.network(lam, seed=model_seed)
-
-
-def run_unit(task: Task, spec: str, seed: int, store: ResultsStore, *, force: bool = False) -> UnitResult:
-    """One unit's result: read back from ``store`` if it holds it (unless ``force``), else trained,
-    evaluated and stored now. The sweep program's per-seed step."""
-    if not force and store.has_unit(task.spec, spec, seed):
-        return UnitResult.from_rows(store.read_unit(task.spec, spec, seed).to_dict("records"))
-    prepare_targets(task)
-    result = evaluate(task, spec, seed, draw_inputs(task, seed, reuse=True))
-    store.write_unit(result.rows, samples=_clouds(result))
-    return result
 
 
 def run(
@@ -130,7 +102,7 @@ def run(
             run_id = tracker(rows)
             for row in rows:
                 row["wandb_run_id"] = run_id or ""
-        store.write_unit(rows, samples=_clouds(result))
+        store.write_unit(rows, samples=stored_clouds(result))
         summary.units_run += 1
         for row in rows:
             if row["status"] == "failed":
@@ -158,11 +130,6 @@ def run(
     summary.results, summary.leaderboard = store.write_tables()
     summary.seconds = time.perf_counter() - start
     return summary
-
-
-def _clouds(result: UnitResult) -> dict[str, Any]:
-    # An empty mapping removes a stale cloud of the same unit from an earlier run.
-    return result.clouds.as_dict() if result.clouds is not None else {}
 
 
 # ---------------------------------------------------------------------------------------- parallel

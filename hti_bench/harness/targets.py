@@ -17,16 +17,14 @@ import time
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 from torch import Tensor, nn
 
 from hti_bench.harness.fsutil import atomic_write_bytes, default_cache_dir
+from hti_bench.task import Task, TrainedTask
 from hti_bench.toolkit.training import adam
-
-if TYPE_CHECKING:
-    from hti_bench.task import TrainedTask
 
 log = logging.getLogger(__name__)
 
@@ -131,6 +129,23 @@ class TargetCache:
             finally:
                 fcntl.flock(lock, fcntl.LOCK_UN)
         return net.eval()
+
+
+def target_networks(task: Task) -> list[tuple[float, int]]:
+    """(λ, training seed) of every network a task's units need: anchors, held-out and their seed twins."""
+    if not isinstance(task, TrainedTask):
+        return []
+    seed = int(task.config.model_seed)
+    return [(lam, seed) for lam in task.anchors + task.heldout] + [(lam, task.twin_seed) for lam in task.heldout]
+
+
+def prepare_targets(task: Task, progress: bool = False) -> None:
+    """Train (or load) every network a task's units need, through the task's cache."""
+    from tqdm.auto import tqdm
+
+    nets = target_networks(task)
+    for lam, model_seed in tqdm(nets, desc=f"targets {task.name}", unit="net", leave=False, disable=not progress):
+        task.network(lam, seed=model_seed)
 
 
 def _quiet_lightning() -> None:

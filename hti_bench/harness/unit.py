@@ -30,7 +30,8 @@ from torch import Tensor
 from hti_bench.anchors import AnchorSet
 from hti_bench.harness import provenance as prov
 from hti_bench.harness.registry import make_surrogate
-from hti_bench.harness.results import SCHEMA_VERSION, format_anchors
+from hti_bench.harness.results import SCHEMA_VERSION, ResultsStore, format_anchors
+from hti_bench.harness.targets import prepare_targets
 from hti_bench.scoring import per_condition_wasserstein
 from hti_bench.surrogate import Surrogate
 from hti_bench.task import Task, TrainedTask
@@ -251,6 +252,24 @@ def evaluate(task: Task, spec: str | Surrogate, seed: int, inputs: UnitInputs | 
         if i == cloud_at:
             result.clouds = _clouds(task, spec, seed, ref, conds, out)
     return _stamp(result)
+
+
+def run_unit(task: Task, spec: str, seed: int, store: ResultsStore, *, force: bool = False) -> UnitResult:
+    """One unit's result: read back from ``store`` if it holds it (unless ``force``), else its targets
+    trained, the unit evaluated and stored now (inputs reused within this process). The sweep program's
+    per-seed step."""
+    if not force and store.has_unit(task.spec, spec, seed):
+        return UnitResult.from_rows(store.read_unit(task.spec, spec, seed).to_dict("records"))
+    prepare_targets(task)
+    result = evaluate(task, spec, seed, draw_inputs(task, seed, reuse=True))
+    store.write_unit(result.rows, samples=stored_clouds(result))
+    return result
+
+
+def stored_clouds(result: UnitResult) -> dict[str, Any]:
+    """What :meth:`~hti_bench.harness.results.ResultsStore.write_unit` stores of the unit's clouds: an
+    empty mapping (which removes a stale cloud of the same unit from an earlier run) when it has none."""
+    return result.clouds.as_dict() if result.clouds is not None else {}
 
 
 def failed(task: Task, spec: str, seed: int, reason: str) -> UnitResult:

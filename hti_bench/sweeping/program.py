@@ -171,8 +171,8 @@ def execute(
     """
     from hti_bench.harness.registry import make_task
     from hti_bench.harness.results import ResultsStore
-    from hti_bench.harness.runner import run_unit
     from hti_bench.harness.targets import TargetCache
+    from hti_bench.harness.unit import run_unit
 
     task = make_task(rc.task, cache=TargetCache(cache_dir))
     store = ResultsStore(results_dir)
