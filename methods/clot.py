@@ -14,27 +14,31 @@ Variants (one sweep over ``metric`` × ``potential`` is the paper's ablation tab
 ``clot[metric=learned,potential=False]`` = K_θ, ``clot[metric=learned,potential=True]`` = K_θ − Û
 (the full method), ``clot[metric=nlot,potential=False]`` = NLOT (D = 2 only).
 
-Choices against the authors' JAX reference code (github.com/harrya32/hyperparameter-trajectory-inference),
-each a parameter:
+Against the authors' JAX reference code (github.com/harrya32/hyperparameter-trajectory-inference), every
+component agrees to float32 precision when run as the reference (docs/PARITY.md; ``scripts/clot_parity.py``
+and ``tests/test_clot_parity.py``). The differences that remain are choices, each a parameter:
 - ``cost="paper"`` (default) integrates the Lagrangian, ∫ ½ q̇ᵀGq̇ − Û ds; ``cost="reference"`` uses the
   code's ½ (Σ √(ΔᵀGΔ) − Σ Û)², where the potential sits inside the square and is summed without ds,
   so the same α weighs the potential about (path points)× more. ``alpha`` therefore defaults to 3 for
-  the paper form; the reference runs use 0.01–0.05 with ``cost="reference"``. Measured on the paper's
-  two-moons data (K_I − Û, 300 steps, seed 0): W₂² 0.099 with the reference form (h 0.2, α 0.01),
-  0.193 with the paper form (h 0.2, α 3); on semicircles both reach NLL ≈ −0.65 or lower
-  (docs/REPRODUCTION.md).
+  the paper form; the reference runs use 0.01–0.05 with ``cost="reference"`` (docs/REPRODUCTION.md).
+- ``spline_basis="c2"`` (default): cubic splines that are C² at the knots; ``"reference"``: the
+  reference's family, whose spline library writes the curvature row wrongly, so it is not C².
 - Minibatches of ``batch_size`` rows instead of full batches; the c-transform moves only the output
   coordinates (the reference's L-BFGS also moves continuous conditions x, so g is read at a drifted
-  x) inside a box around the anchor data (``bounds_margin``), and the KDE
-  support is a random subset of at most ``kde_support`` pooled anchor outputs (per class). For D = 2
-  with categorical x, Û is tabulated once on a ``potential_grid``² grid over that box and read by
-  bilinear interpolation (0 = the exact KDE at every point), which is what makes a CPU fit take
-  minutes rather than hours. A learned metric is tabulated the same way (``metric_grid``) for the
-  c-transform and the spline fits, and re-tabulated after every metric update; the metric's own
-  training step always differentiates the network.
+  x) and holds the path shape fixed while it searches, inside a box around the anchor data
+  (``bounds_margin``, or the reference's fixed ``bounds``); the KDE support is a random subset of at
+  most ``kde_support`` pooled anchor outputs (per class). For D = 2 with categorical x, Û is tabulated
+  once on a ``potential_grid``² grid over that box and read by bilinear interpolation (0 = the exact
+  KDE at every point), which is what makes a CPU fit take minutes rather than hours. A learned metric
+  is tabulated the same way (``metric_grid``) for the c-transform and the spline fits, and
+  re-tabulated after every metric update; the metric's own training step always differentiates the
+  network.
 - Inference starts from the nearest lower anchor's samples (``start="lower"``); the reference
-  propagates everything from the first anchor (``start="first"``).
-- Outputs are standardised by one global scale (so the Euclidean metric is unchanged) before fitting.
+  propagates everything from the first anchor (``start="first"``; :meth:`CLOT.push` pushes given rows).
+- Outputs are standardised by one global scale (so the Euclidean metric is unchanged) before fitting;
+  ``standardise=False`` keeps the raw units, as the reference (in its cost form the two differ).
+- ``init="torch"`` (default) starts the maps T_k at the identity and FiLM at the identity modulation;
+  ``init="reference"`` uses flax's default initialisation, as the reference's networks.
 - Tasks with more than ``max_output_dim`` (16) outputs are skipped with the reason: the metric's
   D(D−1)/2 rotations and the path cost grow steeply with D, so on beta-vae (D = 64) a fit is far
   beyond the suite's budget (``benchmarks/clot_fit.py`` measures the growth; docs/PERFORMANCE.md).
@@ -55,6 +59,7 @@ from hti_bench.toolkit import training
 from hti_bench.toolkit.lagrangian import (
     COSTS,
     METRICS,
+    SPLINE_BASES,
     GridMetric,
     GridPotential,
     KDEPotential,
@@ -66,9 +71,22 @@ from hti_bench.toolkit.lagrangian import (
     prepare_cost,
     scott_bandwidth,
 )
-from hti_bench.toolkit.nets import ConditionEncoder, FiLMMLP, check_device, check_hidden, resolve_device, seeded
+from hti_bench.toolkit.nets import (
+    ConditionEncoder,
+    FiLMMLP,
+    check_device,
+    check_hidden,
+    flax_init_,
+    resolve_device,
+    seeded,
+)
 from hti_bench.toolkit.transport import draw_many
 from hti_bench.view import TaskView
+
+#: How CLOT's networks start: ``torch``, torch's defaults, with the maps T_k and the amortiser starting at the
+#: identity and the straight line, and FiLM at the identity modulation; ``reference``, flax's defaults
+#: (:func:`~hti_bench.toolkit.nets.flax_init_`), as the reference code's.
+INITS = ("torch", "reference")
 
 
 class _StackedFiLMMLP:
@@ -131,6 +149,7 @@ class CLOT(Surrogate):
         hidden: tuple[int, ...] = (64, 64, 64, 64),
         spline_hidden: int = 256,
         spline_nodes: int = 15,
+        spline_basis: str = "c2",
         path_points: int = 12,
         spline_pretrain: int = 200,
         spline_every: int = 50,
@@ -141,6 +160,9 @@ class CLOT(Surrogate):
         metric_grid: int = 192,
         start: str = "lower",
         bounds_margin: float = 0.25,
+        bounds: tuple | None = None,
+        standardise: bool = True,
+        init: str = "torch",
         max_output_dim: int = 16,
         device: str = "auto",
     ) -> None:
@@ -160,6 +182,7 @@ class CLOT(Surrogate):
         self.hidden = hidden
         self.spline_hidden = spline_hidden
         self.spline_nodes = spline_nodes
+        self.spline_basis = spline_basis
         self.path_points = path_points
         self.spline_pretrain = spline_pretrain
         self.spline_every = spline_every
@@ -170,6 +193,9 @@ class CLOT(Surrogate):
         self.metric_grid = metric_grid
         self.start = start
         self.bounds_margin = bounds_margin
+        self.bounds = bounds
+        self.standardise = standardise
+        self.init = init
         self.max_output_dim = max_output_dim
         self.device = device
 
@@ -191,6 +217,17 @@ class CLOT(Surrogate):
         check_choice("metric", self.metric, METRICS)
         check_choice("cost", self.cost, COSTS)
         check_choice("start", self.start, ("lower", "first"))
+        check_choice("spline_basis", self.spline_basis, SPLINE_BASES)
+        check_choice("init", self.init, INITS)
+        if self.bounds is not None:
+            try:
+                lo, hi = (torch.as_tensor(b, dtype=torch.float32) for b in self.bounds)
+                ok = bool((lo < hi).all())
+            except (TypeError, ValueError, RuntimeError):
+                ok = False
+            if not ok:
+                raise ConfigError(f"bounds must be (low, high) with low < high, scalars or one per output dimension, "
+                                  f"got {self.bounds!r}")
         if self.bandwidth is not None and not self.bandwidth > 0:
             raise ConfigError(f"bandwidth must be > 0 (or None for Scott's rule), got {self.bandwidth}")
         check_positive(self, ("cond_bandwidth", "lr", "metric_lr", "spline_lr"))
@@ -223,8 +260,11 @@ class CLOT(Surrogate):
         n_classes = self.encoder_.n_classes
         cdim = cond.shape[1]
         pooled = anchors.samples.reshape(-1, d).float()
-        self.y_mean_ = pooled.mean(0)
-        self.y_scale_ = pooled.std(0).mean().clamp_min(1e-6)  # one scale for all dims keeps G = I Euclidean
+        if self.standardise:
+            self.y_mean_ = pooled.mean(0)
+            self.y_scale_ = pooled.std(0).mean().clamp_min(1e-6)  # one scale for all dims keeps G = I Euclidean
+        else:  # the raw output units, as the reference code (its costs and bandwidths are not scale-free)
+            self.y_mean_, self.y_scale_ = torch.zeros(d), torch.tensor(1.0)
         ys = (anchors.samples.float() - self.y_mean_) / self.y_scale_  # (K, M, n, D)
         xs = self.encoder_(cond)  # (M, C')
         rows_y = ys.reshape(k_anchors, m * n, d).to(dev)
@@ -232,20 +272,23 @@ class CLOT(Surrogate):
         span = ys.reshape(-1, d)
         lo, hi = span.min(0).values, span.max(0).values
         pad = self.bounds_margin * (hi - lo).clamp_min(1e-3)
-        self.lo_, self.hi_ = (lo - pad).to(dev), (hi + pad).to(dev)
+        lo, hi = lo - pad, hi + pad
+        if self.bounds is not None:  # a box given in output units, as the reference's per-dataset clip
+            lo = (torch.as_tensor(self.bounds[0], dtype=torch.float32).expand(d) - self.y_mean_) / self.y_scale_
+            hi = (torch.as_tensor(self.bounds[1], dtype=torch.float32).expand(d) - self.y_mean_) / self.y_scale_
+        self.lo_, self.hi_ = lo.to(dev), hi.to(dev)
 
         # Networks.
-        hidden = tuple(int(h) for h in self.hidden)
-        self.g_ = nn.ModuleList([FiLMMLP(d, 1, hidden, cdim, n_classes) for _ in range(k_anchors - 1)]).to(dev)
-        self.T_ = nn.ModuleList([FiLMMLP(d, d, hidden, cdim, n_classes, zero_last=True) for _ in range(k_anchors - 1)]).to(dev)
-        self.metric_ = make_metric(self.metric, d, cdim, n_classes).to(dev)
+        g, t, self.metric_, self.path_, self.spline_ = self.networks(d, cdim, n_classes, k_anchors - 1)
+        if self.init == "reference":  # flax's default initialisation, as the reference's networks
+            for net in (g, t, self.metric_, self.spline_):
+                flax_init_(net)
+        self.g_, self.T_ = g.to(dev), t.to(dev)
+        self.metric_, self.path_, self.spline_ = self.metric_.to(dev), self.path_.to(dev), self.spline_.to(dev)
         # What path costs read: the network itself, or its tabulation (refreshed after each update).
         tabulate = self.metric_.learnable and int(self.metric_grid) > 0 and d == 2 and (self.categorical_ or cdim == 0)
         self.geometry_ = GridMetric(self.metric_, self.lo_, self.hi_, n_classes, int(self.metric_grid)) if tabulate \
             else self.metric_
-        self.path_ = SplinePath(self.spline_nodes, self.path_points).to(dev)
-        self.spline_ = FiLMMLP(2 * d, self.spline_nodes * d, (self.spline_hidden, self.spline_hidden), cdim, n_classes,
-                               zero_last=True).to(dev)
         self.potential_ = self._build_potential(rows_y, rows_x, gen).to(dev) if self.potential else None
         # A straight line is the exact geodesic of the Euclidean metric without potential: no path to learn.
         self.curved_ = self.metric_.learnable or self.potential_ is not None
@@ -285,10 +328,7 @@ class CLOT(Surrogate):
             for k, (i, j) in enumerate(draws):
                 rows = slice(k * bs, (k + 1) * bs)
                 yk, xk, yh = y[rows], x[rows], y_hat[rows]
-                g, t = self.g_[k], self.T_[k]
-                # Negated semi-dual (ŷ is a constant, so only g's terms carry gradient) + map amortisation.
-                dual = g(yh, xk).mean() - g(rows_y[k + 1][j], rows_x[j]).mean()
-                amort = ((t(yk, xk) - yh) ** 2).sum(-1).mean()
+                dual, amort = self.losses(self.g_[k], self.T_[k], yk, xk, yh, rows_y[k + 1][j], rows_x[j])
                 total_loss = total_loss + (dual + amort)
                 self.losses_.append(float((dual + amort).detach()))
             training.step(opt, total_loss, at=step)
@@ -302,7 +342,7 @@ class CLOT(Surrogate):
                 training.step(metric_opt, cost, at=step)
                 if self.geometry_ is not self.metric_:
                     self.geometry_.refresh()
-            if self.curved_ and (step + 1) % int(self.spline_every) == 0:
+            if self.curved_ and step % int(self.spline_every) == 0:  # from step 0 on, as the reference
                 for it in range(int(self.spline_iters)):
                     k = it % (k_anchors - 1)
                     i = batch()
@@ -314,6 +354,31 @@ class CLOT(Surrogate):
             module.eval()
             for p in module.parameters():
                 p.requires_grad_(False)
+
+    def networks(self, d: int, cdim: int, n_classes: int | None, intervals: int
+                 ) -> tuple[nn.ModuleList, nn.ModuleList, nn.Module, SplinePath, FiLMMLP]:
+        """The untrained networks for D = ``d`` outputs, conditions of ``cdim`` columns (``n_classes``
+        classes, or None when continuous) and ``intervals`` anchor intervals: (g_k, T_k, the metric,
+        the path family, the spline amortiser). Each has the reference's shape (docs/PARITY.md)."""
+        hidden = tuple(int(h) for h in self.hidden)
+        g = nn.ModuleList([FiLMMLP(d, 1, hidden, cdim, n_classes) for _ in range(intervals)])
+        # T_k(y | x) = y + MLP(y | x), as the reference's source map; the zero last layer starts it at the identity.
+        t = nn.ModuleList([FiLMMLP(d, d, hidden, cdim, n_classes, zero_last=True, residual=True) for _ in range(intervals)])
+        metric = make_metric(self.metric, d, cdim, n_classes)
+        path = SplinePath(self.spline_nodes, self.path_points, self.spline_basis)
+        # The amortiser's class embedding is a quarter of its width (at least 16), as the reference's.
+        spline = FiLMMLP(2 * d, self.spline_nodes * d, (self.spline_hidden, self.spline_hidden), cdim, n_classes,
+                         embed=max(16, int(self.spline_hidden) // 4), zero_last=True)
+        return g, t, metric, path, spline
+
+    @staticmethod
+    def losses(g: FiLMMLP, t: FiLMMLP, y: Tensor, x: Tensor, y_hat: Tensor, y1: Tensor, x1: Tensor) -> tuple[Tensor, Tensor]:
+        """One interval's (dual, amortisation) losses: the negated semi-dual without its c(y, ŷ) term
+        (ŷ is a constant, so that term carries no gradient to g or T), and the mean squared distance,
+        over rows and output dimensions, of T(y) to the c-transform ŷ (the reference's regression)."""
+        dual = g(y_hat, x).mean() - g(y1, x1).mean()
+        amort = ((t(y, x) - y_hat) ** 2).mean()
+        return dual, amort
 
     def _build_potential(self, rows_y: Tensor, rows_x: Tensor, gen: torch.Generator) -> nn.Module:
         """KDE over the pooled anchor outputs, at most ``kde_support`` points per class (or in all)."""
@@ -421,7 +486,7 @@ class CLOT(Surrogate):
     def sample(self, lam: float, conditions: Tensor, n: int, seed: int) -> Tensor:
         self.check_sample_args(n)
         anchors = self.anchors_
-        k, s = anchors.locate(lam)
+        k, _ = anchors.locate(lam)
         idx = anchors.index_of(conditions)
         gen = self.generator(seed)
         exact = [j for j, a in enumerate(anchors.lambdas) if math.isclose(a, float(lam), rel_tol=0, abs_tol=1e-12)]
@@ -429,14 +494,28 @@ class CLOT(Surrogate):
         y0 = draw_many(anchors.samples[first][idx], int(n), gen)  # (M', n, D)
         if exact:
             return y0.float()
-        dev = self.device_
         mq, d = y0.shape[0], y0.shape[2]
-        y = ((y0.reshape(-1, d).float() - self.y_mean_) / self.y_scale_).to(dev)
-        x = self.encoder_(conditions).repeat_interleave(int(n), 0).to(dev)
+        x = torch.as_tensor(conditions, dtype=torch.float32).repeat_interleave(int(n), 0)
+        return self.push(y0.reshape(-1, d), x, lam, first).reshape(mq, int(n), d)
+
+    @torch.no_grad()
+    def push(self, y0: Tensor, conditions: Tensor, lam: float, first: int) -> Tensor:
+        """Samples (B, D) of anchor ``first`` at conditions (B, C), carried to λ: through the maps of
+        the intervals in between, then along the path of λ's interval to its clock fraction; clipped to
+        the box. (What :meth:`sample` does with anchor samples it draws; given samples, it is the
+        reference's evaluation protocol, which pushes a fixed set of first-anchor rows.)"""
+        k, s = self.anchors_.locate(lam)
+        if not first <= k:
+            raise ValueError(f"anchor {first} lies above λ={lam}'s interval {k}")
+        dev, d = self.device_, y0.shape[1]
+        y = ((y0.float() - self.y_mean_) / self.y_scale_).to(dev)
+        x = self.encoder_(conditions).to(dev)
+        def clip(z: Tensor) -> Tensor:  # every map's image and the answer stay in the box, as the reference's
+            return torch.maximum(torch.minimum(z, self.hi_), self.lo_)
+
         for j in range(first, k):  # start="first": carry the samples through the earlier maps
-            y = self.T_[j](y, x)
-        y1 = self.T_[k](y, x)
+            y = clip(self.T_[j](y, x))
+        y1 = clip(self.T_[k](y, x))
         phi = self._phi(y, y1, x) if self.curved_ else y.new_zeros(y.shape[0], self.spline_nodes, d)
-        out = self.path_.at(y, y1, phi, s)
-        out = torch.maximum(torch.minimum(out, self.hi_), self.lo_)
-        return (out.cpu() * self.y_scale_ + self.y_mean_).reshape(mq, int(n), d)
+        out = clip(self.path_.at(y, y1, phi, s))
+        return out.cpu() * self.y_scale_ + self.y_mean_

@@ -52,7 +52,8 @@ class Conditioner(nn.Module):
 
 
 class FiLMMLP(nn.Module):
-    """y ↦ MLP(y) with the first hidden layer modulated by the condition: act(γ(x) ⊙ W y + β(x))."""
+    """y ↦ MLP(y) with the first hidden layer modulated by the condition: act(γ(x) ⊙ W y + β(x));
+    ``residual``: y ↦ y + MLP(y) (a map close to the identity, as a transport map between nearby anchors)."""
 
     def __init__(
         self,
@@ -64,9 +65,13 @@ class FiLMMLP(nn.Module):
         act: type[nn.Module] = nn.ReLU,
         embed: int = 16,
         zero_last: bool = False,
+        residual: bool = False,
     ) -> None:
         super().__init__()
         hidden = list(hidden)
+        if residual and in_dim != out_dim:
+            raise ValueError(f"a residual FiLMMLP maps a space to itself; got in_dim={in_dim}, out_dim={out_dim}")
+        self.residual = residual
         self.first = nn.Linear(in_dim, hidden[0])
         self.film = Conditioner(cond_dim, n_classes, hidden[0], embed=embed, act=act)
         layers: list[nn.Module] = []
@@ -84,7 +89,8 @@ class FiLMMLP(nn.Module):
         the same ``x`` (e.g. inside an optimisation over y) and computes them once."""
         gamma, beta = self.film(x) if film is None else film
         h = self.act(torch.addcmul(beta, gamma, self.first(y)))
-        return self.out(self.body(h))
+        out = self.out(self.body(h))
+        return y + out if self.residual else out
 
 
 class ConditionEncoder:
@@ -117,6 +123,22 @@ class ConditionEncoder:
             unknown = sorted(set(values.tolist()) - set(self.class_values.tolist()))
             raise ValueError(f"unknown class ids {unknown}; the anchors have {self.class_values.tolist()}")
         return idx.float()[:, None]
+
+
+def flax_init_(module: nn.Module) -> nn.Module:
+    """Re-initialise ``module``'s linear and embedding layers as flax does by default (the HTI reference
+    code's networks): kernels truncated-normal within ±2σ with variance 1/fan-in (lecun-normal), biases
+    zero, embeddings normal with variance 1/width. Draws from torch's global generator."""
+    with torch.no_grad():
+        for layer in module.modules():
+            if isinstance(layer, nn.Linear):
+                nn.init.trunc_normal_(layer.weight, 0.0, 1.0, -2.0, 2.0)
+                layer.weight.mul_((1.0 / layer.in_features) ** 0.5 / 0.87962566103423978)
+                if layer.bias is not None:
+                    layer.bias.zero_()
+            elif isinstance(layer, nn.Embedding):
+                nn.init.normal_(layer.weight, 0.0, (1.0 / layer.embedding_dim) ** 0.5)
+    return module
 
 
 def resolve_device(name: str) -> torch.device:

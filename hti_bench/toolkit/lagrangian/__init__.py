@@ -24,6 +24,7 @@ from hti_bench.toolkit.lagrangian.metric import (
     make_metric,
     unit_angle,
 )
+from hti_bench.toolkit.lagrangian.path import BASES as SPLINE_BASES
 from hti_bench.toolkit.lagrangian.path import SplinePath, spline_matrices
 from hti_bench.toolkit.lagrangian.potential import GridPotential, KDEPotential, scott_bandwidth
 
@@ -38,6 +39,7 @@ __all__ = [
     "Metric",
     "NLOTMetric",
     "PreparedCost",
+    "SPLINE_BASES",
     "SplinePath",
     "batched_lbfgs",
     "givens_apply",

@@ -1,0 +1,64 @@
+"""CLOT's components against the HTI authors' reference implementation, as fixed-number regressions.
+
+``tests/fixtures/clot_parity.npz`` holds small fixed inputs, the reference's parameters (g_k, T_k, the
+metric and spline networks, with fixed PRNG keys) and its outputs, made with the reference's own JAX
+code by
+
+    python scripts/clot_parity.py --reference-python REFVENV/bin/python --nlot REF/NLOT \\
+        --write-fixture tests/fixtures/clot_parity.npz
+
+(docs/PARITY.md: how to build that environment). These tests need no JAX: they load the reference's
+parameters into the port's modules and recompute every component.
+"""
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "scripts"))
+import clot_parity  # noqa: E402
+
+FIXTURE = ROOT / "tests" / "fixtures" / "clot_parity.npz"
+
+
+@pytest.fixture(scope="module")
+def outputs():
+    stored = dict(np.load(FIXTURE))
+    inp = {k[4:]: v for k, v in stored.items() if k.startswith("inp:")}
+    ref = {k[4:]: v for k, v in stored.items() if k.startswith("ref:")}
+    return inp, ref, clot_parity.port_outputs(inp, ref)
+
+
+def test_every_component_matches_the_reference_to_float32_precision(outputs):
+    _, ref, port = outputs
+    rows = [r for r in clot_parity.compare(ref, port) if not r.component.startswith("one c-transform solve")]
+    assert len(rows) == 34
+    bad = [f"{r.component} / {r.quantity}: max abs diff {r.max_abs:.2e} (max |ref| {r.reference})" for r in rows
+           if r.max_abs > 1e-5 * max(1.0, float(r.reference))]
+    assert not bad, "\n".join(bad)
+
+
+@pytest.mark.parametrize("geometry", list(clot_parity.GEOMETRIES))
+def test_the_port_c_transform_reaches_an_objective_no_worse_than_the_reference(outputs, geometry):
+    _, ref, port = outputs
+    reference = float(np.mean(ref[f"{geometry}:objective_at_solution"]))
+    ours = float(np.mean(port[f"{geometry}:objective_at_port"]))
+    assert ours <= reference + 1e-4 * max(1.0, abs(reference)), (geometry, ours, reference)
+
+
+def test_the_reference_spline_family_is_not_c2_and_ours_is():
+    from hti_bench.toolkit.lagrangian.path import _spline_null_basis
+
+    knots = np.linspace(0, 1, 15)
+    rows = []
+    for j in range(1, 14):  # curvature continuity at each interior knot: 2 c2 + 6 t c3 on both sides
+        r = np.zeros(56)
+        r[4 * (j - 1): 4 * j] = [0, 0, 2, 6 * knots[j]]
+        r[4 * j: 4 * j + 4] = [0, 0, -2, -6 * knots[j]]
+        rows.append(r)
+    curvature = np.array(rows)
+    assert np.abs(curvature @ _spline_null_basis(15, "c2")).max() < 1e-10
+    assert np.abs(curvature @ _spline_null_basis(15, "reference")).max() > 0.5
