@@ -427,3 +427,24 @@ def test_clot_fit_benchmark_quick_writes_perf_rows(tmp_path):
     assert ref.case.startswith("reference two-moons, paper budget") and ref.goal == "≤ 300 s" and ref.threads == 1
     assert {"fit_seconds", "w2sq", "exponent"} <= set(rows.quantity)
     assert len(rows[rows.quantity == "exponent"]) == 3  # N (default, full batch) and D
+
+
+@pytest.mark.parametrize("metric", ["euclidean", "learned"])
+def test_the_default_clot_is_scale_free(metric):
+    """The same problem with outputs in other units (× 10, shifted) gives the same samples, scaled back:
+    every default (bandwidth, α, box, step sizes) is stated relative to the anchors' spread. Short fits:
+    over hundreds of steps a learned metric's fit is chaotic (a 1e-6 relative change of the data moves
+    its answer as much as a change of units does), which would hide what this test looks for."""
+    from hti_bench.scoring import per_condition_wasserstein
+
+    anchors = gaussian_shift_anchors(n=120)
+    scale, shift = 10.0, torch.tensor([3.0, -7.0])
+    moved = AnchorSet(anchors.hyperparameter, anchors.lambdas, anchors.conditions, anchors.samples * scale + shift,
+                      anchors.eval_mask, categorical=True)
+    spec = f"clot[metric={metric},steps=40,batch_size=64,hidden=(16, 16),spline_hidden=32,spline_pretrain=10,spline_iters=5]"
+    a = make_surrogate(spec).fit(anchors, seed=3).sample(0.4, torch.zeros(1, 1), 120, seed=1)
+    b = make_surrogate(spec).fit(moved, seed=3).sample(0.4, torch.zeros(1, 1), 120, seed=1)
+    assert (b - shift).abs().max() > 1.0  # the units did change
+    gap = per_condition_wasserstein((b - shift) / scale, a).mean()["w2"]
+    spread = per_condition_wasserstein(anchors.samples[0], anchors.samples[1]).mean()["w2"]
+    assert gap < 0.01 * spread, (gap, spread)  # standardise=False: 0.14 (0.07 of the spread)
