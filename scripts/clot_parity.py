@@ -221,11 +221,23 @@ def port_outputs(inp: dict[str, np.ndarray], ref: dict[str, np.ndarray]) -> dict
             out[f"{gname}:dual_loss"] = np.asarray(float(dual - c.mean()), np.float32)
             out[f"{gname}:amor_loss"] = np.asarray(float(amort), np.float32)
         out[f"{gname}:ctransform"] = _port_ctransform(inp, mods, src).numpy()
+        out[f"{gname}:ctransform_jaxopt"] = _jaxopt_ctransform(mods, src).numpy()
         with torch.no_grad():
             objective = _objective(inp, mods, src)
             out[f"{gname}:objective_at_solution"] = objective(_t(ref[f"{gname}:ctransform"])).numpy()
             out[f"{gname}:objective_at_port"] = objective(_t(out[f"{gname}:ctransform"])).numpy()
     return out
+
+
+def _jaxopt_ctransform(mods: dict, src: torch.Tensor) -> torch.Tensor:
+    """The reference's solver re-implemented (``scripts/parity/jaxopt_like.py``) on the port's CLOT,
+    configured by :func:`_port_ctransform`."""
+    sys.path.insert(0, str(ROOT / "scripts" / "parity"))
+    import jaxopt_like
+
+    with torch.no_grad():
+        solution = jaxopt_like.clot_ctransform(mods["clot"], src[:, :2], src[:, 2:], torch.zeros(src.shape[0], dtype=torch.long))
+    return torch.cat([solution, src[:, 2:]], 1)
 
 
 def _objective(inp: dict[str, np.ndarray], mods: dict[str, nn.Module], src: torch.Tensor):
@@ -315,6 +327,10 @@ def compare(ref: dict[str, np.ndarray], port: dict[str, np.ndarray]) -> list[Row
         obj_port = float(np.mean(port[f"{gname}:objective_at_port"]))
         rows.append(Row(f"one c-transform solve, {label}", "ŷ = argmin c(y, ·) − g", "", a, r,
                         f"objective c(y, ŷ) − g(ŷ) reached, mean over rows: reference {obj_ref:.4g}, port {obj_port:.4g}"))
+        rowwise = np.abs(ref[f"{gname}:ctransform"][:, :2] - port[f"{gname}:ctransform_jaxopt"][:, :2]).max(1)
+        a, r = _diff(ref[f"{gname}:ctransform"][:, :2], port[f"{gname}:ctransform_jaxopt"][:, :2])
+        rows.append(Row(f"one c-transform solve, {label}", "ŷ with the reference's solver re-implemented", "", a, r,
+                        f"{int((rowwise < 1e-2).sum())} of {len(rowwise)} rows within 1e-2 (median {np.median(rowwise):.1e})"))
         a, r = _diff(ref[f"{gname}:objective_at_solution"], port[f"{gname}:objective_at_solution"])
         rows.append(Row(f"c-transform objective, {label}", "c(y, z) − g(z) at the reference's ŷ",
                         f"{float(np.abs(ref[f'{gname}:objective_at_solution']).max()):.3g}", a, r))

@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -110,7 +111,7 @@ def run_reference(args: argparse.Namespace, data: dict, config: dict, times: lis
         return np.asarray(out["preds"]), float(out["train_seconds"])
 
 
-def run_port(spec: str, data: dict, times: list[float], seed: int) -> tuple[np.ndarray, float]:
+def run_port(spec: str, data: dict, times: list[float], seed: int, solver: str = "port") -> tuple[np.ndarray, float]:
     from hti_bench.anchors import AnchorSet
     from hti_bench.clock import Hyperparameter
     from hti_bench.harness.registry import make_surrogate
@@ -121,8 +122,14 @@ def run_port(spec: str, data: dict, times: list[float], seed: int) -> tuple[np.n
     samples = torch.stack([torch.stack([torch.as_tensor(a[a[:, 2] == c[0]][:, :2]) for c in conds]) for a in anchors])
     aset = AnchorSet(Hyperparameter("t", 0.0, 1.0), list(np.linspace(0, 1, k)), conds, samples,
                      torch.ones(len(conds), dtype=torch.bool), categorical=True)
+    clot = make_surrogate(spec)
+    if solver == "jaxopt":  # the reference's c-transform solver, re-implemented (a measuring device)
+        sys.path.insert(0, str(ROOT / "scripts" / "parity"))
+        import jaxopt_like
+
+        clot._ctransform_all = lambda y, x, groups: jaxopt_like.clot_ctransform(clot, y, x, groups)
     start = time.perf_counter()
-    clot = make_surrogate(spec).fit(aset, seed=seed)
+    clot = clot.fit(aset, seed=seed)
     seconds = time.perf_counter() - start
     src = torch.as_tensor(data["eval_source"])
     preds = [torch.cat([clot.push(src[:, :2], src[:, 2:], t, 0), src[:, 2:]], 1).numpy() for t in times]
@@ -195,6 +202,8 @@ def main() -> int:
     p.add_argument("--spline-pretrain", type=int, default=101)
     p.add_argument("--spline-iters", type=int, default=51)
     p.add_argument("--port-set", nargs="*", default=[], metavar="KEY=VALUE", help="extra CLOT parameters (the port only)")
+    p.add_argument("--port-ctransform", default="port", choices=["port", "jaxopt"],
+                   help="the port's c-transform solver, or the reference's re-implemented (scripts/parity/jaxopt_like.py)")
     p.add_argument("--label", default="parity", help="a name for this configuration in the CSV")
     p.add_argument("--csv", required=True, type=Path)
     p.add_argument("--report", nargs="*", type=Path, metavar="CSV", help="Print the comparison table of these CSVs and stop.")
@@ -221,7 +230,8 @@ def main() -> int:
                         setting = json.dumps(config, sort_keys=True)
                     else:
                         setting = port_spec(exp, variant, args, data["anchors"].shape[1])
-                        preds, seconds = run_port(setting, data, times, seed)
+                        preds, seconds = run_port(setting, data, times, seed, args.port_ctransform)
+                        setting += f" c-transform solver: {args.port_ctransform}"
                     row = {"label": args.label, "experiment": exp, "variant": variant, "code": code, "seed": seed,
                            **evaluate(exp, data, preds), "train_seconds": seconds, "rows_per_anchor": data["anchors"].shape[1],
                            "steps": args.steps, "setting": setting}
