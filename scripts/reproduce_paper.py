@@ -44,10 +44,13 @@ VARIANTS = {
     "NLOT-U": {"metric": "nlot", "potential": True},
 }
 
-# The reference code's per-experiment settings (its hti_scripts/*.sh): KDE bandwidth and α in the code's cost form.
+# The reference code's per-experiment settings (its hti_scripts/*.sh): KDE bandwidth and α in the code's cost form,
+# in the data's raw units (no standardisation), clipped to its hard-coded box per data set.
 SETTINGS = {
-    "semicircles": {"cost": "reference", "bandwidth": 0.05, "alpha": 0.05, "ctransform_iters": 5},
-    "moons": {"cost": "reference", "bandwidth": 0.2, "alpha": 0.01, "ctransform_iters": 5},
+    "semicircles": {"cost": "reference", "bandwidth": 0.05, "alpha": 0.05, "ctransform_iters": 5, "standardise": False,
+                    "bounds": ((-2.5, -1.5), (2.5, 1.5))},
+    "moons": {"cost": "reference", "bandwidth": 0.2, "alpha": 0.01, "ctransform_iters": 5, "standardise": False,
+              "bounds": ((-4.0, -4.0), (4.0, 4.0))},
 }
 
 PAPER = {

@@ -427,6 +427,8 @@ def test_clot_fit_benchmark_quick_writes_perf_rows(tmp_path):
     assert ref.case.startswith("reference two-moons, paper budget") and ref.goal == "≤ 300 s" and ref.threads == 1
     assert {"fit_seconds", "w2sq", "exponent"} <= set(rows.quantity)
     assert len(rows[rows.quantity == "exponent"]) == 3  # N (default, full batch) and D
+    tensor = rows[rows.case.str.startswith("tensor 3×1000×10")]
+    assert len(tensor) == 1 and tensor.goal.iloc[0] == "≤ 120 s"
 
 
 @pytest.mark.parametrize("metric", ["euclidean", "learned"])
