@@ -127,6 +127,42 @@ def test_grid_potential_approximates_the_kde():
     assert (approx - exact).abs().mean() < 0.01
 
 
+def test_grid_potential_per_condition_row_approximates_the_kde_and_falls_back_off_the_table():
+    # Continuous x: one table per tabulated condition row; any other x gets the exact KDE.
+    torch.manual_seed(3)
+    rows = torch.randn(5, 3)
+    xs = rows.repeat_interleave(80, 0)
+    ys = torch.randn(400, 2) + xs[:, :2]
+    kde = KDEPotential(ys, xs, False, 0.3, 1.0, 1.0)
+    grid = GridPotential(kde, torch.tensor([-4.0, -4.0]), torch.tensor([4.0, 4.0]), 192, conditions=rows)
+    q = torch.rand(50, 6, 2) * 6 - 3
+    x = rows[torch.randint(0, 5, (50,))]
+    exact, approx = kde(q, x), grid(q, x)
+    assert not torch.equal(exact, approx)  # read from the tables
+    on_manifold = exact > -5
+    assert (approx - exact)[on_manifold].abs().max() < 0.02
+    assert (approx - exact).abs().mean() < 0.01
+    elsewhere = x + 0.1
+    assert torch.equal(grid(q, elsewhere), kde(q, elsewhere))
+    state = grid.state(x)  # the row-sliceable state the path cost uses
+    assert torch.equal(grid.apply_state(q[:7], {k: t[:7] for k, t in state.items()}), approx[:7])
+
+
+def test_clot_tabulates_the_potential_for_few_continuous_conditions():
+    from methods.clot import GRID_MAX_CONDITIONS
+
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(3, 4, generator=g)
+    y = torch.randn(2, 3, 30, 2, generator=g) + torch.tensor([0.0, 1.0])[:, None, None, None]
+    anchors = AnchorSet(Hyperparameter("lam", 0.0, 1.0), (0.0, 1.0), x, y, torch.ones(3, dtype=torch.bool))
+    quick = "steps=2,spline_pretrain=2,spline_iters=2,hidden=(16, 16),spline_hidden=32,kde_support=64"
+    tabulated = make_surrogate(f"clot[{quick},potential_grid=32]").fit(anchors, seed=0)
+    assert isinstance(tabulated.potential_, GridPotential) and tabulated.potential_.by_row
+    assert tabulated.sample(0.5, x, 5, seed=0).shape == (3, 5, 2)
+    assert isinstance(make_surrogate(f"clot[{quick},potential_grid=0]").fit(anchors, seed=0).potential_, KDEPotential)
+    assert GRID_MAX_CONDITIONS >= 24  # reward-weighting's 24 states
+
+
 def test_grid_metric_matches_the_network_and_follows_its_updates():
     torch.manual_seed(4)
     metric = EigenBudgetMetric(2, cond_dim=1, n_classes=2)

@@ -185,40 +185,67 @@ class GridPotential(nn.Module, _GridBox):
     of against every support point at every path point of every c-transform iteration (the dominant
     cost of CLOT on CPU: source points × path points × support points kernel terms per evaluation). Outside the box the border value is used. The interpolation
     error is O(cell²) and a test bounds it against the exact KDE.
+
+    With continuous conditions Û also depends on x, but a task queries a fixed, often small, set of
+    condition rows (the anchors were run on them; CLOT's c-transform never moves x). Given those rows
+    as ``conditions`` (M, C), one table is made per row and each x reads the table of the row it
+    equals; an x that equals none of them (a query at new conditions) is answered by the exact KDE.
     """
 
-    def __init__(self, kde: KDEPotential, lo: Tensor, hi: Tensor, resolution: int = 192) -> None:
+    def __init__(self, kde: KDEPotential, lo: Tensor, hi: Tensor, resolution: int = 192,
+                 conditions: Tensor | None = None) -> None:
         super().__init__()
         if kde.ys.shape[-1] != 2:
             raise ValueError("GridPotential tabulates two-dimensional outputs only")
+        if conditions is not None and kde.categorical:
+            raise ValueError("conditions are for continuous x; categorical x is tabulated per class")
         self.alpha = kde.alpha
         g0 = torch.linspace(float(lo[0]), float(hi[0]), resolution)
         g1 = torch.linspace(float(lo[1]), float(hi[1]), resolution)
         mesh = torch.stack(torch.meshgrid(g0, g1, indexing="xy"), -1).reshape(1, -1, 2)  # row = q1, column = q0
-        n_classes = kde.ys.shape[0] if kde.categorical else 1
+        if conditions is not None:
+            rows = conditions.to(kde.ys.device, torch.float32)
+        elif kde.categorical:
+            rows = torch.arange(kde.ys.shape[0], dtype=torch.float32, device=kde.ys.device)[:, None]
+        else:
+            rows = torch.zeros(1, 0, device=kde.ys.device)
         with torch.no_grad():
-            tables = []
-            for c in range(n_classes):
-                x = torch.full((1, 1), float(c))
-                tables.append(kde(mesh.to(kde.ys.device), x.to(kde.ys.device)).reshape(resolution, resolution).cpu())
-        self.register_buffer("table", torch.stack(tables)[None])  # (1, classes, H, W)
+            tables = [kde(mesh.to(kde.ys.device), rows[c:c + 1]).reshape(resolution, resolution).cpu()
+                      for c in range(rows.shape[0])]
+        self.register_buffer("table", torch.stack(tables)[None])  # (1, tables, H, W)
         self.register_buffer("cells", cell_coefficients(self.table[0, :, :, :, None]))  # what the lookups read
         self.resolution = int(resolution)
         self._set_box(lo, hi)
         self.categorical = kde.categorical
+        self.by_row = conditions is not None
+        if self.by_row:
+            self.register_buffer("conditions", rows.cpu())
+            self.kde = kde  # for conditions outside the table
 
-    def _classes(self, x: Tensor, p: int) -> Tensor | None:
-        return self._offsets(x[:, 0].long().repeat_interleave(p)) if self.categorical else None
+    def _rows(self, x: Tensor) -> Tensor | None:
+        """The table each row of x reads, or None when some x is not a tabulated condition."""
+        if not self.by_row:
+            return x[:, 0].long() if self.categorical else None
+        table = self.conditions.to(x.device)
+        dist, idx = torch.cdist(x.to(table.dtype), table, compute_mode="donot_use_mm_for_euclid_dist").min(-1)
+        return idx if bool((dist <= 1e-5 * (1 + table.abs().max())).all()) else None
 
     def forward(self, q: Tensor, x: Tensor) -> Tensor:
         """Û: (B, P, D), (B, C) → (B, P)."""
-        b, p, d = q.shape
-        return self._read(self.cells, q.reshape(b * p, d), self._classes(x, p)).reshape(b, p)
+        return self.apply_state(q, self.state(x))
 
     def state(self, x: Tensor) -> dict[str, Tensor]:
-        return {"classes": x[:, 0].long()} if self.categorical else {}
+        if not self.by_row:
+            return {"classes": x[:, 0].long()} if self.categorical else {}
+        rows = self._rows(x)
+        if rows is not None:
+            return {"classes": rows}
+        # Flat keys, one row per row of x, like every state (callers slice them by row).
+        return {f"exact.{k}": t for k, t in self.kde.state(x).items()}
 
     def apply_state(self, q: Tensor, state: dict[str, Tensor]) -> Tensor:
+        if "classes" not in state and any(k.startswith("exact.") for k in state):
+            return self.kde.apply_state(q, {k[6:]: t for k, t in state.items()})
         b, p, d = q.shape
         offsets = self._offsets(state["classes"].repeat_interleave(p)) if "classes" in state else None
         return self._read(self.cells, q.reshape(b * p, d), offsets).reshape(b, p)
