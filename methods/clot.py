@@ -45,6 +45,11 @@ and ``tests/test_clot_parity.py``). The differences that remain are choices, eac
   propagates everything from the first anchor (``start="first"``; :meth:`CLOT.push` pushes given rows).
 - Outputs are standardised by one global scale (so the Euclidean metric is unchanged) before fitting;
   ``standardise=False`` keeps the raw units, as the reference (in its cost form the two differ).
+- The metric's step reads this step's c-transform solutions (``metric_targets="step"``); the reference
+  solves the c-transform again with the just-updated potentials (``"resolve"``, one more solve per
+  metric step).
+- Each interval's (g_k, T_k) is initialised on its own; ``shared_init=True`` starts them all from
+  the same weights, as the reference.
 - ``init="torch"`` (default) starts the maps T_k at the identity and FiLM at the identity modulation;
   ``init="reference"`` uses flax's default initialisation, as the reference's networks.
 - Tasks with more than ``max_output_dim`` (16) outputs are skipped with the reason: the metric's
@@ -158,6 +163,8 @@ class CLOT(Surrogate):
         lr: float = 1e-3,
         metric_lr: float = 5e-3,
         metric_every: int = 10,
+        metric_targets: str = "step",
+        shared_init: bool = False,
         ctransform_iters: int = 6,
         ctransform_step: float = 0.25,
         hidden: tuple[int, ...] = (64, 64, 64, 64),
@@ -191,6 +198,8 @@ class CLOT(Surrogate):
         self.lr = lr
         self.metric_lr = metric_lr
         self.metric_every = metric_every
+        self.metric_targets = metric_targets
+        self.shared_init = shared_init
         self.ctransform_iters = ctransform_iters
         self.ctransform_step = ctransform_step
         self.hidden = hidden
@@ -231,6 +240,7 @@ class CLOT(Surrogate):
         check_choice("metric", self.metric, METRICS)
         check_choice("cost", self.cost, COSTS)
         check_choice("start", self.start, ("lower", "first"))
+        check_choice("metric_targets", self.metric_targets, ("step", "resolve"))
         check_choice("spline_basis", self.spline_basis, SPLINE_BASES)
         check_choice("init", self.init, INITS)
         if self.bounds is not None:
@@ -297,6 +307,10 @@ class CLOT(Surrogate):
         if self.init == "reference":  # flax's default initialisation, as the reference's networks
             for net in (g, t, self.metric_, self.spline_):
                 flax_init_(net)
+        if self.shared_init:  # as the reference: every interval's (g_k, T_k) starts from the same weights
+            for nets in (g, t):
+                for net in nets[1:]:
+                    net.load_state_dict(nets[0].state_dict())
         self.g_, self.T_ = g.to(dev), t.to(dev)
         self.metric_, self.path_, self.spline_ = self.metric_.to(dev), self.path_.to(dev), self.spline_.to(dev)
         # What path costs read: the network itself, or its tabulation (refreshed after each update).
@@ -350,6 +364,8 @@ class CLOT(Surrogate):
                 # The metric minimises the total transport cost at the current c-transform solutions
                 # (the mean over intervals of each one's mean cost: equal batches, so one mean over
                 # the stack); the eigenvalue budget keeps it from shrinking to zero.
+                if self.metric_targets == "resolve":  # as the reference: c-transform again with the updated g_k
+                    y_hat = self._ctransform_all(y, x, groups)
                 with torch.no_grad():
                     phi = self._phi(y, y_hat, x)
                 cost = path_cost(self.path_, self.metric_, self.potential_, y, y_hat, phi, x, self.cost).mean()

@@ -486,3 +486,23 @@ def test_the_default_clot_is_scale_free(metric):
     gap = per_condition_wasserstein((b - shift) / scale, a).mean()["w2"]
     spread = per_condition_wasserstein(anchors.samples[0], anchors.samples[1]).mean()["w2"]
     assert gap < 0.01 * spread, (gap, spread)  # standardise=False: 0.14 (0.07 of the spread)
+
+
+def test_reference_options_shared_init_and_metric_targets():
+    # The reference's step-0 state (every interval's g_k, T_k from one set of weights) and its metric
+    # step (c-transform re-solved with the updated potentials), used by the parity runs.
+    g = torch.Generator().manual_seed(0)
+    y = torch.randn(3, 2, 30, 2, generator=g) + torch.arange(3.0)[:, None, None, None]
+    anchors = AnchorSet(Hyperparameter("lam", 0.0, 1.0), (0.0, 0.5, 1.0), torch.tensor([[0.0], [1.0]]), y,
+                        torch.ones(2, dtype=torch.bool), categorical=True)
+    quick = ("steps=1,lr=1e-20,spline_pretrain=1,spline_iters=1,hidden=(8, 8),spline_hidden=16,kde_support=32,"
+             "potential_grid=16,metric_grid=16,metric=learned,metric_targets=resolve")
+
+    def same(model):
+        return all(torch.allclose(a, b) for nets in (model.g_, model.T_)
+                   for a, b in zip(nets[0].parameters(), nets[1].parameters()))
+
+    assert same(make_surrogate(f"clot[{quick},shared_init=True]").fit(anchors, seed=0))
+    assert not same(make_surrogate(f"clot[{quick}]").fit(anchors, seed=0))
+    with pytest.raises(Exception, match="metric_targets"):
+        make_surrogate("clot[metric_targets=later]").fit(anchors, seed=0)
