@@ -25,7 +25,8 @@ Against the authors' JAX reference code (github.com/harrya32/hyperparameter-traj
 component agrees to float32 precision when run as the reference (docs/PARITY.md; ``scripts/clot_parity.py``
 and ``tests/test_clot_parity.py``), and end to end, run with the reference's behaviours below
 (``init="reference"``, ``shared_init``, ``metric_targets="resolve"`` and its solver), the port's scores
-over 5 seeds fall inside the reference's 95 % interval on both of the paper's data sets. The differences that remain are choices, each a parameter:
+over 5 seeds fall inside the reference's 95 % interval on both of the paper's data sets. The
+differences that remain are choices, each a parameter:
 - ``cost="paper"`` (default) integrates the Lagrangian, ∫ ½ q̇ᵀGq̇ − Û ds; ``cost="reference"`` uses the
   code's ½ (Σ √(ΔᵀGΔ) − Σ Û)², where the potential sits inside the square and is summed without ds,
   so the same α weighs the potential about (path points)× more. ``alpha`` therefore defaults to 3 for

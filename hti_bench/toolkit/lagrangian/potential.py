@@ -223,9 +223,7 @@ class GridPotential(nn.Module, _GridBox):
             self.kde = kde  # for conditions outside the table
 
     def _rows(self, x: Tensor) -> Tensor | None:
-        """The table each row of x reads, or None when some x is not a tabulated condition."""
-        if not self.by_row:
-            return x[:, 0].long() if self.categorical else None
+        """With ``conditions``: the table each row of x reads, or None when some x is not tabulated."""
         table = self.conditions.to(x.device)
         dist, idx = torch.cdist(x.to(table.dtype), table, compute_mode="donot_use_mm_for_euclid_dist").min(-1)
         return idx if bool((dist <= 1e-5 * (1 + table.abs().max())).all()) else None
