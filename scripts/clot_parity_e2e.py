@@ -45,12 +45,57 @@ EXPERIMENTS = {
               "bounds": ((-4.0, -4.0), (4.0, 4.0)), "n_classes": 2},
     "semicircles": {"file": "semicircles.npz", "dataset": "conditional_semicircles", "bandwidth": 0.05, "alpha": 0.05,
                     "bounds": ((-2.5, -1.5), (2.5, 1.5)), "n_classes": 4},
+    # The suite's own quantile task (its cached networks, not a published file), one interval τ 0.01 → 0.99, D = 3
+    # outputs, 12 continuous condition columns, deterministic forecasts. Both codes see it in the reference's
+    # quantile units (one affine map of outputs and conditions onto its (25, 55) box) so that the settings its
+    # ett_quantiles.sh ships (bandwidths 1.0 / 1.0, α 0.01) apply as they were tuned. With one interval the
+    # clock does not enter training, only where on the path a held-out τ is read: each fit is scored on the
+    # suite's logit clock (w2) and on the reference's own, s = (τ − 0.01) / 0.98 (w2_identity).
+    "quantile": {"suite_task": "quantile", "dataset": "quantile_data", "bandwidth": 1.0, "alpha": 0.01,
+                 "bounds": ((25.0,) * 3, (55.0,) * 3)},
 }
+
+#: Where the suite's quantile outputs land in the reference's units: the outputs' mid-range at 40 and their
+#: span, with a 25 % margin either side, filling the reference's (25, 55) box.
+QUANTILE_CENTRE, QUANTILE_BOX = 40.0, 30.0
+#: Beside the held-out τ, the quantile experiments push to s = 1 − 1e-4 of the interval: the endpoint the map
+#: T reaches, scored against the upper anchor's own forecasts (the map's error, which no path shape removes).
+ENDPOINT_S = 1.0 - 1e-4
+
+
+def load_suite_quantile(exp: str, spec: str | None = None) -> dict:
+    """The suite's ``quantile`` anchors (every condition row, one copy of each deterministic forecast) in
+    the reference's units, the eval rows of the lower anchor as the source, and the held-out networks'
+    forecasts (suite units) at each held-out τ's time on both clocks. ``spec``: another spelling of the task
+    (the tests use a small one)."""
+    from hti_bench.clock import Clock, Hyperparameter
+    from hti_bench.harness.registry import make_task
+    from hti_bench.harness.targets import TargetCache
+    from hti_bench.harness.unit import draw_inputs
+
+    task = make_task(spec or EXPERIMENTS[exp]["suite_task"], cache=TargetCache())
+    inputs = draw_inputs(task, 0)  # deterministic forecasts on fixed windows: every run seed draws the same
+    a = inputs.anchors
+    y, x, mask = a.samples[:, :, 0].numpy(), a.conditions.numpy(), a.eval_mask.numpy()
+    lo, hi = float(y.min()), float(y.max())
+    scale = QUANTILE_BOX / (1.5 * (hi - lo))
+    shift = QUANTILE_CENTRE - scale * (lo + hi) / 2
+    to_ref = lambda v: (scale * v + shift).astype(np.float32)  # outputs and conditions share units
+    anchors = np.concatenate([to_ref(y), np.broadcast_to(to_ref(x), (len(y), *x.shape))], -1)
+    heldout = []
+    for clock in (Clock.LOGIT, Clock.IDENTITY):
+        hp = Hyperparameter("tau", 0.01, 0.99, clock)
+        t0, t1 = hp.to_time(0.01), hp.to_time(0.99)
+        heldout += [((hp.to_time(r.lam) - t0) / (t1 - t0), r.samples[:, 0].numpy()) for r in inputs.references]
+    return {"anchors": anchors, "eval_source": anchors[0][mask], "heldout": heldout, "scale": scale, "shift": shift,
+            "y_dim": y.shape[-1], "upper": y[1][mask], "lower": y[0][mask], "taus": [r.lam for r in inputs.references]}
 
 
 def load(exp: str, data_dir: Path, rows: int) -> dict:
     """Anchors (the same subsample for both codes), the evaluation source and the held-out targets."""
     cfg = EXPERIMENTS[exp]
+    if "suite_task" in cfg:
+        return load_suite_quantile(exp)
     f = np.load(data_dir / cfg["file"])
     data, lams = np.asarray(f["data"], np.float32), [float(v) for v in f["lambdas"]]
     if exp == "moons":
@@ -71,13 +116,14 @@ def load(exp: str, data_dir: Path, rows: int) -> dict:
 def reference_config(exp: str, variant: str, args: argparse.Namespace, seed: int) -> dict:
     geometry, potential, _ = VARIANTS[variant]
     cfg = EXPERIMENTS[exp]
+    shape = ({"D": 3, "C": 12, "categorical": False, "num_categories": 0} if "suite_task" in cfg else
+             {"D": 2, "C": 1, "categorical": True, "num_categories": cfg["n_classes"]})
     return {
         "dataset": cfg["dataset"], "geometry": geometry, "include_inverse_potential": potential,
         "bandwidth": cfg["bandwidth"], "conditional_bandwidth": 1.0, "lambda": cfg["alpha"], "seed": seed,
         "num_train_iters": args.steps, "potential_lr": args.lr, "ctransform_solver": {"max_iter": args.ctransform_iters},
         "spline": {"init_train_iters": args.spline_pretrain, "train_iters": args.spline_iters, "update_frequency": 25},
-        "metric": {"update_frequency": 10, "lr": 5e-3}, "D": 2, "C": 1, "categorical": True,
-        "num_categories": cfg["n_classes"],
+        "metric": {"update_frequency": 10, "lr": 5e-3}, **shape,
     }
 
 
@@ -118,10 +164,17 @@ def run_port(spec: str, data: dict, times: list[float], seed: int, solver: str =
 
     anchors = data["anchors"]
     k = anchors.shape[0]
-    conds = torch.unique(torch.as_tensor(anchors[0, :, 2:]), dim=0)
-    samples = torch.stack([torch.stack([torch.as_tensor(a[a[:, 2] == c[0]][:, :2]) for c in conds]) for a in anchors])
-    aset = AnchorSet(Hyperparameter("t", 0.0, 1.0), list(np.linspace(0, 1, k)), conds, samples,
-                     torch.ones(len(conds), dtype=torch.bool), categorical=True)
+    d = data.get("y_dim", 2)
+    if "y_dim" in data:  # one continuous condition row per anchor row, one (deterministic) sample each
+        conds = torch.as_tensor(anchors[0, :, d:])
+        samples = torch.as_tensor(anchors[:, :, None, :d])
+        aset = AnchorSet(Hyperparameter("t", 0.0, 1.0), list(np.linspace(0, 1, k)), conds, samples,
+                         torch.ones(len(conds), dtype=torch.bool), categorical=False)
+    else:
+        conds = torch.unique(torch.as_tensor(anchors[0, :, 2:]), dim=0)
+        samples = torch.stack([torch.stack([torch.as_tensor(a[a[:, 2] == c[0]][:, :2]) for c in conds]) for a in anchors])
+        aset = AnchorSet(Hyperparameter("t", 0.0, 1.0), list(np.linspace(0, 1, k)), conds, samples,
+                         torch.ones(len(conds), dtype=torch.bool), categorical=True)
     clot = make_surrogate(spec)
     if solver == "jaxopt":  # the reference's c-transform solver, re-implemented (a measuring device)
         sys.path.insert(0, str(ROOT / "scripts" / "parity"))
@@ -132,7 +185,7 @@ def run_port(spec: str, data: dict, times: list[float], seed: int, solver: str =
     clot = clot.fit(aset, seed=seed)
     seconds = time.perf_counter() - start
     src = torch.as_tensor(data["eval_source"])
-    preds = [torch.cat([clot.push(src[:, :2], src[:, 2:], t, 0), src[:, 2:]], 1).numpy() for t in times]
+    preds = [torch.cat([clot.push(src[:, :d], src[:, d:], t, 0), src[:, d:]], 1).numpy() for t in times]
     return np.stack(preds), seconds
 
 
@@ -141,6 +194,25 @@ def evaluate(exp: str, data: dict, preds: np.ndarray) -> dict[str, float]:
     from hti_bench.scoring import per_condition_wasserstein
     from hti_bench.tasks.semicircles import Semicircles
 
+    if "suite_task" in EXPERIMENTS[exp]:
+        # The suite's score for a deterministic task: per eval window the distance between the forecasts
+        # (W₁ = W₂ of point masses), averaged over windows and τ, in the suite's units; McCann on the same
+        # clock from the same anchors beside it, and the map's endpoint error.
+        d = data["y_dim"]
+
+        def back(p: np.ndarray) -> np.ndarray:
+            return (p[:, :d] - data["shift"]) / data["scale"]
+
+        def dist(a: np.ndarray, b: np.ndarray) -> float:
+            return float(np.linalg.norm(a - b, axis=1).mean())
+
+        n = len(data["taus"])
+        w2 = [dist(back(p), ref) for (_, ref), p in zip(data["heldout"], preds)]
+        mccann = [dist((1 - s) * data["lower"] + s * data["upper"], ref) for s, ref in data["heldout"]]
+        return {"w2": float(np.mean(w2[:n])), "mccann_w2": float(np.mean(mccann[:n])),
+                "w2_identity": float(np.mean(w2[n:])), "mccann_w2_identity": float(np.mean(mccann[n:])),
+                "endpoint_error": dist(back(preds[-1]), data["upper"]),
+                **{f"w2_tau{tau:g}": v for tau, v in zip(data["taus"], w2)}}
     n_classes = EXPERIMENTS[exp]["n_classes"]
     if exp == "moons":
         values = []
@@ -169,7 +241,8 @@ def report(frame: pd.DataFrame) -> str:
     lines = ["| experiment | variant | metric | code | seeds | mean ± 95 % CI | per seed | inside the reference's interval | train s (median) |",
              "|---|---|---|---|---|---|---|---|---|"]
     for (exp, variant), group in frame.groupby(["experiment", "variant"], sort=False):
-        metrics = ["w2sq"] if exp == "moons" else ["nll", "circle_distance"]
+        metrics = (["w2sq"] if exp == "moons" else ["w2", "w2_identity", "endpoint_error"] if "suite_task" in EXPERIMENTS[exp]
+                   else ["nll", "circle_distance"])
         ref = group[group.code == "reference"]
         for metric in metrics:
             lo = hi = None
@@ -183,6 +256,9 @@ def report(frame: pd.DataFrame) -> str:
                 name = code if code == "reference" else f"port ({label})"
                 lines.append(f"| {exp} | {variant} | {metric} | {name} | {len(values)} | {mean:.4g} ± {ci:.2g} | "
                              f"{', '.join(f'{v:.3g}' for v in values)} | {inside} | {g.train_seconds.median():.0f} |")
+            if f"mccann_{metric}" in group:  # the same anchors' McCann interpolation: one number, no fit, no seed
+                lines.append(f"| {exp} | {variant} | {metric} | mccann (same anchors, same clock) | – | "
+                             f"{group[f'mccann_{metric}'].iloc[0]:.4g} | – | – | – |")
     return "\n".join(lines)
 
 
@@ -217,7 +293,7 @@ def main() -> int:
     rows = done.to_dict("records")
     for exp in args.experiments:
         data = load(exp, args.data_dir, args.rows)
-        times = [t for t, _ in data["heldout"]]
+        times = [t for t, _ in data["heldout"]] + ([ENDPOINT_S] if "suite_task" in EXPERIMENTS[exp] else [])
         for variant in args.variants:
             for seed in args.seeds:
                 for code in args.codes:
@@ -240,7 +316,8 @@ def main() -> int:
                     tmp = args.csv.with_suffix(".tmp")
                     pd.DataFrame(rows).to_csv(tmp, index=False)
                     tmp.replace(args.csv)
-                    metrics = {k: v for k, v in row.items() if k in ("w2sq", "nll", "circle_distance", "train_seconds")}
+                    metrics = {k: v for k, v in row.items() if k in ("w2sq", "nll", "circle_distance", "w2", "w2_identity",
+                                                                     "endpoint_error", "train_seconds")}
                     print(f"{exp} {variant} {code} seed {seed}: " + ", ".join(f"{k} {v:.4g}" for k, v in metrics.items()), flush=True)
     return 0
 

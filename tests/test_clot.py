@@ -238,6 +238,7 @@ def test_inference_at_an_anchor_returns_that_anchors_samples():
         ("clot[cost=lagrange]", "Unknown value for cost 'lagrange'"),
         ("clot[start=middle]", "Unknown value for start 'middle'"),
         ("clot[steps=0]", "steps must be ≥ 1"),
+        ("clot[schedule=linear]", "Unknown value for schedule 'linear'"),
     ],
 )
 def test_bad_parameters_give_clear_errors(spec, message):
@@ -506,3 +507,24 @@ def test_reference_options_shared_init_and_metric_targets():
     assert not same(make_surrogate(f"clot[{quick}]").fit(anchors, seed=0))
     with pytest.raises(Exception, match="metric_targets"):
         make_surrogate("clot[metric_targets=later]").fit(anchors, seed=0)
+
+
+@pytest.mark.parametrize("schedule, final", [("constant", 1.0), ("cosine", 0.05)])
+def test_schedule_sets_the_learning_rate_the_fit_ends_at(schedule, final, monkeypatch):
+    # constant: the reference code's fixed step; cosine: decayed to 5 % of it by the last step.
+    from hti_bench.toolkit import training
+
+    lrs: dict[int, list[float]] = {}
+    real = training.step
+
+    def spy(opt, loss, **kw):
+        real(opt, loss, **kw)
+        lrs.setdefault(id(opt), []).append(opt.param_groups[0]["lr"])
+
+    monkeypatch.setattr(training, "step", spy)
+    quick = ("steps=8,lr=1e-3,spline_pretrain=1,spline_iters=1,hidden=(8, 8),spline_hidden=16,kde_support=32,"
+             f"potential_grid=16,ctransform_iters=1,schedule={schedule}")
+    make_surrogate(f"clot[{quick}]").fit(gaussian_shift_anchors(n=20), seed=0)
+    dual = next(v for v in lrs.values() if len(v) == 8)  # (g_k, T_k): one step per fit step; the amortiser's: 2
+    assert dual[0] < 1e-3 if schedule == "cosine" else dual[0] == 1e-3
+    assert dual[-1] == pytest.approx(final * 1e-3, rel=1e-6)

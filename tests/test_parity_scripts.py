@@ -1,0 +1,74 @@
+"""The end-to-end parity script's quantile experiment (scripts/clot_parity_e2e.py): its change of units and
+its evaluator must reproduce the harness's own score, or its reference-vs-port table measures nothing."""
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from hti_bench.harness.registry import make_task
+from hti_bench.harness.targets import TargetCache
+from hti_bench.harness.unit import evaluate
+
+ROOT = Path(__file__).resolve().parents[1]
+SMALL = "quantile[epochs=8,hidden=16,n_eval=16,n_fit=16]"
+
+
+@pytest.fixture(scope="module")
+def e2e():
+    spec = importlib.util.spec_from_file_location("clot_parity_e2e", ROOT / "scripts" / "clot_parity_e2e.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["clot_parity_e2e"] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_quantile_experiment_scores_mccann_as_the_harness_does(e2e):
+    data = e2e.load_suite_quantile("quantile", SMALL)
+    d = data["y_dim"]
+    src = data["eval_source"]
+    upper = data["upper"] * data["scale"] + data["shift"]  # the upper anchor's eval rows, in the reference's units
+    # Linear interpolation in the reference's units at each held-out time, then the endpoint.
+    times = [t for t, _ in data["heldout"]] + [e2e.ENDPOINT_S]
+    preds = np.stack([np.concatenate([(1 - t) * src[:, :d] + t * upper, src[:, d:]], 1) for t in times])
+    scores = e2e.evaluate("quantile", data, preds)
+    assert scores["w2"] == pytest.approx(scores["mccann_w2"], rel=1e-4)
+    assert scores["w2_identity"] == pytest.approx(scores["mccann_w2_identity"], rel=1e-4)
+    assert scores["endpoint_error"] < 1e-3 * np.abs(upper - src[:, :d]).max() / data["scale"]
+    # The harness's mccann on the same task (logit clock): the same number in the suite's units.
+    harness = evaluate(make_task(SMALL, cache=TargetCache()), "mccann", 0, clouds=False)
+    w2 = np.mean([r["w2"] for r in harness.rows])
+    assert scores["mccann_w2"] == pytest.approx(w2, rel=1e-4)
+    # The identity clock reads the path at other fractions, so it scores differently.
+    assert scores["mccann_w2_identity"] != pytest.approx(scores["mccann_w2"], rel=1e-2)
+
+
+def test_quantile_experiment_runs_the_port_in_the_reference_units(e2e):
+    data = e2e.load_suite_quantile("quantile", SMALL)
+    args = e2e.argparse.Namespace(port_set=["hidden=(8, 8)", "spline_hidden=16"], steps=2, lr=1e-3, ctransform_iters=1,
+                                  spline_pretrain=1, spline_iters=1)
+    spec = e2e.port_spec("quantile", "K_I-U", args, data["anchors"].shape[1])
+    times = [t for t, _ in data["heldout"]] + [e2e.ENDPOINT_S]
+    preds, seconds = e2e.run_port(spec, data, times, seed=0)
+    assert preds.shape == (len(times), *data["eval_source"].shape)
+    assert np.isfinite(preds).all() and seconds > 0
+    assert (preds[..., :3] >= 25 - 1e-4).all() and (preds[..., :3] <= 55 + 1e-4).all()  # the reference's box
+    assert np.isfinite(list(e2e.evaluate("quantile", data, preds).values())).all()
+
+
+def test_decomposition_of_a_straight_untrained_clot_has_known_parts():
+    # scripts/clot_decompose.py: without the potential CLOT's path is the straight line, so between the true
+    # endpoints it is McCann; one step at a tiny lr leaves T at the identity (zero last layer), so its
+    # endpoint error is the anchors' own distance and the straight line to it is the lower anchor.
+    spec = importlib.util.spec_from_file_location("clot_decompose", ROOT / "scripts" / "clot_decompose.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    row = module.decompose(SMALL, "clot[potential=False,steps=1,lr=1e-12,hidden=(8, 8),ctransform_iters=0]", 0)
+    assert row["path_to_true_endpoint"] == pytest.approx(row["mccann_w2"], rel=1e-5)
+    task = make_task(SMALL, cache=TargetCache())
+    a = module.draw_inputs(task, 0).anchors
+    gap = float((a.samples[1][a.eval_mask][:, 0] - a.samples[0][a.eval_mask][:, 0]).norm(dim=-1).mean())
+    assert row["endpoint_error"] == pytest.approx(gap, rel=1e-3)
+    assert row["w2"] == pytest.approx(row["straight_to_own_endpoint"], rel=1e-3)
