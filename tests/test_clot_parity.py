@@ -39,7 +39,7 @@ def outputs():
     vectors 0.06 apart on AVX2 and AVX512 machines). Both codes call the same routine, so in a live run
     (scripts/clot_parity.py) they agree vector for vector; against a stored fixture only the span is a
     fact of the code, and that is tested on its own below."""
-    import hti_bench.toolkit.lagrangian.path as path
+    from hti_bench.toolkit.lagrangian import path
 
     inp, ref = _stored()
     stored_basis = ref["spline:basis"].astype(np.float64)

@@ -72,3 +72,37 @@ def test_decomposition_of_a_straight_untrained_clot_has_known_parts():
     gap = float((a.samples[1][a.eval_mask][:, 0] - a.samples[0][a.eval_mask][:, 0]).norm(dim=-1).mean())
     assert row["endpoint_error"] == pytest.approx(gap, rel=1e-3)
     assert row["w2"] == pytest.approx(row["straight_to_own_endpoint"], rel=1e-3)
+
+
+def test_reproduce_quantile_scores_mccann_exactly_on_forecasts_linear_in_tau(tmp_path, monkeypatch):
+    # scripts/reproduce_quantile.py on a synthetic file in the paper's layout: forecasts that move linearly
+    # in τ make McCann exact on the identity clock (MSE 0) and not on the logit clock; repeated histories
+    # (as the real file has) are one condition row.
+    import pandas as pd
+    import torch
+
+    spec = importlib.util.spec_from_file_location("reproduce_quantile", ROOT / "scripts" / "reproduce_quantile.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    g = torch.Generator().manual_seed(0)
+    n = 1210
+    hist = torch.randn(n, 12, generator=g)
+    hist[1205] = hist[3]  # a repeated window
+    lo, hi = torch.randn(n, 3, generator=g), torch.randn(n, 3, generator=g) + 3
+    lo[1205], hi[1205] = lo[3], hi[3]
+    taus = torch.tensor(module.TAUS)
+    s = ((taus - 0.01) / 0.98)[:, None, None]
+    data = torch.cat([hist.expand(7, n, 12), (1 - s) * lo + s * hi], -1)
+    path = tmp_path / "q.pt"
+    torch.save(data, path)
+    out = tmp_path / "rows.csv"
+    monkeypatch.setattr(sys, "argv", ["reproduce_quantile.py", str(path), "--specs",
+                                      "clot[steps=1,spline_pretrain=1,spline_iters=1,hidden=(8, 8),spline_hidden=16]",
+                                      "--seeds", "0", "--csv", str(out)])
+    assert module.main() == 0
+    rows = pd.read_csv(out)
+    mccann = rows[rows.spec == "mccann"].set_index("clock").mse
+    assert mccann["identity"] < 1e-10 and mccann["logit"] > 0.1
+    assert len(rows) == 4 and np.isfinite(rows.mse).all()
+    assert module.main() == 0  # measured again: rows replaced, not duplicated
+    assert len(pd.read_csv(out)) == 4
