@@ -67,8 +67,10 @@ def _pivot(df: pd.DataFrame, quantity: str, fmt) -> str:  # noqa: ANN001
 
 
 def render(df: pd.DataFrame) -> str:
-    meta = df.iloc[-1]
-    out = [f"Measured on {meta.machine}, torch {meta.torch}; the `date`, `threads` and exact command of every "
+    # Every machine and torch the rows come from (most rows first): the last row's alone misdescribes the rest.
+    machines = " and ".join(df.machine.value_counts().index)
+    torches = " and ".join(df.torch.value_counts().index)
+    out = [f"Measured on {machines}, torch {torches}; the `date`, `threads` and exact command of every "
            f"figure are in `results/perf.csv`. ✓/✗: goal met or not.", ""]
     for bench in [b for b in ORDER if b in set(df.benchmark)] + sorted(set(df.benchmark) - set(ORDER)):
         d = df[df.benchmark == bench]
