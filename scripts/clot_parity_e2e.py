@@ -10,8 +10,11 @@ class and anchor), for ``--steps`` full-batch steps, and push the same first-anc
 to the held-out λ on the reference's clock (anchors at 0, ½, 1; two-moons p at p/0.99). One evaluator
 scores both: two-moons, W₂² per class (POT, squared Euclidean cost) against the published samples at the
 8 held-out p, averaged; semicircles, NLL under the analytic density and circle distance at t = 0.25
-and 0.75, averaged. Rows go to ``--csv`` as they finish (atomically; a rerun resumes). The reference's
-runs take minutes each on 2 CPU cores, which is why the size is reduced (docs/PARITY.md).
+and 0.75, averaged. ``--experiments quantile`` needs no file: it trains both codes on the suite's own
+``quantile`` anchors (continuous 12-D conditions, D = 3) and scores them with the suite's distance on two
+clocks, McCann beside them (docs/PARITY.md). Rows go to ``--csv`` as they finish (atomically; a rerun
+resumes). The reference's runs take minutes each on 2 CPU cores, which is why the size is reduced
+(docs/PARITY.md).
 """
 
 from __future__ import annotations
@@ -165,16 +168,15 @@ def run_port(spec: str, data: dict, times: list[float], seed: int, solver: str =
     anchors = data["anchors"]
     k = anchors.shape[0]
     d = data.get("y_dim", 2)
-    if "y_dim" in data:  # one continuous condition row per anchor row, one (deterministic) sample each
-        conds = torch.as_tensor(anchors[0, :, d:])
-        samples = torch.as_tensor(anchors[:, :, None, :d])
-        aset = AnchorSet(Hyperparameter("t", 0.0, 1.0), list(np.linspace(0, 1, k)), conds, samples,
-                         torch.ones(len(conds), dtype=torch.bool), categorical=False)
-    else:
+    categorical = "y_dim" not in data
+    if categorical:  # a class column: the rows of each class are that condition's samples
         conds = torch.unique(torch.as_tensor(anchors[0, :, 2:]), dim=0)
         samples = torch.stack([torch.stack([torch.as_tensor(a[a[:, 2] == c[0]][:, :2]) for c in conds]) for a in anchors])
-        aset = AnchorSet(Hyperparameter("t", 0.0, 1.0), list(np.linspace(0, 1, k)), conds, samples,
-                         torch.ones(len(conds), dtype=torch.bool), categorical=True)
+    else:  # one continuous condition row per anchor row, one (deterministic) sample each
+        conds = torch.as_tensor(anchors[0, :, d:])
+        samples = torch.as_tensor(anchors[:, :, None, :d])
+    aset = AnchorSet(Hyperparameter("t", 0.0, 1.0), list(np.linspace(0, 1, k)), conds, samples,
+                     torch.ones(len(conds), dtype=torch.bool), categorical=categorical)
     clot = make_surrogate(spec)
     if solver == "jaxopt":  # the reference's c-transform solver, re-implemented (a measuring device)
         sys.path.insert(0, str(ROOT / "scripts" / "parity"))

@@ -16,13 +16,18 @@ ROOT = Path(__file__).resolve().parents[1]
 SMALL = "quantile[epochs=8,hidden=16,n_eval=16,n_fit=16]"
 
 
-@pytest.fixture(scope="module")
-def e2e():
-    spec = importlib.util.spec_from_file_location("clot_parity_e2e", ROOT / "scripts" / "clot_parity_e2e.py")
+def load_script(name: str):
+    """A script of scripts/ as a module (they are not a package)."""
+    spec = importlib.util.spec_from_file_location(name, ROOT / "scripts" / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
-    sys.modules["clot_parity_e2e"] = module
+    sys.modules[name] = module
     spec.loader.exec_module(module)
     return module
+
+
+@pytest.fixture(scope="module")
+def e2e():
+    return load_script("clot_parity_e2e")
 
 
 def test_quantile_experiment_scores_mccann_as_the_harness_does(e2e):
@@ -62,9 +67,7 @@ def test_decomposition_of_a_straight_untrained_clot_has_known_parts():
     # scripts/clot_decompose.py: without the potential CLOT's path is the straight line, so between the true
     # endpoints it is McCann; one step at a tiny lr leaves T at the identity (zero last layer), so its
     # endpoint error is the anchors' own distance and the straight line to it is the lower anchor.
-    spec = importlib.util.spec_from_file_location("clot_decompose", ROOT / "scripts" / "clot_decompose.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = load_script("clot_decompose")
     row = module.decompose(SMALL, "clot[potential=False,steps=1,lr=1e-12,hidden=(8, 8),ctransform_iters=0]", 0)
     assert row["path_to_true_endpoint"] == pytest.approx(row["mccann_w2"], rel=1e-5)
     task = make_task(SMALL, cache=TargetCache())
@@ -81,9 +84,7 @@ def test_reproduce_quantile_scores_mccann_exactly_on_forecasts_linear_in_tau(tmp
     import pandas as pd
     import torch
 
-    spec = importlib.util.spec_from_file_location("reproduce_quantile", ROOT / "scripts" / "reproduce_quantile.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = load_script("reproduce_quantile")
     g = torch.Generator().manual_seed(0)
     n = 1210
     hist = torch.randn(n, 12, generator=g)
