@@ -81,6 +81,68 @@ class StructuredResponse(nn.Module):
         return out
 
 
+class FiLMGenerator(nn.Module):
+    """Loss-conditional weights (Dosovitskiy & Djolonga, "You Only Train Once", ICLR 2020): one set of
+    network weights shared by every λ, each modulated layer's output units scaled and shifted by a
+    FiLM of λ, h ↦ γ(s) ⊙ h + β(s).
+
+    FiLM on a layer's outputs is the same as modulating its weights, W' = diag γ · W, b' = γ ⊙ b + β,
+    which is how it is applied here: as generated weights, so it runs through
+    :class:`FunctionalNetwork` on any task architecture, with no hook inside the task's module. The
+    modulated layers are the ``nn.Linear`` / ``nn.Conv*`` modules named in ``layers``; γ, β come from
+    an MLP of s (``width``, SiLU) whose last layer starts at zero, so γ ≡ 1, β ≡ 0 and the network is
+    its own initialisation at step 0. Parameters: |w| + the MLP's, about 2·(units)·width more, far
+    fewer than the hypernetwork's r·|w|.
+    """
+
+    def __init__(self, network: nn.Module, width: int, layers: list[str], gen: torch.Generator) -> None:
+        super().__init__()
+        self.shapes = parameter_shapes(network)
+        params = dict(network.named_parameters())
+        self.names = list(self.shapes)
+        self.base = nn.ParameterList([nn.Parameter(params[n].detach().clone()) for n in self.names])
+        self.layers = list(layers)
+        self.units = [int(params[_qualified(layer, "weight")].shape[0]) for layer in self.layers]
+        total = sum(self.units)
+        self.film = nn.Sequential(nn.Linear(1, width), nn.SiLU(), nn.Linear(width, width), nn.SiLU(), nn.Linear(width, 2 * total))
+        with torch.no_grad():
+            for m in self.film:
+                if isinstance(m, nn.Linear):
+                    bound = 1.0 / math.sqrt(m.in_features)
+                    m.weight.uniform_(-bound, bound, generator=gen)
+                    m.bias.uniform_(-bound, bound, generator=gen)
+            self.film[-1].weight.zero_()
+            self.film[-1].bias.zero_()
+
+    def forward(self, h: Tensor) -> dict[str, Tensor]:
+        b = h.shape[0]
+        out = {n: p.unsqueeze(0).expand(b, *p.shape) for n, p in zip(self.names, self.base)}
+        codes = self.film(h)
+        total = sum(self.units)
+        gammas = (1.0 + codes[:, :total]).split(self.units, dim=1)
+        betas = codes[:, total:].split(self.units, dim=1)
+        for layer, gamma, beta in zip(self.layers, gammas, betas):
+            weight, bias = _qualified(layer, "weight"), _qualified(layer, "bias")
+            w = out[weight]
+            out[weight] = gamma.reshape(b, -1, *([1] * (w.ndim - 2))) * w
+            if bias in out:  # a layer without a bias is only scaled
+                out[bias] = gamma * out[bias] + beta
+        return out
+
+
+def film_layers(network: nn.Module, which: str) -> list[str]:
+    """Names of the layers a :class:`FiLMGenerator` modulates: every ``nn.Linear`` / ``nn.Conv*``
+    (``'all'``), or all but the last one registered, the output layer (``'hidden'``, YOTO's own
+    placement)."""
+    found = [name for name, m in network.named_modules() if isinstance(m, (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d))]
+    return found if which == "all" else found[:-1]
+
+
+def _qualified(module: str, parameter: str) -> str:
+    """A parameter's name in ``named_parameters()``: the root module's own have no prefix."""
+    return f"{module}.{parameter}" if module else parameter
+
+
 def _row_scale(h: Tensor, v: Tensor, e: Tensor) -> Tensor:
     """V_P h per output unit of P, shaped (B, out, 1, …) to scale P's rows (B, 1… for a scalar P)."""
     scale = h @ v.T  # (B, out)
