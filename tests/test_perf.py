@@ -83,7 +83,7 @@ def test_performance_page_shows_what_perf_csv_holds():
 def test_surrogates_benchmark_writes_query_fit_and_ratio_rows(tmp_path):
     csv = tmp_path / "perf.csv"
     bench = _script("surrogates")
-    bench.main(["-t", "noisy-regression[epochs=2]", "-s", "mixture", "-s", "stn[epochs=1]",
+    bench.main(["-t", "noisy-regression[epochs=2]", "-s", "mixture", "-s", "stn[epochs=1]", "-s", "loss-conditional[epochs=1]",
                 "--train-repeats", "1", "--query-repeats", "2", "--csv", str(csv)])
     df = pd.read_csv(csv)
     got = set(zip(df.benchmark, df.case, df.quantity))
@@ -94,3 +94,8 @@ def test_surrogates_benchmark_writes_query_fit_and_ratio_rows(tmp_path):
     ratio = df[(df.quantity == "speedup")].set_index("case")
     assert ratio.loc[f"{task}/mixture", "goal"] == "≥ 1000×"
     assert pd.isna(ratio.loc[f"{task}/stn[epochs=1]", "goal"])  # best response: no goal
+    fit = df[df.benchmark == "fit_cost"].set_index("case")
+    assert pd.isna(fit.loc[f"{task}/mixture", "goal"])
+    # a budget relative to retraining: three times the retrain seconds measured in the same run
+    retrain = float(df[df.quantity == "retrain_seconds"].value.iloc[0])
+    assert fit.loc[f"{task}/loss-conditional[epochs=1]", "goal"] == f"≤ 3 × retrain ({3 * retrain:.1f} s)"
