@@ -19,7 +19,8 @@ def test_list_shows_tasks_surrogates(capsys):
     assert main(["list"]) == 0
     out = capsys.readouterr().out
     for name in ("semicircles", "moons-dropout", "gaussian-path", "quantile", "noisy-regression", "tensor", "mccann",
-                 "mixture", "nearest-anchor", "hypernetwork", "stn", "delta-stn", "anchored-delta-stn"):
+                 "mixture", "nearest-anchor", "hypernetwork", "stn", "delta-stn", "anchored-delta-stn", "mfm",
+                 "transport-spline", "weight-interpolation", "loss-conditional"):
         assert name in out
     assert "needs options: task 'tensor' needs path=FILE" in out
 
