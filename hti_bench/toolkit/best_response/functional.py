@@ -47,6 +47,7 @@ class FunctionalNetwork(nn.Module):
         self.generator = generator
         self._h: Tensor | None = None
         self._tangent: Tensor | None = None
+        self._generated: dict[str, Tensor] | None = None
         # The network's own parameters are never used: generated weights replace all of them.
         network.requires_grad_(False)
 
@@ -54,11 +55,11 @@ class FunctionalNetwork(nn.Module):
     def at(self, h: Tensor, linearize: Tensor | None = None) -> Iterator[FunctionalNetwork]:
         if h.ndim != 2:
             raise ValueError(f"generator inputs must have shape (B, d), got {tuple(h.shape)}")
-        self._h, self._tangent = h, linearize
+        self._h, self._tangent, self._generated = h, linearize, None
         try:
             yield self
         finally:
-            self._h, self._tangent = None, None
+            self._h, self._tangent, self._generated = None, None, None
 
     def train(self, mode: bool = True) -> FunctionalNetwork:
         # The generator's own mode is independent of the network's: dropout in the target network
@@ -76,7 +77,12 @@ class FunctionalNetwork(nn.Module):
             raise RuntimeError("FunctionalNetwork called outside `with fnet.at(h):`")
         h, tangent = self._h, self._tangent
         if tangent is None:
-            return self._apply(self.weights(h), args, kwargs)
+            # Generated once per `at` block: a task that calls its network many times per loss (a
+            # policy rolled out over an episode) reuses one weight set, and its gradient still reaches
+            # the generator through every call.
+            if self._generated is None:
+                self._generated = self.weights(h)
+            return self._apply(self._generated, args, kwargs)
 
         if h.shape[0] > 1 and tangent.shape[1] == 1 and bool((h == h[:1]).all()):
             return self._linearised_at_one_point(h[:1], tangent, args, kwargs)
