@@ -25,11 +25,8 @@ import torch
 from torch import Tensor
 
 from hti_bench.errors import ConfigError
-from hti_bench.toolkit import training
 from hti_bench.toolkit.best_response import (
-    BatchStream,
     BestResponseSurrogate,
-    FunctionalNetwork,
     HyperGenerator,
     LambdaAxis,
 )
@@ -96,19 +93,7 @@ class Hypernetwork(BestResponseSurrogate):
                 f"{int(self.rank) * n_weights:,} output-layer parameters (limit {MAX_OUTPUT_PARAMETERS:,}); lower rank"
             )
         generator = HyperGenerator(network, int(self.width), int(self.rank), gen)
-        self.net_ = FunctionalNetwork(network, generator).train()
-        data = task.training_data()
-        batches = BatchStream(data, int(self.batch_size), gen)
-
-        def loss_fn(step: int) -> Tensor:
-            batch, groups, k = self._grouped(next(batches))
-            lam, s = axis.uniform(groups, gen)
-            with self.net_.at(s[:, None]):
-                return task.per_example_loss(self.net_, batch, lam.repeat_interleave(k)).mean()
-
-        steps = self._steps(task, int(data[0].shape[0]))
-        self.losses_ = training.train_loop(generator.parameters(), loss_fn, steps=steps, lr=self._lr(task), clip=self.clip)
-        self.net_.eval()
+        self._train_over_range(network, generator, task, axis, gen)
 
     def _inputs(self, lam: float) -> Tensor:
         return torch.tensor([[self.axis_.s_of_lam(lam)]])

@@ -26,12 +26,9 @@ import torch
 from torch import Tensor
 
 from hti_bench.errors import ConfigError, check_choice
-from hti_bench.toolkit import training
 from hti_bench.toolkit.best_response import (
-    BatchStream,
     BestResponseSurrogate,
     FiLMGenerator,
-    FunctionalNetwork,
     LambdaAxis,
     film_layers,
 )
@@ -98,19 +95,7 @@ class LossConditional(BestResponseSurrogate):
                 "convolutional layer to modulate" + ("; use layers=all" if self.layers == "hidden" else "")
             )
         generator = FiLMGenerator(network, int(self.width), layers, gen)
-        self.net_ = FunctionalNetwork(network, generator).train()
-        data = task.training_data()
-        batches = BatchStream(data, int(self.batch_size), gen)
-
-        def loss_fn(step: int) -> Tensor:
-            batch, groups, k = self._grouped(next(batches))
-            lam, s = axis.uniform(groups, gen)
-            with self.net_.at(s[:, None]):
-                return task.per_example_loss(self.net_, batch, lam.repeat_interleave(k)).mean()
-
-        steps = self._steps(task, int(data[0].shape[0]))
-        self.losses_ = training.train_loop(generator.parameters(), loss_fn, steps=steps, lr=self._lr(task), clip=self.clip)
-        self.net_.eval()
+        self._train_over_range(network, generator, task, axis, gen)
 
     def _inputs(self, lam: float) -> Tensor:
         return torch.tensor([[self.axis_.s_of_lam(lam)]])

@@ -84,6 +84,29 @@ class BestResponseSurrogate(Surrogate):
         epochs = float(task.epochs if self.epochs is None else self.epochs)
         return max(1, int(round(epochs * n_rows / int(self.batch_size))))
 
+    def _train_over_range(self, network: torch.nn.Module, generator: torch.nn.Module, task: TaskView,
+                          axis: LambdaAxis, gen: torch.Generator) -> None:
+        """The global scheme: ``generator``'s weights trained on the task's loss, each batch's λ drawn
+        uniformly over the anchor range on the clock (``lambda_draws`` of them), for the budget of
+        :meth:`_steps`; stores ``net_`` (in eval mode) and ``losses_``."""
+        from hti_bench.toolkit import training
+        from hti_bench.toolkit.best_response.axis import BatchStream
+        from hti_bench.toolkit.best_response.functional import FunctionalNetwork
+
+        self.net_ = FunctionalNetwork(network, generator).train()
+        data = task.training_data()
+        batches = BatchStream(data, int(self.batch_size), gen)
+
+        def loss_fn(step: int) -> Tensor:
+            batch, groups, k = self._grouped(next(batches))
+            lam, s = axis.uniform(groups, gen)
+            with self.net_.at(s[:, None]):
+                return task.per_example_loss(self.net_, batch, lam.repeat_interleave(k)).mean()
+
+        steps = self._steps(task, int(data[0].shape[0]))
+        self.losses_ = training.train_loop(generator.parameters(), loss_fn, steps=steps, lr=self._lr(task), clip=self.clip)
+        self.net_.eval()
+
     def _fit(self, task: TaskView, axis: LambdaAxis, gen: torch.Generator) -> None:
         raise NotImplementedError
 
