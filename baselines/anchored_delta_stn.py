@@ -14,7 +14,7 @@ displacement per condition, or a mixture).
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor
@@ -41,6 +41,11 @@ class AnchoredDeltaSTN(BestResponseSurrogate):
         "Bae & Grosse, Delta-STN: efficient bilevel optimization for neural networks using structured response Jacobians, NeurIPS 2020",
     )
     test_config: ClassVar[dict] = {"epochs": 1, "batch_size": 32, "lambda_draws": 4}
+    search_space: ClassVar[dict[str, dict[str, Any]]] = {
+        "lr": {"distribution": "log_uniform_values", "min": 0.0001, "max": 0.01},
+        "spread": {"values": [0.25, 0.5, 1.0]},
+        "blend": {"values": ["mccann", "mixture"]},
+    }
 
     def __init__(
         self,

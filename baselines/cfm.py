@@ -15,7 +15,7 @@ so an ideal fit reproduces ``mccann`` smoothed across x and intervals; ``couplin
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor, nn
@@ -50,6 +50,11 @@ class CFM(Surrogate):
         "Tong et al., Improving and generalizing flow-based generative models with minibatch optimal transport, TMLR 2024",
     )
     test_config: ClassVar[dict] = {"steps": 40, "batch_size": 64, "hidden": (32, 32), "solver": "rk4", "step_size": 0.1}
+    search_space: ClassVar[dict[str, dict[str, Any]]] = {
+        "lr": {"distribution": "log_uniform_values", "min": 0.0003, "max": 0.01},
+        "matcher": {"values": ["plain", "exact-ot", "sb"]},
+        "hidden": {"values": [[64, 64, 64], [128, 128, 128], [256, 256, 256]]},
+    }
 
     def __init__(
         self,

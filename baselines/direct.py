@@ -15,7 +15,7 @@ of the target anchor, which is the weakness the paper's comparison exposes.
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor
@@ -40,6 +40,11 @@ class Direct(Surrogate):
         ),
     )
     test_config: ClassVar[dict] = {"steps": 40, "batch_size": 64, "hidden": (32, 32)}
+    search_space: ClassVar[dict[str, dict[str, Any]]] = {
+        "lr": {"distribution": "log_uniform_values", "min": 0.0003, "max": 0.01},
+        "coupling": {"values": ["exact", "independent", "row"]},
+        "hidden": {"values": [[64, 64, 64, 64], [128, 128, 128, 128], [256, 256, 256, 256]]},
+    }
 
     def __init__(
         self,

@@ -19,7 +19,7 @@ training cost.
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor
@@ -43,6 +43,11 @@ class Hypernetwork(BestResponseSurrogate):
         "Lorraine & Duvenaud, Stochastic hyperparameter optimization through hypernetworks, 2018",
     )
     test_config: ClassVar[dict] = {"epochs": 1, "width": 8, "rank": 4, "batch_size": 32, "lambda_draws": 4}
+    search_space: ClassVar[dict[str, dict[str, Any]]] = {
+        "lr": {"distribution": "log_uniform_values", "min": 0.0001, "max": 0.01},
+        "width": {"values": [32, 64, 128]},
+        "rank": {"values": [8, 16, 32]},
+    }
 
     def __init__(
         self,

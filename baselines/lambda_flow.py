@@ -9,7 +9,7 @@ between anchors comes from the network's smoothness in λ, which is the point of
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor
@@ -36,6 +36,11 @@ class LambdaFlow(Surrogate):
     description: ClassVar[str] = "Flow-matching generative model of y given (x, λ), trained at the anchors (torchcfm)."
     references: ClassVar[tuple[str, ...]] = ("Lipman et al., Flow matching for generative modeling, ICLR 2023",)
     test_config: ClassVar[dict] = {"steps": 40, "batch_size": 64, "hidden": (32, 32), "solver": "rk4", "step_size": 0.1}
+    search_space: ClassVar[dict[str, dict[str, Any]]] = {
+        "lr": {"distribution": "log_uniform_values", "min": 0.0003, "max": 0.01},
+        "sigma": {"values": [0.0, 0.01, 0.1]},
+        "hidden": {"values": [[64, 64, 64], [128, 128, 128], [256, 256, 256]]},
+    }
 
     def __init__(
         self,

@@ -20,7 +20,7 @@ method of that family it never sees the anchor outputs and is marked as using th
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor
@@ -45,6 +45,11 @@ class LossConditional(BestResponseSurrogate):
         "Perez et al., FiLM: visual reasoning with a general conditioning layer, AAAI 2018",
     )
     test_config: ClassVar[dict] = {"epochs": 1, "width": 8, "batch_size": 32, "lambda_draws": 4}
+    search_space: ClassVar[dict[str, dict[str, Any]]] = {
+        "lr": {"distribution": "log_uniform_values", "min": 0.0001, "max": 0.01},
+        "width": {"values": [32, 64, 128]},
+        "layers": {"values": ["all", "hidden"]},
+    }
 
     def __init__(
         self,

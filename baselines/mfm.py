@@ -64,7 +64,7 @@ cost), the suite's ``w1`` column.
 from __future__ import annotations
 
 import copy
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor, nn
@@ -110,6 +110,11 @@ class MFM(Surrogate):
     test_config: ClassVar[dict] = {
         "steps": 40, "path_steps": 20, "batch_size": 64, "hidden": (32, 32), "path_hidden": (32, 32),
         "solver": "rk4", "step_size": 0.1, "rbf_steps": 20,
+    }
+    search_space: ClassVar[dict[str, dict[str, Any]]] = {
+        "lr": {"distribution": "log_uniform_values", "min": 0.0003, "max": 0.01},
+        "metric": {"values": ["land", "rbf"]},
+        "path_lr": {"distribution": "log_uniform_values", "min": 0.001, "max": 0.01},
     }
 
     def __init__(

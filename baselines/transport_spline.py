@@ -20,7 +20,7 @@ No training: fitting is one OT problem per (interval, condition), as for ``mccan
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -39,6 +39,9 @@ BOUNDARIES = ("natural", "not-a-knot")
 class TransportSpline(Surrogate):
     name: ClassVar[str] = "transport-spline"
     description: ClassVar[str] = "Per-condition OT particle trajectories through all anchors, cubic spline in clock time."
+    search_space: ClassVar[dict[str, dict[str, Any]]] = {
+        "boundary": {"values": ["natural", "not-a-knot"]},
+    }
     references: ClassVar[tuple[str, ...]] = (
         "Chewi et al., Fast and smooth interpolation on Wasserstein space, AISTATS 2021",
     )

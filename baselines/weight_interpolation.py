@@ -20,7 +20,7 @@ stored weights as they are).
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor
@@ -43,6 +43,10 @@ class WeightInterpolation(Surrogate):
         "Ainsworth, Hayase & Srinivasa, Git Re-Basin: merging models modulo permutation symmetries, ICLR 2023",
     )
     test_config: ClassVar[dict] = {"align": True}
+    search_space: ClassVar[dict[str, dict[str, Any]]] = {
+        "path": {"values": ["linear", "spherical"]},
+        "align": {"values": [False, True]},
+    }
 
     def __init__(self, *, path: str = "linear", align: bool = False) -> None:
         """

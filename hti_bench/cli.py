@@ -76,6 +76,30 @@ def _parser() -> argparse.ArgumentParser:
     sw.add_argument("--no-progress", action="store_true", help="No progress bar.")
     sw.add_argument("--no-figures", action="store_true", help="Do not draw the figures at the end.")
 
+    tu = sub.add_parser(
+        "tune",
+        help="The tuned track: tune every (task, surrogate) with the same leak-free budget, then score it.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        description="Each (task, surrogate) gets the same number of trials over the surrogate's search space and "
+        "the clock, proposed by W&B's sweeps engine and scored on the task's validation folds (anchors only: "
+        "leave one interior anchor out, or the task's validation λ); the best is refitted on all anchors and "
+        "scored at the held-out λ as the 'tuned' track. Runs as a local sweep (workers, resume on re-run).",
+    )
+    tu.add_argument("-t", "--task", action="append", metavar="TASK", help="Task (repeatable; default: the default suite).")
+    tu.add_argument("-s", "--surrogate", action="append", metavar="SURROGATE", help="Surrogate; parameters in its name stay fixed (repeatable; default: all).")
+    tu.add_argument("--trials", type=int, default=8, metavar="K", help="Configurations tried per (task, surrogate), the default one included.")
+    tu.add_argument("--method", default="random", choices=["random", "bayes"], help="How the sweeps engine proposes trials.")
+    tu.add_argument("--tune-seeds", type=int, default=1, metavar="N", help="Run seeds 0 … N−1 score each trial.")
+    tu.add_argument("--seeds", type=int, nargs="+", metavar="SEED", default=[0, 1, 2], help="Run seeds of the tuned configuration's final score.")
+    tu.add_argument("-j", "--jobs", default=None, metavar="N", help=JOBS_HELP)
+    tu.add_argument("--results", default="results", metavar="DIR", help="Results folder (trials go in DIR/tuning/).")
+    tu.add_argument("--cache", default=None, metavar="DIR", help="Target-network cache (default $HTI_BENCH_CACHE or ~/.cache/hti-bench).")
+    tu.add_argument("--search-seed", type=int, default=None, metavar="S", help=argparse.SUPPRESS)
+    tu.add_argument("--threads", type=int, default=None, metavar="T", help="torch threads per worker (default: cores / workers).")
+    tu.add_argument("--wandb", default=None, choices=WANDB_MODES, help=WANDB_HELP)
+    tu.add_argument("--no-progress", action="store_true", help="No progress bar.")
+    tu.add_argument("--no-figures", action="store_true", help="Do not draw the figures at the end.")
+
     pl = sub.add_parser(
         "plot",
         help="Draw the figures of a results folder (W₂ vs λ, leaderboard, cost vs accuracy, sample clouds).",
@@ -109,19 +133,25 @@ def _print_board(board, tasks: Sequence[str] | None = None) -> None:  # noqa: AN
     cols = ["rank", "surrogate", "w2_mean", "w2_ci95", "w2sq_mean", "w1_mean", "floor_w2_mean", "seed_floor_w2_mean", "n_seeds", "fit_seconds", "status"]
     cols += [c for c in board.columns if c.startswith("metric_") and c.endswith("_mean")]
     with pd.option_context("display.width", 200, "display.max_columns", 30, "display.max_colwidth", 60):
-        for name, group in board.groupby("task", sort=False):
+        tracks = board["track"].nunique() > 1 if "track" in board.columns else False
+        keys = ["task", "track"] if "track" in board.columns else ["task"]
+        for name, group in board.groupby(keys, sort=False):
             group = group.copy()
+            tuned = "track" in group.columns and (group["track"] == "tuned").all()
+            name = f"{name[0]} ({name[1]} track)" if tracks else (name[0] if isinstance(name, tuple) else name)
             uses_loss = group.get("uses_training_loss", pd.Series(False, index=group.index)).astype(bool)
             group.loc[uses_loss, "surrogate"] = group.loc[uses_loss, "surrogate"] + " *"
             print(f"\n== {name} ==")
-            print(group[[c for c in cols if c in group.columns]].dropna(axis=1, how="all").to_string(index=False, float_format=lambda v: f"{v:.4g}"))
+            shown = cols + (["config", "tuning_fit_seconds"] if tuned else [])
+            print(group[[c for c in shown if c in group.columns]].dropna(axis=1, how="all").to_string(index=False, float_format=lambda v: f"{v:.4g}"))
             if uses_loss.any():
                 cost = pd.to_numeric(group.get("anchor_train_seconds"), errors="coerce").max()
                 anchors = f"; the anchor networks took {cost:.1f} s to train" if cost == cost else ""
                 print(f"* trains on the task's own loss (best response), not on anchor outputs{anchors}")
         if not tasks and board["task"].nunique() > 1 and "mean_rank" in board.columns:
-            ranks = board.drop_duplicates("surrogate").dropna(subset=["mean_rank"])
-            ranks = ranks.sort_values(["mean_rank", "surrogate"])[["surrogate", "mean_rank", "n_tasks_ranked"]]
+            keep = [c for c in ("track", "surrogate") if c in board.columns]
+            ranks = board.drop_duplicates(keep).dropna(subset=["mean_rank"])
+            ranks = ranks.sort_values([*keep[:-1], "mean_rank", "surrogate"])[[*keep, "mean_rank", "n_tasks_ranked"]]
             print("\n== mean rank over the tasks each surrogate is ranked on (skipped tasks do not count) ==")
             print(ranks.to_string(index=False, float_format=lambda v: f"{v:.2f}"))
 
@@ -234,6 +264,30 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_tune(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    import yaml
+
+    from hti_bench.harness.fsutil import atomic_write_bytes
+    from hti_bench.harness.registry import default_tasks, make_surrogate, make_task, surrogate_classes
+    from hti_bench.sweeping.tuning import tune_sweep_config
+
+    tasks = [make_task(t).spec for t in (args.task or default_tasks())]
+    surrogates = [make_surrogate(s).spec for s in (args.surrogate or surrogate_classes())]
+    config = tune_sweep_config(tasks, surrogates, trials=args.trials, method=args.method,
+                               tune_seeds=args.tune_seeds, seeds=args.seeds)
+    path = os.path.join(args.results, "sweeps", "tune.yaml")
+    atomic_write_bytes(Path(path), yaml.safe_dump(config, sort_keys=False).encode())
+    print(f"Tuning {len(tasks)} tasks × {len(surrogates)} surrogates, {args.trials} trials each ({args.method}); sweep file {path}")
+    sweep_args = argparse.Namespace(
+        file=path, jobs=args.jobs, workers=None, count=None, results=args.results, cache=args.cache,
+        search_seed=args.search_seed, seed=None, threads=args.threads, wandb=args.wandb,
+        no_progress=args.no_progress, no_figures=args.no_figures,
+    )
+    return _cmd_sweep(sweep_args)
+
+
 def _cmd_plot(args: argparse.Namespace) -> int:
     from hti_bench.harness.plots import plot_results
 
@@ -267,6 +321,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _cmd_leaderboard(args)
         if args.command == "sweep":
             return _cmd_sweep(args)
+        if args.command == "tune":
+            return _cmd_tune(args)
         if args.command == "plot":
             return _cmd_plot(args)
         if args.command == "check":

@@ -3,15 +3,29 @@
 Every surrogate interpolates in clock time t = g(λ), never in raw λ: a quantile level or a β spread
 over orders of magnitude moves along a very different path in raw units than on a logit or log scale,
 and a correct geodesic on the wrong clock still lands in the wrong place.
+
+Which clock is right is an empirical question (on the HTI paper's two-moons data nearest-anchor goes
+from W₂² 0.94 on the identity clock to 0.05 on a logit one), so the clock is also a *tunable choice*:
+any surrogate's name takes ``clock=identity|log|logit`` (:data:`CLOCK_PARAM`), applied by the harness
+through :meth:`Hyperparameter.with_clock`. A clock whose singularity sits exactly at an end of the
+task's range (log at λ = 0, logit at 0 or 1) reads λ clipped :data:`CLIP` of the range away from that
+end, so dropout ∈ [0, 0.99] has a logit clock (logit(0) is read as logit(0.00099) ≈ −6.9).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 from enum import Enum
 
 from hti_bench.errors import ConfigError
+
+#: The surrogate-name parameter every surrogate accepts: the clock the harness gives it ('' = the task's).
+CLOCK_PARAM = "clock"
+
+#: How far (as a fraction of the range) a clock reads λ from a range end where it is singular.
+CLIP = 1e-3
 
 
 class Clock(str, Enum):
@@ -73,12 +87,41 @@ class Hyperparameter:
         object.__setattr__(self, "clock", Clock.parse(self.clock))
         if not self.low < self.high:
             raise ConfigError(f"Hyperparameter {self.name!r}: low ({self.low}) must be < high ({self.high}).")
-        # Both ends must be valid on the clock (a log clock cannot start at 0).
-        for end in (self.low, self.high):
+        # Both (clipped) ends must be valid on the clock: a log clock cannot start below 0.
+        for end in (self.clip_low, self.clip_high):
             try:
                 self.clock.to_time(end)
             except ValueError as err:
-                raise ConfigError(f"Hyperparameter {self.name!r}: range end {end} is invalid: {err}") from None
+                raise ConfigError(
+                    f"Hyperparameter {self.name!r} on [{self.low}, {self.high}] cannot use the {self.clock.value} clock: {err}"
+                ) from None
+
+    @property
+    def clip_low(self) -> float:
+        """The smallest λ the clock reads: ``low``, or just above it where the clock is singular there."""
+        singular = self.low == 0.0 and self.clock in (Clock.LOG, Clock.LOGIT)
+        return self.low + CLIP * (self.high - self.low) if singular else self.low
+
+    @property
+    def clip_high(self) -> float:
+        """The largest λ the clock reads: ``high``, or just below 1 for a logit clock ending at 1."""
+        singular = self.high == 1.0 and self.clock is Clock.LOGIT
+        return self.high - CLIP * (self.high - self.low) if singular else self.high
+
+    def with_clock(self, clock: str | Clock) -> Hyperparameter:
+        """The same λ on another clock; :class:`ConfigError` if that clock cannot read the range."""
+        return dataclasses.replace(self, clock=Clock.parse(clock))
+
+    def clocks(self) -> tuple[Clock, ...]:
+        """Every clock that can read this λ's range (identity always; log for λ ≥ 0; logit inside [0, 1])."""
+        out = []
+        for clock in Clock:
+            try:
+                self.with_clock(clock)
+            except ConfigError:
+                continue
+            out.append(clock)
+        return tuple(out)
 
     def check(self, lam: float) -> float:
         """Return λ as a float, or raise ``ValueError`` if it lies outside [low, high]."""
@@ -88,7 +131,9 @@ class Hyperparameter:
         return lam
 
     def to_time(self, lam: float) -> float:
-        return self.clock.to_time(lam)
+        """g(λ) on this clock (λ clipped to [clip_low, clip_high] first)."""
+        return self.clock.to_time(min(max(float(lam), self.clip_low), self.clip_high))
 
     def from_time(self, t: float) -> float:
-        return self.clock.from_time(t)
+        """g⁻¹(t), kept inside [low, high]."""
+        return min(max(self.clock.from_time(t), self.low), self.high)

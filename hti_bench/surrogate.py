@@ -10,7 +10,8 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import torch
 from torch import Tensor
 
-from hti_bench.errors import ConfigError
+from hti_bench.clock import CLOCK_PARAM, Clock
+from hti_bench.errors import ConfigError, check_choice
 from hti_bench.specs import format_spec
 
 if TYPE_CHECKING:
@@ -62,6 +63,12 @@ class Surrogate(ABC):
         Interpolate on the task's clock, ``anchors.hyperparameter.to_time(λ)``; ``anchors.locate``
         does it for you.
 
+    The clock is the harness's business, not yours: every surrogate's name also takes
+    ``clock=identity|log|logit`` (e.g. ``mccann[clock=logit]``), and the harness then hands ``fit``
+    an AnchorSet and a view whose ``hyperparameter`` is on that clock. Use
+    ``anchors.hyperparameter`` (or ``task.hyperparameter``) for every clock reading and you support
+    it for free; never hard-code a task's clock.
+
     ``skip(self, task) -> str | None`` (optional)
         Why the surrogate cannot run on this task (a :class:`~hti_bench.view.TaskView`), or None.
 
@@ -85,6 +92,12 @@ class Surrogate(ABC):
     test_config : dict
         Constructor arguments that make the surrogate fast enough for the contract test (a few
         seconds on a tiny task).
+    search_space : dict
+        What ``hti-bench tune`` searches, beside your defaults: a few key parameters in W&B sweep
+        parameter syntax, pasteable into a sweep file, e.g. ``{"lr": {"distribution":
+        "log_uniform_values", "min": 3e-4, "max": 1e-2}, "hidden": {"values": [[64, 64], [128, 128]]}}``.
+        Keep iteration budgets (steps, epochs) out of it: tuning compares methods at equal cost. The
+        clock is added by the harness; don't list it. Empty (the default): only the clock is tuned.
     references : tuple of str
         Citations.
 
@@ -121,7 +134,10 @@ class Surrogate(ABC):
     supports_extrapolation: ClassVar[bool] = False
     name_parameters: ClassVar[tuple[str, ...]] = ()
     test_config: ClassVar[dict[str, Any]] = {}
+    search_space: ClassVar[dict[str, dict[str, Any]]] = {}
     references: ClassVar[tuple[str, ...]] = ()
+    #: The clock the harness applies ('' = the task's own); set from the name, never by the plugin.
+    clock: str = ""
 
     @abstractmethod
     def fit(self, anchors: AnchorSet, task: TaskView | None = None, *, seed: int = 0) -> Self:
@@ -145,6 +161,8 @@ class Surrogate(ABC):
             if problem:
                 raise ConfigError(f"parameter {key!r} of surrogate '{self.name}' {problem}")
         try:
+            if self.clock:
+                check_choice("clock", self.clock, [c.value for c in Clock])
             self.check_params()
         except ConfigError as err:
             raise ConfigError(f"surrogate '{self.name}': {err}") from None
@@ -175,6 +193,8 @@ class Surrogate(ABC):
             for k, v in self.get_params().items()
             if k in self.name_parameters or v != defaults.get(k)
         }
+        if self.clock:
+            shown[CLOCK_PARAM] = self.clock
         return format_spec(self.name, shown)
 
     @classmethod

@@ -48,6 +48,9 @@ class TaskConfig:
 
     anchors: tuple[float, ...] = option((), "Anchor values of λ the surrogates see.")
     heldout: tuple[float, ...] = option((), "Held-out values of λ the surrogates are scored at.", cache=False)
+    validation: tuple[float, ...] = option(
+        (), "Validation λ for tuning a task with 2 anchors: trained like anchors, used only to score tuning "
+        "trials; never given to a surrogate as anchors, never scored in the leaderboard.", cache=False)
     n_samples: int = option(500, "Output samples per condition, at anchors and held-out λ.", cache=False)
 
 
@@ -57,6 +60,9 @@ class Task(ABC):
     A task declares
     - ``hyperparameter``: λ's name, range and clock (:class:`~hti_bench.clock.Hyperparameter`);
     - ``anchors`` and ``heldout``: the λ values surrogates see and are scored at (from its config);
+      a task with only 2 anchors also declares ``validation`` λ, whose networks tuning scores its
+      trials on (a task with ≥ 3 anchors is tuned by leaving one interior anchor out instead:
+      :mod:`hti_bench.sweeping.tuning`);
     - ``condition_dim`` C, ``categorical`` (one integer class-id column) and ``output_dim`` D;
     - ``eval_conditions()``: the condition rows x (M, C) surrogates are scored at, and
       ``fit_conditions()``: extra rows anchor data also covers (default: none);
@@ -171,6 +177,11 @@ class Task(ABC):
         return tuple(float(v) for v in self.config.heldout)
 
     @property
+    def validation(self) -> tuple[float, ...]:
+        """Validation λ (tuning only; see :class:`TaskConfig`)."""
+        return tuple(float(v) for v in self.config.validation)
+
+    @property
     def n_samples(self) -> int:
         return int(self.config.n_samples)
 
@@ -200,7 +211,7 @@ class Task(ABC):
             raise ConfigError(f"{where}: has no held-out {hp.name} to score surrogates at (anchors {anchors}).")
         if any(b <= a for a, b in zip(anchors, anchors[1:])):
             raise ConfigError(f"{where}: anchors must be strictly increasing, got {anchors}.")
-        for lam in anchors + heldout:
+        for lam in anchors + heldout + self.validation:
             try:
                 hp.check(lam)
             except ValueError as err:
@@ -213,6 +224,17 @@ class Task(ABC):
                 )
             if any(math.isclose(lam, a) for a in anchors):
                 raise ConfigError(f"{where}: held-out {hp.name}={lam} is also an anchor.")
+        for lam in self.validation:
+            if not anchors[0] < lam < anchors[-1]:
+                raise ConfigError(
+                    f"{where}: validation {hp.name}={lam} must lie strictly between the first and last anchors "
+                    f"{anchors[0]} and {anchors[-1]}."
+                )
+            if any(math.isclose(lam, v) for v in anchors + heldout):
+                raise ConfigError(
+                    f"{where}: validation {hp.name}={lam} is also an anchor or a held-out value: tuning on it "
+                    "would score trials on what the leaderboard scores (or on what the surrogates see)."
+                )
         if self.n_samples < 1:
             raise ConfigError(f"{where}: n_samples must be ≥ 1, got {self.n_samples}.")
 

@@ -59,6 +59,7 @@ class _Hidden:
     task: Task
     requires: frozenset[str]
     anchors: tuple[float, ...]
+    hyperparameter: Hyperparameter
     sealed: bool = False
     notes: dict[str, str] = field(default_factory=dict)
 
@@ -73,14 +74,17 @@ def _public() -> list[str]:
 class TaskView:
     """A surrogate's read-only view of a task (see the module docstring for what it offers and why).
 
-    Built by the harness for each fit: ``TaskView(task, requires=surrogate.requires)``.
+    Built by the harness for each fit: ``TaskView(task, requires=surrogate.requires)``, with
+    ``hyperparameter=`` the task's λ on the clock the surrogate's name chose, if it chose one.
     """
 
     __slots__ = ("__weakref__",)
 
-    def __init__(self, task: Task, requires: Sequence[str] | frozenset[str] = frozenset()) -> None:
+    def __init__(self, task: Task, requires: Sequence[str] | frozenset[str] = frozenset(), *,
+                 hyperparameter: Hyperparameter | None = None) -> None:
         _STATE[self] = _Hidden(task=task, requires=frozenset(requires), anchors=tuple(float(a) for a in task.anchors),
-                               notes=dict(task.capability_notes))
+                               notes=dict(task.capability_notes),
+                               hyperparameter=hyperparameter if hyperparameter is not None else task.hyperparameter)
 
     # ------------------------------------------------------------------ always offered
 
@@ -91,8 +95,9 @@ class TaskView:
 
     @property
     def hyperparameter(self) -> Hyperparameter:
-        """λ's name, range and clock."""
-        return _STATE[self].task.hyperparameter
+        """λ's name, range and clock (the clock the harness applies: the task's own unless the
+        surrogate's name chose another)."""
+        return _STATE[self].hyperparameter
 
     @property
     def anchors(self) -> tuple[float, ...]:

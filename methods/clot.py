@@ -72,7 +72,7 @@ differences that remain are choices, each a parameter:
 from __future__ import annotations
 
 import math
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor, nn
@@ -163,6 +163,12 @@ class CLOT(Surrogate):
     test_config: ClassVar[dict] = {
         "steps": 30, "batch_size": 64, "ctransform_iters": 2, "spline_pretrain": 10, "spline_every": 15,
         "spline_iters": 5, "spline_hidden": 32, "hidden": (16, 16), "kde_support": 64, "path_points": 6,
+    }
+    search_space: ClassVar[dict[str, dict[str, Any]]] = {
+        "lr": {"distribution": "log_uniform_values", "min": 0.0003, "max": 0.003},
+        "metric": {"values": ["euclidean", "learned"]},
+        "potential": {"values": [True, False]},
+        "alpha": {"values": [1.0, 3.0, 10.0]},
     }
 
     def __init__(

@@ -12,7 +12,7 @@ from hti_bench.harness.results import COLUMNS, KEY, SCHEMA_VERSION, ResultsStore
 
 def row(surrogate="a", seed=0, lam=0.25, w2=1.0, status="ok", date="2026-01-01T00:00:00", task="t"):
     r = {c: "" for c in COLUMNS}
-    r.update(task=task, surrogate=surrogate, seed=seed, lambda_heldout=lam, hyperparameter="lambda", status=status,
+    r.update(task=task, track="default", surrogate=surrogate, config=surrogate, seed=seed, lambda_heldout=lam, hyperparameter="lambda", status=status,
              w1=w2 / 2, w2=w2, w2sq=w2**2, floor_w1=0.1, floor_w2=0.1, floor_w2sq=0.01, n_conditions=2,
              n_samples=10, fit_seconds=1.0, sample_seconds=0.1, uses_training_loss=False, run_date=date,
              schema_version=SCHEMA_VERSION)
@@ -47,7 +47,7 @@ def test_store_round_trip_and_unit_identity(tmp_path):
     store = ResultsStore(tmp_path)
     store.write_unit([row(lam=0.25), row(lam=0.75)])
     assert store.has_unit("t", "a", 0) and not store.has_unit("t", "a", 1)
-    with pytest.raises(ValueError, match="share task, surrogate and seed"):
+    with pytest.raises(ValueError, match="share task, surrogate, seed and track"):
         store.write_unit([row(seed=0), row(seed=1)])
     df, board = store.write_tables()
     assert len(df) == 2 and (tmp_path / "leaderboard.csv").exists() and (tmp_path / "results.csv").exists()

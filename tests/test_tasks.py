@@ -20,10 +20,24 @@ def test_clock_round_trip(clock, lam):
 def test_clock_domain_errors():
     with pytest.raises(ValueError, match="log clock needs"):
         Clock.LOG.to_time(0.0)
-    with pytest.raises(ConfigError, match="range end 0.0 is invalid"):
-        Hyperparameter("beta", 0.0, 1.0, Clock.LOGIT)
+    with pytest.raises(ConfigError, match="cannot use the logit clock"):
+        Hyperparameter("penalty", 0.0, 10.0, Clock.LOGIT)
+    with pytest.raises(ConfigError, match="cannot use the log clock"):
+        Hyperparameter("shift", -1.0, 1.0, Clock.LOG)
     with pytest.raises(ConfigError, match="Unknown clock 'lin'"):
         Clock.parse("lin")
+
+
+def test_a_clock_singular_at_a_range_end_reads_it_clipped():
+    hp = Hyperparameter("dropout", 0.0, 0.99, Clock.LOGIT)
+    assert hp.clip_low == pytest.approx(0.00099) and hp.clip_high == 0.99
+    assert hp.to_time(0.0) == pytest.approx(math.log(0.00099 / (1 - 0.00099)))
+    assert hp.to_time(0.5) == 0.0 and hp.from_time(50.0) == 0.99  # from_time stays inside the range
+    both = Hyperparameter("t", 0.0, 1.0, Clock.LOGIT)
+    assert both.to_time(1.0) == pytest.approx(-both.to_time(0.0))
+    assert Hyperparameter("penalty", 0.0, 10.0).clocks() == (Clock.IDENTITY, Clock.LOG)
+    assert Hyperparameter("t", 0.0, 1.0).clocks() == (Clock.IDENTITY, Clock.LOG, Clock.LOGIT)
+    assert hp.with_clock("identity").to_time(0.3) == 0.3
 
 
 @pytest.mark.parametrize(

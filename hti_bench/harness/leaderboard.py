@@ -15,9 +15,12 @@ import pandas as pd
 #: table in ``results/README.md`` equal to :func:`leaderboard_markdown`.
 LEADERBOARD_COLUMNS: dict[str, str] = {
     "task": "Task name, as in the results.",
-    "rank": "Rank of the surrogate within the task by `w2_mean` (1 = best, ties share the lower rank); "
+    "track": "default (each surrogate as named) or tuned (configuration chosen on the anchors by hti-bench tune); "
+    "ranks and mean ranks are within a track.",
+    "rank": "Rank of the surrogate within the task and track by `w2_mean` (1 = best, ties share the lower rank); "
     "empty for surrogates with no ok row (skipped or failed).",
     "surrogate": "Surrogate name with its parameters.",
+    "config": "The configuration fitted: the surrogate name on the default track, the one tuning chose on the tuned track.",
     "w2_mean": "Mean W₂ over every ok (seed, held-out λ) row.",
     "w2_std": "Standard deviation of W₂ over those rows.",
     "w2_ci95": "Half-width of the 95 % Student-t interval over seeds, each seed first averaged over the held-out λ.",
@@ -35,6 +38,7 @@ LEADERBOARD_COLUMNS: dict[str, str] = {
     "fit_seconds": "Mean over seeds of the wall time of fit().",
     "sample_seconds": "Mean wall time of sample() at one held-out λ (all conditions).",
     "anchor_train_seconds": "What training the task's anchor networks cost (NaN for tasks that train nothing).",
+    "tuning_fit_seconds": "Tuned track: total fit() seconds of the tuning trials (mean over seeds' rows; NaN on the default track).",
     "uses_training_loss": "Whether the surrogate trains on the task's loss (best response; starred in the printout).",
     "status": "ok, `partial: N failed rows`, or `skipped: reason` / `failed: reason` when no row is ok.",
     "mean_rank": "The surrogate's mean `rank` over every task where it has one (the same on each of its rows). "
@@ -71,9 +75,18 @@ def leaderboard(results: pd.DataFrame) -> pd.DataFrame:
     metric_cols = [c for c in results.columns if c.startswith("metric_")]
     value_cols = ["w2", "w1", "w2sq", *metric_cols]
     out = []
-    for (task, surrogate), group in results.groupby(["task", "surrogate"], sort=True):
+    results = results.copy()
+    if "track" not in results.columns:
+        results["track"] = "default"
+    if "config" not in results.columns:
+        results["config"] = results["surrogate"]
+    results["track"] = results["track"].fillna("default")
+    results["config"] = results["config"].fillna(results["surrogate"])
+    for (task, track, surrogate), group in results.groupby(["task", "track", "surrogate"], sort=True):
         ok = group[group["status"] == "ok"]
-        row: dict[str, Any] = {"task": task, "surrogate": surrogate}
+        configs = group["config"].dropna().unique()
+        row: dict[str, Any] = {"task": task, "track": track, "surrogate": surrogate,
+                               "config": configs[0] if len(configs) == 1 else "; ".join(sorted(map(str, configs)))}
         for col in value_cols:
             vals = pd.to_numeric(ok[col], errors="coerce")
             per_seed = vals.groupby(ok["seed"]).mean().to_numpy(dtype=float)
@@ -89,6 +102,8 @@ def leaderboard(results: pd.DataFrame) -> pd.DataFrame:
         row["fit_seconds"] = float(ok.drop_duplicates("seed")["fit_seconds"].mean()) if len(ok) else float("nan")
         row["sample_seconds"] = float(ok["sample_seconds"].mean()) if len(ok) else float("nan")
         row["anchor_train_seconds"] = float(pd.to_numeric(group["anchor_train_seconds"], errors="coerce").max())
+        tuning = pd.to_numeric(group.get("tuning_fit_seconds", pd.Series(dtype=float)), errors="coerce")
+        row["tuning_fit_seconds"] = float(tuning.mean()) if tuning.notna().any() else float("nan")
         row["uses_training_loss"] = bool(group["uses_training_loss"].astype(str).str.lower().eq("true").any())
         if len(ok) and not row["n_failed"]:
             row["status"] = "ok"
@@ -100,14 +115,15 @@ def leaderboard(results: pd.DataFrame) -> pd.DataFrame:
             row["status"] = f"{kind}: {reasons[0] if len(reasons) else 'no reason recorded'}"
         out.append(row)
     board = pd.DataFrame(out)
-    board["rank"] = board.groupby("task")["w2_mean"].rank(method="min").astype("Int64")
-    ranks = board["rank"].astype("Float64").groupby(board["surrogate"])
-    board["mean_rank"] = board["surrogate"].map(ranks.mean()).astype(float)
-    board["n_tasks_ranked"] = board["surrogate"].map(ranks.count()).astype(int)
-    first = ["task", "rank", "surrogate", "w2_mean", "w2_std", "w2_ci95", "w2sq_mean", "w2sq_ci95", "w1_mean", "floor_w2_mean", "seed_floor_w2_mean"]
+    board["rank"] = board.groupby(["task", "track"])["w2_mean"].rank(method="min").astype("Int64")
+    ranks = board["rank"].astype("Float64").groupby([board["track"], board["surrogate"]])
+    key = pd.MultiIndex.from_frame(board[["track", "surrogate"]])
+    board["mean_rank"] = ranks.mean().reindex(key).to_numpy(dtype=float)
+    board["n_tasks_ranked"] = ranks.count().reindex(key).to_numpy(dtype=int)
+    first = ["task", "track", "rank", "surrogate", "config", "w2_mean", "w2_std", "w2_ci95", "w2sq_mean", "w2sq_ci95", "w1_mean", "floor_w2_mean", "seed_floor_w2_mean"]
     rest = [c for c in board.columns if c not in first]
     board = board[first + rest]
-    return board.sort_values(["task", "rank", "surrogate"], na_position="last", kind="stable").reset_index(drop=True)
+    return board.sort_values(["task", "track", "rank", "surrogate"], na_position="last", kind="stable").reset_index(drop=True)
 
 
 def by_lambda(results: pd.DataFrame, value: str = "w2") -> pd.DataFrame:

@@ -64,6 +64,8 @@ def plot_results(
         raise ResultsError(
             f"No results in {store.root}: nothing to plot. Run `hti-bench run --results {store.root}` first."
         )
+    # These figures draw the default track; the tuned track's rows share surrogate names with it.
+    results = results[results["track"].fillna("default") == "default"]
     names = _select_tasks(results, tasks)
     palette = surrogate_palette(results["surrogate"].unique())  # of every task: the same colours with -t
     results = results[results["task"].isin(names)]

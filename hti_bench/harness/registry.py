@@ -34,6 +34,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from hti_bench.clock import CLOCK_PARAM
 from hti_bench.errors import ConfigError, PluginError, UnknownNameError, unknown_name_message
 from hti_bench.specs import parse_spec
 
@@ -235,11 +236,14 @@ def make_surrogate(spec: str) -> Surrogate:
             unknown_name_message("surrogate", name, classes, "discovered in " + ", ".join(map(str, plugin_dirs())))
         )
     cls = classes[name]
-    _check_params("surrogate", name, params, cls.default_params())
+    clock = params.pop(CLOCK_PARAM, "") if CLOCK_PARAM not in cls.default_params() else ""
+    _check_params("surrogate", name, params, {**cls.default_params(), CLOCK_PARAM: ""})
     try:
         surrogate = cls(**params)
     except Exception as err:
         raise ConfigError(f"Error when initialising surrogate '{name}' from {spec!r}: {err}") from err
+    if clock:
+        surrogate.clock = str(clock)  # the harness applies it (hti_bench.clock)
     surrogate.validate_params()
     return surrogate
 

@@ -30,14 +30,19 @@ from hti_bench.errors import ResultsError
 from hti_bench.harness.fsutil import atomic_write_bytes
 from hti_bench.harness.leaderboard import leaderboard
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 #: Columns each schema version added. Version 2: the anchors' training cost and the seed-to-seed floor;
-#: version 3: the task's anchors and clock (so figures never rebuild a task).
+#: version 3: the task's anchors and clock (so figures never rebuild a task); version 4: the track
+#: (default or tuned) and what tuning chose and cost.
 _ADDED: dict[int, tuple[str, ...]] = {
     2: ("anchor_train_seconds", "seed_floor_w1", "seed_floor_w2", "seed_floor_w2sq"),
     3: ("anchors", "clock"),
+    4: ("track", "config", "tuning_trials", "tuning_fit_seconds", "tuning_score"),
 }
+
+#: The tracks of the leaderboard: every surrogate at its author's defaults, and tuned (anchors only).
+TRACKS = ("default", "tuned")
 
 #: How to read a file of an older schema: version → (columns it lacks, filled with NaN).
 _UPGRADES: dict[int, tuple[str, ...]] = {
@@ -74,13 +79,18 @@ def parse_anchors(text: Any) -> tuple[float, ...]:
 
 
 #: The natural key: at most one row per key survives a merge.
-KEY = ("task", "surrogate", "seed", "lambda_heldout")
+KEY = ("task", "track", "surrogate", "seed", "lambda_heldout")
 
 #: Column → meaning. Task metrics add ``metric_<name>`` (of the surrogate's samples) and
 #: ``ref_metric_<name>`` (of the held-out network's own samples, for reading the former).
 COLUMNS: dict[str, str] = {
     "task": "Task name with non-default options, e.g. moons-dropout[epochs=250].",
-    "surrogate": "Surrogate name with its parameters, e.g. mccann.",
+    "track": "default (the surrogate as named) or tuned (its configuration chosen by hti-bench tune on the "
+    "anchors only, then refitted on all anchors); default in files of schema version < 4.",
+    "surrogate": "Surrogate name with its parameters, e.g. mccann; on the tuned track, the name tuning started "
+    "from (its parameters stay fixed).",
+    "config": "The surrogate configuration actually fitted: the surrogate name on the default track, the chosen "
+    "one (clock included) on the tuned track.",
     "seed": "Run seed: anchor and reference sample draws, surrogate fit and sampling.",
     "lambda_heldout": "Held-out λ the row scores.",
     "hyperparameter": "Name of λ (dropout, t, tau, …).",
@@ -106,6 +116,11 @@ COLUMNS: dict[str, str] = {
     "uses_training_loss": "Whether the surrogate trains on the task's loss (best-response methods).",
     "anchor_train_seconds": "Wall time spent training the task's anchor networks (sum over anchors, from the "
     "target cache; NaN for tasks that train nothing): what every surrogate's fit builds on, beside fit_seconds.",
+    "tuning_trials": "Tuned track: configurations tried (each scored on the validation folds); NaN on the default track.",
+    "tuning_fit_seconds": "Tuned track: total fit() seconds of every trial on every validation fold and tuning seed "
+    "(the tuning cost, beyond the final fit); NaN on the default track.",
+    "tuning_score": "Tuned track: the chosen configuration's validation score (mean W₂ over the validation folds "
+    "and tuning seeds; never a held-out λ); NaN on the default track.",
     "hti_bench_version": "Package version that produced the row.",
     "git_rev": "Git revision of the project (with -dirty for uncommitted changes), or unknown.",
     "torch_version": "torch.__version__.",
@@ -115,22 +130,25 @@ COLUMNS: dict[str, str] = {
 }
 
 _TEXT_COLUMNS = {
-    c: str for c in ("task", "surrogate", "hyperparameter", "status", "error", "anchors", "clock", "git_rev", "run_date")
+    c: str for c in ("task", "track", "surrogate", "config", "hyperparameter", "status", "error", "anchors", "clock",
+                     "git_rev", "run_date")
 }
 _FLOAT_COLUMNS = (
     "lambda_heldout", "w1", "w2", "w2sq", "floor_w1", "floor_w2", "floor_w2sq", "fit_seconds", "sample_seconds",
     "seed_floor_w1", "seed_floor_w2", "seed_floor_w2sq",
-    "anchor_train_seconds",
+    "anchor_train_seconds", "tuning_trials", "tuning_fit_seconds", "tuning_score",
 )
 
 
-def unit_digest(task: str, surrogate: str, seed: int) -> str:
-    """The stable name of a (task, surrogate, seed) unit's files: its run CSV and its sample clouds."""
-    return hashlib.sha1(f"{task}\x00{surrogate}\x00{int(seed)}".encode()).hexdigest()[:20]
+def unit_digest(task: str, surrogate: str, seed: int, track: str = "default") -> str:
+    """The stable name of a (task, surrogate, seed[, track]) unit's files: its run CSV and its sample
+    clouds (default-track names are those of schema versions < 4)."""
+    blob = f"{task}\x00{surrogate}\x00{int(seed)}" + ("" if track == "default" else f"\x00{track}")
+    return hashlib.sha1(blob.encode()).hexdigest()[:20]
 
 
-def unit_filename(task: str, surrogate: str, seed: int) -> str:
-    return f"{unit_digest(task, surrogate, seed)}.csv"
+def unit_filename(task: str, surrogate: str, seed: int, track: str = "default") -> str:
+    return f"{unit_digest(task, surrogate, seed, track)}.csv"
 
 
 _UNSAFE = re.compile(r"[^a-zA-Z0-9._=-]+")
@@ -170,12 +188,12 @@ class ResultsStore:
 
     # ------------------------------------------------------------------ units
 
-    def unit_path(self, task: str, surrogate: str, seed: int) -> Path:
-        return self.runs / unit_filename(task, surrogate, seed)
+    def unit_path(self, task: str, surrogate: str, seed: int, track: str = "default") -> Path:
+        return self.runs / unit_filename(task, surrogate, seed, track)
 
-    def has_unit(self, task: str, surrogate: str, seed: int) -> bool:
+    def has_unit(self, task: str, surrogate: str, seed: int, track: str = "default") -> bool:
         """True if a complete unit is stored whose rows are all ok or skipped (failures are retried)."""
-        path = self.unit_path(task, surrogate, seed)
+        path = self.unit_path(task, surrogate, seed, track)
         if not path.exists():
             return False
         try:
@@ -184,9 +202,9 @@ class ResultsStore:
             return False
         return bool(len(df)) and bool(df["status"].isin(["ok", "skipped"]).all())
 
-    def read_unit(self, task: str, surrogate: str, seed: int) -> pd.DataFrame | None:
+    def read_unit(self, task: str, surrogate: str, seed: int, track: str = "default") -> pd.DataFrame | None:
         """The stored rows of one unit, or None if it is not stored (or unreadable)."""
-        path = self.unit_path(task, surrogate, seed)
+        path = self.unit_path(task, surrogate, seed, track)
         if not path.exists():
             return None
         try:
@@ -217,9 +235,9 @@ class ResultsStore:
     def _write_rows(self, rows: Sequence[dict[str, Any]]) -> Path:
         if not rows:
             raise ValueError("a unit has at least one row")
-        idents = {(r["task"], r["surrogate"], int(r["seed"])) for r in rows}
+        idents = {(r["task"], r["surrogate"], int(r["seed"]), str(r.get("track") or "default")) for r in rows}
         if len(idents) != 1:
-            raise ValueError(f"rows of one unit must share task, surrogate and seed, got {sorted(idents)}")
+            raise ValueError(f"rows of one unit must share task, surrogate, seed and track, got {sorted(idents)}")
         df = pd.DataFrame(list(rows))
         missing = [c for c in COLUMNS if c not in df.columns]
         if missing:
@@ -335,7 +353,7 @@ def _is_leaderboard_file(path: Path) -> bool:
             header = fh.readline()
     except (OSError, UnicodeDecodeError):
         return False
-    return header.startswith("task,rank,surrogate,") and "n_tasks_ranked" in header
+    return header.startswith(("task,rank,surrogate,", "task,track,rank,surrogate,")) and "n_tasks_ranked" in header
 
 
 def upgrade(df: pd.DataFrame) -> pd.DataFrame:
@@ -347,7 +365,12 @@ def upgrade(df: pd.DataFrame) -> pd.DataFrame:
             for col in _UPGRADES.get(version, ()):
                 if col not in df.columns:
                     df[col] = np.nan
-        df.loc[df["schema_version"].isin(list(_UPGRADES)), "schema_version"] = SCHEMA_VERSION
+        old = df["schema_version"].isin(list(_UPGRADES))
+        if "track" in df.columns:
+            df.loc[old & df["track"].isna(), "track"] = "default"
+        if "config" in df.columns and "surrogate" in df.columns:
+            df.loc[old & df["config"].isna(), "config"] = df.loc[old & df["config"].isna(), "surrogate"]
+        df.loc[old, "schema_version"] = SCHEMA_VERSION
     return df
 
 
@@ -360,6 +383,7 @@ def merge(frames: Iterable[pd.DataFrame]) -> pd.DataFrame:
     for col in _FLOAT_COLUMNS:
         df[col] = pd.to_numeric(df[col], errors="coerce")
     df["seed"] = df["seed"].astype(int)
+    df["track"] = df["track"].fillna("default").replace("", "default")
     df = df.sort_values("run_date", kind="stable").drop_duplicates(list(KEY), keep="last")
     extra = sorted(c for c in df.columns if c not in COLUMNS)
     return df[list(COLUMNS) + extra].sort_values(list(KEY), kind="stable").reset_index(drop=True)

@@ -14,6 +14,7 @@ included), a NaN or a wrong shape becomes a failed row with the reason.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import math
 import time
@@ -28,6 +29,8 @@ import torch
 from torch import Tensor
 
 from hti_bench.anchors import AnchorSet
+from hti_bench.clock import Hyperparameter
+from hti_bench.errors import ConfigError
 from hti_bench.harness import provenance as prov
 from hti_bench.harness.registry import make_surrogate
 from hti_bench.harness.results import SCHEMA_VERSION, ResultsStore, format_anchors
@@ -207,7 +210,18 @@ def evaluate(task: Task, spec: str | Surrogate, seed: int, inputs: UnitInputs | 
         row.update({f"ref_metric_{k}": v for k, v in ref.ref_metrics.items()})
     result = UnitResult(task.spec, spec, int(seed), rows)
 
-    view = TaskView(task, requires=surrogate.requires)
+    try:
+        hyperparameter = applied_hyperparameter(task, surrogate)
+    except ConfigError as err:  # a clock that cannot read this task's range: the surrogate does not apply
+        for row in rows:
+            row.update(status="skipped", error=str(err))
+        return _stamp(result)
+    for row in rows:
+        row["clock"] = hyperparameter.clock.value
+    anchors = inputs.anchors
+    if hyperparameter != anchors.hyperparameter:
+        anchors = dataclasses.replace(anchors, hyperparameter=hyperparameter)
+    view = TaskView(task, requires=surrogate.requires, hyperparameter=hyperparameter)
     try:
         reason = surrogate.skip(view)
     except Exception as err:  # a plugin fault, like any other
@@ -221,7 +235,7 @@ def evaluate(task: Task, spec: str | Surrogate, seed: int, inputs: UnitInputs | 
     torch.manual_seed(seed)
     start = time.perf_counter()
     try:
-        surrogate.fit(inputs.anchors, view, seed=seed)
+        surrogate.fit(anchors, view, seed=seed)
     except Exception as err:  # a plugin fault: record it and carry on with the next unit
         _fail(rows, f"fit: {describe(err)}")
         return _stamp(result)
@@ -252,6 +266,13 @@ def evaluate(task: Task, spec: str | Surrogate, seed: int, inputs: UnitInputs | 
         if i == cloud_at:
             result.clouds = _clouds(task, spec, seed, ref, conds, out)
     return _stamp(result)
+
+
+def applied_hyperparameter(task: Task, surrogate: Surrogate) -> Hyperparameter:
+    """The task's λ on the clock the surrogate's name asks for (``clock=…``; default the task's own).
+    Raises :class:`~hti_bench.errors.ConfigError` when that clock cannot read the task's range."""
+    hp = task.hyperparameter
+    return hp.with_clock(surrogate.clock) if surrogate.clock else hp
 
 
 def run_unit(task: Task, spec: str, seed: int, store: ResultsStore, *, force: bool = False) -> UnitResult:
@@ -296,7 +317,9 @@ def anchor_train_seconds(task: Task) -> float:
 def _base_row(task: Task, surrogate: Surrogate, spec: str, seed: int, lam: float) -> dict[str, Any]:
     return {
         "task": task.spec,
+        "track": "default",
         "surrogate": spec,
+        "config": spec,
         "seed": int(seed),
         "lambda_heldout": float(lam),
         "hyperparameter": task.hyperparameter.name,
@@ -312,6 +335,7 @@ def _base_row(task: Task, surrogate: Surrogate, spec: str, seed: int, lam: float
         "fit_seconds": math.nan, "sample_seconds": math.nan,
         "uses_training_loss": surrogate.uses_training_loss(),
         "anchor_train_seconds": anchor_train_seconds(task),
+        "tuning_trials": math.nan, "tuning_fit_seconds": math.nan, "tuning_score": math.nan,
         **prov.provenance(),
         "run_date": "",
         "schema_version": SCHEMA_VERSION,

@@ -30,6 +30,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from hti_bench.clock import CLOCK_PARAM
 from hti_bench.errors import ConfigError, HTIBenchError, unknown_name_message
 from hti_bench.harness.tracking import ROWS_SUMMARY_KEY, rows_json
 from hti_bench.specs import format_spec, parse_spec
@@ -43,6 +44,11 @@ PROGRAM_KEYS: dict[str, str] = {
     "each seed, so hyperband early stopping can end it after the first ones.",
     "n_anchors": "Replace the task's anchors by n anchors evenly spaced on its clock between its first "
     "and last default anchor (anchor-sparsity studies); the held-out λ are unchanged.",
+    "tune": "Tuned track: first try this many configurations of the surrogate's search space and the clock "
+    "on the task's validation folds (anchors only), then score the best at the held-out λ for every seed "
+    "(hti_bench.sweeping.tuning). 0 or absent: the surrogate as named (the default track).",
+    "tune_method": "How tuning proposes configurations: random (default) or bayes.",
+    "tune_seeds": "Run seeds each tuning trial is scored with (a count n or a list; default 1: seed 0).",
 }
 
 #: The metric the program logs and sweep files optimise (lower is better).
@@ -57,6 +63,9 @@ class RunConfig:
     task: str
     surrogate: str
     seeds: tuple[int, ...]
+    tune: int = 0
+    tune_method: str = "random"
+    tune_seeds: tuple[int, ...] = (0,)
 
 
 @dataclass
@@ -103,9 +112,9 @@ def spaced_anchors(task_spec: str, n: int) -> str:
         raise ConfigError(f"n_anchors must be at least 2 (HTI interpolates between anchors), got {n}.")
     name, params = parse_spec(task_spec)
     task = make_task(task_spec)
-    clock = task.hyperparameter.clock
-    t0, t1 = clock.to_time(task.anchors[0]), clock.to_time(task.anchors[-1])
-    inner = [round(clock.from_time(t0 + (t1 - t0) * i / (n - 1)), 6) for i in range(1, n - 1)]
+    hp = task.hyperparameter
+    t0, t1 = hp.to_time(task.anchors[0]), hp.to_time(task.anchors[-1])
+    inner = [round(hp.from_time(t0 + (t1 - t0) * i / (n - 1)), 6) for i in range(1, n - 1)]
     return format_spec(name, {**params, "anchors": (task.anchors[0], *inner, task.anchors[-1])})
 
 
@@ -133,7 +142,7 @@ def parse_config(cfg: Mapping[str, Any]) -> RunConfig:
             raise ConfigError(f"Sweep parameter {key!r} must be a name (text), got {cfg[key]!r}.")
     name, params = parse_spec(cfg["surrogate"])
     classes = surrogate_classes()
-    valid = classes[name].default_params() if name in classes else {}
+    valid = {**classes[name].default_params(), CLOCK_PARAM: ""} if name in classes else {}
     extra = {k: v for k, v in cfg.items() if k not in PROGRAM_KEYS}
     for key in extra:
         if key not in valid:
@@ -145,7 +154,19 @@ def parse_config(cfg: Mapping[str, Any]) -> RunConfig:
     if "n_anchors" in cfg and cfg["n_anchors"] is not None:
         task = spaced_anchors(task, _as_int("n_anchors", cfg["n_anchors"]))
     task = make_task(task).spec  # validates anchors against the held-out λ, too
-    return RunConfig(task=task, surrogate=surrogate, seeds=_seeds(cfg))
+    trials = _as_int("tune", cfg.get("tune") or 0)
+    if trials < 0:
+        raise ConfigError(f"Sweep parameter 'tune' must be a number of trials ≥ 0, got {trials}.")
+    method = str(cfg.get("tune_method", "random"))
+    if trials:
+        from hti_bench.sweeping.tuning import METHODS, validation_folds
+
+        if method not in METHODS:
+            raise ConfigError(unknown_name_message("tune_method", method, METHODS))
+        validation_folds(make_task(task))  # a 2-anchor task without validation λ fails here, not mid-sweep
+    tune_seeds = _seeds({"seeds": cfg["tune_seeds"]}) if cfg.get("tune_seeds") is not None else (0,)
+    return RunConfig(task=task, surrogate=surrogate, seeds=_seeds(cfg), tune=trials, tune_method=method,
+                     tune_seeds=tune_seeds)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -177,12 +198,21 @@ def execute(
     task = make_task(rc.task, cache=TargetCache(cache_dir))
     store = ResultsStore(results_dir)
     out = Outcome(state="finished")
+    study = None
+    if rc.tune:
+        from hti_bench.sweeping.tuning import tune, tuned_unit
+
+        study = tune(task, rc.surrogate, trials=rc.tune, method=rc.tune_method, tune_seeds=rc.tune_seeds,
+                     results_dir=results_dir)
     per_seed: dict[str, list[float]] = {"w2": [], "w1": [], "w2sq": []}
     for k, seed in enumerate(rc.seeds):
         if k and should_stop is not None and should_stop():
             out.state = "stopped"
             break
-        rows = run_unit(task, rc.surrogate, seed, store).rows  # a stored unit is read back, not refitted
+        if study is not None:
+            rows = tuned_unit(task, study, seed, store)
+        else:
+            rows = run_unit(task, rc.surrogate, seed, store).rows  # a stored unit is read back, not refitted
         out.rows.extend(rows)
         failed = [r for r in rows if r["status"] == "failed"]
         if failed:
@@ -201,6 +231,10 @@ def execute(
             report(step)
     out.summary = dict(out.history[-1]) if out.history else {}
     out.summary.update(status=out.state, task=rc.task, surrogate=rc.surrogate)
+    if study is not None:
+        best = study.best
+        out.summary.update(track="tuned", config=best.spec if best else "", tuning_trials=float(len(study.trials)),
+                           tuning_score=best.score if best else math.nan, tuning_fit_seconds=study.fit_seconds)
     if out.error:
         out.summary["error"] = out.error
     return out

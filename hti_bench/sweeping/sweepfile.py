@@ -13,33 +13,20 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from hti_bench.clock import CLOCK_PARAM
 from hti_bench.errors import ConfigError, HTIBenchError, unknown_name_message
 from hti_bench.specs import format_spec, parse_spec
+from hti_bench.sweeping.engine import import_sweeps
 from hti_bench.sweeping.program import METRIC, PROGRAM_KEYS, unknown_parameter
 
 #: Metrics the program logs at every step; a sweep may optimise any of them (all lower-is-better).
 LOGGED_METRICS = ("w2", "w1", "w2sq", "w2_seed")
 
 METHODS = ("grid", "random", "bayes")
-
-
-def import_sweeps() -> Any:
-    """The ``sweeps`` package (W&B's sweep engine), quietly: it warns about pydantic at import."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        try:
-            import sweeps
-        except ImportError as err:  # pragma: no cover - installed by scripts/setup.sh
-            raise HTIBenchError(
-                "The offline sweep controller needs W&B's 'sweeps' package: "
-                "pip install jsonref jsonschema && pip install --no-deps sweeps==0.3.0 (scripts/setup.sh does)."
-            ) from err
-    return sweeps
 
 
 @dataclass(frozen=True)
@@ -184,7 +171,7 @@ def _check_parameters(where: str, params: dict[str, Any]) -> None:
                 make_surrogate(name)  # raises with the list of names and the closest match
         for key in extra:
             for name, _ in surrogates:
-                valid = classes[name].default_params()
+                valid = {**classes[name].default_params(), CLOCK_PARAM: ""}
                 if key not in valid:
                     raise unknown_parameter(key, name, valid)
         # Every listed surrogate parameter value must build (catches a string where a number goes).

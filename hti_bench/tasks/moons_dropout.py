@@ -80,8 +80,8 @@ class MoonsDropout(TrainedTask):
 
     @property
     def hyperparameter(self) -> Hyperparameter:
-        # Identity clock: the anchors include p = 0, where a logit clock is undefined (the paper uses
-        # t = p / 0.99).
+        # Identity clock, the paper's (t = p / 0.99). A logit clock (p = 0 read as 0.00099) is a
+        # tunable choice: any surrogate takes clock=logit.
         return Hyperparameter("dropout", 0.0, 0.99, Clock.IDENTITY)
 
     @property

@@ -41,6 +41,8 @@ SERIES = ("co2",)
 class QuantileConfig(TrainedTaskConfig):
     anchors: tuple[float, ...] = option((0.01, 0.99), "Anchor quantile levels (the paper's).")
     heldout: tuple[float, ...] = option((0.1, 0.25, 0.5, 0.75, 0.9), "Held-out quantile levels.", cache=False)
+    # Two anchors leave nothing to leave out, so tuning scores its trials at these (never held out).
+    validation: tuple[float, ...] = option((0.05, 0.35, 0.65, 0.95), "Validation quantile levels (tuning only).", cache=False)
     n_samples: int = option(4, "Copies of each (deterministic) forecast.", cache=False)
     epochs: int = option(60, "Training epochs per network.")
     series: str = option("co2", "Built-in series: co2 (statsmodels' weekly Mauna Loa CO₂).")

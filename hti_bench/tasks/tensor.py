@@ -62,7 +62,7 @@ class TensorTask(Task):
                 "output to score against. Choose fewer anchors (anchors=(…)) if the file holds more values."
             )
         super()._validate_lambdas()
-        for lam in self.anchors + self.heldout:
+        for lam in self.anchors + self.heldout + self.validation:
             self.index_of_lambda(lam)
 
     # ------------------------------------------------------------------ the file
@@ -131,7 +131,8 @@ class TensorTask(Task):
         if self.config.heldout:
             return tuple(float(v) for v in self.config.heldout)
         lo, hi = self.anchors[0], self.anchors[-1]
-        return tuple(v for v in self._lambdas if lo < v < hi and not any(math.isclose(v, a) for a in self.anchors))
+        taken = self.anchors + self.validation
+        return tuple(v for v in self._lambdas if lo < v < hi and not any(math.isclose(v, a) for a in taken))
 
     @property
     def n_samples(self) -> int:

@@ -26,7 +26,7 @@ class LambdaAxis:
         self.t_low, self.t_high = hp.to_time(hp.low), hp.to_time(hp.high)
 
     def time(self, lam: Tensor) -> Tensor:
-        lam = torch.as_tensor(lam, dtype=torch.float32)
+        lam = torch.as_tensor(lam, dtype=torch.float32).clamp(self.hp.clip_low, self.hp.clip_high)
         if self.hp.clock is Clock.LOG:
             return lam.log()
         if self.hp.clock is Clock.LOGIT:
