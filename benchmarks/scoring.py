@@ -13,6 +13,9 @@ Writes rows (benchmark ``scoring``) to results/perf.csv through ``benchmarks/per
   emd2 for W₁), and the approximate batched Sinkhorn on CPU (timed on fewer conditions, its time
   extrapolated linearly, with its largest relative error against the exact values). D = 1: the
   batched sort, exact only in one dimension.
+- the whole metric panel (``score_panel``: W₁, W₂, energy distance, MMD, and sliced W₂ above
+  D = 8) on the same 1,000 × 256 clouds, D = 2 (goal ≤ 3 s) and D = 64, with the share of the kernel
+  metrics alone. ``--panel`` runs only these rows.
 - scaling of the exact path on one worker: seconds per condition against samples per condition N
   (D = 2) and against the output dimension D (N = 256), one row per point and the fitted exponent.
 
@@ -33,10 +36,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import perf  # noqa: E402
 
-from hti_bench.scoring import NUM_ITER_MAX, per_condition_wasserstein, resolve_workers  # noqa: E402
+from hti_bench.scoring import NUM_ITER_MAX, per_condition_wasserstein, resolve_workers, score_panel  # noqa: E402
 
 BENCH = "scoring"
 GOAL_SECONDS = 2.0
+PANEL_GOAL_SECONDS = 3.0
 
 
 def clouds(conditions: int, n: int, dim: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -141,6 +145,25 @@ def throughput(conditions: int, n: int, dim: int, repeats: int, old_repeats: int
     return rows
 
 
+def panel(conditions: int, n: int, dims: tuple[int, ...], repeats: int) -> list[dict]:
+    """The whole metric panel, and its kernel part alone, per sample set pair."""
+    from hti_bench.scoring import _kernel_metrics
+
+    rows = []
+    for dim in dims:
+        case = f"{conditions}x{n} D={dim}"
+        x, y = clouds(conditions, n, dim, seed=dim)
+        sec, _, _ = perf.timed(lambda: score_panel(x, y), repeats, warmup=1)
+        kernel, _, _ = perf.timed(lambda: _kernel_metrics(x, y, None), repeats)
+        print(f"{case}: panel {sec:.3f} s (energy + MMD {kernel:.3f} s)", flush=True)
+        goal = dict(goal=f"≤ {PANEL_GOAL_SECONDS:g} s", meets_goal=sec <= PANEL_GOAL_SECONDS) if dim == 2 else {}
+        rows += [
+            perf.row(BENCH, case, "panel_seconds", sec, "s", repeats=repeats, **goal),
+            perf.row(BENCH, case, "panel_energy_mmd_seconds", kernel, "s", repeats=repeats),
+        ]
+    return rows
+
+
 def scaling(points: list[tuple[int, int, int]], vary: str, repeats: int) -> list[dict]:
     """points: (N, D, conditions); seconds per condition of the exact path on one worker."""
     rows, sizes, secs = [], [], []
@@ -166,6 +189,7 @@ def main() -> None:
     p.add_argument("--csv", default=str(perf.PERF_CSV), help="perf table to merge the rows into")
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--threads", type=int, default=None, help="torch threads (Sinkhorn); default: torch's")
+    p.add_argument("--panel", action="store_true", help="only the metric-panel rows")
     args = p.parse_args()
     if args.threads:
         import torch
@@ -183,10 +207,13 @@ def main() -> None:
         old_reps, sk_conditions, split_conditions = 1, 10, 50
         n_points = [(250, 2, 16), (500, 2, 8), (1000, 2, 4), (2000, 2, 2), (4000, 2, 1)]
         d_points = [(256, d, 16) for d in (2, 4, 8, 16, 32, 64)]
-    for dim in dims:
-        rows += throughput(conditions, n, dim, reps, old_reps, sk_conditions, split_conditions)
-    rows += scaling(n_points, "N", reps)
-    rows += scaling(d_points, "D", reps)
+    if not args.panel:
+        for dim in dims:
+            rows += throughput(conditions, n, dim, reps, old_reps, sk_conditions, split_conditions)
+    rows += panel(conditions, n, (2, 64), reps)
+    if not args.panel:
+        rows += scaling(n_points, "N", reps)
+        rows += scaling(d_points, "D", reps)
     path = perf.record(rows, args.csv)
     print(f"{len(rows)} rows → {path}")
 

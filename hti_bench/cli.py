@@ -138,12 +138,17 @@ def _print_board(board, tasks: Sequence[str] | None = None) -> None:  # noqa: AN
         for name, group in board.groupby(keys, sort=False):
             group = group.copy()
             tuned = "track" in group.columns and (group["track"] == "tuned").all()
+            if "tied_with_best" in group.columns:  # '=': not significantly worse than the best (Wilcoxon, Holm)
+                group["rank"] = [f"{r}{'=' if t and r != 1 else ''}" if pd.notna(r) else "" for r, t in
+                                 zip(group["rank"], group["tied_with_best"].astype(bool))]
             name = f"{name[0]} ({name[1]} track)" if tracks else (name[0] if isinstance(name, tuple) else name)
             uses_loss = group.get("uses_training_loss", pd.Series(False, index=group.index)).astype(bool)
             group.loc[uses_loss, "surrogate"] = group.loc[uses_loss, "surrogate"] + " *"
             print(f"\n== {name} ==")
             shown = cols + (["config", "tuning_fit_seconds"] if tuned else [])
             print(group[[c for c in shown if c in group.columns]].dropna(axis=1, how="all").to_string(index=False, float_format=lambda v: f"{v:.4g}"))
+            if group["rank"].astype(str).str.endswith("=").any():
+                print("N= : not significantly worse than rank 1 (paired Wilcoxon on (seed, λ) units, Holm-corrected, p ≥ 0.05)")
             if uses_loss.any():
                 cost = pd.to_numeric(group.get("anchor_train_seconds"), errors="coerce").max()
                 anchors = f"; the anchor networks took {cost:.1f} s to train" if cost == cost else ""

@@ -248,3 +248,82 @@ def test_scoring_workers_are_capped_by_the_environment(monkeypatch):
     assert resolve_workers(1000, 256, 256) == 1 and resolve_workers(1000, 256, 256, workers=8) == 1
     monkeypatch.delenv("HTI_BENCH_SCORING_WORKERS")
     assert resolve_workers(1000, 256, 256, workers=1) == 1
+
+
+# ------------------------------------------------------------------------------------------ the panel
+
+
+def test_panel_on_point_masses_matches_closed_forms():
+    from hti_bench.scoring import score_panel
+
+    a, b = np.array([0.0, 0.0]), np.array([3.0, 4.0])  # 5 apart
+    x, y = np.tile(a, (2, 40, 1)), np.tile(b, (2, 50, 1))
+    panel = score_panel(x, y, bandwidth=2.0)
+    assert panel.energy == pytest.approx([10.0, 10.0], rel=1e-6)  # 2‖a − b‖
+    assert panel.mmd == pytest.approx([math.sqrt(2 - 2 * math.exp(-25 / 8))] * 2, rel=1e-5)
+    assert panel.w2 == pytest.approx([5.0, 5.0]) and panel.sw2 is None  # D = 2: no sliced W₂
+    # Deterministic outputs: the reference's median distance is 0, so the bandwidth is the mean distance
+    # of the pool (40 + 50 points: 2,000 of its 4,005 pairs are 5 apart).
+    auto = score_panel(x, y)
+    h = 5.0 * 2000 / 4005
+    assert auto.mmd_bandwidth == pytest.approx([h, h], rel=1e-6)
+    assert auto.mmd == pytest.approx([math.sqrt(2 - 2 * math.exp(-25 / (2 * h**2)))] * 2, rel=1e-5)
+    same = score_panel(y, y)
+    assert same.energy == pytest.approx([0, 0], abs=1e-6) and same.mmd == pytest.approx([0, 0], abs=1e-3)
+
+
+def test_energy_distance_of_one_dimensional_gaussians():
+    """2E|X−Y| − E|X−X′| − E|Y−Y′| for N(0, 1) and N(μ, 1): E|Z| of Z ~ N(m, s²) is
+    s√(2/π) exp(−m²/2s²) + m(1 − 2Φ(−m/s))."""
+    from scipy.stats import norm
+
+    from hti_bench.scoring import score_panel
+
+    def abs_mean(m, s):
+        return s * math.sqrt(2 / math.pi) * math.exp(-(m**2) / (2 * s**2)) + m * (1 - 2 * norm.cdf(-m / s))
+
+    mu = 1.0
+    exact = 2 * abs_mean(mu, math.sqrt(2)) - 2 * abs_mean(0.0, math.sqrt(2))
+    u = (np.arange(1500) + 0.5) / 1500  # quantile grids: no sampling error to speak of
+    x, y = norm.ppf(u)[None, :, None], norm.ppf(u, mu)[None, :, None]
+    assert score_panel(x, y).energy[0] == pytest.approx(exact, rel=5e-3)
+
+
+def test_mmd_of_one_dimensional_gaussians_with_a_fixed_bandwidth():
+    """MMD² of N(0, s²) and N(μ, s²) under exp(−d²/2h²): 2h/√(h² + 2s²) · (1 − exp(−μ²/2(h² + 2s²)))."""
+    from scipy.stats import norm
+
+    from hti_bench.scoring import score_panel
+
+    mu, s, h = 0.8, 1.0, 0.7
+    exact = math.sqrt(2 * h / math.sqrt(h**2 + 2 * s**2) * (1 - math.exp(-(mu**2) / (2 * (h**2 + 2 * s**2)))))
+    u = (np.arange(1500) + 0.5) / 1500
+    x, y = norm.ppf(u, 0, s)[None, :, None], norm.ppf(u, mu, s)[None, :, None]
+    assert score_panel(x, y, bandwidth=h).mmd[0] == pytest.approx(exact, rel=5e-3)
+
+
+def test_median_heuristic_uses_the_reference_samples():
+    from hti_bench.scoring import score_panel
+
+    r = rng(11)
+    x, y = r.standard_normal((3, 200, 2)) * 5, r.standard_normal((3, 200, 2))
+    h = score_panel(x, y).mmd_bandwidth
+    # The median distance of two N(0, I₂) points is √(2 · 2 ln 2) ≈ 1.665 (a Rayleigh median, scale √2).
+    assert h == pytest.approx([math.sqrt(4 * math.log(2))] * 3, rel=0.1)
+
+
+def test_sliced_w2_of_a_shift_and_of_isotropic_gaussians():
+    from hti_bench.scoring import SLICES, score_panel, sliced_w2
+
+    r = rng(12)
+    dim = 16
+    x = r.standard_normal((2, 300, dim))
+    c = np.linspace(-1, 1, dim)
+    theta = np.random.default_rng(0).normal(size=(dim, SLICES))
+    theta /= np.linalg.norm(theta, axis=0, keepdims=True)
+    # Each projection of a shifted copy is shifted by θ·c, exactly.
+    assert sliced_w2(x, x + c) == pytest.approx([math.sqrt(np.mean((c @ theta) ** 2))] * 2, rel=1e-9)
+    # Over directions uniform on the sphere, E(θ·c)² = ‖c‖²/D.
+    assert sliced_w2(x, x + c)[0] == pytest.approx(np.linalg.norm(c) / math.sqrt(dim), rel=0.15)
+    panel = score_panel(x, x + c)
+    assert panel.sw2 is not None and panel.mean()["sw2"] == pytest.approx(float(sliced_w2(x, x + c).mean()))

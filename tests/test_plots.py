@@ -175,7 +175,10 @@ def test_plot_command_on_fabricated_results(tmp_path, capsys):
     printed = capsys.readouterr().out.split()
     names = sorted(p.name for p in out.glob("*.png"))
     assert sorted(p.split("/")[-1] for p in printed) == names
-    assert names == sorted(["cost_vs_accuracy.png", "leaderboard.png", "samples_t1.png", "w2_vs_lambda_t1.png",
+    # The critical-difference diagram compares a and b over t1 and t2 (c is skipped on t2; the third
+    # task ranks a alone).
+    assert names == sorted(["cost_vs_accuracy.png", "critical_difference_default.png", "leaderboard.png",
+                            "samples_t1.png", "w2_vs_lambda_t1.png",
                             "w2_vs_lambda_t2.png", f"w2_vs_lambda_{safe_name(TRICKY[0])}.png"])
     for name in names:
         check_png(out / name)

@@ -27,6 +27,14 @@ LEADERBOARD_COLUMNS: dict[str, str] = {
     "w2sq_mean": "Mean W₂² (the HTI paper's 'W.D.').",
     "w2sq_ci95": "95 % CI half-width of W₂², as for `w2_ci95`.",
     "w1_mean": "Mean W₁.",
+    "energy_mean": "Mean energy distance.",
+    "mmd_mean": "Mean Gaussian-kernel MMD (median-heuristic bandwidth on the held-out network's samples).",
+    "sw2_mean": "Mean sliced W₂, for outputs with D > 8 (NaN otherwise).",
+    **{f"{m}_{stat}": f"{what} of {name}, as for W₂." for m, name in (("energy", "the energy distance"), ("mmd", "MMD"),
+                                                                      ("sw2", "sliced W₂"))
+       for stat, what in (("std", "Standard deviation"), ("ci95", "95 % CI half-width"))},
+    **{f"floor_{m}_mean": f"Mean noise floor of {name}." for m, name in (("energy", "the energy distance"), ("mmd", "MMD"),
+                                                                         ("sw2", "sliced W₂"))},
     "floor_w2_mean": "Mean noise floor of W₂ over the same rows.",
     "seed_floor_w2_mean": "Mean seed-to-seed floor of W₂ (NaN for tasks without training randomness).",
     "w1_std": "Standard deviation of W₁.",
@@ -41,6 +49,11 @@ LEADERBOARD_COLUMNS: dict[str, str] = {
     "tuning_fit_seconds": "Tuned track: total fit() seconds of the tuning trials (mean over seeds' rows; NaN on the default track).",
     "uses_training_loss": "Whether the surrogate trains on the task's loss (best response; starred in the printout).",
     "status": "ok, `partial: N failed rows`, or `skipped: reason` / `failed: reason` when no row is ok.",
+    "p_vs_best": "Two-sided Wilcoxon signed-rank p-value of the surrogate's W₂ against the task and track's rank-1 "
+    "surrogate, paired on the (seed, held-out λ) units both scored, Holm-corrected over the comparisons with the "
+    "best (hti_bench.harness.significance); empty for the best and for unranked rows.",
+    "tied_with_best": "True when the difference to the rank-1 surrogate is not significant (p_vs_best ≥ 0.05), "
+    "and for the best itself; the printout marks these with '='.",
     "mean_rank": "The surrogate's mean `rank` over every task where it has one (the same on each of its rows). "
     "Tasks it was skipped on or failed count neither way, so compare it together with `n_tasks_ranked`, and "
     "only between surrogates run on the same tasks.",
@@ -73,7 +86,8 @@ def leaderboard(results: pd.DataFrame) -> pd.DataFrame:
     if results.empty:
         return pd.DataFrame(columns=list(LEADERBOARD_COLUMNS))
     metric_cols = [c for c in results.columns if c.startswith("metric_")]
-    value_cols = ["w2", "w1", "w2sq", *metric_cols]
+    panel = [c for c in ("energy", "mmd", "sw2") if c in results.columns]
+    value_cols = ["w2", "w1", "w2sq", *panel, *metric_cols]
     out = []
     results = results.copy()
     if "track" not in results.columns:
@@ -91,10 +105,12 @@ def leaderboard(results: pd.DataFrame) -> pd.DataFrame:
             vals = pd.to_numeric(ok[col], errors="coerce")
             per_seed = vals.groupby(ok["seed"]).mean().to_numpy(dtype=float)
             row[f"{col}_mean"] = float(vals.mean()) if len(vals) else float("nan")
-            if col in ("w2", "w1", "w2sq"):
+            if col in ("w2", "w1", "w2sq", *panel):
                 row[f"{col}_std"] = float(vals.std(ddof=1)) if len(vals) > 1 else float("nan")
                 row[f"{col}_ci95"] = _ci95(per_seed)
         row["floor_w2_mean"] = float(pd.to_numeric(ok["floor_w2"]).mean()) if len(ok) else float("nan")
+        for col in panel:
+            row[f"floor_{col}_mean"] = float(pd.to_numeric(ok[f"floor_{col}"], errors="coerce").mean()) if len(ok) else float("nan")
         row["seed_floor_w2_mean"] = float(pd.to_numeric(ok["seed_floor_w2"], errors="coerce").mean()) if len(ok) else float("nan")
         row["n_seeds"] = int(ok["seed"].nunique())
         row["n_rows"] = int(len(ok))
@@ -120,6 +136,10 @@ def leaderboard(results: pd.DataFrame) -> pd.DataFrame:
     key = pd.MultiIndex.from_frame(board[["track", "surrogate"]])
     board["mean_rank"] = ranks.mean().reindex(key).to_numpy(dtype=float)
     board["n_tasks_ranked"] = ranks.count().reindex(key).to_numpy(dtype=int)
+    from hti_bench.harness.significance import ALPHA, pairwise, versus_best
+
+    board["p_vs_best"] = versus_best(board, pairwise(results))
+    board["tied_with_best"] = board["rank"].notna() & ~(board["p_vs_best"] < ALPHA)
     first = ["task", "track", "rank", "surrogate", "config", "w2_mean", "w2_std", "w2_ci95", "w2sq_mean", "w2sq_ci95", "w1_mean", "floor_w2_mean", "seed_floor_w2_mean"]
     rest = [c for c in board.columns if c not in first]
     board = board[first + rest]

@@ -30,15 +30,18 @@ from hti_bench.errors import ResultsError
 from hti_bench.harness.fsutil import atomic_write_bytes
 from hti_bench.harness.leaderboard import leaderboard
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 
 #: Columns each schema version added. Version 2: the anchors' training cost and the seed-to-seed floor;
 #: version 3: the task's anchors and clock (so figures never rebuild a task); version 4: the track
-#: (default or tuned) and what tuning chose and cost.
+#: (default or tuned) and what tuning chose and cost; version 5: the rest of the metric panel (energy
+#: distance, MMD, sliced W₂) with its floors.
 _ADDED: dict[int, tuple[str, ...]] = {
     2: ("anchor_train_seconds", "seed_floor_w1", "seed_floor_w2", "seed_floor_w2sq"),
     3: ("anchors", "clock"),
     4: ("track", "config", "tuning_trials", "tuning_fit_seconds", "tuning_score"),
+    5: ("energy", "mmd", "sw2", "mmd_bandwidth", "floor_energy", "floor_mmd", "floor_sw2",
+        "seed_floor_energy", "seed_floor_mmd", "seed_floor_sw2"),
 }
 
 #: The tracks of the leaderboard: every surrogate at its author's defaults, and tuned (anchors only).
@@ -102,6 +105,13 @@ COLUMNS: dict[str, str] = {
     "w1": "Mean over conditions of W₁(surrogate samples, held-out network samples).",
     "w2": "Mean over conditions of W₂.",
     "w2sq": "Mean over conditions of W₂² (the HTI paper's 'W.D.').",
+    "energy": "Mean over conditions of the energy distance 2E‖X−Y‖ − E‖X−X′‖ − E‖Y−Y′‖ of the two empirical "
+    "measures (every pair counted); NaN in files of schema version < 5.",
+    "mmd": "Mean over conditions of the Gaussian-kernel MMD (√MMD², every pair counted), bandwidth `mmd_bandwidth`.",
+    "sw2": "Mean over conditions of sliced W₂ (128 fixed random directions, exact 1-D W₂ each); only for outputs "
+    "with D > 8, NaN otherwise.",
+    "mmd_bandwidth": "Mean over conditions of the MMD kernel's bandwidth h: the median distance between two of the "
+    "held-out network's samples (the median heuristic; pooled samples where that is 0).",
     "floor_w1": "Noise floor: W₁ between two independent sample sets of the held-out network.",
     "floor_w2": "Noise floor for W₂.",
     "floor_w2sq": "Noise floor for W₂².",
@@ -109,6 +119,12 @@ COLUMNS: dict[str, str] = {
     "with another seed (model_seed + 1); NaN for tasks without training randomness.",
     "seed_floor_w2": "Seed-to-seed floor for W₂.",
     "seed_floor_w2sq": "Seed-to-seed floor for W₂².",
+    "floor_energy": "Noise floor for the energy distance.",
+    "floor_mmd": "Noise floor for MMD.",
+    "floor_sw2": "Noise floor for sliced W₂ (NaN for D ≤ 8).",
+    "seed_floor_energy": "Seed-to-seed floor for the energy distance.",
+    "seed_floor_mmd": "Seed-to-seed floor for MMD.",
+    "seed_floor_sw2": "Seed-to-seed floor for sliced W₂.",
     "n_conditions": "Conditions scored.",
     "n_samples": "Samples per condition, on each side.",
     "fit_seconds": "Wall time of fit() for this seed (the same on every λ row of the unit).",
@@ -136,6 +152,8 @@ _TEXT_COLUMNS = {
 _FLOAT_COLUMNS = (
     "lambda_heldout", "w1", "w2", "w2sq", "floor_w1", "floor_w2", "floor_w2sq", "fit_seconds", "sample_seconds",
     "seed_floor_w1", "seed_floor_w2", "seed_floor_w2sq",
+    "energy", "mmd", "sw2", "mmd_bandwidth", "floor_energy", "floor_mmd", "floor_sw2",
+    "seed_floor_energy", "seed_floor_mmd", "seed_floor_sw2",
     "anchor_train_seconds", "tuning_trials", "tuning_fit_seconds", "tuning_score",
 )
 
@@ -327,13 +345,17 @@ class ResultsStore:
         return self.root / f"leaderboard_{safe_name(task)}.csv"
 
     def write_tables(self) -> tuple[pd.DataFrame, pd.DataFrame]:
-        """Regenerate ``results.csv``, ``leaderboard.csv`` and one ``leaderboard_<task>.csv`` per task
+        """Regenerate ``results.csv``, ``leaderboard.csv``, ``significance.csv`` (every pair of surrogates
+        per task and track, :mod:`hti_bench.harness.significance`) and one ``leaderboard_<task>.csv`` per task
         (named by :func:`safe_name`); per-task files of tasks no longer stored are removed. Returns
         (results, leaderboard)."""
+        from hti_bench.harness.significance import pairwise
+
         df = self.load()
         board = leaderboard(df)
         atomic_write_bytes(self.root / "results.csv", df.to_csv(index=False).encode())
         atomic_write_bytes(self.root / "leaderboard.csv", board.to_csv(index=False).encode())
+        atomic_write_bytes(self.root / "significance.csv", pairwise(df).to_csv(index=False).encode())
         written = set()
         for task, group in board.groupby("task", sort=True):
             path = self.task_leaderboard_path(str(task))

@@ -35,7 +35,7 @@ from hti_bench.harness import provenance as prov
 from hti_bench.harness.registry import make_surrogate
 from hti_bench.harness.results import SCHEMA_VERSION, ResultsStore, format_anchors
 from hti_bench.harness.targets import prepare_targets
-from hti_bench.scoring import per_condition_wasserstein
+from hti_bench.scoring import PANEL, score_panel
 from hti_bench.surrogate import Surrogate
 from hti_bench.task import Task, TrainedTask
 from hti_bench.view import TaskView, seal
@@ -157,9 +157,9 @@ def build_references(task: Task, seed: int) -> tuple[Reference, ...]:
     for lam in task.heldout:
         ref = task.sample(lam, conds, task.n_samples, derive_seed(task.spec, seed, "reference", lam))
         twin = task.floor_sample(lam, conds, task.n_samples, derive_seed(task.spec, seed, "floor", lam))
-        floor = per_condition_wasserstein(twin, ref).mean()
+        floor = score_panel(twin, ref).mean()
         other = task.seed_twin_sample(lam, conds, task.n_samples, derive_seed(task.spec, seed, "seed-floor", lam))
-        seed_floor = per_condition_wasserstein(other, ref).mean() if other is not None else {}
+        seed_floor = score_panel(other, ref).mean() if other is not None else {}
         out.append(Reference(lam, ref, floor, task.metrics(lam, conds, ref), seed_floor))
     return tuple(out)
 
@@ -205,8 +205,8 @@ def evaluate(task: Task, spec: str | Surrogate, seed: int, inputs: UnitInputs | 
     references = inputs.references
     rows = [_base_row(task, surrogate, spec, seed, ref.lam) for ref in references]
     for row, ref in zip(rows, references):
-        row.update({f"floor_{k}": v for k, v in ref.floor.items()})
-        row.update({f"seed_floor_{k}": v for k, v in ref.seed_floor.items()})
+        row.update({f"floor_{k}": v for k, v in ref.floor.items() if k in PANEL})
+        row.update({f"seed_floor_{k}": v for k, v in ref.seed_floor.items() if k in PANEL})
         row.update({f"ref_metric_{k}": v for k, v in ref.ref_metrics.items()})
     result = UnitResult(task.spec, spec, int(seed), rows)
 
@@ -258,7 +258,7 @@ def evaluate(task: Task, spec: str | Surrogate, seed: int, inputs: UnitInputs | 
             if not torch.isfinite(out).all():
                 bad = int((~torch.isfinite(out)).any(dim=-1).sum())
                 raise ValueError(f"sample() returned {bad} non-finite samples (NaN or inf)")
-            row.update(per_condition_wasserstein(out, ref.samples).mean())
+            row.update(score_panel(out, ref.samples).mean())
             row.update({f"metric_{k}": v for k, v in task.metrics(ref.lam, conds, out).items()})
         except Exception as err:
             row.update(status="failed", error=f"sample at {task.hyperparameter.name}={ref.lam}: {describe(err)}")
@@ -327,9 +327,8 @@ def _base_row(task: Task, surrogate: Surrogate, spec: str, seed: int, lam: float
         "clock": task.hyperparameter.clock.value,
         "status": "ok",
         "error": "",
-        "w1": math.nan, "w2": math.nan, "w2sq": math.nan,
-        "floor_w1": math.nan, "floor_w2": math.nan, "floor_w2sq": math.nan,
-        "seed_floor_w1": math.nan, "seed_floor_w2": math.nan, "seed_floor_w2sq": math.nan,
+        **{f"{prefix}{metric}": math.nan for prefix in ("", "floor_", "seed_floor_") for metric in PANEL},
+        "mmd_bandwidth": math.nan,
         "n_conditions": int(task.eval_conditions().shape[0]),
         "n_samples": task.n_samples,
         "fit_seconds": math.nan, "sample_seconds": math.nan,
