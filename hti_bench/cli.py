@@ -54,6 +54,7 @@ def _parser() -> argparse.ArgumentParser:
     lb.add_argument("--results", default="results", metavar="DIR", help="Results folder.")
     lb.add_argument("-t", "--task", action="append", metavar="TASK", help="Only this task (repeatable; default: all).")
     lb.add_argument("--by-lambda", action="store_true", help="Also print W₂ at each held-out λ (mean over seeds).")
+    lb.add_argument("--tracks", action="store_true", help="Print the default and tuned tracks side by side, as Markdown.")
     lb.add_argument("--from-wandb", default=None, metavar="ENTITY/PROJECT", help="First fetch the result rows of every run in this W&B project (public API) into --results.")
 
     sw = sub.add_parser(
@@ -146,6 +147,8 @@ def _print_board(board, tasks: Sequence[str] | None = None) -> None:  # noqa: AN
             group.loc[uses_loss, "surrogate"] = group.loc[uses_loss, "surrogate"] + " *"
             print(f"\n== {name} ==")
             shown = cols + (["config", "tuning_fit_seconds"] if tuned else [])
+            if "trivial_w2" in group.columns and group["trivial_w2"].notna().any():
+                shown = shown + ["beats_trivial"]
             print(group[[c for c in shown if c in group.columns]].dropna(axis=1, how="all").to_string(index=False, float_format=lambda v: f"{v:.4g}"))
             if group["rank"].astype(str).str.endswith("=").any():
                 print("N= : not significantly worse than rank 1 (paired Wilcoxon on (seed, λ) units, Holm-corrected, p ≥ 0.05)")
@@ -211,6 +214,11 @@ def _cmd_leaderboard(args: argparse.Namespace) -> int:
             from hti_bench.errors import ResultsError, unknown_name_message
 
             raise ResultsError(unknown_name_message("task in the results", name, known, f"in {args.results}"))
+    if args.tracks:
+        from hti_bench.harness.leaderboard import tracks_markdown
+
+        print(tracks_markdown(board[board["task"].isin(args.task)] if args.task else board))
+        return 0
     _print_board(board, args.task)
     if args.by_lambda:
         import pandas as pd

@@ -69,3 +69,25 @@ def test_critical_difference_of_mean_ranks():
     assert cd.cd == pytest.approx(2.343 * math.sqrt(12 / 36), rel=1e-3)
     assert cd.cliques == (("x", "y"), ("y", "z"))  # x and z are 2 > CD apart
     assert critical_difference(board[board["task"] == "task0"]) is None  # one task: no comparison
+
+
+def test_both_tracks_side_by_side_with_the_trivial_answer():
+    from hti_bench.harness.leaderboard import tracks, tracks_markdown
+
+    data = []
+    for surrogate, default, tuned in (("nearest-anchor", 1.2, 1.0), ("mccann", 0.9, 0.8), ("m", 0.7, 0.5), ("n", 0.6, 0.85)):
+        data += rows("t", surrogate, [[default] * 4] * 3)
+        tuned_rows = rows("t", surrogate, [[tuned] * 4] * 3, track="tuned")
+        for r in tuned_rows:
+            r["config"] = f"{surrogate}[clock=logit]"
+        data += tuned_rows
+    board = leaderboard(pd.DataFrame(data))
+    assert board["trivial_w2"].to_numpy() == pytest.approx([0.8] * len(board))  # mccann, tuned: the better trivial answer
+    beats = board.set_index(["track", "surrogate"])["beats_trivial"]
+    assert beats[("tuned", "m")] and not beats[("tuned", "n")] and beats[("default", "n")]
+    table = tracks(board).set_index("surrogate")
+    assert list(table.index) == ["m", "mccann", "n", "nearest-anchor"]  # by tuned rank
+    assert table.loc["n", "default_rank"] == "1" and table.loc["m", "tuned_rank"] == "1"
+    assert table.loc["m", "tuned_config"] == "m[clock=logit]"
+    text = tracks_markdown(board)
+    assert "(trivial answer: W₂ 0.800)" in text and "| m | 0.700 (2) | 0.500 (1) | `m[clock=logit]` |" in text

@@ -54,12 +54,20 @@ LEADERBOARD_COLUMNS: dict[str, str] = {
     "best (hti_bench.harness.significance); empty for the best and for unranked rows.",
     "tied_with_best": "True when the difference to the rank-1 surrogate is not significant (p_vs_best ≥ 0.05), "
     "and for the best itself; the printout marks these with '='.",
+    "trivial_w2": "The task's clock-aware trivial answer: the lower `w2_mean` of nearest-anchor and mccann on the "
+    "tuned track (each on its validation-chosen clock); NaN when the task has no tuned track.",
+    "beats_trivial": "Whether `w2_mean` is below `trivial_w2`: a method only works on a task if it beats the trivial "
+    "answer; False where `trivial_w2` is NaN.",
     "mean_rank": "The surrogate's mean `rank` over every task where it has one (the same on each of its rows). "
     "Tasks it was skipped on or failed count neither way, so compare it together with `n_tasks_ranked`, and "
     "only between surrogates run on the same tasks.",
     "n_tasks_ranked": "Tasks `mean_rank` averages over.",
 }
 
+
+
+#: The clock-aware trivial baselines every method must beat on a task (on the tuned track: their clock chosen).
+TRIVIAL = ("nearest-anchor", "mccann")
 
 
 def _ci95(values: np.ndarray) -> float:
@@ -140,10 +148,73 @@ def leaderboard(results: pd.DataFrame) -> pd.DataFrame:
 
     board["p_vs_best"] = versus_best(board, pairwise(results))
     board["tied_with_best"] = board["rank"].notna() & ~(board["p_vs_best"] < ALPHA)
+    trivial = board[(board["track"] == "tuned") & board["surrogate"].isin(TRIVIAL)].groupby("task")["w2_mean"].min()
+    board["trivial_w2"] = board["task"].map(trivial).astype(float)
+    board["beats_trivial"] = board["w2_mean"] < board["trivial_w2"]
     first = ["task", "track", "rank", "surrogate", "config", "w2_mean", "w2_std", "w2_ci95", "w2sq_mean", "w2sq_ci95", "w1_mean", "floor_w2_mean", "seed_floor_w2_mean"]
     rest = [c for c in board.columns if c not in first]
     board = board[first + rest]
     return board.sort_values(["task", "track", "rank", "surrogate"], na_position="last", kind="stable").reset_index(drop=True)
+
+
+def tracks(board: pd.DataFrame) -> pd.DataFrame:
+    """Both tracks side by side, one row per (task, surrogate): W₂ and rank on each ('=': not significantly
+    worse than that track's best), the configuration tuning chose, what tuning cost, and whether the tuned
+    surrogate beats the task's trivial answer (``trivial_w2``). Ordered by tuned rank, then default rank."""
+    if board.empty:
+        return pd.DataFrame()
+
+    def rank_text(sub: pd.DataFrame) -> pd.Series:
+        return pd.Series([f"{int(r)}{'=' if t and r != 1 else ''}" if pd.notna(r) else "–"
+                          for r, t in zip(sub["rank"], sub["tied_with_best"].astype(bool))], index=sub.index)
+
+    parts = {}
+    for track in ("default", "tuned"):
+        sub = board[board["track"] == track].copy()
+        sub["rank_text"] = rank_text(sub)
+        parts[track] = sub.set_index(["task", "surrogate"])
+    default, tuned = parts["default"], parts["tuned"]
+    keys = list(dict.fromkeys(list(tuned.index) + list(default.index)))
+    out = []
+    for task, surrogate in keys:
+        d = default.loc[(task, surrogate)] if (task, surrogate) in default.index else None
+        t = tuned.loc[(task, surrogate)] if (task, surrogate) in tuned.index else None
+        out.append({
+            "task": task, "surrogate": surrogate,
+            "default_w2": d["w2_mean"] if d is not None else np.nan, "default_rank": d["rank_text"] if d is not None else "",
+            "tuned_w2": t["w2_mean"] if t is not None else np.nan, "tuned_rank": t["rank_text"] if t is not None else "",
+            "tuned_config": t["config"] if t is not None else "",
+            "tuning_fit_seconds": t["tuning_fit_seconds"] if t is not None else np.nan,
+            "trivial_w2": (t if t is not None else d)["trivial_w2"],
+            "beats_trivial": bool(t["beats_trivial"]) if t is not None else bool(d["beats_trivial"]),
+            "_order": (t["rank"] if t is not None and pd.notna(t["rank"]) else 1e9,
+                       d["rank"] if d is not None and pd.notna(d["rank"]) else 1e9),
+        })
+    table = pd.DataFrame(out)
+    table = table.sort_values(["task", "_order"], kind="stable").drop(columns="_order")
+    return table.reset_index(drop=True)
+
+
+def tracks_markdown(board: pd.DataFrame) -> str:
+    """:func:`tracks` as one Markdown table per task (what the README's leaderboard shows)."""
+    table = tracks(board)
+    if table.empty:
+        return "(no results)"
+    blocks = []
+    for task, sub in table.groupby("task", sort=True):
+        trivial = sub["trivial_w2"].dropna()
+        head = f"**{task}**" + (f" (trivial answer: W₂ {trivial.iloc[0]:.3f})" if len(trivial) else "")
+        lines = [head, "", "| surrogate | default W₂ (rank) | tuned W₂ (rank) | tuned configuration | tuning fit s | beats trivial |",
+                 "|---|---|---|---|---|---|"]
+        for r in sub.itertuples():
+            dw = f"{r.default_w2:.3f} ({r.default_rank})" if np.isfinite(r.default_w2) else "skipped"
+            tw = f"{r.tuned_w2:.3f} ({r.tuned_rank})" if np.isfinite(r.tuned_w2) else ("skipped" if r.tuned_config else "–")
+            cost = f"{r.tuning_fit_seconds:.0f}" if np.isfinite(r.tuning_fit_seconds) else ""
+            config = f"`{r.tuned_config}`" if r.tuned_config and np.isfinite(r.tuned_w2) else ""
+            beats = ("yes" if r.beats_trivial else "no") if np.isfinite(r.trivial_w2) and np.isfinite(r.tuned_w2) else ""
+            lines.append(f"| {r.surrogate} | {dw} | {tw} | {config} | {cost} | {beats} |")
+        blocks.append("\n".join(lines))
+    return "\n\n".join(blocks)
 
 
 def by_lambda(results: pd.DataFrame, value: str = "w2") -> pd.DataFrame:
