@@ -37,6 +37,9 @@ def test_two_anchors_use_the_tasks_validation_lambdas_or_say_what_to_do():
     assert fold.anchors == (0.0, 1.0) and fold.heldout == (0.4, 0.6) and fold.validation == ()
     with pytest.raises(ConfigError, match="declares no validation"):
         validation_folds(make_task("gaussian-path[anchors=(0.0,1.0),heldout=(0.25,0.75)]"))
+    # A task with 3 anchors may add validation λ: one more fold, on all anchors.
+    both = make_task("gaussian-path[validation=(0.1,0.9)]")
+    assert validation_folds(both) == (Fold((0.0, 1.0), (0.5,)), Fold((0.0, 0.5, 1.0), (0.1, 0.9)))
     # The quantile task (2 anchors, the paper's) declares its own.
     assert validation_folds(make_task("quantile"))[0].validation == (0.05, 0.35, 0.65, 0.95)
 
@@ -158,6 +161,12 @@ def test_parameters_fixed_in_the_name_are_not_searched():
     task = make_task("gaussian-path")
     assert "matcher" not in search_space(task, "cfm[matcher=sb]") and "lr" in search_space(task, "cfm[matcher=sb]")
     assert search_space(task, "mccann[clock=identity]") == {}
+    # Parameters a name always shows (name_parameters) are searched when at their default.
+    canonical = make_surrogate("clot").spec
+    assert canonical == "clot[metric=euclidean,potential=True]"
+    assert {"metric", "potential", "lr", "clock"} <= set(search_space(task, canonical))
+    assert "matcher" in search_space(task, make_surrogate("cfm").spec)
+    assert tuning.trial_spec(task, canonical, {"metric": "learned"}) == "clot[metric=learned,potential=True]"
 
 
 # ------------------------------------------------------------------------------------------ the tuned track

@@ -10,7 +10,10 @@ held-out λ:
   interior anchor out: fit on the other K − 1, score at the one left out (the trajectory-inference
   field's leave-one-timepoint-out protocol), averaged over the K − 2 interior anchors. A task with 2
   anchors declares ``validation`` λ (:class:`hti_bench.task.TaskConfig`), networks trained and cached
-  like anchors, used only here: fit on the anchors, score at the validation λ.
+  like anchors, used only here: fit on the anchors, score at the validation λ. A task with more anchors
+  may declare validation λ too (``moons-dropout[validation=(0.05,0.95)]``): they add that fold to the
+  left-out ones. With 3 anchors, leaving one out validates at the middle anchor only, from an interval
+  twice as wide as the ones scored: validation λ inside the real intervals are a closer rehearsal.
 - each fold is a task of its own (:func:`fold_task`): the same task with ``anchors`` and ``heldout``
   replaced, so it is fitted and scored by the one scoring path (:func:`hti_bench.harness.unit.evaluate`)
   and its units are stored, for resuming, in ``<results>/tuning/`` (never in the leaderboard's store).
@@ -71,13 +74,15 @@ class Fold:
 
 
 def validation_folds(task: Task) -> tuple[Fold, ...]:
-    """The task's validation folds: leave-one-interior-anchor-out for K ≥ 3 anchors, else its
-    declared validation λ. Raises :class:`ConfigError` for a 2-anchor task that declares none."""
+    """The task's validation folds: leave-one-interior-anchor-out for K ≥ 3 anchors, and one more fold
+    on all anchors scored at its validation λ if it declares any (a 2-anchor task must). Raises
+    :class:`ConfigError` for a 2-anchor task that declares none."""
     anchors = task.anchors
-    if len(anchors) >= 3:
-        return tuple(Fold(anchors[:j] + anchors[j + 1 :], (anchors[j],)) for j in range(1, len(anchors) - 1))
+    folds = [Fold(anchors[:j] + anchors[j + 1 :], (anchors[j],)) for j in range(1, len(anchors) - 1)]
     if task.validation:
-        return (Fold(anchors, task.validation),)
+        folds.append(Fold(anchors, task.validation))
+    if folds:
+        return tuple(folds)
     raise ConfigError(
         f"task '{task.spec}' has 2 anchors, so no anchor can be left out for tuning, and declares no "
         f"validation {task.hyperparameter.name}: give it validation=(…) (λ values strictly between the anchors, "
@@ -118,12 +123,22 @@ def fold_task(task: Task, fold: Fold) -> Task:
 # the search
 
 
+def fixed_params(surrogate: str) -> dict[str, Any]:
+    """The parameters a name fixes for tuning: those set to a value other than their default (the clock
+    included). A parameter the name shows at its default, as ``name_parameters`` always are
+    (``cfm[matcher=plain]``), is searched like any other."""
+    base = make_surrogate(surrogate)
+    defaults = type(base).default_params()
+    _, params = parse_spec(surrogate)
+    return {k: v for k, v in params.items() if k == CLOCK_PARAM or k not in defaults or getattr(base, k) != defaults[k]}
+
+
 def search_space(task: Task, surrogate: str) -> dict[str, dict[str, Any]]:
     """What tuning searches for ``surrogate`` (a name, perhaps with fixed parameters) on ``task``, in
     W&B sweep parameter syntax: the surrogate's declared space without the parameters its name fixes,
     and the clock over every clock that can read the task's range (unless the name fixes it)."""
     base = make_surrogate(surrogate)
-    _, fixed = parse_spec(surrogate)
+    fixed = fixed_params(surrogate)
     space = {k: dict(v) for k, v in type(base).search_space.items() if k not in fixed}
     if CLOCK_PARAM not in fixed:
         clocks = [c.value for c in task.hyperparameter.clocks()]
@@ -149,9 +164,17 @@ def trial_spec(task: Task, surrogate: str, proposal: Mapping[str, Any]) -> str:
     name, fixed = parse_spec(surrogate)
     # YAML and the engine give lists where a default is a tuple: equal configurations must get equal names.
     params = {**fixed, **{k: _plain(v) for k, v in proposal.items()}}
+    defaults = surrogate_defaults(name)
+    params = {k: v for k, v in params.items() if k not in defaults or v != defaults[k] or k == CLOCK_PARAM}
     if params.get(CLOCK_PARAM) == task.hyperparameter.clock.value:
         params.pop(CLOCK_PARAM)
     return make_surrogate(format_spec(name, params)).spec
+
+
+def surrogate_defaults(name: str) -> dict[str, Any]:
+    from hti_bench.harness.registry import surrogate_classes
+
+    return surrogate_classes()[name].default_params()
 
 
 def _plain(value: Any) -> Any:
