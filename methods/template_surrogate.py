@@ -14,7 +14,7 @@ per-condition mean between the two neighbouring anchors ("mean shift").
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from torch import Tensor
 
@@ -36,6 +36,9 @@ class MeanShift(Surrogate):
     requires: ClassVar[frozenset[str]] = frozenset()
     # Arguments that make the contract test fast (small budgets).
     test_config: ClassVar[dict] = {"scale": 1.0}
+    # What `hti-bench tune` searches beside your defaults, in W&B sweep parameter syntax (the clock is
+    # added by the harness; keep step and epoch budgets out, so every method tunes at equal cost).
+    search_space: ClassVar[dict[str, dict[str, Any]]] = {"scale": {"distribution": "uniform", "min": 0.5, "max": 1.5}}
 
     def __init__(self, *, scale: float = 1.0) -> None:
         # Store every argument unchanged, under its own name, and do nothing else.

@@ -334,8 +334,9 @@ def tune(
         if suggestion is None:  # a grid is exhausted
             break
         attempts += 1
+        raw = {k: v["value"] for k, v in dict(suggestion.config).items()}
         # Four significant digits: a readable name, and no difference a fit could tell.
-        proposal = {k: _round(_plain(v["value"])) for k, v in dict(suggestion.config).items()}
+        proposal = {k: _round(_plain(v)) for k, v in raw.items()}
         try:
             spec = trial_spec(task, surrogate, proposal)
         except ConfigError as err:  # a declared space that proposes an invalid value: that trial fails
@@ -344,7 +345,7 @@ def tune(
             study.trials.append(trial)
         else:
             trial = run(spec, proposal)
-        history.append(_engine_run(sweeps, f"trial-{len(history):03d}", trial, proposal))
+        history.append(_engine_run(sweeps, f"trial-{len(history):03d}", trial, raw))
     _save(study, results_dir)
     return study
 
