@@ -189,6 +189,7 @@ def collect_tasks() -> Iterator[dict[str, Any]]:
         entry.update(
             hyperparameter=str(hp.name), low=str(hp.low), high=str(hp.high), clock=str(hp.clock.value),
             anchors=str(list(task.anchors)), heldout=str(list(task.heldout)),
+            validation=str(list(task.validation)) if task.validation else "",
             D=str(task.output_dim), C=str(task.condition_dim),
         )
         yield entry
@@ -227,7 +228,8 @@ def task_lines(entry: dict[str, Any]) -> list[str]:
         e = entry
         lines.append(
             f"     {e['hyperparameter']} ∈ [{e['low']}, {e['high']}] ({e['clock']} clock); anchors {e['anchors']}; "
-            f"held out {e['heldout']}; D={e['D']}, C={e['C']}; offers: {e['offers']}"
+            f"held out {e['heldout']}; " + (f"validation {e['validation']}; " if e.get("validation") else "")
+            + f"D={e['D']}, C={e['C']}; offers: {e['offers']}"
         )
     return lines
 
