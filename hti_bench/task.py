@@ -49,8 +49,9 @@ class TaskConfig:
     anchors: tuple[float, ...] = option((), "Anchor values of λ the surrogates see.")
     heldout: tuple[float, ...] = option((), "Held-out values of λ the surrogates are scored at.", cache=False)
     validation: tuple[float, ...] = option(
-        (), "Validation λ for tuning a task with 2 anchors: trained like anchors, used only to score tuning "
-        "trials; never given to a surrogate as anchors, never scored in the leaderboard.", cache=False)
+        (), "Validation λ for tuning (needed with 2 anchors; with more, scored beside the left-out anchor): "
+        "trained like anchors, used only to score tuning trials; never given to a surrogate as anchors, never "
+        "scored in the leaderboard.", cache=False)
     n_samples: int = option(500, "Output samples per condition, at anchors and held-out λ.", cache=False)
 
 
@@ -109,7 +110,21 @@ class Task(ABC):
             self.config = self.Config(**values)
         except TypeError as err:
             raise ConfigError(f"Invalid options for task '{self.name}': {err}") from None
+        if "validation" not in overrides and self.config.validation:
+            self._drop_colliding_default_validation()
         self._validate_lambdas()
+
+    def _drop_colliding_default_validation(self) -> None:
+        # A task's *default* validation λ suit its default anchors and held-out λ; with other anchors
+        # or held-out λ, the defaults that coincide with them or leave the anchor range are dropped
+        # (validation given explicitly is checked, never edited).
+        anchors, heldout = self.anchors, self.heldout
+        kept = tuple(
+            v for v in self.config.validation
+            if anchors and anchors[0] < v < anchors[-1] and not any(math.isclose(v, u) for u in anchors + heldout)
+        )
+        if kept != tuple(self.config.validation):
+            self.config = dataclasses.replace(self.config, validation=kept)
 
     # ------------------------------------------------------------------ declared by subclasses
 

@@ -34,6 +34,9 @@ def mean_angle(cls: np.ndarray, t: float) -> np.ndarray:
 class SemicirclesConfig(TaskConfig):
     anchors: tuple[float, ...] = option((0.0, 0.5, 1.0), "Anchor times t.")
     heldout: tuple[float, ...] = option((0.25, 0.75), "Held-out times t.", cache=False)
+    validation: tuple[float, ...] = option(
+        (0.125, 0.375, 0.625, 0.875), "Validation times (tuning only; exact draws, never held out).", cache=False
+    )
     n_samples: int = option(100, "Samples per class (the paper uses 100).", cache=False)
     kappa: float = option(5.0, "von Mises concentration of the angle.")
     sigma: float = option(0.05, "Log-normal scale of the radius.")
