@@ -109,7 +109,13 @@ class TransportSpline(Surrogate):
     def sample(self, lam: float, conditions: Tensor, n: int, seed: int) -> Tensor:
         self.check_sample_args(n)
         w = self.weights(lam)
-        index = self.anchors_.index_of(conditions)
+        index = self.anchors_.lookup(conditions)
+        if bool((index < 0).any()):  # open conditions: the trajectories of just the query rows, from the oracle
+            local, index = self.anchors_.restrict(conditions, seed)
+            return type(self)(**self.get_params()).fit(local)._draw(w, index, int(n), seed)
+        return self._draw(w, index, int(n), seed)
+
+    def _draw(self, w: Tensor, index: Tensor, n: int, seed: int) -> Tensor:
         gen = self.generator(seed)
         if self.stacked_ is not None:
             return draw_many(torch.einsum("k,ckpd->cpd", w, self.stacked_[index]), int(n), gen)

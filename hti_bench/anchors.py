@@ -7,12 +7,19 @@ anchor networks only, so nothing a surrogate is given can leak a held-out networ
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import torch
 from torch import Tensor
 
 from hti_bench.clock import Hyperparameter
+from hti_bench.errors import OpenConditionError
+
+#: What answers at new condition rows: ``oracle(conditions (M', C), n, seed)`` → anchor samples
+#: (K, M', n, D) of the anchor networks run on those rows (the harness wires in
+#: :meth:`hti_bench.view.TaskView.anchor_samples`).
+Oracle = Callable[[Tensor, int, int], Tensor]
 
 
 @dataclass(frozen=True)
@@ -37,6 +44,11 @@ class AnchorSet:
         ``~eval_mask`` rows; either is fair.
     categorical : bool
         True when ``conditions`` has one column holding an integer class id.
+    oracle : callable or None
+        The *anchor oracle*: runs the anchor networks (and only those) on condition rows that are not
+        among ``conditions``, e.g. the states a closed-loop rollout visits. Use it through
+        :meth:`samples_at` and :meth:`restrict`; None when the anchor set was built without one (then
+        those raise :class:`~hti_bench.errors.OpenConditionError` for unseen rows).
     """
 
     hyperparameter: Hyperparameter
@@ -45,6 +57,7 @@ class AnchorSet:
     samples: Tensor
     eval_mask: Tensor
     categorical: bool = False
+    oracle: Oracle | None = field(default=None, repr=False, compare=False)
     _index: dict[tuple[float, ...], int] = field(default_factory=dict, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -116,20 +129,71 @@ class AnchorSet:
     def index_of(self, conditions: Tensor) -> Tensor:
         """Row indices into ``self.conditions`` of each row of ``conditions`` (shape (M', C)).
 
-        Raises ``ValueError`` naming the first condition the anchor networks were not run on.
+        Raises :class:`~hti_bench.errors.OpenConditionError` (a ``ValueError``) naming the first
+        condition the anchor networks were not run on; :meth:`samples_at` and :meth:`restrict` answer
+        there with the oracle instead.
         """
+        index = self.lookup(conditions)
+        unseen = (index < 0).nonzero()
+        if unseen.numel():
+            i = int(unseen[0])
+            raise OpenConditionError(
+                f"condition {i} ({torch.as_tensor(conditions)[i].tolist()}) is not among the anchor conditions; this "
+                "surrogate can only answer where the anchor networks were run."
+            )
+        return index
+
+    def lookup(self, conditions: Tensor) -> Tensor:
+        """Row index into ``self.conditions`` of each row of ``conditions`` (M', C), −1 for a row the
+        anchor networks were not run on (:meth:`index_of` raises for those instead)."""
+        conditions = self._check_rows(conditions)
+        return torch.tensor([self._index.get(tuple(row.tolist()), -1) for row in conditions], dtype=torch.long)
+
+    def samples_at(self, conditions: Tensor, seed: int = 0) -> Tensor:
+        """The anchor samples (K, M', n, D) at each row of ``conditions``: stored rows where the anchor
+        networks were run, the :attr:`oracle`'s answer (drawn with ``seed``) at every other row.
+
+        Raises :class:`~hti_bench.errors.OpenConditionError` for unseen rows when there is no oracle.
+        """
+        conditions = self._check_rows(conditions)
+        index = self.lookup(conditions)
+        out = self.samples[:, index.clamp(min=0)].clone()
+        unseen = index < 0
+        if bool(unseen.any()):
+            if self.oracle is None:
+                first = int(unseen.nonzero()[0])
+                raise OpenConditionError(
+                    f"condition {first} ({conditions[first].tolist()}) is not among the anchor conditions, and this "
+                    "anchor set has no oracle to run the anchor networks there"
+                )
+            extra = torch.as_tensor(self.oracle(conditions[unseen], self.n_samples, int(seed)), dtype=self.samples.dtype)
+            expected = (self.n_anchors, int(unseen.sum()), self.n_samples, self.output_dim)
+            if tuple(extra.shape) != expected:
+                raise ValueError(f"the anchor oracle returned shape {tuple(extra.shape)}, expected {expected}")
+            out[:, unseen] = extra
+        return out
+
+    def restrict(self, conditions: Tensor, seed: int = 0) -> tuple[AnchorSet, Tensor]:
+        """An anchor set over exactly the distinct rows of ``conditions`` (all marked for evaluation),
+        with samples from :meth:`samples_at`, and the index (M',) of each query row in it: how a
+        surrogate that precomputes per-condition state answers at rows it was not fitted on."""
+        conditions = self._check_rows(conditions)
+        distinct, inverse = torch.unique(conditions, dim=0, return_inverse=True)
+        local = AnchorSet(
+            hyperparameter=self.hyperparameter,
+            lambdas=self.lambdas,
+            conditions=distinct,
+            samples=self.samples_at(distinct, seed),
+            eval_mask=torch.ones(distinct.shape[0], dtype=torch.bool),
+            categorical=self.categorical,
+            oracle=self.oracle,
+        )
+        return local, inverse.reshape(-1)
+
+    def _check_rows(self, conditions: Tensor) -> Tensor:
         conditions = torch.as_tensor(conditions, dtype=self.conditions.dtype)
         if conditions.ndim != 2 or conditions.shape[1] != self.conditions.shape[1]:
             raise ValueError(
                 f"conditions must have shape (M, {self.conditions.shape[1]}), got {tuple(conditions.shape)}"
             )
-        out = []
-        for i, row in enumerate(conditions):
-            key = tuple(row.tolist())
-            if key not in self._index:
-                raise ValueError(
-                    f"condition {i} ({list(key)}) is not among the anchor conditions; this surrogate "
-                    "can only answer where the anchor networks were run."
-                )
-            out.append(self._index[key])
-        return torch.tensor(out, dtype=torch.long)
+        return conditions

@@ -43,6 +43,13 @@ class NotOnViewError(LeakError, AttributeError):
     held-out λ …); an ``AttributeError`` too, so ``hasattr``/``getattr(view, name, default)`` work."""
 
 
+class OpenConditionError(HTIBenchError, ValueError):
+    """A surrogate asked to answer at condition rows the anchor networks were not run on, where it cannot:
+    it was fitted without an anchor oracle, or its method needs the anchor rows themselves. Harness
+    metrics that query new conditions (closed-loop rollouts, inductive scoring) are skipped with this
+    reason instead of failing the surrogate's other scores."""
+
+
 def unknown_name_message(kind: str, name: str, available: Iterable[str], where: str = "") -> str:
     """Format ``Unknown <kind> 'x'. Did you mean 'y'? Available: a, b, c (<where>)``."""
     names = sorted(set(available))

@@ -10,12 +10,15 @@ scores it through the harness's own unit evaluation (:func:`hti_bench.harness.un
 
 from __future__ import annotations
 
+import dataclasses
 import traceback
 from collections.abc import Callable
 
 import torch
 
 from hti_bench.anchors import AnchorSet
+from hti_bench.clock import Clock, Hyperparameter
+from hti_bench.errors import OpenConditionError
 from hti_bench.surrogate import Surrogate
 from hti_bench.task import Task
 from hti_bench.view import TaskView, seal
@@ -37,6 +40,50 @@ def tiny_task(cls: type[Surrogate]) -> Task:
     return GaussianPath(n_samples=24)
 
 
+class OpenGaussian(Task):
+    """A tiny analytic task with continuous conditions, for the open-condition check: y | x, λ ~
+    N((1 + λ)·x, (0.2 + 0.3 λ)² I₂), x ∈ ℝ². Any row x is answerable, like a policy's states."""
+
+    name = "open-gaussian"
+    description = "Contract-test task: continuous 2-D conditions, Gaussian outputs affine in λ."
+    in_default_suite = False
+
+    def __init__(self, **overrides: object) -> None:
+        super().__init__(**{"anchors": (0.0, 0.5, 1.0), "heldout": (0.25, 0.75), "n_samples": 24, **overrides})
+
+    @property
+    def hyperparameter(self) -> Hyperparameter:
+        return Hyperparameter("lambda", 0.0, 1.0, Clock.IDENTITY)
+
+    @property
+    def output_dim(self) -> int:
+        return 2
+
+    @property
+    def condition_dim(self) -> int:
+        return 2
+
+    def eval_conditions(self) -> torch.Tensor:
+        return torch.linspace(-1.0, 1.0, 8).reshape(4, 2)
+
+    def sample(self, lam: float, conditions: torch.Tensor, n: int, seed: int) -> torch.Tensor:
+        lam = self.hyperparameter.check(lam)
+        x = torch.as_tensor(conditions, dtype=torch.float32)
+        noise = torch.randn(x.shape[0], n, 2, generator=torch.Generator().manual_seed(int(seed)))
+        return (1.0 + lam) * x[:, None, :] + (0.2 + 0.3 * lam) * noise
+
+
+def open_task(cls: type[Surrogate]) -> Task:
+    """A tiny task whose conditions are continuous, so a surrogate can be asked at rows it never saw:
+    ``reward-weighting``'s policy states for surrogates that need a network, else :class:`OpenGaussian`."""
+    if "training_loss" in cls.requires or "architecture" in cls.requires:
+        from hti_bench.harness.targets import TargetCache
+        from hti_bench.tasks.reward_weighting import RewardWeighting
+
+        return RewardWeighting(cache=TargetCache(), epochs=1, n_train=256, hidden=16, horizon=5, n_samples=24, n_eval=4)
+    return OpenGaussian()
+
+
 def _setup(cls: type[Surrogate]) -> tuple[Surrogate, Task, AnchorSet]:
     from hti_bench.harness.unit import build_anchor_set
 
@@ -45,8 +92,10 @@ def _setup(cls: type[Surrogate]) -> tuple[Surrogate, Task, AnchorSet]:
 
 
 def _fit(surrogate: Surrogate, task: Task, anchors: AnchorSet, seed: int = 0) -> Surrogate:
-    """Fit as the harness does: through a view that is sealed once ``fit`` returns."""
+    """Fit as the harness does: through a view that is sealed once ``fit`` returns, the anchor set
+    carrying the view's anchor oracle."""
     view = TaskView(task, requires=surrogate.requires)
+    anchors = dataclasses.replace(anchors, oracle=view.anchor_samples)
     try:
         return surrogate.fit(anchors, view, seed=seed)
     finally:
@@ -152,6 +201,26 @@ def check_outside_range(cls: type[Surrogate]) -> None:
     raise AssertionError(f"sample() at λ={below} (outside [{lo}, {hi}]) did not raise ValueError")
 
 
+def check_open_conditions(cls: type[Surrogate]) -> None:
+    """At condition rows the anchor networks were never run on (as in a closed-loop rollout), it
+    answers (M', n, D) finite samples, or raises :class:`~hti_bench.errors.OpenConditionError` to say
+    it cannot; with the same seed, the same samples."""
+    from hti_bench.harness.unit import build_anchor_set
+
+    task = open_task(cls)
+    surrogate = cls(**cls.test_config)
+    _fit(surrogate, task, build_anchor_set(task, seed=0))
+    new = task.eval_conditions()[:3] + 0.123  # rows no anchor network was run on
+    try:
+        out = surrogate.sample(task.heldout[0], new, 5, seed=4)
+    except OpenConditionError:
+        return
+    assert tuple(out.shape) == (3, 5, task.output_dim), f"sample() at new conditions: shape {tuple(out.shape)}"
+    assert torch.isfinite(out).all(), "sample() at new conditions returned NaN or inf"
+    again = surrogate.sample(task.heldout[0], new, 5, seed=4)
+    assert torch.allclose(out, again), "sample() at new conditions with the same seed gave different samples"
+
+
 def check_scored_by_the_harness(cls: type[Surrogate]) -> None:
     """The harness's own unit evaluation fits and scores it, through the view: every row ok."""
     from hti_bench.harness.unit import evaluate
@@ -172,6 +241,7 @@ CHECKS: dict[str, Callable[[type[Surrogate]], None]] = {
         check_refit_replaces,
         check_anchor_lambdas,
         check_outside_range,
+        check_open_conditions,
         check_scored_by_the_harness,
     )
 }

@@ -6,7 +6,11 @@ train or load a network at *any* λ, knows the held-out list and holds the targe
 that offers:
 
 - always: the task's ``name``, its ``hyperparameter`` (name, range, clock), the ``anchors``,
-  ``output_dim``, ``condition_dim``, ``categorical``, ``capabilities`` and ``capability_notes``;
+  ``output_dim``, ``condition_dim``, ``categorical``, ``capabilities`` and ``capability_notes``; and
+  the *anchor oracle* :meth:`~TaskView.anchor_samples`, the anchor networks (and only those) run on
+  new condition rows: a deployed anchor network can always be run on a new input, which is what a
+  closed-loop rollout or an inductive score needs (the harness hands it to surrogates as
+  :attr:`hti_bench.anchors.AnchorSet.oracle`);
 - with ``"architecture"`` declared in the surrogate's ``requires`` (and offered by the task):
   :meth:`~TaskView.build_network`, :meth:`~TaskView.sample_network`, and the anchor networks,
   :meth:`~TaskView.anchor_network` (a fresh copy each call; any other λ is refused);
@@ -125,6 +129,24 @@ class TaskView:
     def capability_notes(self) -> dict[str, str]:
         """Why the task lacks a capability it does not offer."""
         return dict(_STATE[self].notes)
+
+    def anchor_samples(self, conditions: Tensor, n: int, seed: int) -> Tensor:
+        """The anchor oracle: n draws of every anchor network at each condition row (M', C), shape
+        (K, M', n, D), anchors in increasing order; draws are fixed by ``seed``. It takes no λ: it can
+        only ever run the anchors."""
+        import torch
+
+        state = _STATE[self]
+        conditions = torch.as_tensor(conditions, dtype=torch.float32)
+        if conditions.ndim != 2 or conditions.shape[1] != state.task.condition_dim:
+            raise ValueError(
+                f"anchor_samples needs conditions of shape (M, {state.task.condition_dim}), got {tuple(conditions.shape)}"
+            )
+        # One stream per anchor, so adding an anchor does not change the others' draws.
+        return torch.stack([
+            state.task.sample(lam, conditions, int(n), (int(seed) * 1_000_003 + 7919 * k) % 2**31)
+            for k, lam in enumerate(state.anchors)
+        ])
 
     # ------------------------------------------------------------------ "architecture"
 

@@ -548,11 +548,11 @@ class CLOT(Surrogate):
         self.check_sample_args(n)
         anchors = self.anchors_
         k, _ = anchors.locate(lam)
-        idx = anchors.index_of(conditions)
         gen = self.generator(seed)
         exact = [j for j, a in enumerate(anchors.lambdas) if math.isclose(a, float(lam), rel_tol=0, abs_tol=1e-12)]
         first = exact[0] if exact else (0 if self.start == "first" else k)
-        y0 = draw_many(anchors.samples[first][idx], int(n), gen)  # (M', n, D)
+        # samples_at: the stored anchor rows, or the anchor oracle's at states never seen (closed loop)
+        y0 = draw_many(anchors.samples_at(conditions, seed)[first], int(n), gen)  # (M', n, D)
         if exact:
             return y0.float()
         mq, d = y0.shape[0], y0.shape[2]

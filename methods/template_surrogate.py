@@ -53,16 +53,17 @@ class MeanShift(Surrogate):
         self.check_params()  # fit() may be called directly, outside the harness
         # Learned state goes in attributes ending in "_"; draw randomness from `seed`.
         self.anchors_ = anchors
-        self.means_ = anchors.samples.mean(dim=2)  # (K, M, D): per anchor, per condition
         return self
 
     def sample(self, lam: float, conditions: Tensor, n: int, seed: int) -> Tensor:
         self.check_sample_args(n)  # fitted? at least one sample?
         # locate() places λ on the task's clock and raises ValueError outside the anchor range.
         k, s = self.anchors_.locate(lam)
-        # index_of() finds each query condition among the anchor conditions.
-        idx = self.anchors_.index_of(conditions)
+        # samples_at() gives the anchor samples (K, M', n, D) at each query row: the stored ones where the
+        # anchor networks were run, the anchor oracle's at rows never seen (a closed-loop rollout's states).
+        at = self.anchors_.samples_at(conditions, seed)
         # draw_many() draws n of each condition's anchor samples (with replacement past the set).
-        base = draw_many(self.anchors_.samples[k, idx], int(n), self.generator(seed))  # (M', n, D)
-        shift = self.scale * s * (self.means_[k + 1, idx] - self.means_[k, idx])  # (M', D)
+        base = draw_many(at[k], int(n), self.generator(seed))  # (M', n, D)
+        means = at.mean(dim=2)  # (K, M', D): per anchor, per condition
+        shift = self.scale * s * (means[k + 1] - means[k])  # (M', D)
         return base + shift[:, None, :]  # (M', n, D)

@@ -222,6 +222,7 @@ def evaluate(task: Task, spec: str | Surrogate, seed: int, inputs: UnitInputs | 
     if hyperparameter != anchors.hyperparameter:
         anchors = dataclasses.replace(anchors, hyperparameter=hyperparameter)
     view = TaskView(task, requires=surrogate.requires, hyperparameter=hyperparameter)
+    anchors = dataclasses.replace(anchors, oracle=view.anchor_samples)
     try:
         reason = surrogate.skip(view)
     except Exception as err:  # a plugin fault, like any other

@@ -217,8 +217,9 @@ class FlowData:
         """n standardised anchor samples per query condition, flattened to (M'·n, D), and their encoded x."""
         from hti_bench.toolkit.transport import draw_many
 
-        idx = self.anchors.index_of(conditions)
-        y0 = draw_many(self.anchors.samples[anchor][idx], int(n), gen)
+        # The anchor oracle answers at rows the anchor networks were not run on (closed-loop states).
+        seed = int(torch.randint(0, 2**31 - 1, (1,), generator=gen))
+        y0 = draw_many(self.anchors.samples_at(conditions, seed)[anchor], int(n), gen)
         x = self.encoder(conditions).repeat_interleave(int(n), 0).to(self.device)
         return self.standardise(y0.reshape(-1, y0.shape[-1])), x
 

@@ -2,11 +2,13 @@
 
 Subclasses implement :meth:`AnchorInterpolator.interpolate` for one condition and one anchor
 interval; this class does the bookkeeping: storing the anchors, locating λ on the clock, finding each
-query condition among the anchor conditions, and seeding.
+query condition among the anchor conditions (or, for rows the anchor networks were not run on,
+running them there through the anchor oracle and preparing those rows afresh), and seeding.
 """
 
 from __future__ import annotations
 
+import copy
 from abc import abstractmethod
 from typing import TYPE_CHECKING
 
@@ -46,5 +48,12 @@ class AnchorInterpolator(Surrogate):
     def sample(self, lam: float, conditions: Tensor, n: int, seed: int) -> Tensor:
         self.check_sample_args(n)
         k, s = self.anchors_.locate(lam)
-        index = self.anchors_.index_of(conditions)
-        return self.interpolate_many(k, s, index, int(n), self.generator(seed))
+        index = self.anchors_.lookup(conditions)
+        if bool((index >= 0).all()):
+            return self.interpolate_many(k, s, index, int(n), self.generator(seed))
+        # Open conditions: the same method on an anchor set of just the query rows, from the oracle.
+        local, index = self.anchors_.restrict(conditions, seed)
+        shadow = copy.copy(self)
+        shadow.anchors_ = local
+        shadow.prepare(local)
+        return shadow.interpolate_many(k, s, index, int(n), self.generator(seed))
