@@ -322,6 +322,13 @@ class TrainedTask(Task):
     def sample_network(self, network: nn.Module, conditions: Tensor, n: int, generator: torch.Generator) -> Tensor:
         """Outputs of a trained network, shape (M, n, D)."""
 
+    def train_target(self, lam: float, seed: int) -> nn.Module | None:
+        """Train the target at λ yourself and return it in eval mode, or return None (the default) to
+        have the target cache train :meth:`build_network` on :meth:`per_example_loss` with Lightning.
+        Tasks whose targets come from another learner (PPO for the policy tasks) override it; the
+        cache still keys, checks, stores and locks the result like any target."""
+        return None
+
     def cache_signature(self) -> dict[str, Any]:
         """What identifies a trained network besides λ and seed: the name and every cache-relevant option."""
         return {
