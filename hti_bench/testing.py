@@ -17,10 +17,10 @@ from collections.abc import Callable
 import torch
 
 from hti_bench.anchors import AnchorSet
-from hti_bench.clock import Clock, Hyperparameter
 from hti_bench.errors import OpenConditionError
 from hti_bench.surrogate import Surrogate
 from hti_bench.task import Task
+from hti_bench.tasks.gaussian_path import GaussianPath
 from hti_bench.view import TaskView, seal
 
 
@@ -35,29 +35,20 @@ def tiny_task(cls: type[Surrogate]) -> Task:
             cache=TargetCache(), epochs=1, n_train=256, hidden=16, diffusion_steps=10, n_samples=24,
             anchors=(0.0, 0.5, 0.9), heldout=(0.25, 0.7),
         )
-    from hti_bench.tasks.gaussian_path import GaussianPath
-
     return GaussianPath(n_samples=24)
 
 
-class OpenGaussian(Task):
+class OpenGaussian(GaussianPath):
     """A tiny analytic task with continuous conditions, for the open-condition check: y | x, λ ~
-    N((1 + λ)·x, (0.2 + 0.3 λ)² I₂), x ∈ ℝ². Any row x is answerable, like a policy's states."""
+    N((1 + λ)·x, (0.2 + 0.3 λ)² I₂), x ∈ ℝ². Any row x is answerable, like a policy's states.
+    ``gaussian-path``'s λ, anchors and held-out λ; only the conditions and the law differ."""
 
     name = "open-gaussian"
     description = "Contract-test task: continuous 2-D conditions, Gaussian outputs affine in λ."
-    in_default_suite = False
+    categorical = False
 
     def __init__(self, **overrides: object) -> None:
-        super().__init__(**{"anchors": (0.0, 0.5, 1.0), "heldout": (0.25, 0.75), "n_samples": 24, **overrides})
-
-    @property
-    def hyperparameter(self) -> Hyperparameter:
-        return Hyperparameter("lambda", 0.0, 1.0, Clock.IDENTITY)
-
-    @property
-    def output_dim(self) -> int:
-        return 2
+        super().__init__(**{"n_samples": 24, **overrides})
 
     @property
     def condition_dim(self) -> int:
