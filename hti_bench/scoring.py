@@ -2,9 +2,9 @@
 
 For each condition x, the surrogate's n samples and the held-out network's m samples are two uniform
 empirical measures; W_p between them is an exact optimal-transport problem: a sort in one dimension
-(``ot.wasserstein_1d``, batched over conditions), an assignment problem when n = m (scipy's
-``linear_sum_assignment``, warm-started, in parallel processes over conditions), POT's network
-simplex (``ot.emd2``) otherwise. An approximate batched entropic solver (``method="sinkhorn"``, torch,
+(``ot.wasserstein_1d``, batched over conditions), an assignment problem when n = m below a few hundred
+samples (scipy's ``linear_sum_assignment``), POT's network simplex (``ot.emd2``) otherwise, in
+parallel processes over conditions. An approximate batched entropic solver (``method="sinkhorn"``, torch,
 GPU-capable) is there for large runs. Scores are averaged over conditions. W₂² is reported beside
 W₂ because the HTI paper's tables use it (its code calls ``ot.emd2(a, b, ot.dist(P, Q))``, and
 ``ot.dist`` defaults to the squared Euclidean cost).
@@ -197,26 +197,34 @@ def sliced_w2(x: Tensor | np.ndarray, y: Tensor | np.ndarray, n_slices: int = SL
     theta /= np.linalg.norm(theta, axis=0, keepdims=True)
     px, py = x @ theta, y @ theta  # (M, n, L)
     m, n, k = x.shape[0], x.shape[1], y.shape[1]
-    # wasserstein_1d is batched over trailing dimensions: (n, M·L) → (M·L,)
-    u = px.transpose(1, 0, 2).reshape(n, -1)
-    v = py.transpose(1, 0, 2).reshape(k, -1)
-    w2sq = np.asarray(ot.wasserstein_1d(u, v, p=2), dtype=np.float64).reshape(m, -1)
-    return np.sqrt(np.maximum(w2sq.mean(axis=1), 0.0))
+    if n == k:
+        # equal sizes: the monotone coupling matches the i-th smallest to the i-th smallest, ~20×
+        # faster than the general quantile-function path (25 s → ~1 s at 1,000 × 256, D = 64)
+        w2sq = _equal_size_1d(px, py, p=2, axis=1).mean(axis=1)
+    else:
+        # wasserstein_1d is batched over trailing dimensions: (n, M·L) → (M·L,)
+        u = px.transpose(1, 0, 2).reshape(n, -1)
+        v = py.transpose(1, 0, 2).reshape(k, -1)
+        w2sq = np.asarray(ot.wasserstein_1d(u, v, p=2), dtype=np.float64).reshape(m, -1).mean(axis=1)
+    return np.sqrt(np.maximum(w2sq, 0.0))
+
+
+def _equal_size_1d(x: np.ndarray, y: np.ndarray, p: int, axis: int) -> np.ndarray:
+    """Exact one-dimensional W_p^p between equal-size uniform samples along ``axis``: the mean of
+    |sorted x − sorted y|^p (the monotone coupling is optimal for every convex cost)."""
+    d = np.abs(np.sort(x, axis=axis) - np.sort(y, axis=axis))
+    return (d if p == 1 else d**p).mean(axis=axis)
 
 
 #: ``method`` values of :func:`per_condition_wasserstein`.
 METHODS = ("auto", "exact", "emd", "sort", "sinkhorn")
 
-# Warm start of the assignment solver (see _warm_potential): ε-scaling schedule relative to the mean
-# cost, Sinkhorn iterations per ε and over-relaxation. Chosen by measurement on 256×256 problems,
-# D = 2…64, W₁ and W₂ (they only affect speed, never the result): three phases of eight iterations
-# cut scipy's LSA time per problem by about an order of magnitude for a much smaller warm-up cost;
-# over-relaxation (ω ≈ 1.75) matters most for W₁ in 2-D, whose plain Sinkhorn potentials converge
-# slowly. benchmarks/scoring.py re-measures the exact path (docs/PERFORMANCE.md).
-_WARM_EPS = (0.05, 0.01, 0.002)
-_WARM_ITERS = 8
-_WARM_OMEGA = 1.75
-_WARM_MIN_N = 128
+# Below this many samples scipy's assignment solver beats POT's network simplex; from here on the
+# simplex wins (measured on 2 cores with scipy 1.17 and POT 0.9, W₁ + W₂ per condition, D = 2:
+# 1.6 vs 1.7 ms at 128, 8.4 vs 7.0 ms at 256, 55 vs 36 ms at 512, 330 vs 145 ms at 1,000). A
+# Sinkhorn warm start of the assignment solver, used before, lost at every size below 1,000
+# (11.2 ms at 256). benchmarks/scoring.py re-measures the exact path (docs/PERFORMANCE.md).
+_ASSIGNMENT_BELOW_N = 192
 # Estimated serial cost of the exact path per cost-matrix cell (W₁ and W₂ together), and the least
 # estimated work that pays for forking a process pool (whose start-up is a fixed cost).
 _SECONDS_PER_CELL = 6e-8
@@ -238,10 +246,9 @@ def per_condition_wasserstein(
 
     - ``"auto"`` (default): ``"sort"`` for D = 1, ``"exact"`` otherwise.
     - ``"exact"``: exact for every D. One dimension sorts. With n = m (uniform weights) the OT
-      problem is an assignment problem, solved exactly by scipy's ``linear_sum_assignment`` on costs
-      reduced by a cheap approximate dual (a few Sinkhorn iterations): the reduction changes no
-      assignment's rank, only how fast the solver finds the best one (much faster than ``ot.emd2``
-      at a few hundred samples; docs/PERFORMANCE.md). With n ≠ m, POT's network simplex (``ot.emd2``).
+      problem is an assignment problem, solved exactly by scipy's ``linear_sum_assignment`` below
+      :data:`_ASSIGNMENT_BELOW_N` samples, where it is the faster solver; otherwise, and with
+      n ≠ m, POT's network simplex (``ot.emd2``).
     - ``"emd"``: POT's network simplex for every condition and every D (the reference solver).
     - ``"sort"``: the batched 1-D sort (``ot.wasserstein_1d``); exact, and only valid, for D = 1.
     - ``"sinkhorn"``: approximate, batched over all conditions at once in torch, on the device the
@@ -276,7 +283,7 @@ def per_condition_wasserstein(
     if x.shape[2] == 1 and method != "emd":
         return _sorted_scores(x, y)
     m, n, k = x.shape[0], x.shape[1], y.shape[1]
-    solver = "emd" if method == "emd" or n != k else "assignment"
+    solver = "emd" if method == "emd" or n != k or n >= _ASSIGNMENT_BELOW_N else "assignment"
     w1, w2sq = _run_conditions(x, y, solver, resolve_workers(m, n, k, workers))
     return ConditionScores(w1=np.maximum(w1, 0.0), w2=np.sqrt(np.maximum(w2sq, 0.0)))
 
@@ -306,6 +313,10 @@ def _check_batch(xs: tuple, ys: tuple) -> None:
 def _sorted_scores(x: np.ndarray, y: np.ndarray) -> ConditionScores:
     import ot
 
+    if x.shape[1] == y.shape[1]:
+        w1 = _equal_size_1d(x[:, :, 0], y[:, :, 0], p=1, axis=1)
+        w2sq = _equal_size_1d(x[:, :, 0], y[:, :, 0], p=2, axis=1)
+        return ConditionScores(w1=np.maximum(w1, 0.0), w2=np.sqrt(np.maximum(w2sq, 0.0)))
     # wasserstein_1d is batched over trailing dimensions: (n, M) → (M,)
     u, v = x[:, :, 0].T, y[:, :, 0].T
     w1 = np.asarray(ot.wasserstein_1d(u, v, p=1), dtype=np.float64)
@@ -330,54 +341,12 @@ def _sq_distances(x: np.ndarray, y: np.ndarray) -> np.ndarray:
     return np.maximum(c, 0.0, out=c)
 
 
-def _warm_potential(cost: np.ndarray) -> np.ndarray:
-    """Approximate column dual potential of the assignment problem on ``cost`` (n, n).
-
-    Log-stabilised, over-relaxed Sinkhorn in float32 with ε-scaling: each phase re-centres the
-    kernel on the current potentials (row c-transform, so every row keeps an entry equal to 1),
-    runs a few matrix-vector iterations and absorbs the scalings into the potential. Only speed
-    depends on its quality: any vector gives the same optimal assignment of ``cost - g``. Falls
-    back to zeros when anything is not finite (constant or huge costs).
-    """
-    n = cost.shape[1]
-    with np.errstate(all="ignore"):
-        c = cost.astype(np.float32)
-        scale = float(c.mean())
-        g = c.min(axis=0)
-        if not (np.isfinite(scale) and scale > 0 and np.isfinite(g).all()):
-            return np.zeros(n)
-        om, om1 = np.float32(_WARM_OMEGA), np.float32(1.0 - _WARM_OMEGA)
-        for rel in _WARM_EPS:
-            eps = np.float32(rel * scale)
-            k = c - g[None, :]
-            k -= k.min(axis=1)[:, None]
-            k *= -1.0 / eps
-            np.exp(k, out=k)
-            kt = k.T
-            a = np.ones(k.shape[0], np.float32)
-            b = np.ones(n, np.float32)
-            for _ in range(_WARM_ITERS):
-                a = (k @ b) ** -om * a**om1
-                b = (kt @ a) ** -om * b**om1
-            step = eps * np.log(b)
-            if not np.isfinite(step).all():
-                break
-            g = g + step
-    return g.astype(np.float64)
-
-
 def _assignment_cost(cost: np.ndarray) -> float:
     """Exact optimal transport cost between two uniform measures of equal size n: min over
     permutations of the mean matched cost (Birkhoff: some optimal plan is a permutation)."""
     from scipy.optimize import linear_sum_assignment
 
-    # Subtracting a column potential adds the same constant to every permutation's cost, so the
-    # optimal permutations are unchanged; a near-optimal dual makes the shortest augmenting paths
-    # of the solver short. The value is read off the unreduced costs. Below ~128 samples
-    # (_WARM_MIN_N) the plain solver is faster than the warm start plus the solve; above, the warm
-    # start wins.
-    reduced = cost - _warm_potential(cost)[None, :] if cost.shape[0] >= _WARM_MIN_N else cost
-    rows, cols = linear_sum_assignment(reduced)
+    rows, cols = linear_sum_assignment(cost)
     return float(cost[rows, cols].mean())
 
 

@@ -107,7 +107,7 @@ def assert_same(got, want):
     [(3, 40, 40, 1), (3, 40, 57, 1), (4, 60, 60, 2), (3, 200, 200, 2), (3, 150, 150, 64), (3, 70, 45, 2), (2, 30, 80, 64)],
 )
 def test_exact_path_equals_network_simplex(m, n, k, dim):
-    # n = m goes through the warm-started assignment solver (from 128 samples on), n ≠ m through ot.emd2
+    # n = m below 192 samples goes through scipy's assignment solver, the rest through ot.emd2
     r = rng(10 + dim)
     x = r.standard_normal((m, n, dim))
     y = r.standard_normal((m, k, dim)) * r.uniform(0.5, 2.0, (m, 1, 1)) + r.normal(0, 1, (m, 1, dim))
@@ -327,3 +327,19 @@ def test_sliced_w2_of_a_shift_and_of_isotropic_gaussians():
     assert sliced_w2(x, x + c)[0] == pytest.approx(np.linalg.norm(c) / math.sqrt(dim), rel=0.15)
     panel = score_panel(x, x + c)
     assert panel.sw2 is not None and panel.mean()["sw2"] == pytest.approx(float(sliced_w2(x, x + c).mean()))
+
+
+def test_equal_size_sort_path_equals_pots_quantile_path():
+    # equal sample sizes take a plain sort; unequal ones POT's wasserstein_1d: both must agree
+    import ot
+
+    from hti_bench.scoring import sliced_w2
+
+    r = rng(7)
+    x, y = r.standard_normal((4, 50, 1)), r.standard_normal((4, 50, 1)) * 2 + 0.5
+    s = per_condition_wasserstein(x, y)
+    assert_same(s.w1, ot.wasserstein_1d(x[:, :, 0].T, y[:, :, 0].T, p=1))
+    assert_same(s.w2**2, ot.wasserstein_1d(x[:, :, 0].T, y[:, :, 0].T, p=2))
+    x, y = r.standard_normal((3, 40, 12)), r.standard_normal((3, 40, 12)) + 1.0
+    y_plus = np.concatenate([y, y], axis=1)  # the same measure with every point twice: the other path
+    np.testing.assert_allclose(sliced_w2(x, y), sliced_w2(x, y_plus), rtol=1e-9)
