@@ -1,0 +1,306 @@
+"""The Ghaffari cancer-treatment model, simulated for a batch of episodes at once (numpy).
+
+This is the environment the HTI paper's cancer task used through DTRGym 0.1.0
+(``GhaffariCancerEnv-continuous``, its default "setting 4": observation, initial-state and PK/PD
+noise), re-implemented from the model's equations and the environment's documented behaviour:
+Ghaffari, Nazari & Ahmadi, "A mixed radiotherapy and chemotherapy model for treatment of cancer
+with metastasis", Math. Methods Appl. Sci. 39 (2016), doi:10.1002/mma.3887, with the constants,
+scaling, bounds, episode rules and reward of DTRGym 0.1.0 (github GilesLuo/DTRGym, file
+``DTRGym/ghaffari_cancer_env.py``, tag v0.1.0). docs/dev/ghaffari_spec.md restates all of it with
+line references; section numbers below (§n) point there. No DTRGym code is used or copied.
+
+One environment step is one day. The state has 11 entries (§2): tumour T_p, natural-killer cells
+N_p and CD8⁺ T cells L_p at the primary site, circulating lymphocytes C, the same three at the
+metastatic site (T_s, N_s, L_s), the chemotherapy drug M and the irradiated compartments u, v, x.
+The action is (D, v_M): a radiation kill rate per day in [0, 10] and a chemotherapy infusion rate
+in [0, 8], held for the day. The observation is ln of the 7 populations with ±10 % multiplicative
+noise (§7). The reward is DTRGym's, 1 − ln T / ln T₀ on the state before the step, ±100 when the
+episode ends by tumour clearance or by a population leaving its bounds (§7); the paper's λ-shaped
+term on the natural-killer count is :func:`nk_penalty` (§9).
+
+Fidelity: each day is integrated with the same explicit Bogacki–Shampine 3(2) controller as scipy's
+``solve_ivp(method="RK23", rtol=1e-2, atol=1e-4)`` (§5), step by step per episode, with the
+in-place clamping of negative states that DTRGym's right-hand side performs, and the state rounded
+to float32 between days. The random draws follow the environment's order on a legacy
+``numpy.random.RandomState`` per episode (§6), so a seeded episode reproduces DTRGym's seeded
+episode (tests/test_ghaffari.py checks the spec's reference values). The one deliberate difference:
+DTRGym re-seeds numpy's *global* generator from OS entropy at every unseeded reset; here every
+episode is seeded, so runs are reproducible.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+#: Nominal model parameters, in DTRGym's dictionary order (§3; its order fixes the random draws of
+#: the PK/PD noise). ``K_2C`` is in the dictionary (and perturbed) but used nowhere (§14.8).
+PARAMETERS: dict[str, float] = {
+    "delta": 0.15, "a1": 0.431, "b1": 1.02e-9, "c1": 6.41e-11, "d1": 2.34, "l": 2.09, "s": 8.39e-2,
+    "e1": 2.08e-7, "f1": 4.12e-2, "p1": 3.42e-6, "m1": 2.04e-1, "j1": 2.49e-2, "k1": 3.66e7,
+    "q1": 1.42e-6, "r11": 1.1e-7, "r12": 6.5e-11, "u1": 3e-10, "K_1T": 100.0, "K_1L": 10.0,
+    "K_1N": 10.0, "K_1C": 10.0, "alpha": 7.5e8, "beta": 1.2e-2, "mu": 0.9, "a2": 5.0, "b2": 1e-7,
+    "c2": 6.41e-12, "d2": 5.0, "e2": 2.08e-7, "f2": 3.5e-2, "p2": 1e-6, "m2": 1.8e-1, "j2": 1.6e-2,
+    "k2": 3.66e7, "q2": 1e-6, "r21": 2e-7, "r22": 7.5e-11, "u2": 3e-10, "K_2T": 100.0, "K_2L": 10.0,
+    "K_2N": 10.0, "K_2C": 10.0, "gamma1": 0.04, "gamma2": 0.1, "gamma3": 0.1, "epsilon": 0.05,
+    "alpha1": 1e-4, "alpha2": 1e-5, "W_1T": 0.01, "W_1N": 1.0, "W_1L": 1.0, "W_1C": 1.0, "W_2T": 1.0,
+    "W_2N": 1.0, "W_2L": 1.0,
+}
+
+#: Initial populations before noise (§2: T_p, N_p, L_p, C, T_s, N_s, L_s); M, u, v, x start at 0.
+INITIAL = np.array([1e7, 2e8, 1e2, 1.5e9, 0.0, 1e4, 1e2])
+
+#: Upper bounds of the 7 populations (§1): leaving them ends the episode with −100.
+STATE_HIGH = np.array([1e11, 1e10, 1e10, 1e11, 1e11, 1e10, 1e10])
+#: Observation bounds: ln of the state bounds (§1).
+OBS_HIGH = np.log(STATE_HIGH).astype(np.float32)
+#: Action bounds (§1): radiation kill rate D per day, chemotherapy infusion rate v_M.
+ACTION_LOW = np.array([0.0, 0.0], dtype=np.float32)
+ACTION_HIGH = np.array([10.0, 8.0], dtype=np.float32)
+#: Episode length in days (§1), and DTRGym's terminal rewards (§7).
+MAX_T = 200
+TERMINAL_REWARD = 100.0
+
+# scipy RK23 (Bogacki–Shampine): tableau, error weights and step controller (§5)
+_RTOL, _ATOL = 1e-2, 1e-4
+_E = np.array([5 / 72, -1 / 12, -1 / 9, 1 / 8])
+_SAFETY, _MIN_FACTOR, _MAX_FACTOR = 0.9, 0.2, 10.0
+_ERROR_EXPONENT = -1.0 / 3.0
+_N_STATE = 11
+
+
+@dataclass(frozen=True)
+class Noise:
+    """The environment's noise levels (§1); the defaults are the paper's (DTRGym's setting 4).
+    All zero is DTRGym's noise-free setting 1, a deterministic test case."""
+
+    obs: float = 0.2
+    state: float = 0.5
+    pkpd: float = 0.1
+
+    def __post_init__(self) -> None:
+        for name in ("obs", "state", "pkpd"):
+            value = getattr(self, name)
+            if not (isinstance(value, (int, float)) and 0.0 <= float(value) <= 1.0):
+                raise ValueError(f"noise level {name!r} must be a number in [0, 1], got {value!r}")
+
+
+def nk_penalty(obs: np.ndarray, obs0: np.ndarray) -> np.ndarray:
+    """The paper's shaping term (§9), per episode: −|ln N / ln N₀ − 1| with N = max(e, o[1] + o[5])
+    on the post-step observation and N₀ the same on the episode's first observation. o[1] and o[5]
+    are already logs, so this is a log of a sum of logs: the paper's definition, kept as it is."""
+    n = np.maximum(np.e, obs[..., 1].astype(np.float64) + obs[..., 5])
+    n0 = np.maximum(np.e, obs0[..., 1].astype(np.float64) + obs0[..., 5])
+    return -np.abs(np.log(n) / np.log(n0) - 1.0)
+
+
+def _rhs(t: np.ndarray, y: np.ndarray, action: np.ndarray, p: dict[str, np.ndarray], tau: np.ndarray) -> np.ndarray:
+    """dy/dt for a batch (B, 11) at times t (B,), actions (B, 2), parameters p[name] (B,) (§4).
+
+    Negative entries of ``y`` are set to 0 in place first, as DTRGym's right-hand side does: the
+    integrator relies on that side effect for the states it keeps (§5)."""
+    np.maximum(y, 0.0, out=y)
+    tp, np_, lp, c, ts, ns, ls, m, u, v, x = y.T
+    dose, infusion = action[:, 0], action[:, 1]
+    lpl, lsl = lp ** p["l"], ls ** p["l"]
+    kill_p = p["d1"] * lpl / np.maximum(1.0, p["s"] * tp ** p["l"] + lpl)
+    kill_s = p["d2"] * lsl / np.maximum(1.0, p["s"] * ts ** p["l"] + lsl)
+    out = np.empty_like(y)
+    out[:, 0] = (p["a1"] * tp * (1 - p["b1"] * tp) - p["c1"] * np_ * tp - kill_p * tp - p["alpha1"] * tp
+                 - dose * tp + p["gamma1"] * u - p["K_1T"] * m * tp / (p["W_1T"] + tp))
+    out[:, 1] = (p["e1"] * c - p["p1"] * np_ * tp - p["f1"] * np_ - p["epsilon"] * dose * np_ + p["gamma2"] * v
+                 - p["K_1N"] * m * np_ / (p["W_1N"] + np_))
+    out[:, 2] = (-p["m1"] * lp + p["j1"] * tp / (p["k1"] + tp) * lp - p["q1"] * lp * tp + p["r11"] * np_ * tp
+                 + p["r12"] * c * tp - p["u1"] * np_ * lp**2 - p["epsilon"] * dose * lp + p["gamma3"] * x
+                 - p["K_1L"] * m * lp / (p["W_1L"] + lp))
+    out[:, 3] = p["alpha"] - p["beta"] * c - p["K_1C"] * m * c / (p["W_1C"] + c)
+    seeded = t > tau  # the metastatic site switches on strictly after τ days
+    out[:, 4] = np.where(seeded, p["a2"] * ts * (1 - p["b2"] * ts) - p["c2"] * ns * ts - kill_s * ts
+                         + p["alpha2"] * tp * (t - tau) - p["K_2T"] * m * ts / (p["W_2T"] + ts), 0.0)
+    out[:, 5] = np.where(seeded, p["e2"] * c - p["p2"] * ns * ts - p["f2"] * ns
+                         - p["K_2N"] * m * ns / (p["W_2N"] + ns), 0.0)
+    out[:, 6] = np.where(seeded, -p["m2"] * ls + p["j2"] * ts / (p["k2"] + ts) * ls - p["q2"] * ls * ts
+                         + p["r21"] * ns * ts + p["r22"] * c * ts - p["u2"] * ns * ls**2
+                         - p["K_2L"] * m * ls / (p["W_2L"] + ls), 0.0)
+    out[:, 7] = -p["mu"] * m + infusion
+    out[:, 8] = dose * tp - (p["gamma1"] + p["delta"]) * u
+    out[:, 9] = dose * np_ - (p["gamma2"] + p["delta"]) * v
+    out[:, 10] = dose * lp - (p["gamma3"] + p["delta"]) * x
+    return out
+
+
+def _rms(z: np.ndarray) -> np.ndarray:
+    return np.sqrt(np.mean(z * z, axis=1))
+
+
+def integrate_day(y0: np.ndarray, t0: np.ndarray, action: np.ndarray, p: dict[str, np.ndarray],
+                  tau: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Integrate every episode of the batch over [t0, t0 + 1] (§5); returns (y, right-hand-side calls).
+
+    Each episode has its own adaptive step, as scipy's RK23 would take for it alone: the loop
+    advances the episodes that have not reached t0 + 1 yet, together."""
+    b = y0.shape[0]
+    y = np.array(y0, dtype=np.float64)
+    t = np.array(t0, dtype=np.float64)
+    end = t + 1.0
+    calls = np.zeros(b, dtype=np.int64)
+
+    def f(rows: np.ndarray, tt: np.ndarray, yy: np.ndarray) -> np.ndarray:
+        calls[rows] += 1
+        return _rhs(tt, yy, action[rows], {k: v[rows] for k, v in p.items()}, tau[rows])
+
+    every = np.arange(b)
+    f0 = f(every, t, y)  # clamps y in place, as the solver's first call does
+    # Hairer's initial step (scipy's select_initial_step, error-estimator order 2)
+    scale0 = _ATOL + np.abs(y) * _RTOL
+    d0, d1 = _rms(y / scale0), _rms(f0 / scale0)
+    h0 = np.where((d0 < 1e-5) | (d1 < 1e-5), 1e-6, 0.01 * d0 / np.where(d1 > 0, d1, 1.0))
+    h0 = np.minimum(h0, end - t)
+    f1 = f(every, t + h0, y + h0[:, None] * f0)
+    d2 = _rms((f1 - f0) / scale0) / h0
+    big = np.maximum(d1, d2)
+    h1 = np.where(big <= 1e-15, np.maximum(1e-6, h0 * 1e-3), (0.01 / np.where(big > 0, big, 1.0)) ** (1 / 3))
+    h_abs = np.minimum.reduce([100 * h0, h1, end - t])
+
+    fy = f0
+    active = every.copy()
+    while active.size:
+        ya, ta, fa, ha = y[active], t[active], fy[active], h_abs[active]
+        min_step = 10 * np.abs(np.nextafter(ta, np.inf) - ta)
+        rejected = np.zeros(active.size, dtype=bool)
+        todo = np.arange(active.size)
+        # one accepted step per active episode; rejected ones shrink and retry
+        while todo.size:
+            rows = active[todo]
+            h = np.maximum(ha[todo], min_step[todo])
+            t_new = np.minimum(ta[todo] + h, end[rows])
+            h = t_new - ta[todo]
+            y_ = ya[todo]
+            k0 = fa[todo]
+            k1 = f(rows, ta[todo] + h / 2, y_ + (h / 2)[:, None] * k0)
+            k2 = f(rows, ta[todo] + 0.75 * h, y_ + (0.75 * h)[:, None] * k1)
+            y_new = y_ + h[:, None] * (2 / 9 * k0 + 1 / 3 * k1 + 4 / 9 * k2)
+            k3 = f(rows, t_new, y_new)  # FSAL; clamps y_new in place
+            scale = _ATOL + np.maximum(np.abs(y_), np.abs(y_new)) * _RTOL
+            err = h[:, None] * (_E[0] * k0 + _E[1] * k1 + _E[2] * k2 + _E[3] * k3)
+            norm = _rms(err / scale)
+            ok = norm < 1
+            with np.errstate(divide="ignore"):
+                grow = np.where(norm == 0, _MAX_FACTOR, np.minimum(_MAX_FACTOR, _SAFETY * norm**_ERROR_EXPONENT))
+                shrink = np.maximum(_MIN_FACTOR, _SAFETY * norm**_ERROR_EXPONENT)
+            grow = np.where(rejected[todo], np.minimum(1.0, grow), grow)
+            too_small = ~ok & (h <= min_step[todo])  # scipy gives up: the last accepted state stands
+            acc = todo[ok]
+            ya[acc], ta[acc], fa[acc] = y_new[ok], t_new[ok], k3[ok]
+            ha[acc] = h[ok] * grow[ok]
+            bad = todo[~ok]
+            ha[bad] = h[~ok] * shrink[~ok]
+            rejected[bad] = True
+            ta[todo[too_small]] = end[active[todo[too_small]]]
+            todo = todo[~ok & ~too_small]
+        y[active], t[active], fy[active], h_abs[active] = ya, ta, fa, ha
+        active = active[t[active] < end[active]]
+    return y, calls
+
+
+class GhaffariBatch:
+    """``n`` independent episodes of the cancer environment, stepped together.
+
+    ``reset(seeds)`` starts one episode per seed and returns the first observations (n, 7);
+    ``step(actions)`` advances the running episodes one day and returns (observations, base
+    rewards, terminated, truncated). Episodes that have ended keep their last observation, get
+    reward 0 and stay ended (``done``). Actions are executed as given: DTRGym does not clip them
+    (§4; SB3's PPO clips its samples before they reach the environment, and the policy targets do
+    the same), but a non-finite action is refused.
+    """
+
+    def __init__(self, noise: Noise | None = None, max_t: int = MAX_T) -> None:
+        if not (isinstance(max_t, int) and max_t >= 1):
+            raise ValueError(f"max_t must be a positive integer (days), got {max_t!r}")
+        self.noise = noise or Noise()
+        self.max_t = max_t
+        self.rhs_calls = 0
+
+    # -- episodes ------------------------------------------------------------------------------
+    def reset(self, seeds) -> np.ndarray:
+        seeds = [int(s) for s in np.atleast_1d(np.asarray(seeds))]
+        if not seeds:
+            raise ValueError("reset needs at least one seed")
+        self.rngs = [np.random.RandomState(s) for s in seeds]
+        n = len(seeds)
+        half_p, half_s = self.noise.pkpd * 0.5, self.noise.state * 0.5
+        params = {k: np.empty(n) for k in PARAMETERS}
+        state = np.zeros((n, _N_STATE), dtype=np.float32)
+        self.tau = np.empty(n)
+        for i, rng in enumerate(self.rngs):  # the environment's draw order (§6)
+            for k, v in PARAMETERS.items():
+                params[k][i] = rng.uniform(v * (1 - half_p), v * (1 + half_p))
+            for j, v in enumerate(INITIAL):
+                state[i, j] = np.float32(max(0.0, rng.uniform(v * (1 - half_s), v * (1 + half_s))))
+            self.tau[i] = rng.randint(0, 10) if self.noise.state > 0 else 5
+        self.params = params
+        self.state = state
+        self.initial_tumour = np.maximum(np.e, state[:, 0].astype(np.float64) + state[:, 4])
+        self.t = np.zeros(n, dtype=np.int64)
+        self.done = np.zeros(n, dtype=bool)
+        self.obs = self._observe(state)
+        self.first_obs = self.obs.copy()
+        return self.obs.copy()
+
+    def step(self, actions) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        a = np.asarray(actions, dtype=np.float64)
+        n = self.state.shape[0]
+        if a.shape != (n, 2):
+            raise ValueError(f"actions must have shape ({n}, 2) (dose, infusion), got {a.shape}")
+        if not np.isfinite(a).all():
+            raise ValueError("actions contain NaN or inf")
+        reward = np.zeros(n)
+        terminated = np.zeros(n, dtype=bool)
+        truncated = np.zeros(n, dtype=bool)
+        run = np.flatnonzero(~self.done)
+        if run.size == 0:
+            return self.obs.copy(), reward, terminated, truncated
+        before = self.state[run]
+        p = {k: v[run] for k, v in self.params.items()}
+        y, calls = integrate_day(before.astype(np.float64), self.t[run].astype(np.float64), a[run], p, self.tau[run])
+        self.rhs_calls += int(calls.sum())
+        after = y.astype(np.float32)
+        pops = after[:, :7]
+        with np.errstate(invalid="ignore"):
+            inside = np.isfinite(pops).all(1) & (pops >= 0).all(1) & (pops <= STATE_HIGH).all(1)
+        negative = ~inside
+        positive = (pops[:, 0] < 1) & (pops[:, 4] < 1)
+        negative &= ~positive
+        last = self.t[run] + 1 == self.max_t
+        positive &= ~last
+        negative &= ~last
+        obs = self._observe(after, rows=run)
+        # DTRGym's reward is computed on the state before the step (§7.5)
+        tumour = np.maximum(np.e, before[:, 0].astype(np.float64) + before[:, 4])
+        r = 1.0 - np.log(tumour) / np.log(self.initial_tumour[run])
+        r += TERMINAL_REWARD * positive - TERMINAL_REWARD * negative
+        self.state[run] = after
+        self.obs[run] = obs
+        self.t[run] += 1
+        reward[run] = r
+        terminated[run] = positive | negative
+        truncated[run] = last
+        self.done[run] = terminated[run] | truncated[run]
+        return self.obs.copy(), reward, terminated, truncated
+
+    def _observe(self, state: np.ndarray, rows=None) -> np.ndarray:
+        """Noisy log-observations of ``state`` (k, 11), whose rows are episodes ``rows`` (all at
+        reset). Each episode draws its 7 noise values, then, after a step, the missing-observation
+        test's one draw, which the environment makes even at missing rate 0 (§6)."""
+        after_step = rows is not None
+        rows = np.arange(state.shape[0]) if rows is None else rows
+        z = state[:, :7].astype(np.float64)
+        obs = np.empty((state.shape[0], 7), dtype=np.float32)
+        for out_i, i in enumerate(rows):
+            rng = self.rngs[i]
+            noisy = z[out_i] * (1 + self.noise.obs * rng.uniform(-0.5, 0.5, size=7))
+            if after_step:
+                rng.uniform()
+            obs[out_i] = np.clip(np.log(np.maximum(noisy, 1.0)).astype(np.float32), 0.0, OBS_HIGH)
+        return obs
