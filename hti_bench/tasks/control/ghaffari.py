@@ -146,9 +146,16 @@ def integrate_day(y0: np.ndarray, t0: np.ndarray, action: np.ndarray, p: dict[st
     end = t + 1.0
     calls = np.zeros(b, dtype=np.int64)
 
+    names = list(p)
+    table = np.stack([p[k] for k in names], axis=1)  # (B, parameters): one gather per call, not 55
+
     def f(rows: np.ndarray, tt: np.ndarray, yy: np.ndarray) -> np.ndarray:
         calls[rows] += 1
-        return _rhs(tt, yy, action[rows], {k: v[rows] for k, v in p.items()}, tau[rows])
+        if rows.size == b:
+            cols, act, tau_r = table, action, tau
+        else:
+            cols, act, tau_r = table[rows], action[rows], tau[rows]
+        return _rhs(tt, yy, act, dict(zip(names, cols.T)), tau_r)
 
     every = np.arange(b)
     f0 = f(every, t, y)  # clamps y in place, as the solver's first call does
