@@ -9,7 +9,8 @@ Per action regime, on a batch of episodes stepped together (seeds 0…B−1, fre
 - ``untreated``: (0, 0), timed from day 25 on, once the tumour has grown: the stiffest days
   (DTRGym's own RK23 takes ~1,300 steps a day there, docs/dev/ghaffari_spec.md §5).
 
-Rows: ``days_per_second`` (episode-days over wall time) and ``rhs_calls_per_day``. These set the
+Rows: ``days_per_second`` (episode-days over wall time, the numba-compiled integrator; the first
+call's compilation is untimed) and ``rhs_calls_per_day``. These set the
 PPO budgets of the ``cancer`` task (issue 19).
 """
 
@@ -56,6 +57,9 @@ def main() -> None:
     p.add_argument("--days", type=int, default=10)
     p.add_argument("--csv", default=str(perf.PERF_CSV))
     args = p.parse_args()
+    warm = GhaffariBatch()
+    warm.reset([0])
+    warm.step(np.ones((1, 2)))  # load (or compile) the numba kernel outside the timings
     rows = []
     for name in ("treated", "random", "untreated"):
         speed, calls = regime(name, args.batch, args.days)

@@ -111,3 +111,22 @@ def test_ended_episodes_stay_ended_and_truncate_at_max_t():
     assert flags == [False, False, True] and env.done.all()
     obs, r, terminated, truncated = env.step([[0.0, 0.0]])
     assert r[0] == 0.0 and not terminated[0] and not truncated[0]
+
+
+def test_compiled_and_numpy_integrators_agree():
+    # the numba kernel and the numpy loop are the same algorithm: same steps, same states
+    from hti_bench.tasks.control.ghaffari import PARAMETERS, _kernel, integrate_day
+
+    assert _kernel() is not None, "numba is part of the stack (requirements.txt): the compiled path must run"
+    env = GhaffariBatch()
+    env.reset([0, 1, 2, 3])
+    rng = np.random.default_rng(0)
+    for day in range(12):
+        a = rng.uniform(0, 1, (4, 2)) * [10, 8] * (day % 3 != 0)  # every third day untreated (stiff)
+        p = {k: env.params[k] for k in PARAMETERS}
+        y0, t0 = env.state.astype(np.float64), env.t.astype(np.float64)
+        fast, calls_fast = integrate_day(y0, t0, a, p, env.tau)
+        slow, calls_slow = integrate_day(y0, t0, a, p, env.tau, compiled=False)
+        np.testing.assert_allclose(np.log1p(fast), np.log1p(slow), rtol=0, atol=1e-9)
+        assert list(calls_fast) == list(calls_slow)
+        env.step(a)
