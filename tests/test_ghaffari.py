@@ -130,3 +130,27 @@ def test_compiled_and_numpy_integrators_agree():
         np.testing.assert_allclose(np.log1p(fast), np.log1p(slow), rtol=0, atol=1e-9)
         assert list(calls_fast) == list(calls_slow)
         env.step(a)
+
+
+def test_vec_env_shapes_the_reward_and_auto_resets():
+    from hti_bench.tasks.control.ghaffari import vec_env
+
+    envs = {lam: vec_env(2, lam, seed=5, noise=QUIET, max_t=4) for lam in (0.0, 10.0)}
+    obs = {lam: e.reset() for lam, e in envs.items()}
+    np.testing.assert_array_equal(obs[0.0], obs[10.0])
+    plain = GhaffariBatch(QUIET, max_t=4)
+    first = plain.reset([5, 6])
+    for day in range(4):
+        a = np.array([[1.0, 1.0], [0.0, 0.0]])
+        got = {lam: e.step(a) for lam, e in envs.items()}
+        want_obs, want_r, _, _ = plain.step(a)
+        pen = nk_penalty(want_obs, first)
+        np.testing.assert_allclose(got[0.0][1], want_r, rtol=1e-6)
+        np.testing.assert_allclose(got[10.0][1], want_r + 10.0 * pen, rtol=1e-5)
+    # day 4 = max_t: both episodes truncate, report their last observation, and restart seeded 7 and 8
+    _, _, dones, infos = got[0.0]
+    assert dones.all() and all(i["TimeLimit.truncated"] for i in infos)
+    np.testing.assert_array_equal(infos[0]["terminal_observation"], want_obs[0])
+    np.testing.assert_array_equal(got[0.0][0], GhaffariBatch(QUIET).reset([7, 8]))
+    with pytest.raises(ValueError, match="n_envs"):
+        vec_env(0, 1.0, seed=0)

@@ -398,25 +398,39 @@ class GhaffariBatch:
         seeds = [int(s) for s in np.atleast_1d(np.asarray(seeds))]
         if not seeds:
             raise ValueError("reset needs at least one seed")
-        self.rngs = [np.random.RandomState(s) for s in seeds]
         n = len(seeds)
-        half_p, half_s = self.noise.pkpd * 0.5, self.noise.state * 0.5
-        params = {k: np.empty(n) for k in PARAMETERS}
-        state = np.zeros((n, _N_STATE), dtype=np.float32)
+        self.rngs: list = [None] * n
+        self.params = {k: np.empty(n) for k in PARAMETERS}
+        self.state = np.zeros((n, _N_STATE), dtype=np.float32)
         self.tau = np.empty(n)
-        for i, rng in enumerate(self.rngs):  # the environment's draw order (§6)
-            for k, v in PARAMETERS.items():
-                params[k][i] = rng.uniform(v * (1 - half_p), v * (1 + half_p))
-            for j, v in enumerate(INITIAL):
-                state[i, j] = np.float32(max(0.0, rng.uniform(v * (1 - half_s), v * (1 + half_s))))
-            self.tau[i] = rng.randint(0, 10) if self.noise.state > 0 else 5
-        self.params = params
-        self.state = state
-        self.initial_tumour = np.maximum(np.e, state[:, 0].astype(np.float64) + state[:, 4])
+        self.initial_tumour = np.empty(n)
         self.t = np.zeros(n, dtype=np.int64)
         self.done = np.zeros(n, dtype=bool)
-        self.obs = self._observe(state)
-        self.first_obs = self.obs.copy()
+        self.obs = np.zeros((n, 7), dtype=np.float32)
+        self.first_obs = np.zeros((n, 7), dtype=np.float32)
+        return self.restart(np.arange(n), seeds)
+
+    def restart(self, rows, seeds) -> np.ndarray:
+        """Start new episodes in ``rows`` with ``seeds`` (the other episodes run on); returns every
+        current observation. What an auto-resetting vectorised environment needs."""
+        rows = np.atleast_1d(np.asarray(rows, dtype=np.int64))
+        seeds = [int(s) for s in np.atleast_1d(np.asarray(seeds))]
+        if len(seeds) != rows.size:
+            raise ValueError(f"restart needs one seed per row, got {len(seeds)} seeds for {rows.size} rows")
+        half_p, half_s = self.noise.pkpd * 0.5, self.noise.state * 0.5
+        for i, seed in zip(rows, seeds):  # the environment's draw order (§6)
+            rng = self.rngs[i] = np.random.RandomState(seed)
+            for k, v in PARAMETERS.items():
+                self.params[k][i] = rng.uniform(v * (1 - half_p), v * (1 + half_p))
+            self.state[i] = 0.0
+            for j, v in enumerate(INITIAL):
+                self.state[i, j] = np.float32(max(0.0, rng.uniform(v * (1 - half_s), v * (1 + half_s))))
+            self.tau[i] = rng.randint(0, 10) if self.noise.state > 0 else 5
+        self.initial_tumour[rows] = np.maximum(np.e, self.state[rows, 0].astype(np.float64) + self.state[rows, 4])
+        self.t[rows] = 0
+        self.done[rows] = False
+        self.obs[rows] = self._observe(self.state[rows], rows=rows, after_step=False)
+        self.first_obs[rows] = self.obs[rows]
         return self.obs.copy()
 
     def step(self, actions) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -460,12 +474,10 @@ class GhaffariBatch:
         self.done[run] = terminated[run] | truncated[run]
         return self.obs.copy(), reward, terminated, truncated
 
-    def _observe(self, state: np.ndarray, rows=None) -> np.ndarray:
-        """Noisy log-observations of ``state`` (k, 11), whose rows are episodes ``rows`` (all at
-        reset). Each episode draws its 7 noise values, then, after a step, the missing-observation
-        test's one draw, which the environment makes even at missing rate 0 (§6)."""
-        after_step = rows is not None
-        rows = np.arange(state.shape[0]) if rows is None else rows
+    def _observe(self, state: np.ndarray, rows, after_step: bool = True) -> np.ndarray:
+        """Noisy log-observations of ``state`` (k, 11), whose rows are episodes ``rows``. Each
+        episode draws its 7 noise values, then, after a step, the missing-observation test's one
+        draw, which the environment makes even at missing rate 0 (§6)."""
         z = state[:, :7].astype(np.float64)
         obs = np.empty((state.shape[0], 7), dtype=np.float32)
         for out_i, i in enumerate(rows):
@@ -475,3 +487,66 @@ class GhaffariBatch:
                 rng.uniform()
             obs[out_i] = np.clip(np.log(np.maximum(noisy, 1.0)).astype(np.float32), 0.0, OBS_HIGH)
         return obs
+
+
+def vec_env(n_envs: int, lam: float, seed: int, noise: Noise | None = None, max_t: int = MAX_T):
+    """A stable-baselines3 ``VecEnv`` of ``n_envs`` cancer episodes with the paper's shaped reward
+    r + λ·:func:`nk_penalty` (§9), auto-resetting as SB3 expects (the finished episode's last
+    observation in ``info["terminal_observation"]``, ``info["TimeLimit.truncated"]`` on day
+    ``max_t``). Episode k of environment i is seeded ``seed + k·n_envs + i``: every episode is
+    reproducible and no two share a seed."""
+    import gymnasium as gym
+    from stable_baselines3.common.vec_env import VecEnv
+
+    if not (isinstance(n_envs, int) and n_envs >= 1):
+        raise ValueError(f"n_envs must be a positive integer, got {n_envs!r}")
+    obs_space = gym.spaces.Box(0.0, OBS_HIGH, dtype=np.float32)
+    act_space = gym.spaces.Box(ACTION_LOW, ACTION_HIGH, dtype=np.float32)
+
+    class CancerVecEnv(VecEnv):
+        def __init__(self) -> None:
+            super().__init__(n_envs, obs_space, act_space)
+            self.sim = GhaffariBatch(noise, max_t)
+            self.episodes = np.zeros(n_envs, dtype=np.int64)
+            self.lam = float(lam)
+            self._actions = None
+
+        def _episode_seeds(self, rows: np.ndarray) -> list[int]:
+            return [int(seed) + int(self.episodes[i]) * n_envs + int(i) for i in rows]
+
+        def reset(self):
+            self.episodes[:] = 0
+            return self.sim.reset(self._episode_seeds(np.arange(n_envs)))
+
+        def step_async(self, actions) -> None:
+            self._actions = np.asarray(actions, dtype=np.float64).reshape(n_envs, 2)
+
+        def step_wait(self):
+            obs, r, terminated, truncated = self.sim.step(self._actions)
+            reward = (r + self.lam * nk_penalty(obs, self.sim.first_obs)).astype(np.float32)
+            dones = terminated | truncated
+            infos = [{} for _ in range(n_envs)]
+            ended = np.flatnonzero(dones)
+            for i in ended:
+                infos[i] = {"terminal_observation": obs[i].copy(), "TimeLimit.truncated": bool(truncated[i])}
+            if ended.size:
+                self.episodes[ended] += 1
+                obs = self.sim.restart(ended, self._episode_seeds(ended))
+            return obs, reward, dones, infos
+
+        def close(self) -> None:
+            pass
+
+        def get_attr(self, attr_name, indices=None):
+            return [getattr(self, attr_name)] * len(self._get_indices(indices))
+
+        def set_attr(self, attr_name, value, indices=None) -> None:
+            setattr(self, attr_name, value)
+
+        def env_method(self, method_name, *args, indices=None, **kwargs):
+            return [getattr(self, method_name)(*args, **kwargs) for _ in self._get_indices(indices)]
+
+        def env_is_wrapped(self, wrapper_class, indices=None):
+            return [False] * len(self._get_indices(indices))
+
+    return CancerVecEnv()
