@@ -504,6 +504,7 @@ def vec_env(n_envs: int, lam: float, seed: int, noise: Noise | None = None, max_
     act_space = gym.spaces.Box(ACTION_LOW, ACTION_HIGH, dtype=np.float32)
 
     class CancerVecEnv(VecEnv):
+        render_mode = None  # nothing to render; SB3 asks for it
         def __init__(self) -> None:
             super().__init__(n_envs, obs_space, act_space)
             self.sim = GhaffariBatch(noise, max_t)
