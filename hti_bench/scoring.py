@@ -198,8 +198,8 @@ def sliced_w2(x: Tensor | np.ndarray, y: Tensor | np.ndarray, n_slices: int = SL
     px, py = x @ theta, y @ theta  # (M, n, L)
     m, n, k = x.shape[0], x.shape[1], y.shape[1]
     if n == k:
-        # equal sizes: the monotone coupling matches the i-th smallest to the i-th smallest, ~20×
-        # faster than the general quantile-function path (25 s → ~1 s at 1,000 × 256, D = 64)
+        # equal sizes: the monotone coupling matches the i-th smallest to the i-th smallest, ~10×
+        # faster than the general quantile-function path (25.6 s → 2.6 s at 1,000 × 256, D = 64)
         w2sq = _equal_size_1d(px, py, p=2, axis=1).mean(axis=1)
     else:
         # wasserstein_1d is batched over trailing dimensions: (n, M·L) → (M·L,)
@@ -250,7 +250,8 @@ def per_condition_wasserstein(
       :data:`_ASSIGNMENT_BELOW_N` samples, where it is the faster solver; otherwise, and with
       n ≠ m, POT's network simplex (``ot.emd2``).
     - ``"emd"``: POT's network simplex for every condition and every D (the reference solver).
-    - ``"sort"``: the batched 1-D sort (``ot.wasserstein_1d``); exact, and only valid, for D = 1.
+    - ``"sort"``: the batched 1-D sort (sorted samples matched in order for n = m,
+      ``ot.wasserstein_1d`` otherwise); exact, and only valid, for D = 1.
     - ``"sinkhorn"``: approximate, batched over all conditions at once in torch, on the device the
       tensors are on (CUDA included): log-domain entropic OT in float32, ε annealed down to a blur
       of ``reg`` × the typical distance over ``iters`` iterations. The score is the transport cost
