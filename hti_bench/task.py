@@ -71,6 +71,10 @@ class Task(ABC):
       (M, n, D), from the network trained at λ (or the true process for a synthetic task);
     - optionally ``metrics(lam, conditions, samples)``: task-specific scores of a sample set, reported
       beside the Wasserstein error (e.g. NLL under an analytic density);
+    - optionally ``closed_loop = True`` and :meth:`closed_loop_metrics`: scores of a policy that acts
+      from the states it visits (the surrogate, queried at conditions no anchor network was run on),
+      e.g. an episode return; the harness also scores the held-out network and the nearest anchor's
+      that way (:class:`hti_bench.tasks.control.base.PolicyTask` is the implementation);
     - ``capabilities``: what best-response surrogates may use. ``"training_loss"`` and
       ``"architecture"`` mean the task exposes :meth:`TrainedTask.build_network` and a per-example,
       λ-aware :meth:`TrainedTask.per_example_loss`. Tasks without them explain why in
@@ -91,6 +95,7 @@ class Task(ABC):
     capabilities: ClassVar[frozenset[str]] = frozenset()
     capability_notes: ClassVar[dict[str, str]] = {}
     categorical: ClassVar[bool] = False
+    closed_loop: ClassVar[bool] = False
 
     def __init__(self, *, cache: NetworkStore | None = None, **overrides: Any) -> None:
         self._cache = cache
@@ -175,6 +180,12 @@ class Task(ABC):
     def metrics(self, lam: float, conditions: Tensor, samples: Tensor) -> dict[str, float]:
         """Task-specific metrics of ``samples`` (M, n, D) at λ; lower is better unless documented."""
         return {}
+
+    def closed_loop_metrics(self, lam: float, act: Callable[[Tensor, int, int], Tensor], seed: int) -> dict[str, float]:
+        """Scores at λ of the policy ``act(states (B, C), n, seed) -> (B, n, D)`` acting in closed loop,
+        for run seed ``seed`` (the same episodes for every ``act``); only for tasks with
+        ``closed_loop = True``. Higher is better unless documented."""
+        raise NotImplementedError(f"task '{self.name}' has no closed loop")
 
     # ------------------------------------------------------------------ provided
 

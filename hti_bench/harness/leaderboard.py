@@ -93,7 +93,11 @@ def leaderboard(results: pd.DataFrame) -> pd.DataFrame:
     """
     if results.empty:
         return pd.DataFrame(columns=list(LEADERBOARD_COLUMNS))
-    metric_cols = [c for c in results.columns if c.startswith("metric_")]
+    # metric_* are the surrogate's; ref_metric_* (the held-out network's: the ceiling of a closed-loop
+    # return) and nearest_metric_* (the nearest anchor's) are the same on every row of a task, the
+    # yardsticks to read metric_* against.
+    metric_cols = [c for c in results.columns if c.startswith(("metric_", "ref_metric_", "nearest_metric_"))
+                   and c != "metric_note"]
     panel = [c for c in ("energy", "mmd", "sw2") if c in results.columns]
     value_cols = ["w2", "w1", "w2sq", *panel, *metric_cols]
     out = []
@@ -243,5 +247,8 @@ def leaderboard_markdown() -> str:
     """The leaderboard column table of ``results/README.md``, from :data:`LEADERBOARD_COLUMNS`."""
     lines = ["| column | meaning |", "|---|---|"]
     lines += [f"| `{name}` | {meaning} |" for name, meaning in LEADERBOARD_COLUMNS.items()]
-    lines += ["| `metric_<name>_mean` | Mean of a task metric of the surrogate's samples over the ok rows. |"]
+    lines += ["| `metric_<name>_mean` | Mean of a task metric of the surrogate's samples over the ok rows "
+              "(closed-loop tasks: `metric_return_mean`, the return of the episodes it drove). |",
+              "| `ref_metric_<name>_mean`, `nearest_metric_<name>_mean` | The same for the held-out networks' own samples "
+              "(closed loop: the held-out policy, the ceiling) and for the nearest anchor's policy (the trivial answer). |"]
     return "\n".join(lines)

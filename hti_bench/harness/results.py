@@ -30,18 +30,19 @@ from hti_bench.errors import ResultsError
 from hti_bench.harness.fsutil import atomic_write_bytes
 from hti_bench.harness.leaderboard import leaderboard
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 
 #: Columns each schema version added. Version 2: the anchors' training cost and the seed-to-seed floor;
 #: version 3: the task's anchors and clock (so figures never rebuild a task); version 4: the track
 #: (default or tuned) and what tuning chose and cost; version 5: the rest of the metric panel (energy
-#: distance, MMD, sliced W₂) with its floors.
+#: distance, MMD, sliced W₂) with its floors; version 6: the closed loop's cost and why a metric is missing.
 _ADDED: dict[int, tuple[str, ...]] = {
     2: ("anchor_train_seconds", "seed_floor_w1", "seed_floor_w2", "seed_floor_w2sq"),
     3: ("anchors", "clock"),
     4: ("track", "config", "tuning_trials", "tuning_fit_seconds", "tuning_score"),
     5: ("energy", "mmd", "sw2", "mmd_bandwidth", "floor_energy", "floor_mmd", "floor_sw2",
         "seed_floor_energy", "seed_floor_mmd", "seed_floor_sw2"),
+    6: ("closed_loop_seconds", "metric_note"),
 }
 
 #: The tracks of the leaderboard: every surrogate at its author's defaults, and tuned (anchors only).
@@ -129,6 +130,10 @@ COLUMNS: dict[str, str] = {
     "n_samples": "Samples per condition, on each side.",
     "fit_seconds": "Wall time of fit() for this seed (the same on every λ row of the unit).",
     "sample_seconds": "Wall time of sample() at this λ for all conditions.",
+    "closed_loop_seconds": "Closed-loop tasks: wall time of the closed-loop episodes the surrogate drove at this λ; "
+    "NaN elsewhere and in files of schema version < 6.",
+    "metric_note": "Why a task metric is missing from an ok row (e.g. the closed-loop return of a surrogate that "
+    "cannot answer at states the anchor networks were not run on); empty otherwise.",
     "uses_training_loss": "Whether the surrogate trains on the task's loss (best-response methods).",
     "anchor_train_seconds": "Wall time spent training the task's anchor networks (sum over anchors, from the "
     "target cache; NaN for tasks that train nothing): what every surrogate's fit builds on, beside fit_seconds.",
@@ -147,14 +152,14 @@ COLUMNS: dict[str, str] = {
 
 _TEXT_COLUMNS = {
     c: str for c in ("task", "track", "surrogate", "config", "hyperparameter", "status", "error", "anchors", "clock",
-                     "git_rev", "run_date")
+                     "git_rev", "run_date", "metric_note")
 }
 _FLOAT_COLUMNS = (
     "lambda_heldout", "w1", "w2", "w2sq", "floor_w1", "floor_w2", "floor_w2sq", "fit_seconds", "sample_seconds",
     "seed_floor_w1", "seed_floor_w2", "seed_floor_w2sq",
     "energy", "mmd", "sw2", "mmd_bandwidth", "floor_energy", "floor_mmd", "floor_sw2",
     "seed_floor_energy", "seed_floor_mmd", "seed_floor_sw2",
-    "anchor_train_seconds", "tuning_trials", "tuning_fit_seconds", "tuning_score",
+    "anchor_train_seconds", "closed_loop_seconds", "tuning_trials", "tuning_fit_seconds", "tuning_score",
 )
 
 
@@ -332,6 +337,7 @@ class ResultsStore:
                 f"{SCHEMA_VERSION}. Re-run the unit or use the hti-bench version that wrote it."
             )
         df["error"] = df["error"].fillna("").astype(str)
+        df["metric_note"] = df["metric_note"].fillna("").astype(str)
         return df
 
     def load(self) -> pd.DataFrame:
@@ -417,7 +423,10 @@ def schema_markdown() -> str:
     lines += [f"| `{name}` | {meaning} |" for name, meaning in COLUMNS.items()]
     lines += [
         "| `metric_<name>` | A task metric of the surrogate's samples (e.g. `metric_nll` on semicircles). |",
-        "| `ref_metric_<name>` | The same metric of the held-out network's own samples, for reading the former. |",
+        "| `ref_metric_<name>` | The same metric of the held-out network's own samples, for reading the former "
+        "(closed-loop tasks: of the held-out policy driving the same episodes, the ceiling). |",
+        "| `nearest_metric_<name>` | Closed-loop tasks: the metric of the nearest anchor's policy driving the same "
+        "episodes (the trivial answer). |",
         "| `wandb_run_id` | The wandb run that logged the unit, when tracking was on. |",
     ]
     return "\n".join(lines)

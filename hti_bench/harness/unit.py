@@ -30,7 +30,7 @@ from torch import Tensor
 
 from hti_bench.anchors import AnchorSet
 from hti_bench.clock import Hyperparameter
-from hti_bench.errors import ConfigError
+from hti_bench.errors import ConfigError, OpenConditionError
 from hti_bench.harness import provenance as prov
 from hti_bench.harness.registry import make_surrogate
 from hti_bench.harness.results import SCHEMA_VERSION, ResultsStore, format_anchors
@@ -64,6 +64,7 @@ class Reference:
     floor: dict[str, float]
     ref_metrics: dict[str, float]
     seed_floor: dict[str, float] = field(default_factory=dict)
+    nearest_metrics: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -151,7 +152,9 @@ def build_anchor_set(task: Task, seed: int) -> AnchorSet:
 
 
 def build_references(task: Task, seed: int) -> tuple[Reference, ...]:
-    """Held-out networks' samples at the eval conditions, their noise floor and their task metrics."""
+    """Held-out networks' samples at the eval conditions, their noise floor and their task metrics; for
+    a closed-loop task also the closed-loop metrics of the held-out network (the ceiling) and of the
+    nearest anchor's network (the trivial answer), on the episodes every surrogate gets."""
     conds = task.eval_conditions().float()
     out = []
     for lam in task.heldout:
@@ -160,8 +163,23 @@ def build_references(task: Task, seed: int) -> tuple[Reference, ...]:
         floor = score_panel(twin, ref).mean()
         other = task.seed_twin_sample(lam, conds, task.n_samples, derive_seed(task.spec, seed, "seed-floor", lam))
         seed_floor = score_panel(other, ref).mean() if other is not None else {}
-        out.append(Reference(lam, ref, floor, task.metrics(lam, conds, ref), seed_floor))
+        ref_metrics, nearest = task.metrics(lam, conds, ref), {}
+        if task.closed_loop:
+            ref_metrics.update(task.closed_loop_metrics(lam, _acting(task, lam), seed))
+            nearest = task.closed_loop_metrics(lam, _acting(task, nearest_anchor(task, lam)), seed)
+        out.append(Reference(lam, ref, floor, ref_metrics, seed_floor, nearest))
     return tuple(out)
+
+
+def nearest_anchor(task: Task, lam: float) -> float:
+    """The anchor closest to λ on the task's clock (the lower one on a tie)."""
+    hp = task.hyperparameter
+    return min(task.anchors, key=lambda a: abs(hp.to_time(a) - hp.to_time(lam)))
+
+
+def _acting(task: Task, lam: float) -> Any:
+    """The target network at λ as a closed-loop policy (harness-side: it may be a held-out network)."""
+    return lambda states, n, seed: task.sample(lam, states, n, seed)
 
 
 _INPUTS: OrderedDict[tuple[str, int], UnitInputs] = OrderedDict()
@@ -208,6 +226,7 @@ def evaluate(task: Task, spec: str | Surrogate, seed: int, inputs: UnitInputs | 
         row.update({f"floor_{k}": v for k, v in ref.floor.items() if k in PANEL})
         row.update({f"seed_floor_{k}": v for k, v in ref.seed_floor.items() if k in PANEL})
         row.update({f"ref_metric_{k}": v for k, v in ref.ref_metrics.items()})
+        row.update({f"nearest_metric_{k}": v for k, v in ref.nearest_metrics.items()})
     result = UnitResult(task.spec, spec, int(seed), rows)
 
     try:
@@ -264,9 +283,31 @@ def evaluate(task: Task, spec: str | Surrogate, seed: int, inputs: UnitInputs | 
         except Exception as err:
             row.update(status="failed", error=f"sample at {task.hyperparameter.name}={ref.lam}: {describe(err)}")
             continue
+        if task.closed_loop:
+            _closed_loop(task, surrogate, seed, ref.lam, row)
         if i == cloud_at:
             result.clouds = _clouds(task, spec, seed, ref, conds, out)
     return _stamp(result)
+
+
+def _closed_loop(task: Task, surrogate: Surrogate, seed: int, lam: float, row: dict[str, Any]) -> None:
+    """The surrogate's closed-loop metrics at λ into ``row``: skipped with the reason (in
+    ``metric_note``) when it cannot answer at new states, a failed row when the rollout crashes."""
+    def act(states: Tensor, n: int, sample_seed: int) -> Tensor:
+        return torch.as_tensor(surrogate.sample(lam, states, n, sample_seed))
+
+    start = time.perf_counter()
+    try:
+        metrics = task.closed_loop_metrics(lam, act, seed)
+    except OpenConditionError as err:
+        row["metric_note"] = f"closed loop skipped: {err}"
+        return
+    except Exception as err:
+        row.update(status="failed", error=f"closed loop at {task.hyperparameter.name}={lam}: {describe(err)}")
+        return
+    finally:
+        row["closed_loop_seconds"] = time.perf_counter() - start
+    row.update({f"metric_{k}": v for k, v in metrics.items()})
 
 
 def applied_hyperparameter(task: Task, surrogate: Surrogate) -> Hyperparameter:
@@ -332,7 +373,8 @@ def _base_row(task: Task, surrogate: Surrogate, spec: str, seed: int, lam: float
         "mmd_bandwidth": math.nan,
         "n_conditions": int(task.eval_conditions().shape[0]),
         "n_samples": task.n_samples,
-        "fit_seconds": math.nan, "sample_seconds": math.nan,
+        "fit_seconds": math.nan, "sample_seconds": math.nan, "closed_loop_seconds": math.nan,
+        "metric_note": "",
         "uses_training_loss": surrogate.uses_training_loss(),
         "anchor_train_seconds": anchor_train_seconds(task),
         "tuning_trials": math.nan, "tuning_fit_seconds": math.nan, "tuning_score": math.nan,

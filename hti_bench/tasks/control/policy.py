@@ -9,8 +9,8 @@ state is what the policy executes: a Gaussian draw clipped to the action bounds 
 stable-baselines3 does when it acts).
 
 :func:`train_ppo` trains it: stable-baselines3's ``PPO`` with its defaults unless a task overrides
-them, on a vectorised environment the task builds, optionally behind ``VecNormalize`` (its running
-observation statistics become the network's buffers).
+them, on a vectorised environment the task builds, optionally behind ``VecNormalize`` of the observations (its
+running statistics become the network's buffers).
 """
 
 from __future__ import annotations
@@ -98,7 +98,8 @@ def train_ppo(make_env: Callable[[int], Any], *, steps: int, seed: int, hidden: 
     env = make_env(int(seed))
     kwargs = dict(ppo or {})
     if normalize:
-        env = VecNormalize(env, norm_obs=True, norm_reward=True, clip_obs=10.0, gamma=float(kwargs.get("gamma", 0.99)))
+        # Observations only, clipped at 10: the paper's Reacher policies' statistics (norm_reward False).
+        env = VecNormalize(env, norm_obs=True, norm_reward=False, clip_obs=10.0, gamma=float(kwargs.get("gamma", 0.99)))
     policy_kwargs = {"net_arch": {"pi": list(hidden), "vf": list(hidden)}}
     model = PPO("MlpPolicy", env, seed=int(seed), device="cpu", verbose=0, policy_kwargs=policy_kwargs, **kwargs)
     start = time.perf_counter()
