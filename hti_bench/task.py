@@ -18,7 +18,7 @@ import torch
 from torch import Tensor, nn
 
 from hti_bench.clock import Clock, Hyperparameter
-from hti_bench.errors import ConfigError, unknown_name_message
+from hti_bench.errors import ConfigError, check_choice, unknown_name_message
 from hti_bench.specs import format_spec
 
 
@@ -117,6 +117,11 @@ class Task(ABC):
             raise ConfigError(f"Invalid options for task '{self.name}': {err}") from None
         if "validation" not in overrides and self.config.validation:
             self._drop_colliding_default_validation()
+        if "mode" in fields:
+            try:
+                check_choice("mode", self.config.mode, ["transductive", "inductive"])
+            except ConfigError as err:
+                raise ConfigError(f"task '{self.name}': {err}") from None
         self._validate_lambdas()
 
     def _drop_colliding_default_validation(self) -> None:
@@ -264,11 +269,27 @@ class Task(ABC):
         if self.n_samples < 1:
             raise ConfigError(f"{where}: n_samples must be ≥ 1, got {self.n_samples}.")
 
+    @property
+    def mode(self) -> str:
+        """How the scored conditions relate to the anchor data: ``"transductive"`` (the default: the
+        anchor networks' outputs at the scored conditions are part of the anchor data) or
+        ``"inductive"`` (the anchor data covers ``fit_conditions()`` only; surrogates answer at the
+        scored conditions through the anchor oracle or their own conditional model, as in the HTI
+        paper's forecasting protocol). Tasks that offer the inductive mode override this."""
+        return "transductive"
+
     def all_conditions(self) -> tuple[Tensor, Tensor]:
-        """(conditions, eval_mask): the eval rows followed by the fit-only rows, duplicates dropped."""
+        """(conditions, eval_mask) of the anchor data: the eval rows followed by the fit-only rows,
+        duplicates dropped; in the inductive mode the fit rows alone (none of them scored), and never
+        an eval row."""
         ev, fit = self.eval_conditions().float(), self.fit_conditions().float()
         seen = {tuple(r.tolist()) for r in ev}
         extra = [r for r in fit if tuple(r.tolist()) not in seen]
+        if self.mode == "inductive":
+            if not extra:
+                raise ConfigError(f"task '{self.name}' in the inductive mode has no fit conditions outside the scored ones")
+            rows = torch.stack(extra)
+            return rows, torch.zeros(rows.shape[0], dtype=torch.bool)
         rows = torch.cat([ev, torch.stack(extra)]) if extra else ev
         mask = torch.zeros(rows.shape[0], dtype=torch.bool)
         mask[: ev.shape[0]] = True

@@ -174,7 +174,10 @@ def test_on_a_small_budget_policies_beat_random_and_lambda_changes_their_behavio
         return lambda s, n, sd: task.sample(lam, s, n, sd)
 
     gen = torch.Generator().manual_seed(0)
-    random_base, _ = returns(lambda s, n, sd: torch.rand(s.shape[0], n, 2, generator=gen) * torch.tensor([10.0, 8.0]))
+    def uniform(s, n, sd):  # one uniform action per state, whatever the closed loop's averaging
+        return (torch.rand(s.shape[0], 1, 2, generator=gen) * torch.tensor([10.0, 8.0])).expand(-1, n, -1)
+
+    random_base, _ = returns(uniform)
     (base0, pen0), (base10, pen10) = returns(policy(0.0)), returns(policy(10.0))
     assert random_base < -80
     assert min(base0, base10) > random_base + 150, (base0, base10, random_base)

@@ -17,6 +17,8 @@ LEADERBOARD_COLUMNS: dict[str, str] = {
     "task": "Task name, as in the results.",
     "track": "default (each surrogate as named) or tuned (configuration chosen on the anchors by hti-bench tune); "
     "ranks and mean ranks are within a track.",
+    "mode": "transductive or inductive (see the results' `mode`); a task's two modes are separate tasks (the inductive "
+    "one's name carries its option), and mean ranks are within a mode.",
     "rank": "Rank of the surrogate within the task and track by `w2_mean` (1 = best, ties share the lower rank); "
     "empty for surrogates with no ok row (skipped or failed).",
     "surrogate": "Surrogate name with its parameters.",
@@ -58,7 +60,7 @@ LEADERBOARD_COLUMNS: dict[str, str] = {
     "tuned track (each on its validation-chosen clock); NaN when the task has no tuned track.",
     "beats_trivial": "Whether `w2_mean` is below `trivial_w2`: a method only works on a task if it beats the trivial "
     "answer; False where `trivial_w2` is NaN.",
-    "mean_rank": "The surrogate's mean `rank` over every task where it has one (the same on each of its rows). "
+    "mean_rank": "The surrogate's mean `rank` over every task of the row's mode where it has one (the same on each of its rows). "
     "Tasks it was skipped on or failed count neither way, so compare it together with `n_tasks_ranked`, and "
     "only between surrogates run on the same tasks.",
     "n_tasks_ranked": "Tasks `mean_rank` averages over.",
@@ -106,12 +108,15 @@ def leaderboard(results: pd.DataFrame) -> pd.DataFrame:
         results["track"] = "default"
     if "config" not in results.columns:
         results["config"] = results["surrogate"]
+    if "mode" not in results.columns:
+        results["mode"] = "transductive"
+    results["mode"] = results["mode"].fillna("transductive").replace("", "transductive")
     results["track"] = results["track"].fillna("default")
     results["config"] = results["config"].fillna(results["surrogate"])
     for (task, track, surrogate), group in results.groupby(["task", "track", "surrogate"], sort=True):
         ok = group[group["status"] == "ok"]
         configs = group["config"].dropna().unique()
-        row: dict[str, Any] = {"task": task, "track": track, "surrogate": surrogate,
+        row: dict[str, Any] = {"task": task, "track": track, "mode": str(group["mode"].iloc[0]), "surrogate": surrogate,
                                "config": configs[0] if len(configs) == 1 else "; ".join(sorted(map(str, configs)))}
         for col in value_cols:
             vals = pd.to_numeric(ok[col], errors="coerce")
@@ -144,8 +149,8 @@ def leaderboard(results: pd.DataFrame) -> pd.DataFrame:
         out.append(row)
     board = pd.DataFrame(out)
     board["rank"] = board.groupby(["task", "track"])["w2_mean"].rank(method="min").astype("Int64")
-    ranks = board["rank"].astype("Float64").groupby([board["track"], board["surrogate"]])
-    key = pd.MultiIndex.from_frame(board[["track", "surrogate"]])
+    ranks = board["rank"].astype("Float64").groupby([board["track"], board["mode"], board["surrogate"]])
+    key = pd.MultiIndex.from_frame(board[["track", "mode", "surrogate"]])
     board["mean_rank"] = ranks.mean().reindex(key).to_numpy(dtype=float)
     board["n_tasks_ranked"] = ranks.count().reindex(key).to_numpy(dtype=int)
     from hti_bench.harness.significance import ALPHA, pairwise, versus_best
@@ -155,7 +160,7 @@ def leaderboard(results: pd.DataFrame) -> pd.DataFrame:
     trivial = board[(board["track"] == "tuned") & board["surrogate"].isin(TRIVIAL)].groupby("task")["w2_mean"].min()
     board["trivial_w2"] = board["task"].map(trivial).astype(float)
     board["beats_trivial"] = board["w2_mean"] < board["trivial_w2"]
-    first = ["task", "track", "rank", "surrogate", "config", "w2_mean", "w2_std", "w2_ci95", "w2sq_mean", "w2sq_ci95", "w1_mean", "floor_w2_mean", "seed_floor_w2_mean"]
+    first = ["task", "track", "mode", "rank", "surrogate", "config", "w2_mean", "w2_std", "w2_ci95", "w2sq_mean", "w2sq_ci95", "w1_mean", "floor_w2_mean", "seed_floor_w2_mean"]
     rest = [c for c in board.columns if c not in first]
     board = board[first + rest]
     return board.sort_values(["task", "track", "rank", "surrogate"], na_position="last", kind="stable").reset_index(drop=True)

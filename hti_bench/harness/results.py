@@ -35,14 +35,15 @@ SCHEMA_VERSION = 6
 #: Columns each schema version added. Version 2: the anchors' training cost and the seed-to-seed floor;
 #: version 3: the task's anchors and clock (so figures never rebuild a task); version 4: the track
 #: (default or tuned) and what tuning chose and cost; version 5: the rest of the metric panel (energy
-#: distance, MMD, sliced W₂) with its floors; version 6: the closed loop's cost and why a metric is missing.
+#: distance, MMD, sliced W₂) with its floors; version 6: the scoring mode (transductive or inductive), the closed
+#: loop's cost and why a metric is missing.
 _ADDED: dict[int, tuple[str, ...]] = {
     2: ("anchor_train_seconds", "seed_floor_w1", "seed_floor_w2", "seed_floor_w2sq"),
     3: ("anchors", "clock"),
     4: ("track", "config", "tuning_trials", "tuning_fit_seconds", "tuning_score"),
     5: ("energy", "mmd", "sw2", "mmd_bandwidth", "floor_energy", "floor_mmd", "floor_sw2",
         "seed_floor_energy", "seed_floor_mmd", "seed_floor_sw2"),
-    6: ("closed_loop_seconds", "metric_note"),
+    6: ("mode", "closed_loop_seconds", "metric_note"),
 }
 
 #: The tracks of the leaderboard: every surrogate at its author's defaults, and tuned (anchors only).
@@ -101,6 +102,9 @@ COLUMNS: dict[str, str] = {
     "anchors": "The task's anchor λ values: repr of each as a float, joined by ';' (e.g. 0.0;0.5;0.99; "
     "read back with hti_bench.harness.results.parse_anchors); empty in files of schema version < 3.",
     "clock": "The clock λ is interpolated on: identity, log or logit; empty in files of schema version < 3.",
+    "mode": "transductive (the anchor data covers the scored conditions) or inductive (surrogates fitted on other "
+    "conditions and scored on conditions they never saw; the task name carries the option, so the leaderboard never "
+    "mixes the two); transductive in files of schema version < 6.",
     "status": "ok, failed (see error) or skipped (see error for the reason).",
     "error": "Why the row failed or was skipped; empty when ok.",
     "w1": "Mean over conditions of W₁(surrogate samples, held-out network samples).",
@@ -152,7 +156,7 @@ COLUMNS: dict[str, str] = {
 
 _TEXT_COLUMNS = {
     c: str for c in ("task", "track", "surrogate", "config", "hyperparameter", "status", "error", "anchors", "clock",
-                     "git_rev", "run_date", "metric_note")
+                     "git_rev", "run_date", "metric_note", "mode")
 }
 _FLOAT_COLUMNS = (
     "lambda_heldout", "w1", "w2", "w2sq", "floor_w1", "floor_w2", "floor_w2sq", "fit_seconds", "sample_seconds",
@@ -381,7 +385,8 @@ def _is_leaderboard_file(path: Path) -> bool:
             header = fh.readline()
     except (OSError, UnicodeDecodeError):
         return False
-    return header.startswith(("task,rank,surrogate,", "task,track,rank,surrogate,")) and "n_tasks_ranked" in header
+    return header.startswith(("task,rank,surrogate,", "task,track,rank,surrogate,", "task,track,mode,rank,surrogate,")) \
+        and "n_tasks_ranked" in header
 
 
 def upgrade(df: pd.DataFrame) -> pd.DataFrame:
@@ -394,6 +399,8 @@ def upgrade(df: pd.DataFrame) -> pd.DataFrame:
                 if col not in df.columns:
                     df[col] = np.nan
         old = df["schema_version"].isin(list(_UPGRADES))
+        if "mode" in df.columns:
+            df.loc[old & df["mode"].isna(), "mode"] = "transductive"
         if "track" in df.columns:
             df.loc[old & df["track"].isna(), "track"] = "default"
         if "config" in df.columns and "surrogate" in df.columns:

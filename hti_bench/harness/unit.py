@@ -280,6 +280,14 @@ def evaluate(task: Task, spec: str | Surrogate, seed: int, inputs: UnitInputs | 
                 raise ValueError(f"sample() returned {bad} non-finite samples (NaN or inf)")
             row.update(score_panel(out, ref.samples).mean())
             row.update({f"metric_{k}": v for k, v in task.metrics(ref.lam, conds, out).items()})
+        except OpenConditionError as err:
+            # Inductive scoring asks at conditions outside the anchor data: a surrogate that cannot answer
+            # there does not apply (in the transductive mode it has no excuse: a failed row, below).
+            if task.mode == "inductive":
+                row.update(status="skipped", error=f"inductive mode: {err}")
+            else:
+                row.update(status="failed", error=f"sample at {task.hyperparameter.name}={ref.lam}: {describe(err)}")
+            continue
         except Exception as err:
             row.update(status="failed", error=f"sample at {task.hyperparameter.name}={ref.lam}: {describe(err)}")
             continue
@@ -367,6 +375,7 @@ def _base_row(task: Task, surrogate: Surrogate, spec: str, seed: int, lam: float
         "hyperparameter": task.hyperparameter.name,
         "anchors": format_anchors(task.anchors),
         "clock": task.hyperparameter.clock.value,
+        "mode": task.mode,
         "status": "ok",
         "error": "",
         **{f"{prefix}{metric}": math.nan for prefix in ("", "floor_", "seed_floor_") for metric in PANEL},

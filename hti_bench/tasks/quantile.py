@@ -53,6 +53,9 @@ class QuantileConfig(TrainedTaskConfig):
     hidden: int = option(64, "Width of the MLP's two hidden layers.")
     n_eval: int = option(64, "Evaluation windows (from the last 20 % of the series).", cache=False)
     n_fit: int = option(192, "Extra training-period windows the anchor data covers.", cache=False)
+    mode: str = option("transductive", "transductive: score n_eval windows spread over the last 20 %, the anchor "
+                       "data covering them too; inductive: fit on the first n_fit windows only and score the last "
+                       "n_eval (the paper's protocol: n_fit=1200, n_eval=180).", cache=False)
 
 
 def pinball(pred: Tensor, target: Tensor, tau: Tensor) -> Tensor:
@@ -124,8 +127,14 @@ class Quantile(TrainedTask):
     def _spread(self, lo: int, hi: int, n: int) -> np.ndarray:
         return np.unique(np.linspace(lo, hi - 1, max(1, int(n))).round().astype(int))
 
+    @property
+    def mode(self) -> str:
+        return self.config.mode
+
     def _eval_index(self) -> np.ndarray:
         x, _, n_train = self._windows
+        if self.mode == "inductive":
+            return np.arange(max(0, x.shape[0] - int(self.config.n_eval)), x.shape[0])
         return self._spread(n_train, x.shape[0], self.config.n_eval)
 
     def eval_conditions(self) -> Tensor:
@@ -133,6 +142,12 @@ class Quantile(TrainedTask):
 
     def fit_conditions(self) -> Tensor:
         x, _, n_train = self._windows
+        if self.mode == "inductive":
+            n_fit, n_eval = int(self.config.n_fit), int(self.config.n_eval)
+            if n_fit + n_eval > x.shape[0]:
+                raise ConfigError(f"task 'quantile': the inductive mode fits on the first n_fit={n_fit} windows and "
+                                  f"scores the last n_eval={n_eval}, but the series has {x.shape[0]} windows")
+            return x[:n_fit]
         return x[self._spread(0, n_train, self.config.n_fit)]
 
     # ------------------------------------------------------------------ network and loss

@@ -10,6 +10,11 @@ same at every λ (the paper's convention); rows with identical x form one condit
 λ are the sample set p(y | x, λ). Anchors default to the first, middle and last λ, held-out values to
 every other λ between the first and last anchor.
 
+With ``score_rows`` (and optionally ``fit_rows``), the task is *inductive*: surrogates get the anchor
+outputs of the fit rows only and are scored at the conditions of the score rows, which they never saw
+(the paper's forecasting protocol, e.g. ``fit_rows=:1200,score_rows=-180:``); the two row sets must
+not share a condition.
+
 Samples at λ are rows of the stored set, drawn without replacement (all of them by default), so the
 surrogate is scored against the stored outputs themselves. The finite-sample floor compares the
 stored set with a bootstrap resample of itself (two disjoint draws are impossible when the whole set
@@ -42,6 +47,10 @@ class TensorConfig(TaskConfig):
     rows: int = option(0, "Use only the first `rows` rows of each λ (0 = all).")
     categorical: str = option("auto", "Whether x is one class-id column: auto, yes or no.")
     n_samples: int = option(0, "Samples per condition; 0 = every stored row of the smallest condition.", cache=False)
+    score_rows: str = option("", "Inductive mode: the file rows whose conditions are scored, as start:stop (Python "
+                             "slice, e.g. -180: for the last 180); empty = every condition, transductive.", cache=False)
+    fit_rows: str = option("", "Inductive mode: the file rows the anchor data covers, as start:stop (e.g. :1200); "
+                           "empty = every row not scored.", cache=False)
 
 
 class TensorTask(Task):
@@ -64,6 +73,10 @@ class TensorTask(Task):
         super()._validate_lambdas()
         for lam in self.anchors + self.heldout + self.validation:
             self.index_of_lambda(lam)
+        if self.config.fit_rows and not self.config.score_rows:
+            raise self._fail("fit_rows needs score_rows too (the inductive mode scores the score rows' conditions)")
+        if self.mode == "inductive" and self.fit_conditions().shape[0] == 0:
+            raise self._fail(f"fit_rows={self.config.fit_rows!r} leaves no condition outside score_rows to fit on")
 
     # ------------------------------------------------------------------ the file
 
@@ -168,8 +181,48 @@ class TensorTask(Task):
         x = self._x_unique
         return x.shape[1] == 1 and bool(torch.equal(x, x.round())) and x.shape[0] <= 64
 
+    @property
+    def mode(self) -> str:
+        return "inductive" if self.config.score_rows else "transductive"
+
+    def _row_range(self, key: str) -> np.ndarray:
+        """The file rows (indices into N) an inductive ``fit_rows``/``score_rows`` option selects."""
+        text = str(getattr(self.config, key)).strip()
+        n = self._data.shape[1]
+        parts = text.split(":")
+        try:
+            if len(parts) != 2:
+                raise ValueError
+            start, stop = (int(p) if p.strip() else None for p in parts)
+        except ValueError:
+            raise self._fail(f"{key}={text!r} is not a row range start:stop (e.g. :1200 or -180:)") from None
+        rows = np.arange(n)[slice(start, stop)]
+        if rows.size == 0:
+            raise self._fail(f"{key}={text!r} selects no row of the file's {n}")
+        return rows
+
+    def _groups_of(self, rows: np.ndarray) -> Tensor:
+        return torch.unique(self._group[torch.as_tensor(rows)])
+
     def eval_conditions(self) -> Tensor:
+        if self.mode == "inductive":
+            return self._x_unique[self._groups_of(self._row_range("score_rows"))].clone()
         return self._x_unique.clone()
+
+    def fit_conditions(self) -> Tensor:
+        if self.mode != "inductive":
+            return torch.empty(0, self.condition_dim)
+        scored = self._groups_of(self._row_range("score_rows"))
+        if self.config.fit_rows:
+            fit = self._groups_of(self._row_range("fit_rows"))
+        else:
+            fit = torch.as_tensor(np.setdiff1d(np.arange(self._x_unique.shape[0]), scored.numpy()))
+        shared = np.intersect1d(fit.numpy(), scored.numpy())
+        if shared.size:
+            raise self._fail(f"fit_rows and score_rows share {shared.size} condition(s) (e.g. x = "
+                             f"{self._x_unique[int(shared[0])].tolist()}): an inductive score needs conditions the "
+                             "surrogates never saw")
+        return self._x_unique[fit].clone()
 
     def _rows(self, lam: float, conditions: Tensor) -> list[Tensor]:
         t = self.index_of_lambda(lam)
