@@ -28,6 +28,9 @@ TITLES = {
     "scaling": "Scaling (`benchmarks/scoring.py`, `benchmarks/clot_fit.py`)",
     "startup": "Start-up (`benchmarks/startup.py`)",
     "training": "Target training: Lightning's share and the optimiser step (`benchmarks/training.py`)",
+    "closed_loop": "Policy tasks: the closed loop of one surrogate at every held-out λ, and the PPO training of every "
+    "target (`benchmarks/closed_loop.py`)",
+    "ghaffari": "The cancer model's simulator (`benchmarks/ghaffari.py`)",
 }
 
 

@@ -85,6 +85,13 @@ def test_bad_options_give_clear_errors(cache):
         Cancer(cache=cache, heldout=(11.0,))
 
 
+def test_a_missing_package_is_named_with_the_install_step(cache, monkeypatch):
+    task = Cancer(cache=cache, **TINY)
+    monkeypatch.setattr(Cancer, "requires_packages", ("stable_baselines3", "not_a_real_package_xyz"))
+    with pytest.raises(ConfigError, match="needs not_a_real_package_xyz: install .*rl extra"):
+        task.train_target(0.0, 0)
+
+
 def test_targets_are_ppo_policies_kept_by_the_cache(task, cache):
     net = task.network(0.0)
     assert cache.trained >= 1

@@ -57,6 +57,7 @@ class Reacher(PolicyTask):
     action_low: ClassVar[tuple[float, ...]] = (-1.0, -1.0)
     action_high: ClassVar[tuple[float, ...]] = (1.0, 1.0)
     normalize: ClassVar[bool] = True
+    requires_packages: ClassVar[tuple[str, ...]] = ("stable_baselines3", "gymnasium", "mujoco")
     behaviour_anchor: ClassVar[int] = 0
     behaviour_action: ClassVar[str] = "mean"
 
@@ -81,6 +82,7 @@ class Reacher(PolicyTask):
         return env
 
     def episodes(self, lam: float) -> _Episodes:
+        self.check_packages()
         return _Episodes(float(lam))
 
 

@@ -152,8 +152,25 @@ class PolicyTask(TrainedTask):
 
         return PolicyNetwork(self.obs_dim, self.action_low, self.action_high, self.config.hidden)
 
+    #: The packages the task's environment and training need (checked before a policy trains).
+    requires_packages: ClassVar[tuple[str, ...]] = ("stable_baselines3", "gymnasium")
+
+    def check_packages(self) -> None:
+        """Raise :class:`~hti_bench.errors.ConfigError` naming what to install when a package the task
+        needs is missing (they are in requirements.txt and the ``rl`` extra)."""
+        import importlib.util
+
+        missing = [m for m in self.requires_packages if importlib.util.find_spec(m) is None]
+        if missing:
+            raise ConfigError(
+                f"task '{self.name}' needs {', '.join(missing)}: install hti-bench with its requirements "
+                "(pip install -r requirements.txt) or the rl extra (pip install 'hti-bench[rl]')"
+            )
+
     def train_target(self, lam: float, seed: int) -> nn.Module:
         from hti_bench.tasks.control.policy import train_ppo
+
+        self.check_packages()
 
         # Small MLPs step faster on one thread, and parallel sweep workers then do not oversubscribe.
         threads = torch.get_num_threads()
