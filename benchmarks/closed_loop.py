@@ -11,6 +11,10 @@ cores (issue 19), and ``sample_calls_per_second`` (the policy queries one closed
 day or step of the episodes still running). Surrogates that cannot answer at new states get no row;
 the skip is printed. The anchor policies come from the target cache (trained first if missing, untimed).
 
+``--from-results DIR`` records the same row from a finished ``hti-bench run`` instead of refitting: the
+harness times every closed loop it runs (the ``closed_loop_seconds`` column); the row is the median
+over the run's seeds of their sum over held-out λ.
+
 Per task also ``cold_training_seconds``: the PPO training time of every target policy a run needs
 (anchors, held-out and their seed twins), as the target cache recorded it when it trained them;
 goal ≤ 30 min on 2 cores (issue 19). Missing when some target is not in the cache yet.
@@ -67,19 +71,16 @@ def main() -> None:
     p.add_argument("-t", "--task", action="append", help="task spec (repeatable; default cancer and reacher)")
     p.add_argument("-s", "--surrogate", action="append", help="surrogate (repeatable; default every one)")
     p.add_argument("--cache", default=None, help="target cache (default $HTI_BENCH_CACHE or ~/.cache/hti-bench)")
+    p.add_argument("--from-results", metavar="DIR", help="read the closed-loop times of a finished run instead")
     p.add_argument("--csv", default=str(perf.PERF_CSV))
     args = p.parse_args()
+    if args.from_results:
+        from_results(args.from_results, args.csv, args.task, args.cache)
+        return
     names = args.surrogate or sorted(n for n in surrogate_classes() if n != "slow-shift")
     for spec in args.task or ["cancer", "reacher"]:
-        cache = TargetCache(args.cache)
-        task = make_task(spec, cache=cache)
-        rows = []
-        recorded = [cache.train_seconds(task, lam, seed) for lam, seed in target_networks(task)]
-        if all(r == r for r in recorded):
-            total = sum(recorded)
-            print(f"{task.spec}: {len(recorded)} target policies, {total:.0f} s of PPO training (recorded)", flush=True)
-            rows.append(perf.row(BENCH, f"{task.spec} targets", "cold_training_seconds", total, "s",
-                                 goal=f"≤ {TRAINING_GOAL_SECONDS:g} s", meets_goal=total <= TRAINING_GOAL_SECONDS))
+        task = make_task(spec, cache=TargetCache(args.cache))
+        rows = training_rows(task)
         task.prepare(task.anchors)
         for name in names:
             try:
@@ -92,14 +93,46 @@ def main() -> None:
                 print(f"{task.spec} {name}: {out}", flush=True)
                 continue
             seconds, calls = out
-            ok = seconds <= GOAL_SECONDS
             print(f"{task.spec} {name}: {seconds:.1f} s for {len(task.heldout)} held-out λ, {calls} queries "
-                  f"({calls / seconds:.0f}/s){'' if ok else '  ✗ over the goal'}", flush=True)
-            case = f"{task.spec} {name}"
-            rows += [perf.row(BENCH, case, "closed_loop_seconds", seconds, "s", goal=f"≤ {GOAL_SECONDS:g} s",
-                              meets_goal=ok),
-                     perf.row(BENCH, case, "sample_calls_per_second", calls / seconds, "calls/s")]
+                  f"({calls / seconds:.0f}/s){'' if seconds <= GOAL_SECONDS else '  ✗ over the goal'}", flush=True)
+            rows += [closed_loop_row(f"{task.spec} {name}", seconds),
+                     perf.row(BENCH, f"{task.spec} {name}", "sample_calls_per_second", calls / seconds, "calls/s")]
         perf.record(rows, args.csv)
+
+
+def training_rows(task) -> list[dict]:
+    """The cold PPO training of every target a run of ``task`` needs, as its cache recorded it ([] when
+    some target is not cached yet)."""
+    recorded = [task.cache.train_seconds(task, lam, seed) for lam, seed in target_networks(task)]
+    if not recorded or any(r != r for r in recorded):
+        return []
+    total = sum(recorded)
+    print(f"{task.spec}: {len(recorded)} target policies, {total:.0f} s of PPO training (recorded)", flush=True)
+    return [perf.row(BENCH, f"{task.spec} targets", "cold_training_seconds", total, "s",
+                     goal=f"≤ {TRAINING_GOAL_SECONDS:g} s", meets_goal=total <= TRAINING_GOAL_SECONDS)]
+
+
+def closed_loop_row(case: str, seconds: float, repeats: int = 1) -> dict:
+    return perf.row(BENCH, case, "closed_loop_seconds", seconds, "s", goal=f"≤ {GOAL_SECONDS:g} s",
+                    meets_goal=seconds <= GOAL_SECONDS, repeats=repeats)
+
+
+def from_results(folder: str, csv: str, tasks: list[str] | None, cache: str | None) -> None:
+    """The closed-loop rows of a finished run: per (task, surrogate), the median over seeds of the
+    seconds the harness timed at every held-out λ together."""
+    from hti_bench.harness.results import ResultsStore
+
+    df = ResultsStore(folder).load()
+    df = df[df["closed_loop_seconds"].notna() & df["status"].eq("ok")]
+    if tasks:
+        df = df[df["task"].isin(tasks)]
+    per_seed = df.groupby(["task", "surrogate", "seed"])["closed_loop_seconds"].sum()
+    rows = [row for spec in sorted(set(df["task"])) for row in training_rows(make_task(spec, cache=TargetCache(cache)))]
+    for (task, surrogate), seconds in per_seed.groupby(level=[0, 1]):
+        value = float(seconds.median())
+        print(f"{task} {surrogate}: {value:.1f} s (median of {len(seconds)} seeds)", flush=True)
+        rows.append(closed_loop_row(f"{task} {surrogate}", value, repeats=len(seconds)))
+    perf.record(rows, csv)
 
 
 if __name__ == "__main__":
