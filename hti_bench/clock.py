@@ -137,3 +137,85 @@ class Hyperparameter:
     def from_time(self, t: float) -> float:
         """g⁻¹(t), kept inside [low, high]."""
         return min(max(self.clock.from_time(t), self.low), self.high)
+
+
+@dataclass(frozen=True)
+class HyperparameterSpace:
+    """λ as a point of a box of d named axes, each a :class:`Hyperparameter` with its own range and clock
+    (the multi-hyperparameter contract of issue 20; a 1-D task's space is its one axis).
+
+    Surrogates compare points in *unit clock time*: each axis's clock time rescaled so that its range
+    spans [0, 1] (:meth:`to_unit`), so that a log-clocked β and an identity-clocked weight count alike
+    in distances and simplices.
+    """
+
+    axes: tuple[Hyperparameter, ...]
+
+    def __post_init__(self) -> None:
+        axes = tuple(self.axes)
+        object.__setattr__(self, "axes", axes)
+        if not axes or not all(isinstance(a, Hyperparameter) for a in axes):
+            raise ConfigError(f"a hyperparameter space needs at least one Hyperparameter axis, got {self.axes!r}")
+        names = [a.name for a in axes]
+        if len(set(names)) != len(names):
+            raise ConfigError(f"hyperparameter axes need distinct names, got {names}")
+
+    @property
+    def d(self) -> int:
+        return len(self.axes)
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return tuple(a.name for a in self.axes)
+
+    def check(self, point: float | tuple[float, ...]) -> tuple[float, ...]:
+        """The point as a tuple of d floats, or ``ValueError`` naming the axis that is out of range."""
+        values = (point,) if isinstance(point, (int, float)) else tuple(point)
+        if len(values) != self.d:
+            raise ValueError(f"a point of ({', '.join(self.names)}) needs {self.d} values, got {len(values)}: {point!r}")
+        return tuple(axis.check(v) for axis, v in zip(self.axes, values))
+
+    def to_unit(self, point: float | tuple[float, ...]) -> tuple[float, ...]:
+        """Each coordinate's clock time, rescaled so that the axis's (clipped) range spans [0, 1]."""
+        out = []
+        for axis, v in zip(self.axes, self.check(point)):
+            lo, hi = axis.to_time(axis.clip_low), axis.to_time(axis.clip_high)
+            out.append((axis.to_time(v) - lo) / (hi - lo))
+        return tuple(out)
+
+    def distance(self, a: float | tuple[float, ...], b: float | tuple[float, ...]) -> float:
+        """Euclidean distance of two points in unit clock time."""
+        return math.dist(self.to_unit(a), self.to_unit(b))
+
+    def simplex(self, anchors: list[tuple[float, ...]] | tuple, point: float | tuple[float, ...]) -> tuple[tuple[int, ...], tuple[float, ...]]:
+        """The anchors around ``point`` and its barycentric weights over them: (indices into ``anchors``,
+        weights ≥ 0 summing to 1, one per index), from the Delaunay triangulation of the anchors in
+        unit clock time (for d = 1, the enclosing anchor interval). The weighted anchors reproduce the
+        point in unit clock time. ``ValueError`` when the point lies outside the anchors' convex hull."""
+        import numpy as np
+
+        pts = np.array([self.to_unit(a) for a in anchors], dtype=float)
+        x = np.array(self.to_unit(point), dtype=float)
+        if self.d == 1:
+            order = np.argsort(pts[:, 0])
+            t = pts[order, 0]
+            if not t[0] - 1e-12 <= x[0] <= t[-1] + 1e-12:
+                raise ValueError(f"{self.names[0]}={point!r} is outside the anchors' range")
+            k = int(min(max(np.searchsorted(t, x[0]) - 1, 0), len(t) - 2))
+            s = float(np.clip((x[0] - t[k]) / (t[k + 1] - t[k]), 0.0, 1.0))
+            return (int(order[k]), int(order[k + 1])), (1.0 - s, s)
+        from scipy.spatial import Delaunay
+
+        if len(pts) < self.d + 1:
+            raise ValueError(f"{len(pts)} anchors cannot surround a point of a {self.d}-D space (need ≥ {self.d + 1})")
+        tri = Delaunay(pts)
+        found = int(tri.find_simplex(x, tol=1e-9))
+        if found < 0:
+            raise ValueError(f"({', '.join(f'{n}={v}' for n, v in zip(self.names, self.check(point)))}) is outside "
+                             "the convex hull of the anchors: HTI interpolates")
+        vertices = tri.simplices[found]
+        affine = tri.transform[found]
+        partial = affine[: self.d] @ (x - affine[self.d])
+        weights = np.clip(np.append(partial, 1.0 - partial.sum()), 0.0, None)
+        weights = weights / weights.sum()
+        return tuple(int(v) for v in vertices), tuple(float(w) for w in weights)
