@@ -101,6 +101,8 @@ class PolicyTask(TrainedTask):
     #: action ("sample", the paper's cancer data) or its mean ("mean", its Reacher data).
     behaviour_anchor: ClassVar[int] = -1
     behaviour_action: ClassVar[str] = "sample"
+    #: The packages the task's environment and training need (checked before a policy trains).
+    requires_packages: ClassVar[tuple[str, ...]] = ("stable_baselines3", "gymnasium")
 
     obs_dim: ClassVar[int]
     action_low: ClassVar[tuple[float, ...]]
@@ -152,9 +154,6 @@ class PolicyTask(TrainedTask):
 
         return PolicyNetwork(self.obs_dim, self.action_low, self.action_high, self.config.hidden)
 
-    #: The packages the task's environment and training need (checked before a policy trains).
-    requires_packages: ClassVar[tuple[str, ...]] = ("stable_baselines3", "gymnasium")
-
     def check_packages(self) -> None:
         """Raise :class:`~hti_bench.errors.ConfigError` naming what to install when a package the task
         needs is missing (they are in requirements.txt and the ``rl`` extra)."""
@@ -171,7 +170,6 @@ class PolicyTask(TrainedTask):
         from hti_bench.tasks.control.policy import train_ppo
 
         self.check_packages()
-
         # Small MLPs step faster on one thread, and parallel sweep workers then do not oversubscribe.
         threads = torch.get_num_threads()
         torch.set_num_threads(1)
