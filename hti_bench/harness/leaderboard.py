@@ -5,11 +5,12 @@ the costs, and the mean rank across tasks, computed from the results table (neve
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import numpy as np
 import pandas as pd
+
+from hti_bench.stats import ci95
 
 #: Columns of ``leaderboard.csv`` (and of each ``leaderboard_<task>.csv``) → meaning; a test keeps the
 #: table in ``results/README.md`` equal to :func:`leaderboard_markdown`.
@@ -72,16 +73,6 @@ LEADERBOARD_COLUMNS: dict[str, str] = {
 TRIVIAL = ("nearest-anchor", "mccann")
 
 
-def _ci95(values: np.ndarray) -> float:
-    """Half-width of the 95 % Student-t interval of the mean of ``values``; NaN for fewer than 2."""
-    values = values[np.isfinite(values)]
-    if len(values) < 2:
-        return float("nan")
-    from scipy import stats
-
-    return float(stats.t.ppf(0.975, len(values) - 1) * values.std(ddof=1) / math.sqrt(len(values)))
-
-
 def leaderboard(results: pd.DataFrame) -> pd.DataFrame:
     """Per task and surrogate: mean, std and 95 % CI of W₂ (and W₁, W₂², task metrics), rank, costs.
 
@@ -124,7 +115,7 @@ def leaderboard(results: pd.DataFrame) -> pd.DataFrame:
             row[f"{col}_mean"] = float(vals.mean()) if len(vals) else float("nan")
             if col in ("w2", "w1", "w2sq", *panel):
                 row[f"{col}_std"] = float(vals.std(ddof=1)) if len(vals) > 1 else float("nan")
-                row[f"{col}_ci95"] = _ci95(per_seed)
+                row[f"{col}_ci95"] = ci95(per_seed)
         row["floor_w2_mean"] = float(pd.to_numeric(ok["floor_w2"]).mean()) if len(ok) else float("nan")
         for col in panel:
             row[f"floor_{col}_mean"] = float(pd.to_numeric(ok[f"floor_{col}"], errors="coerce").mean()) if len(ok) else float("nan")

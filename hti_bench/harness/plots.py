@@ -38,8 +38,9 @@ import pandas as pd
 from hti_bench.clock import Clock
 from hti_bench.errors import ConfigError, ResultsError
 from hti_bench.harness.fsutil import atomic_write_bytes
-from hti_bench.harness.leaderboard import _ci95, leaderboard
+from hti_bench.harness.leaderboard import leaderboard
 from hti_bench.harness.results import ResultsStore, parse_anchors, safe_name
+from hti_bench.stats import ci95
 from hti_bench.specs import format_spec, parse_spec
 
 DPI = 150
@@ -335,7 +336,7 @@ def _t_interval(values: Any) -> tuple[float, float]:
     usual 2 to 5 seeds a bootstrap interval (seaborn's ``("ci", 95)``) is far too narrow."""
     v = np.asarray(values, dtype=float)
     mean = float(np.nanmean(v)) if len(v) else float("nan")
-    half = _ci95(v)
+    half = ci95(v)
     return (mean - half, mean + half) if np.isfinite(half) else (mean, mean)
 
 

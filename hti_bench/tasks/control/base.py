@@ -22,7 +22,6 @@ samples). The rule is the same for the surrogate and for the policies it is comp
 from __future__ import annotations
 
 import dataclasses
-import math
 from abc import abstractmethod
 from collections.abc import Callable, Sequence
 from typing import Any, ClassVar, Protocol
@@ -32,6 +31,7 @@ import torch
 from torch import Tensor, nn
 
 from hti_bench.errors import ConfigError, check_choice
+from hti_bench.stats import ci95
 from hti_bench.task import TaskConfig, TrainedTask, option
 
 #: ``act(states (B, C), n, seed) -> (B, n, D)``: n draws of the acting policy's action at each state.
@@ -275,12 +275,5 @@ class PolicyTask(TrainedTask):
         higher is better), ``return_ci95`` (half-width of its 95 % t-interval over episodes) and
         ``episode_steps`` (mean episode length)."""
         returns, steps = self.rollout(lam, act, seed)
-        return {"return": float(returns.mean()), "return_ci95": _ci95(returns), "episode_steps": float(steps.mean())}
+        return {"return": float(returns.mean()), "return_ci95": ci95(returns), "episode_steps": float(steps.mean())}
 
-
-def _ci95(values: np.ndarray) -> float:
-    if len(values) < 2:
-        return math.nan
-    from scipy import stats
-
-    return float(stats.t.ppf(0.975, len(values) - 1) * values.std(ddof=1) / math.sqrt(len(values)))
