@@ -33,6 +33,7 @@ class Direct(Surrogate):
     name: ClassVar[str] = "direct"
     description: ClassVar[str] = "Direct regression of y at λ from paired anchor samples (the HTI paper's Direct baseline)."
     name_parameters: ClassVar[tuple[str, ...]] = ("coupling",)
+    supports_multi: ClassVar[bool] = True
     references: ClassVar[tuple[str, ...]] = (
         (
             "Amad & van der Schaar, Hyperparameter Trajectory Inference with Conditional Lagrangian Optimal "
@@ -94,19 +95,26 @@ class Direct(Surrogate):
         k_anchors, _, _, d = data.shape
         if self.start == "first":
             routes = [(0, b) for b in range(k_anchors)]
+        elif anchors.d > 1:
+            # Several hyperparameters: each anchor to itself and to its Delaunay neighbours (both ways),
+            # the directions in which a query near an anchor leaves it.
+            routes = [(k, k) for k in range(k_anchors)] + delaunay_edges(anchors.unit_points)
         else:
             routes = [(k, k) for k in range(k_anchors)] + [(k, k + 1) for k in range(k_anchors - 1)]
         routes_t = torch.tensor(routes, device=dev)
+        # One time input per hyperparameter, for the start anchor and for the target.
+        n_times = 2 * anchors.d
         # Residual form, zero at initialisation: Φ starts as the identity, right for every (k, k) route.
-        self.net_ = TimeMLP(d, (False, False), tuple(int(h) for h in self.hidden), data.x.shape[1], data.encoder.n_classes,
-                            residual=True).to(dev)
+        self.net_ = TimeMLP(d, (False,) * n_times, tuple(int(h) for h in self.hidden), data.x.shape[1],
+                            data.encoder.n_classes, residual=True).to(dev)
         bs = int(self.batch_size)
 
         def loss_fn(step: int) -> Tensor:
             r = routes_t[torch.randint(0, len(routes), (bs,), generator=gen).to(dev)]
             cond, row = data.draw_rows(bs, gen)
             ya, yb = data.pairs(r[:, 0], r[:, 1], cond, row, self.coupling, gen)
-            pred = self.net_(ya, data.x[cond], data.tau[r[:, 0]], data.tau[r[:, 1]])
+            pred = self.net_(ya, data.x[cond], *_coordinates(data.tau[r[:, 0]], anchors.d),
+                             *_coordinates(data.tau[r[:, 1]], anchors.d))
             return ((pred - yb) ** 2).sum(-1).mean()
 
         self.losses_ = training.train_loop(self.net_.parameters(), loss_fn, steps=int(self.steps), lr=float(self.lr), **FLOW_TRAINING)
@@ -116,8 +124,33 @@ class Direct(Surrogate):
     def sample(self, lam: float, conditions: Tensor, n: int, seed: int) -> Tensor:
         self.check_sample_args(n)
         data = self.data_
-        k, _ = data.anchors.locate(lam)
-        start = 0 if self.start == "first" else k
+        if data.anchors.d > 1:
+            data.anchors.simplex(lam)  # refuses a point outside the anchors' hull
+            start = 0 if self.start == "first" else data.anchors.nearest(lam)
+            target = data.tau_of(lam)
+        else:
+            k, _ = data.anchors.locate(lam)
+            start = 0 if self.start == "first" else k
+            target = torch.tensor(data.tau_of(lam), device=data.device)
         y, x = data.start_samples(start, conditions, int(n), self.generator(seed))
-        out = self.net_(y, x, data.tau[start], torch.tensor(data.tau_of(lam), device=y.device))
+        out = self.net_(y, x, *_coordinates(data.tau[start], data.anchors.d), *_coordinates(target, data.anchors.d))
         return data.restore(out).reshape(conditions.shape[0], int(n), -1)
+
+
+def _coordinates(tau: Tensor, d: int) -> tuple[Tensor, ...]:
+    """Clock positions as the network's time inputs: themselves for one hyperparameter, one input per
+    axis (the last dimension) for d > 1."""
+    return (tau,) if d == 1 else tuple(tau.unbind(-1))
+
+
+def delaunay_edges(points: Tensor) -> list[tuple[int, int]]:
+    """Both directions of every edge of the Delaunay triangulation of ``points`` (K, d)."""
+    from scipy.spatial import Delaunay
+
+    edges = set()
+    for simplex in Delaunay(points.double().numpy()).simplices:
+        for i in simplex:
+            for j in simplex:
+                if i != j:
+                    edges.add((int(i), int(j)))
+    return sorted(edges)

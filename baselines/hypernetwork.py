@@ -39,6 +39,7 @@ MAX_OUTPUT_PARAMETERS = 100_000_000
 class Hypernetwork(BestResponseSurrogate):
     name: ClassVar[str] = "hypernetwork"
     description: ClassVar[str] = "Best-response hypernetwork w(λ) trained on the task's loss over the λ range (global scheme)."
+    supports_multi: ClassVar[bool] = True  # λ ∈ ℝᵈ is the papers' native setting: the code MLP reads d inputs
     references: ClassVar[tuple[str, ...]] = (
         "Lorraine & Duvenaud, Stochastic hyperparameter optimization through hypernetworks, 2018",
     )
@@ -97,8 +98,9 @@ class Hypernetwork(BestResponseSurrogate):
                 f"a rank-{self.rank} hypernetwork for {n_weights:,} target weights needs "
                 f"{int(self.rank) * n_weights:,} output-layer parameters (limit {MAX_OUTPUT_PARAMETERS:,}); lower rank"
             )
-        generator = HyperGenerator(network, int(self.width), int(self.rank), gen)
+        generator = HyperGenerator(network, int(self.width), int(self.rank), gen, n_inputs=self.anchors_.d)
         self._train_over_range(network, generator, task, axis, gen)
 
-    def _inputs(self, lam: float) -> Tensor:
-        return torch.tensor([[self.axis_.s_of_lam(lam)]])
+    def _inputs(self, lam: float | tuple[float, ...]) -> Tensor:
+        s = self.axis_.s_of_lam(lam)
+        return torch.tensor([s if isinstance(s, list) else [s]])

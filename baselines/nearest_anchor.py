@@ -1,6 +1,7 @@
 """Nearest anchor: answer with the outputs of the anchor network closest to λ on the task's clock.
 
-Exact only when p(y | x, λ) does not depend on λ; it is the floor every surrogate must beat.
+With several hyperparameters, "closest" is Euclidean in unit clock time (each axis's clock time, its
+range rescaled to [0, 1]). Exact only when p(y | x, λ) does not depend on λ; it is the floor every surrogate must beat.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from hti_bench.toolkit.transport import draw, draw_many
 class NearestAnchor(AnchorInterpolator):
     name: ClassVar[str] = "nearest-anchor"
     description: ClassVar[str] = "Samples of the anchor closest to λ on the clock (no interpolation)."
+    supports_multi: ClassVar[bool] = True
 
     def interpolate(self, k: int, s: float, cond: int, n: int, generator: torch.Generator) -> Tensor:
         # Ties (s = 0.5) go to the lower anchor, so the answer never depends on float rounding of s.
@@ -26,3 +28,6 @@ class NearestAnchor(AnchorInterpolator):
     def interpolate_many(self, k: int, s: float, index: Tensor, n: int, generator: torch.Generator) -> Tensor:
         nearest = k if s <= 0.5 else k + 1
         return draw_many(self.anchors_.samples[nearest][index], n, generator)
+
+    def interpolate_point(self, lam: tuple[float, ...], index: Tensor, n: int, generator: torch.Generator) -> Tensor:
+        return draw_many(self.anchors_.samples[self.anchors_.nearest(lam)][index], n, generator)

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor
 
-from hti_bench.clock import Hyperparameter
+from hti_bench.clock import Hyperparameter, HyperparameterSpace
 from hti_bench.errors import OpenConditionError
 
 #: What answers at new condition rows: ``oracle(conditions (M', C), n, seed)`` → anchor samples
@@ -28,10 +28,13 @@ class AnchorSet:
 
     Attributes
     ----------
-    hyperparameter : Hyperparameter
-        What λ is, its range and its clock; interpolate in ``hyperparameter.to_time(λ)``.
-    lambdas : tuple of float, length K ≥ 2
-        Anchor values of λ, strictly increasing.
+    hyperparameter : Hyperparameter or HyperparameterSpace
+        What λ is, its range and its clock; interpolate in ``hyperparameter.to_time(λ)``. On a task of
+        d > 1 hyperparameters, the :class:`~hti_bench.clock.HyperparameterSpace` of its axes (:attr:`space`
+        is the space in either case).
+    lambdas : tuple of float (length K ≥ 2), or of points
+        Anchor values of λ, strictly increasing; for d > 1, K ≥ d + 1 distinct points (tuples of d floats),
+        in the task's order (use :meth:`simplex` and :meth:`nearest` to find the ones around a λ).
     conditions : Tensor, shape (M, C), float32
         The condition inputs x. Every anchor network was run on every row.
     samples : Tensor, shape (K, M, n, D), float32
@@ -61,12 +64,24 @@ class AnchorSet:
     _index: dict[tuple[float, ...], int] = field(default_factory=dict, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        lambdas = tuple(float(v) for v in self.lambdas)
-        object.__setattr__(self, "lambdas", lambdas)
-        if len(lambdas) < 2:
-            raise ValueError(f"an AnchorSet needs at least 2 anchors, got {len(lambdas)}")
-        if any(b <= a for a, b in zip(lambdas, lambdas[1:])):
-            raise ValueError(f"anchor λ must be strictly increasing, got {lambdas}")
+        if isinstance(self.hyperparameter, HyperparameterSpace) and self.hyperparameter.d > 1:
+            space = self.hyperparameter
+            lambdas = tuple(space.check(v) for v in self.lambdas)
+            object.__setattr__(self, "lambdas", lambdas)
+            if len(lambdas) < space.d + 1:
+                raise ValueError(f"an AnchorSet over {space.d} hyperparameters needs at least {space.d + 1} anchors, "
+                                 f"got {len(lambdas)}")
+            if len(set(lambdas)) != len(lambdas):
+                raise ValueError(f"anchor points must be distinct, got {lambdas}")
+        else:
+            if isinstance(self.hyperparameter, HyperparameterSpace):  # a 1-axis space is its axis
+                object.__setattr__(self, "hyperparameter", self.hyperparameter.axes[0])
+            lambdas = tuple(float(v[0] if isinstance(v, (tuple, list)) else v) for v in self.lambdas)
+            object.__setattr__(self, "lambdas", lambdas)
+            if len(lambdas) < 2:
+                raise ValueError(f"an AnchorSet needs at least 2 anchors, got {len(lambdas)}")
+            if any(b <= a for a, b in zip(lambdas, lambdas[1:])):
+                raise ValueError(f"anchor λ must be strictly increasing, got {lambdas}")
         if self.samples.ndim != 4:
             raise ValueError(f"samples must have shape (K, M, n, D), got {tuple(self.samples.shape)}")
         k, m = self.samples.shape[:2]
@@ -102,9 +117,47 @@ class AnchorSet:
         return self.samples.shape[3]
 
     @property
+    def space(self) -> HyperparameterSpace:
+        """The hyperparameters' space (d axes; one for a 1-D task)."""
+        hp = self.hyperparameter
+        return hp if isinstance(hp, HyperparameterSpace) else HyperparameterSpace((hp,))
+
+    @property
+    def d(self) -> int:
+        """How many hyperparameters λ has."""
+        return self.space.d
+
+    @property
     def times(self) -> tuple[float, ...]:
-        """Anchor positions on the task's clock."""
+        """Anchor positions on the task's clock (d = 1; for d > 1 see :attr:`unit_points`)."""
+        self._one_dimensional("times", "unit_points")
         return tuple(self.hyperparameter.to_time(v) for v in self.lambdas)
+
+    @property
+    def unit_points(self) -> Tensor:
+        """Anchor positions (K, d) in unit clock time: each axis's clock, its range rescaled to [0, 1]
+        (:meth:`HyperparameterSpace.to_unit <hti_bench.clock.HyperparameterSpace.to_unit>`); what a
+        surrogate conditioned on the λ vector feeds its network."""
+        return torch.tensor([self.space.to_unit(v) for v in self.lambdas], dtype=torch.float32)
+
+    def unit(self, lam: float | tuple[float, ...]) -> Tensor:
+        """λ in unit clock time, shape (d,)."""
+        return torch.tensor(self.space.to_unit(lam), dtype=torch.float32)
+
+    def simplex(self, lam: float | tuple[float, ...]) -> tuple[tuple[int, ...], tuple[float, ...]]:
+        """(anchor indices, barycentric weights) of the anchor simplex containing λ, from the Delaunay
+        triangulation of the anchors in unit clock time (d = 1: the enclosing interval, weights
+        (1 − s, s)). The weighted anchors reproduce λ. ``ValueError`` outside the anchors' hull."""
+        return self.space.simplex(self.lambdas, lam)
+
+    def nearest(self, lam: float | tuple[float, ...]) -> int:
+        """Index of the anchor closest to λ in unit clock time (the first on a tie)."""
+        return self.space.nearest(self.lambdas, lam)
+
+    def _one_dimensional(self, what: str, instead: str) -> None:
+        if self.d > 1:
+            raise ValueError(f"AnchorSet.{what} is for one hyperparameter; this one has {self.d} "
+                             f"({self.space.name}): use {instead}")
 
     def locate(self, lam: float) -> tuple[int, float]:
         """Return (k, s): λ lies in anchor interval [λ_k, λ_k+1] at clock fraction s ∈ [0, 1].
@@ -112,6 +165,7 @@ class AnchorSet:
         Raises ``ValueError`` for λ outside [λ_0, λ_K-1]: HTI is interpolation, and surrogates that
         cannot extrapolate must say so rather than return something.
         """
+        self._one_dimensional("locate", "simplex (barycentric weights) or nearest")
         lam = float(lam)
         lo, hi = self.lambdas[0], self.lambdas[-1]
         if math.isnan(lam) or not lo <= lam <= hi:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import warnings
 from dataclasses import dataclass
 from enum import Enum
 
@@ -23,6 +24,9 @@ from hti_bench.errors import ConfigError
 
 #: The surrogate-name parameter every surrogate accepts: the clock the harness gives it ('' = the task's).
 CLOCK_PARAM = "clock"
+
+#: Separator of a point's coordinates (and of the axes' names) in text: ``0.5;1.0``.
+POINT_SEP = ";"
 
 #: How far (as a fraction of the range) a clock reads λ from a range end where it is singular.
 CLIP = 1e-3
@@ -175,6 +179,38 @@ class HyperparameterSpace:
             raise ValueError(f"a point of ({', '.join(self.names)}) needs {self.d} values, got {len(values)}: {point!r}")
         return tuple(axis.check(v) for axis, v in zip(self.axes, values))
 
+    @property
+    def name(self) -> str:
+        """The axes' names joined by ``;`` (a 1-D space's is its axis's name): the results' ``hyperparameter``."""
+        return POINT_SEP.join(self.names)
+
+    @property
+    def clock_label(self) -> str:
+        """The axes' clocks joined by ``;`` (the results' ``clock`` column)."""
+        return POINT_SEP.join(a.clock.value for a in self.axes)
+
+    def point(self, value: float | tuple[float, ...] | list) -> float | tuple[float, ...]:
+        """λ in its canonical form, checked: a float for d = 1 (what 1-D code has always received), a
+        tuple of d floats for d > 1. ``ValueError`` naming the axis for a value out of range."""
+        values = self.check(value)
+        return values[0] if self.d == 1 else values
+
+    def label(self, point: float | tuple[float, ...]) -> str:
+        """A point as text, ``repr`` of each coordinate joined by ``;`` (the results' ``lambda_point``)."""
+        return POINT_SEP.join(repr(float(v)) for v in self.check(point))
+
+    def describe(self, point: float | tuple[float, ...]) -> str:
+        """``name=value`` of each axis, for messages: ``penalty=0.5, drag=1.0``."""
+        return ", ".join(f"{n}={v}" for n, v in zip(self.names, self.check(point)))
+
+    def with_clock(self, clock: str | Clock) -> HyperparameterSpace:
+        """Every axis on ``clock``; :class:`ConfigError` naming the axis whose range that clock cannot read."""
+        return HyperparameterSpace(tuple(axis.with_clock(clock) for axis in self.axes))
+
+    def clocks(self) -> tuple[Clock, ...]:
+        """The clocks every axis can read."""
+        return tuple(c for c in Clock if all(c in axis.clocks() for axis in self.axes))
+
     def to_unit(self, point: float | tuple[float, ...]) -> tuple[float, ...]:
         """Each coordinate's clock time, rescaled so that the axis's (clipped) range spans [0, 1]."""
         out = []
@@ -219,3 +255,72 @@ class HyperparameterSpace:
         weights = np.clip(np.append(partial, 1.0 - partial.sum()), 0.0, None)
         weights = weights / weights.sum()
         return tuple(int(v) for v in vertices), tuple(float(w) for w in weights)
+
+    def nearest(self, anchors: list[tuple[float, ...]] | tuple, point: float | tuple[float, ...]) -> int:
+        """Index of the anchor closest to ``point`` in unit clock time (the first one on a tie)."""
+        dists = [self.distance(a, point) for a in anchors]
+        best = min(dists)
+        return next(i for i, v in enumerate(dists) if v <= best + 1e-12)
+
+    def from_unit(self, unit: tuple[float, ...]) -> tuple[float, ...]:
+        """The point at unit clock time ``unit`` (inverse of :meth:`to_unit`), kept inside each range."""
+        out = []
+        for axis, u in zip(self.axes, unit):
+            lo, hi = axis.to_time(axis.clip_low), axis.to_time(axis.clip_high)
+            value = axis.from_time(lo + float(u) * (hi - lo))
+            # The clipped ends read back as the range's own ends, so a design's corners are exact.
+            if u <= 0.0:
+                value = axis.low
+            elif u >= 1.0:
+                value = axis.high
+            out.append(float(value))
+        return tuple(out)
+
+    def design(self, spec: str, box: tuple[tuple[float, float], ...] | None = None) -> tuple[tuple[float, ...], ...]:
+        """Anchor points from a design name, spread evenly in unit clock time over ``box`` (per axis a
+        (low, high) in λ units; default the axes' ranges):
+
+        - ``grid:3x3`` (one count per axis, each ≥ 2): the full grid, ends included;
+        - ``sobol:N`` (N ≥ 2^d + 1): the 2^d corners of the box plus N − 2^d points of a scrambled
+          Sobol' sequence (scipy.stats.qmc, seed 0), so the anchors' hull is the whole box.
+
+        :class:`ConfigError` says what is wrong with a malformed name."""
+        import itertools
+
+        kind, _, arg = spec.partition(":")
+        box = box or tuple((a.low, a.high) for a in self.axes)
+        if len(box) != self.d:
+            raise ConfigError(f"anchor design box needs {self.d} (low, high) pairs, got {box!r}")
+        lo = [self.to_unit(tuple(b[0] for b in box))[i] for i in range(self.d)]
+        hi = [self.to_unit(tuple(b[1] for b in box))[i] for i in range(self.d)]
+        if kind == "grid":
+            try:
+                counts = [int(c) for c in arg.lower().split("x")]
+            except ValueError:
+                counts = []
+            if len(counts) != self.d or min(counts) < 2:
+                raise ConfigError(f"anchor design {spec!r}: a grid needs {self.d} counts ≥ 2 joined by 'x', "
+                                  f"e.g. grid:{'x'.join(['3'] * self.d)}")
+            axes = [[lo[i] + (hi[i] - lo[i]) * j / (c - 1) for j in range(c)] for i, c in enumerate(counts)]
+            units = list(itertools.product(*axes))
+        elif kind == "sobol":
+            corners = 2 ** self.d
+            try:
+                n = int(arg)
+            except ValueError:
+                n = -1
+            if n < corners + 1:
+                raise ConfigError(f"anchor design {spec!r}: sobol:N needs N ≥ {corners + 1} (the {corners} corners "
+                                  "of the box and at least one interior point)")
+            from scipy.stats import qmc
+
+            with warnings.catch_warnings():  # "balance properties need a power of 2": true, and irrelevant here
+                warnings.simplefilter("ignore", UserWarning)
+                inner = qmc.Sobol(d=self.d, scramble=True, seed=0).random(n - corners)
+            units = [tuple(lo[i] + (hi[i] - lo[i]) * c[i] for i in range(self.d))
+                     for c in itertools.product((0.0, 1.0), repeat=self.d)]
+            units += [tuple(lo[i] + (hi[i] - lo[i]) * float(r[i]) for i in range(self.d)) for r in inner]
+        else:
+            raise ConfigError(f"unknown anchor design {spec!r}: valid designs are grid:<n>x<n> and sobol:<N>")
+        # 12 significant digits: a log axis's grid reads 0.1, not 0.10000000000000002 (names and cache keys stay clean).
+        return tuple(tuple(float(f"{v:.12g}") for v in self.from_unit(u)) for u in units)

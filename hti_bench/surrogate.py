@@ -86,6 +86,15 @@ class Surrogate(ABC):
         refuses what was not declared.
     supports_extrapolation : bool
         Whether ``sample`` answers outside [λ_0, λ_K-1].
+    supports_multi : bool
+        Whether the surrogate runs on tasks of several hyperparameters (d > 1; ``task.d``). There
+        ``lam`` is a tuple of d floats, the anchors are points, and ``anchors.simplex(λ)`` (barycentric
+        weights of the enclosing anchors), ``anchors.nearest(λ)`` and ``anchors.unit_points`` (the
+        anchors in unit clock time, (K, d)) replace ``locate`` and ``times``. False (the default): the
+        harness skips the surrogate on those tasks, with :attr:`one_dimensional_reason` as the reason.
+    one_dimensional_reason : str
+        Why a surrogate without ``supports_multi`` is one-dimensional, shown in its skipped rows
+        (default: it has not been written for several hyperparameters).
     name_parameters : tuple of str
         Parameters always written into the surrogate's name (others appear when not at their
         default), e.g. ``("metric", "potential")`` gives ``clot[metric=learned,potential=True]``.
@@ -132,6 +141,8 @@ class Surrogate(ABC):
     description: ClassVar[str] = ""
     requires: ClassVar[frozenset[str]] = frozenset()
     supports_extrapolation: ClassVar[bool] = False
+    supports_multi: ClassVar[bool] = False
+    one_dimensional_reason: ClassVar[str] = "it is written for one hyperparameter (supports_multi = False)"
     name_parameters: ClassVar[tuple[str, ...]] = ()
     test_config: ClassVar[dict[str, Any]] = {}
     search_space: ClassVar[dict[str, dict[str, Any]]] = {}
@@ -196,6 +207,13 @@ class Surrogate(ABC):
         if self.clock:
             shown[CLOCK_PARAM] = self.clock
         return format_spec(self.name, shown)
+
+    @classmethod
+    def multi_skip_reason(cls, d: int) -> str | None:
+        """Why the harness skips this surrogate on a task of ``d`` hyperparameters (None: it runs)."""
+        if d > 1 and not cls.supports_multi:
+            return f"one-dimensional: the task has {d} hyperparameters and {cls.one_dimensional_reason}"
+        return None
 
     @classmethod
     def uses_training_loss(cls) -> bool:

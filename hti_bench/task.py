@@ -17,7 +17,7 @@ from typing import Any, ClassVar, Protocol
 import torch
 from torch import Tensor, nn
 
-from hti_bench.clock import Clock, Hyperparameter
+from hti_bench.clock import Clock, Hyperparameter, HyperparameterSpace
 from hti_bench.errors import ConfigError, check_choice, unknown_name_message
 from hti_bench.specs import format_spec
 
@@ -110,6 +110,8 @@ class Task(ABC):
             default = fields[key].default
             if isinstance(default, tuple) and isinstance(value, (list, tuple, int, float)):
                 value = tuple(value) if isinstance(value, (list, tuple)) else (value,)
+                # A list of points (d > 1 anchors from YAML or a name) becomes a tuple of tuples.
+                value = tuple(tuple(v) if isinstance(v, list) else v for v in value)
             values[key] = value
         try:
             self.config = self.Config(**values)
@@ -129,11 +131,15 @@ class Task(ABC):
         # or held-out λ, the defaults that coincide with them or leave the anchor range are dropped
         # (validation given explicitly is checked, never edited).
         anchors, heldout = self.anchors, self.heldout
-        kept = tuple(
-            v for v in self.config.validation
-            if anchors and anchors[0] < v < anchors[-1] and not any(math.isclose(v, u) for u in anchors + heldout)
-        )
-        if kept != tuple(self.config.validation):
+        if self.d > 1:
+            kept = tuple(v for v in self.validation
+                         if self._inside_hull(v) and not any(_same(v, u) for u in anchors + heldout))
+        else:
+            kept = tuple(
+                v for v in self.config.validation
+                if anchors and anchors[0] < v < anchors[-1] and not any(math.isclose(v, u) for u in anchors + heldout)
+            )
+        if kept != self.validation:
             self.config = dataclasses.replace(self.config, validation=kept)
 
     # ------------------------------------------------------------------ declared by subclasses
@@ -141,7 +147,20 @@ class Task(ABC):
     @property
     @abstractmethod
     def hyperparameter(self) -> Hyperparameter:
-        """λ's name, range and clock."""
+        """λ's name, range and clock (a task of d > 1 axes declares :attr:`hyperparameters` instead and
+        makes this raise, via :func:`multi_axis_error`)."""
+
+    @property
+    def hyperparameters(self) -> HyperparameterSpace:
+        """The box λ lives in: d named axes, each with its range and clock. The default is the one axis
+        of :attr:`hyperparameter`; a task of several hyperparameters overrides this. For d > 1 every λ
+        the task takes and gives (anchors, held-out, ``sample``'s ``lam``) is a tuple of d floats."""
+        return HyperparameterSpace((self.hyperparameter,))
+
+    @property
+    def d(self) -> int:
+        """How many hyperparameters λ has."""
+        return self.hyperparameters.d
 
     @property
     @abstractmethod
@@ -200,17 +219,33 @@ class Task(ABC):
         return self._cache
 
     @property
-    def anchors(self) -> tuple[float, ...]:
-        return tuple(float(v) for v in self.config.anchors)
+    def anchors(self) -> tuple[Any, ...]:
+        """The anchor λ: floats, increasing (d = 1), or points (d > 1; from the ``design`` option when
+        the config lists none)."""
+        values = self.config.anchors
+        if not values and self.d > 1 and getattr(self.config, "design", ""):
+            values = self.hyperparameters.design(self.config.design, getattr(self.config, "design_box", None) or None)
+        return self._points(values, "anchors")
 
     @property
-    def heldout(self) -> tuple[float, ...]:
-        return tuple(float(v) for v in self.config.heldout)
+    def heldout(self) -> tuple[Any, ...]:
+        return self._points(self.config.heldout, "heldout")
 
     @property
-    def validation(self) -> tuple[float, ...]:
+    def validation(self) -> tuple[Any, ...]:
         """Validation λ (tuning only; see :class:`TaskConfig`)."""
-        return tuple(float(v) for v in self.config.validation)
+        return self._points(self.config.validation, "validation")
+
+    def _points(self, values: Sequence[Any], what: str) -> tuple[Any, ...]:
+        if self.d == 1:
+            return tuple(float(v) for v in values)
+        out = []
+        for v in values:
+            if isinstance(v, (int, float)) or len(v) != self.d:
+                raise ConfigError(f"task '{self.name}': each of its {what} is a point of {self.d} values "
+                                  f"({', '.join(self.hyperparameters.names)}), got {v!r}")
+            out.append(tuple(float(c) for c in v))
+        return tuple(out)
 
     @property
     def n_samples(self) -> int:
@@ -232,7 +267,46 @@ class Task(ABC):
         """(name, default, help) of every config option, for ``hti-bench list``."""
         return [(f.name, f.default, f.metadata.get("help", "")) for f in dataclasses.fields(cls.Config)]
 
+    def _inside_hull(self, point: Any) -> bool:
+        try:
+            self.hyperparameters.simplex(self.anchors, point)
+        except ValueError:
+            return False
+        return True
+
+    def _validate_points(self) -> None:
+        """d > 1: anchors distinct, every held-out and validation point strictly new and inside the
+        anchors' convex hull on the clocks (HTI interpolates)."""
+        space, where = self.hyperparameters, f"task '{self.name}'"
+        anchors, heldout = self.anchors, self.heldout
+        if len(anchors) < space.d + 1:
+            raise ConfigError(f"{where}: {space.d} hyperparameters need at least {space.d + 1} anchors, got {len(anchors)}.")
+        if not heldout:
+            raise ConfigError(f"{where}: has no held-out ({space.name}) to score surrogates at.")
+        for p in anchors + heldout + self.validation:
+            try:
+                space.check(p)
+            except ValueError as err:
+                raise ConfigError(f"{where}: {err}") from None
+        if len({space.label(a) for a in anchors}) != len(anchors):
+            raise ConfigError(f"{where}: anchors must be distinct points, got {anchors}.")
+        for what, points, others in (("held-out", heldout, anchors), ("validation", self.validation, anchors + heldout)):
+            for p in points:
+                if not self._inside_hull(p):
+                    raise ConfigError(f"{where}: {what} ({space.describe(p)}) lies outside the convex hull of the "
+                                      "anchors on the clocks (HTI interpolates).")
+                if any(_same(p, o) for o in others):
+                    raise ConfigError(f"{where}: {what} ({space.describe(p)}) is also an anchor"
+                                      + (" or a held-out point." if what == "validation" else "."))
+        if len({space.label(h) for h in heldout}) != len(heldout):
+            raise ConfigError(f"{where}: held-out points must be distinct, got {heldout}.")
+        if self.n_samples < 1:
+            raise ConfigError(f"{where}: n_samples must be ≥ 1, got {self.n_samples}.")
+
     def _validate_lambdas(self) -> None:
+        if self.d > 1:
+            self._validate_points()
+            return
         hp = self.hyperparameter
         anchors, heldout = self.anchors, self.heldout
         where = f"task '{self.name}'"
@@ -378,7 +452,7 @@ class TrainedTask(Task):
         The harness's own access: surrogates reach anchor networks only, through
         :meth:`hti_bench.view.TaskView.anchor_network`.
         """
-        lam = self.hyperparameter.check(lam)
+        lam = self.hyperparameters.point(lam)
         seed = self.config.model_seed if seed is None else int(seed)
         key = (lam, seed)
         if key not in self._networks:
@@ -388,7 +462,7 @@ class TrainedTask(Task):
     def train_seconds(self, lam: float, seed: int | None = None) -> float:
         """What training the network at λ took (recorded by the cache; NaN if unknown)."""
         seed = self.config.model_seed if seed is None else int(seed)
-        return float(self._store().train_seconds(self, self.hyperparameter.check(lam), seed))
+        return float(self._store().train_seconds(self, self.hyperparameters.point(lam), seed))
 
     def _store(self) -> NetworkStore:
         if self._cache is None:
@@ -402,7 +476,7 @@ class TrainedTask(Task):
     def prepare(self, lambdas: Iterable[float], progress: Callable[[str], None] | None = None) -> None:
         for lam in lambdas:
             if progress:
-                progress(f"{self.name}: {self.hyperparameter.name}={lam}")
+                progress(f"{self.name}: {self.hyperparameters.describe(lam)}")
             self.network(lam)
 
     @property
@@ -423,5 +497,15 @@ class TrainedTask(Task):
         return out.float()
 
 
+def _same(a: Any, b: Any) -> bool:
+    return all(math.isclose(float(x), float(y), rel_tol=1e-9, abs_tol=1e-12) for x, y in zip(a, b))
+
+
+def multi_axis_error(task: Task) -> ConfigError:
+    """What a task of several hyperparameters raises from :attr:`Task.hyperparameter`."""
+    return ConfigError(f"task '{task.name}' has {task.d} hyperparameters ({task.hyperparameters.name}): "
+                       "read task.hyperparameters (a HyperparameterSpace), not task.hyperparameter")
+
+
 # Re-exported so task modules need one import line.
-__all__ = ["Clock", "Hyperparameter", "NetworkStore", "Task", "TaskConfig", "TrainedTask", "TrainedTaskConfig", "option"]
+__all__ = ["Clock", "Hyperparameter", "HyperparameterSpace", "NetworkStore", "Task", "TaskConfig", "TrainedTask", "TrainedTaskConfig", "multi_axis_error", "option"]

@@ -24,9 +24,14 @@ from hti_bench.tasks.gaussian_path import GaussianPath
 from hti_bench.view import TaskView, seal
 
 
-def tiny_task(cls: type[Surrogate]) -> Task:
+def tiny_task(cls: type[Surrogate], d: int | None = None) -> Task:
     """The smallest task a surrogate can run on: analytic, unless it needs a network. Trained tasks keep
-    their networks in the target cache (``$HTI_BENCH_CACHE`` or ``~/.cache/hti-bench``)."""
+    their networks in the target cache (``$HTI_BENCH_CACHE`` or ``~/.cache/hti-bench``). ``d`` is how
+    many hyperparameters (1 or 2); by default 1, or 2 for a surrogate that only runs on several."""
+    if d is None:
+        d = _dims(cls)
+    if d > 1:
+        return _tiny_plane(cls)
     if "training_loss" in cls.requires or "architecture" in cls.requires:
         from hti_bench.harness.targets import TargetCache
         from hti_bench.tasks.moons_dropout import MoonsDropout
@@ -36,6 +41,39 @@ def tiny_task(cls: type[Surrogate]) -> Task:
             anchors=(0.0, 0.5, 0.9), heldout=(0.25, 0.7),
         )
     return GaussianPath(n_samples=24)
+
+
+def _tiny_plane(cls: type[Surrogate]) -> Task:
+    """Two hyperparameters, anchors a 2×2 grid that leaves a margin of the box outside their hull
+    (where a surrogate must refuse)."""
+    if "training_loss" in cls.requires or "architecture" in cls.requires:
+        from hti_bench.harness.targets import TargetCache
+        from hti_bench.tasks.noisy_regression import NoisyRegression2D
+
+        return NoisyRegression2D(cache=TargetCache(), epochs=5, n_train=64, n_samples=4, design="grid:2x2",
+                                 design_box=((0.1, 10.0), (0.1, 10.0)), heldout=((1.0, 1.0), (0.3, 3.0)))
+    from hti_bench.tasks.gaussian_plane import GaussianPlane
+
+    return GaussianPlane(n_samples=24, design="grid:2x2", design_box=((0.1, 0.9), (0.1, 0.9)),
+                         heldout=((0.5, 0.5), (0.3, 0.6)))
+
+
+def _dims(cls: type[Surrogate]) -> int:
+    """1, or 2 for a surrogate that runs on several hyperparameters and skips the 1-D tiny task."""
+    if not cls.supports_multi:
+        return 1
+    task = tiny_task(cls, d=1)
+    return 2 if cls(**cls.test_config).skip(TaskView(task, requires=cls.requires)) else 1
+
+
+def _outside(task: Task) -> object:
+    """A λ inside the task's range but outside its anchors' range (hull, for d > 1)."""
+    if task.d > 1:
+        first = task.anchors[0]
+        axis = task.hyperparameters.axes[0]
+        return (axis.from_time(axis.to_time(first[0]) - 0.1), *first[1:])
+    lo, hi = task.anchors[0], task.anchors[-1]
+    return lo - 0.1 * (hi - lo)
 
 
 class OpenGaussian(GaussianPath):
@@ -179,8 +217,7 @@ def check_outside_range(cls: type[Surrogate]) -> None:
     """λ outside the anchor range raises ValueError, unless the surrogate extrapolates."""
     surrogate, task, anchors = _setup(cls)
     _fit(surrogate, task, anchors)
-    lo, hi = task.anchors[0], task.anchors[-1]
-    below = lo - 0.1 * (hi - lo)
+    below = _outside(task)
     if cls.supports_extrapolation:
         out = surrogate.sample(below, task.eval_conditions(), 4, seed=0)
         assert torch.isfinite(out).all(), "extrapolation returned NaN or inf"
@@ -189,7 +226,7 @@ def check_outside_range(cls: type[Surrogate]) -> None:
         surrogate.sample(below, task.eval_conditions(), 4, seed=0)
     except ValueError:
         return
-    raise AssertionError(f"sample() at λ={below} (outside [{lo}, {hi}]) did not raise ValueError")
+    raise AssertionError(f"sample() at λ={below} (outside the anchors {task.anchors}) did not raise ValueError")
 
 
 def check_open_conditions(cls: type[Surrogate]) -> None:
@@ -198,7 +235,7 @@ def check_open_conditions(cls: type[Surrogate]) -> None:
     it cannot; with the same seed, the same samples."""
     from hti_bench.harness.unit import build_anchor_set
 
-    task = open_task(cls)
+    task = open_task(cls) if _dims(cls) == 1 else tiny_task(cls)
     surrogate = cls(**cls.test_config)
     _fit(surrogate, task, build_anchor_set(task, seed=0))
     new = task.eval_conditions()[:3] + 0.123  # rows no anchor network was run on
@@ -221,6 +258,31 @@ def check_scored_by_the_harness(cls: type[Surrogate]) -> None:
     assert all(r["w2"] >= 0 for r in result.rows), "the harness scored it without a W₂"
 
 
+def check_multi_lambda(cls: type[Surrogate]) -> None:
+    """On a task of two hyperparameters: with ``supports_multi`` the harness scores it (every row ok) and
+    it refuses a point outside the anchors' hull; without, the harness skips it with the reason."""
+    from hti_bench.harness.unit import build_anchor_set, evaluate
+
+    task = tiny_task(cls, d=2)
+    result = evaluate(task, cls(**cls.test_config), seed=0, clouds=False)
+    if not cls.supports_multi:
+        assert result.status == "skipped" and "one-dimensional" in result.error, (
+            f"without supports_multi the harness should skip it on {task.name}, got {result.status}: {result.error}")
+        return
+    assert result.status == "ok", f"the harness scored it {result.status} on {task.name}: {result.error}"
+    surrogate = cls(**cls.test_config)
+    _fit(surrogate, task, build_anchor_set(task, seed=0))
+    out = surrogate.sample(task.heldout[0], task.eval_conditions(), 5, seed=0)
+    assert tuple(out.shape) == (task.eval_conditions().shape[0], 5, task.output_dim) and torch.isfinite(out).all()
+    if not cls.supports_extrapolation:
+        try:
+            surrogate.sample(_outside(task), task.eval_conditions(), 4, seed=0)
+        except ValueError:
+            return
+        raise AssertionError(f"sample() at {_outside(task)} (outside the anchors' hull) did not raise ValueError")
+
+
+
 CHECKS: dict[str, Callable[[type[Surrogate]], None]] = {
     f.__name__: f
     for f in (
@@ -234,6 +296,7 @@ CHECKS: dict[str, Callable[[type[Surrogate]], None]] = {
         check_outside_range,
         check_open_conditions,
         check_scored_by_the_harness,
+        check_multi_lambda,
     )
 }
 

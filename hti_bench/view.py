@@ -34,13 +34,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from hti_bench.clock import Hyperparameter, HyperparameterSpace
 from hti_bench.errors import LeakError, NotOnViewError
 
 if TYPE_CHECKING:
     import torch
     from torch import Tensor, nn
 
-    from hti_bench.clock import Hyperparameter
     from hti_bench.task import Task
 
 #: What each gated method needs the surrogate to have declared in ``requires``.
@@ -62,8 +62,8 @@ class _Hidden:
 
     task: Task
     requires: frozenset[str]
-    anchors: tuple[float, ...]
-    hyperparameter: Hyperparameter
+    anchors: tuple[Any, ...]
+    hyperparameter: Hyperparameter | HyperparameterSpace
     sealed: bool = False
     notes: dict[str, str] = field(default_factory=dict)
 
@@ -85,10 +85,11 @@ class TaskView:
     __slots__ = ("__weakref__",)
 
     def __init__(self, task: Task, requires: Sequence[str] | frozenset[str] = frozenset(), *,
-                 hyperparameter: Hyperparameter | None = None) -> None:
-        _STATE[self] = _Hidden(task=task, requires=frozenset(requires), anchors=tuple(float(a) for a in task.anchors),
-                               notes=dict(task.capability_notes),
-                               hyperparameter=hyperparameter if hyperparameter is not None else task.hyperparameter)
+                 hyperparameter: Hyperparameter | HyperparameterSpace | None = None) -> None:
+        if hyperparameter is None:
+            hyperparameter = task.hyperparameters if task.d > 1 else task.hyperparameter
+        _STATE[self] = _Hidden(task=task, requires=frozenset(requires), anchors=tuple(task.anchors),
+                               notes=dict(task.capability_notes), hyperparameter=hyperparameter)
 
     # ------------------------------------------------------------------ always offered
 
@@ -100,12 +101,29 @@ class TaskView:
     @property
     def hyperparameter(self) -> Hyperparameter:
         """λ's name, range and clock (the clock the harness applies: the task's own unless the
-        surrogate's name chose another)."""
-        return _STATE[self].hyperparameter
+        surrogate's name chose another). A task of several hyperparameters has :attr:`hyperparameters`
+        instead, and this raises ``ValueError``."""
+        hp = _STATE[self].hyperparameter
+        if not isinstance(hp, Hyperparameter):
+            if hp.d == 1:
+                return hp.axes[0]
+            raise ValueError(f"task '{self.name}' has {hp.d} hyperparameters ({hp.name}): read view.hyperparameters")
+        return hp
 
     @property
-    def anchors(self) -> tuple[float, ...]:
-        """The anchor λ, increasing."""
+    def hyperparameters(self) -> HyperparameterSpace:
+        """The space of λ: d named axes with their ranges and clocks (one axis on a 1-D task)."""
+        hp = _STATE[self].hyperparameter
+        return hp if isinstance(hp, HyperparameterSpace) else HyperparameterSpace((hp,))
+
+    @property
+    def d(self) -> int:
+        """How many hyperparameters λ has (λ is a tuple of d floats when d > 1)."""
+        return self.hyperparameters.d
+
+    @property
+    def anchors(self) -> tuple[Any, ...]:
+        """The anchor λ, increasing (floats); for d > 1, points (tuples of d floats) in the task's order."""
         return _STATE[self].anchors
 
     @property
@@ -162,12 +180,13 @@ class TaskView:
         """A copy of the network trained at the anchor λ, in eval mode; any other λ is refused."""
         task = _gate(self, "anchor_network")
         anchors = _STATE[self].anchors
-        if not any(math.isclose(float(lam), a, rel_tol=0.0, abs_tol=1e-12) for a in anchors):
+        matches = [a for a in anchors if _same_point(lam, a)]
+        if not matches:
             raise LeakError(
                 f"λ={lam} is not an anchor of task '{task.name}' (anchors {', '.join(map(str, anchors))}): "
                 "a surrogate may use the anchor networks only"
             )
-        anchor = next(a for a in anchors if math.isclose(float(lam), a, rel_tol=0.0, abs_tol=1e-12))
+        anchor = matches[0]
         copy = task.build_network()
         copy.load_state_dict(task.network(anchor).state_dict())
         return copy.eval()
@@ -213,6 +232,15 @@ class TaskView:
     def __repr__(self) -> str:
         state = _STATE.get(self)
         return f"<TaskView of {state.task.name}>" if state else "<TaskView (released)>"
+
+
+def _same_point(lam: Any, anchor: Any) -> bool:
+    a = tuple(lam) if isinstance(lam, (tuple, list)) else (lam,)
+    b = tuple(anchor) if isinstance(anchor, (tuple, list)) else (anchor,)
+    try:
+        return len(a) == len(b) and all(math.isclose(float(x), float(y), rel_tol=0.0, abs_tol=1e-12) for x, y in zip(a, b))
+    except (TypeError, ValueError):
+        return False
 
 
 def _gate(view: TaskView, what: str, sealed_ok: bool = False) -> Any:

@@ -28,6 +28,8 @@ from hti_bench.sweeping.sweepfile import import_sweeps, load_sweep
 ROOT = Path(__file__).resolve().parents[1]
 SWEEP_FILES = sorted((ROOT / "sweeps").glob("*.yaml"))
 TINY_TASK = "noisy-regression[epochs=3,n_train=64]"
+#: The tiny task of sweep files over tasks of several hyperparameters.
+TINY_MULTI_TASK = "gaussian-plane[n_samples=24]"
 
 # A plugin for controller tests: the template's mean-shift surrogate, with a fit that takes `delay`
 # seconds (so a controller can be killed mid-run) and a `scale` that makes it worse away from 1.
@@ -84,7 +86,8 @@ def test_sweep_file_is_valid_and_one_point_runs(path, tmp_path):
     name, base = parse_spec(params["surrogate"])
     budget = registry.surrogate_classes()[name].test_config
     extra = {k: v for k, v in params.items() if k not in program.PROGRAM_KEYS}
-    params.update(task=TINY_TASK, surrogate=format_spec(name, {**base, **budget}), **{k: v for k, v in extra.items() if k not in budget})
+    tiny = TINY_MULTI_TASK if registry.make_task(params["task"]).d > 1 else TINY_TASK
+    params.update(task=tiny, surrogate=format_spec(name, {**base, **budget}), **{k: v for k, v in extra.items() if k not in budget})
     for k in [k for k in extra if k in budget]:
         params.pop(k)
     if "seeds" in params:
@@ -96,11 +99,16 @@ def test_sweep_file_is_valid_and_one_point_runs(path, tmp_path):
     assert ResultsStore(tmp_path).load()["status"].eq("ok").all()
 
 
-def test_leaderboard_sweep_covers_every_task_and_surrogate():
+def test_leaderboard_sweeps_cover_every_task_and_surrogate():
     params = load_sweep(ROOT / "sweeps" / "leaderboard.yaml").config["parameters"]
-    tasks = {t for t, cls in registry.task_classes().items() if t != "tensor"}  # tensor needs a user file
-    assert set(params["task"]["values"]) == tasks
+    classes = {t: cls for t, cls in registry.task_classes().items() if t != "tensor"}  # tensor needs a user file
+    multi = {t for t, cls in classes.items() if cls().d > 1}
+    assert set(params["task"]["values"]) == set(classes) - multi
     assert set(params["surrogate"]["values"]) == set(registry.surrogate_classes()) - {"slow-shift"}
+    # The multi-hyperparameter leaderboard: every task of d > 1 axes, every surrogate that runs there.
+    params = load_sweep(ROOT / "sweeps" / "leaderboard_multi.yaml").config["parameters"]
+    assert multi and set(params["task"]["values"]) == multi
+    assert set(params["surrogate"]["values"]) == {n for n, c in registry.surrogate_classes().items() if c.supports_multi}
 
 
 # --------------------------------------------------------------------------------- the program

@@ -185,9 +185,11 @@ def collect_tasks() -> Iterator[dict[str, Any]]:
             entry["needs_options"] = str(err)
             yield entry
             continue
-        hp = task.hyperparameter
+        space = task.hyperparameters
         entry.update(
-            hyperparameter=str(hp.name), low=str(hp.low), high=str(hp.high), clock=str(hp.clock.value),
+            hyperparameter=space.name, low=";".join(str(a.low) for a in space.axes),
+            high=";".join(str(a.high) for a in space.axes), clock=space.clock_label,
+            ranges=" × ".join(f"{a.name} ∈ [{a.low}, {a.high}] ({a.clock.value} clock)" for a in space.axes),
             anchors=str(list(task.anchors)), heldout=str(list(task.heldout)),
             validation=str(list(task.validation)) if task.validation else "",
             D=str(task.output_dim), C=str(task.condition_dim),
@@ -227,7 +229,8 @@ def task_lines(entry: dict[str, Any]) -> list[str]:
     else:
         e = entry
         lines.append(
-            f"     {e['hyperparameter']} ∈ [{e['low']}, {e['high']}] ({e['clock']} clock); anchors {e['anchors']}; "
+            f"     {e.get('ranges') or e['hyperparameter'] + ' ∈ [' + e['low'] + ', ' + e['high'] + '] (' + e['clock'] + ' clock)'}; "
+            f"anchors {e['anchors']}; "
             f"held out {e['heldout']}; " + (f"validation {e['validation']}; " if e.get("validation") else "")
             + f"D={e['D']}, C={e['C']}; offers: {e['offers']}"
         )

@@ -121,6 +121,17 @@ def _load_file(path: Path) -> Any:
     return module
 
 
+def _abstract_note(module: Any) -> str:
+    """Why a file's Surrogate subclasses do not count: the abstract methods they leave unimplemented."""
+    from hti_bench.surrogate import Surrogate
+
+    notes = [f"{obj.__name__} leaves {', '.join(sorted(obj.__abstractmethods__))} unimplemented"
+             for obj in vars(module).values()
+             if inspect.isclass(obj) and issubclass(obj, Surrogate) and obj.__module__ == module.__name__
+             and inspect.isabstract(obj)]
+    return f" ({'; '.join(notes)})" if notes else ""
+
+
 def _surrogates_in(module: Any) -> list[type[Surrogate]]:
     from hti_bench.surrogate import Surrogate
 
@@ -169,7 +180,7 @@ def _discover() -> _Discovery:
                 continue
             classes = _surrogates_in(module)
             if len(classes) != 1:
-                what = ", ".join(c.__name__ for c in classes) or "none"
+                what = ", ".join(c.__name__ for c in classes) or "none" + _abstract_note(module)
                 broken.append(
                     BrokenPlugin(path.stem, str(path), f"expected exactly one Surrogate subclass, found {what}")
                 )

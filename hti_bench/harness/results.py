@@ -30,13 +30,14 @@ from hti_bench.errors import ResultsError
 from hti_bench.harness.fsutil import atomic_write_bytes
 from hti_bench.harness.leaderboard import leaderboard
 
-SCHEMA_VERSION = 6
+SCHEMA_VERSION = 7
 
 #: Columns each schema version added. Version 2: the anchors' training cost and the seed-to-seed floor;
 #: version 3: the task's anchors and clock (so figures never rebuild a task); version 4: the track
 #: (default or tuned) and what tuning chose and cost; version 5: the rest of the metric panel (energy
 #: distance, MMD, sliced W₂) with its floors; version 6: the scoring mode (transductive or inductive), the closed
-#: loop's cost and why a metric is missing.
+#: loop's cost and why a metric is missing; version 7: several hyperparameters (the dimension d, the held-out point
+#: as text, and its distance from the nearest anchor).
 _ADDED: dict[int, tuple[str, ...]] = {
     2: ("anchor_train_seconds", "seed_floor_w1", "seed_floor_w2", "seed_floor_w2sq"),
     3: ("anchors", "clock"),
@@ -44,6 +45,7 @@ _ADDED: dict[int, tuple[str, ...]] = {
     5: ("energy", "mmd", "sw2", "mmd_bandwidth", "floor_energy", "floor_mmd", "floor_sw2",
         "seed_floor_energy", "seed_floor_mmd", "seed_floor_sw2"),
     6: ("mode", "closed_loop_seconds", "metric_note"),
+    7: ("d", "lambda_point", "anchor_distance"),
 }
 
 #: The tracks of the leaderboard: every surrogate at its author's defaults, and tuned (anchors only).
@@ -58,24 +60,32 @@ _UPGRADES: dict[int, tuple[str, ...]] = {
 #: Separator of the ``anchors`` column: the anchor λ values as ``repr`` of floats joined by it.
 ANCHOR_SEP = ";"
 
+#: Separator of a point's coordinates inside the ``anchors`` column (d > 1): ``0.0:1.0;0.5:0.5``.
+COORD_SEP = ":"
 
-def format_anchors(anchors: Iterable[float]) -> str:
+
+def format_anchors(anchors: Iterable[Any]) -> str:
     """The ``anchors`` column of a row: ``repr`` of each λ as a float joined by ``;``, in the task's
     order, e.g. ``0.0;0.5;0.99`` (``repr`` round-trips a float exactly; ``;`` never occurs in one and
-    is not the CSV separator). No anchors give the empty string."""
-    return ANCHOR_SEP.join(repr(float(a)) for a in anchors)
+    is not the CSV separator); for d > 1 each point's coordinates joined by ``:``, ``0.0:1.0;0.5:0.5``.
+    No anchors give the empty string."""
+    return ANCHOR_SEP.join(
+        COORD_SEP.join(repr(float(v)) for v in a) if isinstance(a, (tuple, list)) else repr(float(a)) for a in anchors
+    )
 
 
-def parse_anchors(text: Any) -> tuple[float, ...]:
-    """The anchor λ values of an ``anchors`` cell (inverse of :func:`format_anchors`). An empty cell
-    (``""``, ``None`` or NaN: a file of schema version < 3) gives ``()``; a cell that is not floats
-    joined by ``;`` raises :class:`~hti_bench.errors.ResultsError`."""
+def parse_anchors(text: Any) -> tuple[Any, ...]:
+    """The anchor λ values of an ``anchors`` cell (inverse of :func:`format_anchors`): floats, or
+    tuples of floats for d > 1. An empty cell (``""``, ``None`` or NaN: a file of schema version < 3)
+    gives ``()``; a cell that is not floats joined by ``;`` raises :class:`~hti_bench.errors.ResultsError`."""
     if text is None or (isinstance(text, float) and math.isnan(text)):
         return ()
     text = str(text).strip()
     if not text:
         return ()
     try:
+        if COORD_SEP in text:
+            return tuple(tuple(float(v) for v in part.split(COORD_SEP)) for part in text.split(ANCHOR_SEP))
         return tuple(float(part) for part in text.split(ANCHOR_SEP))
     except ValueError:
         raise ResultsError(
@@ -97,11 +107,18 @@ COLUMNS: dict[str, str] = {
     "config": "The surrogate configuration actually fitted: the surrogate name on the default track, the chosen "
     "one (clock included) on the tuned track.",
     "seed": "Run seed: anchor and reference sample draws, surrogate fit and sampling.",
-    "lambda_heldout": "Held-out λ the row scores.",
-    "hyperparameter": "Name of λ (dropout, t, tau, …).",
+    "lambda_heldout": "Held-out λ the row scores; on a task of d > 1 hyperparameters, the point's index in the "
+    "task's held-out list (the point itself is in lambda_point and the lambda_<axis> columns).",
+    "hyperparameter": "Name of λ (dropout, t, tau, …); for d > 1 the axes' names joined by ';'.",
+    "d": "How many hyperparameters λ has (1 in files of schema version < 7).",
+    "lambda_point": "The held-out λ as text: repr of each coordinate joined by ';' (for d = 1, repr of "
+    "lambda_heldout, also in files of schema version < 7).",
+    "anchor_distance": "Distance from the held-out λ to the nearest anchor in unit clock time (each axis's clock "
+    "time rescaled so that its range spans [0, 1]); NaN in files of schema version < 7.",
     "anchors": "The task's anchor λ values: repr of each as a float, joined by ';' (e.g. 0.0;0.5;0.99; "
     "read back with hti_bench.harness.results.parse_anchors); empty in files of schema version < 3.",
-    "clock": "The clock λ is interpolated on: identity, log or logit; empty in files of schema version < 3.",
+    "clock": "The clock λ is interpolated on: identity, log or logit (for d > 1 each axis's, joined by ';'); "
+    "empty in files of schema version < 3.",
     "mode": "transductive (the anchor data covers the scored conditions) or inductive (surrogates fitted on other "
     "conditions and scored on conditions they never saw; the task name carries the option, so the leaderboard never "
     "mixes the two); transductive in files of schema version < 6.",
@@ -156,14 +173,14 @@ COLUMNS: dict[str, str] = {
 
 _TEXT_COLUMNS = {
     c: str for c in ("task", "track", "surrogate", "config", "hyperparameter", "status", "error", "anchors", "clock",
-                     "git_rev", "run_date", "metric_note", "mode")
+                     "git_rev", "run_date", "metric_note", "mode", "lambda_point")
 }
 _FLOAT_COLUMNS = (
     "lambda_heldout", "w1", "w2", "w2sq", "floor_w1", "floor_w2", "floor_w2sq", "fit_seconds", "sample_seconds",
     "seed_floor_w1", "seed_floor_w2", "seed_floor_w2sq",
     "energy", "mmd", "sw2", "mmd_bandwidth", "floor_energy", "floor_mmd", "floor_sw2",
     "seed_floor_energy", "seed_floor_mmd", "seed_floor_sw2",
-    "anchor_train_seconds", "closed_loop_seconds", "tuning_trials", "tuning_fit_seconds", "tuning_score",
+    "anchor_train_seconds", "closed_loop_seconds", "anchor_distance", "d", "tuning_trials", "tuning_fit_seconds", "tuning_score",
 )
 
 
@@ -401,6 +418,12 @@ def upgrade(df: pd.DataFrame) -> pd.DataFrame:
         old = df["schema_version"].isin(list(_UPGRADES))
         if "mode" in df.columns:
             df.loc[old & df["mode"].isna(), "mode"] = "transductive"
+        if "d" in df.columns:
+            d = pd.to_numeric(df["d"], errors="coerce")
+            df["d"] = d.where(~(old & d.isna()), 1)
+        if "lambda_point" in df.columns and "lambda_heldout" in df.columns:
+            fill = old & df["lambda_point"].isna()
+            df.loc[fill, "lambda_point"] = [repr(float(v)) for v in df.loc[fill, "lambda_heldout"]]
         if "track" in df.columns:
             df.loc[old & df["track"].isna(), "track"] = "default"
         if "config" in df.columns and "surrogate" in df.columns:

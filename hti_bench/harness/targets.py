@@ -33,11 +33,18 @@ CACHE_FORMAT = 2  # bump when the training procedure changes in a way that shoul
 
 def cache_key(signature: dict[str, Any], lam: float, seed: int) -> str:
     blob = json.dumps(
-        {"sig": signature, "lam": repr(float(lam)), "seed": int(seed), "format": CACHE_FORMAT},
+        {"sig": signature, "lam": _lam_text(lam), "seed": int(seed), "format": CACHE_FORMAT},
         sort_keys=True,
         default=repr,
     )
     return hashlib.sha256(blob.encode()).hexdigest()[:24]
+
+
+def _lam_text(lam: float | tuple[float, ...]) -> str:
+    # A 1-D λ keys as it always has (existing caches stay valid); a point as the tuple of its floats.
+    if isinstance(lam, (tuple, list)):
+        return repr(tuple(float(v) for v in lam))
+    return repr(float(lam))
 
 
 class TargetCache:
@@ -96,7 +103,7 @@ class TargetCache:
         meta = {
             "task": task.name,
             "signature": task.cache_signature(),
-            "lam": float(lam),
+            "lam": [float(v) for v in lam] if isinstance(lam, (tuple, list)) else float(lam),
             "seed": int(seed),
             "sha256": hashlib.sha256(data).hexdigest(),
             "format": CACHE_FORMAT,
@@ -201,10 +208,11 @@ def _lightning_module_class() -> type:
             super().__init__()
             self.network = network
             self._task = task
-            self._lam = float(lam)
+            # Per-example λ as the loss takes it: (B,) for one hyperparameter, (B, d) for several.
+            self._lam = torch.as_tensor(lam, dtype=torch.float32)
 
         def training_step(self, batch: Sequence[Tensor], batch_idx: int) -> Tensor:
-            lam = torch.full((batch[0].shape[0],), self._lam, device=batch[0].device)
+            lam = self._lam.to(batch[0].device).expand(batch[0].shape[0], *self._lam.shape).contiguous()
             loss = self._task.per_example_loss(self.network, batch, lam).mean()
             return loss
 

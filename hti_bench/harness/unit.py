@@ -29,7 +29,7 @@ import torch
 from torch import Tensor
 
 from hti_bench.anchors import AnchorSet
-from hti_bench.clock import Hyperparameter
+from hti_bench.clock import Hyperparameter, HyperparameterSpace
 from hti_bench.errors import ConfigError, OpenConditionError
 from hti_bench.harness import provenance as prov
 from hti_bench.harness.registry import make_surrogate
@@ -142,7 +142,7 @@ def build_anchor_set(task: Task, seed: int) -> AnchorSet:
         [task.sample(lam, conditions, task.n_samples, derive_seed(task.spec, seed, "anchor", lam)) for lam in task.anchors]
     )
     return AnchorSet(
-        hyperparameter=task.hyperparameter,
+        hyperparameter=task.hyperparameters if task.d > 1 else task.hyperparameter,
         lambdas=task.anchors,
         conditions=conditions,
         samples=samples,
@@ -171,8 +171,11 @@ def build_references(task: Task, seed: int) -> tuple[Reference, ...]:
     return tuple(out)
 
 
-def nearest_anchor(task: Task, lam: float) -> float:
-    """The anchor closest to λ on the task's clock (the lower one on a tie)."""
+def nearest_anchor(task: Task, lam: Any) -> Any:
+    """The anchor closest to λ on the task's clock (the lower one on a tie; for d > 1, in unit clock
+    time, the first in the task's order)."""
+    if task.d > 1:
+        return task.anchors[task.hyperparameters.nearest(task.anchors, lam)]
     hp = task.hyperparameter
     return min(task.anchors, key=lambda a: abs(hp.to_time(a) - hp.to_time(lam)))
 
@@ -221,7 +224,7 @@ def evaluate(task: Task, spec: str | Surrogate, seed: int, inputs: UnitInputs | 
     spec = surrogate.spec  # canonical form: defaults dropped, keys sorted
     inputs = inputs if inputs is not None else draw_inputs(task, seed)
     references = inputs.references
-    rows = [_base_row(task, surrogate, spec, seed, ref.lam) for ref in references]
+    rows = [_base_row(task, surrogate, spec, seed, ref.lam, i) for i, ref in enumerate(references)]
     for row, ref in zip(rows, references):
         row.update({f"floor_{k}": v for k, v in ref.floor.items() if k in PANEL})
         row.update({f"seed_floor_{k}": v for k, v in ref.seed_floor.items() if k in PANEL})
@@ -236,14 +239,14 @@ def evaluate(task: Task, spec: str | Surrogate, seed: int, inputs: UnitInputs | 
             row.update(status="skipped", error=str(err))
         return _stamp(result)
     for row in rows:
-        row["clock"] = hyperparameter.clock.value
+        row["clock"] = hyperparameter.clock_label if task.d > 1 else hyperparameter.clock.value
     anchors = inputs.anchors
     if hyperparameter != anchors.hyperparameter:
         anchors = dataclasses.replace(anchors, hyperparameter=hyperparameter)
     view = TaskView(task, requires=surrogate.requires, hyperparameter=hyperparameter)
     anchors = dataclasses.replace(anchors, oracle=view.anchor_samples)
     try:
-        reason = surrogate.skip(view)
+        reason = surrogate.multi_skip_reason(task.d) or surrogate.skip(view)
     except Exception as err:  # a plugin fault, like any other
         _fail(rows, f"skip: {describe(err)}")
         return _stamp(result)
@@ -265,7 +268,8 @@ def evaluate(task: Task, spec: str | Surrogate, seed: int, inputs: UnitInputs | 
 
     conds = task.eval_conditions().float()
     expected = (conds.shape[0], task.n_samples, task.output_dim)
-    cloud_at = len(references) // 2 if clouds and task.output_dim == 2 else -1
+    cloud_at = len(references) // 2 if clouds and task.output_dim == 2 and task.d == 1 else -1
+    where = task.hyperparameters.describe
     for i, (row, ref) in enumerate(zip(rows, references)):
         row["fit_seconds"] = fit_seconds
         start = time.perf_counter()
@@ -286,10 +290,10 @@ def evaluate(task: Task, spec: str | Surrogate, seed: int, inputs: UnitInputs | 
             if task.mode == "inductive":
                 row.update(status="skipped", error=f"inductive mode: {err}")
             else:
-                row.update(status="failed", error=f"sample at {task.hyperparameter.name}={ref.lam}: {describe(err)}")
+                row.update(status="failed", error=f"sample at {where(ref.lam)}: {describe(err)}")
             continue
         except Exception as err:
-            row.update(status="failed", error=f"sample at {task.hyperparameter.name}={ref.lam}: {describe(err)}")
+            row.update(status="failed", error=f"sample at {where(ref.lam)}: {describe(err)}")
             continue
         if task.closed_loop:
             _closed_loop(task, surrogate, seed, ref.lam, row)
@@ -311,17 +315,18 @@ def _closed_loop(task: Task, surrogate: Surrogate, seed: int, lam: float, row: d
         row["metric_note"] = f"closed loop skipped: {err}"
         return
     except Exception as err:
-        row.update(status="failed", error=f"closed loop at {task.hyperparameter.name}={lam}: {describe(err)}")
+        row.update(status="failed", error=f"closed loop at {task.hyperparameters.describe(lam)}: {describe(err)}")
         return
     finally:
         row["closed_loop_seconds"] = time.perf_counter() - start
     row.update({f"metric_{k}": v for k, v in metrics.items()})
 
 
-def applied_hyperparameter(task: Task, surrogate: Surrogate) -> Hyperparameter:
-    """The task's λ on the clock the surrogate's name asks for (``clock=…``; default the task's own).
-    Raises :class:`~hti_bench.errors.ConfigError` when that clock cannot read the task's range."""
-    hp = task.hyperparameter
+def applied_hyperparameter(task: Task, surrogate: Surrogate) -> Hyperparameter | HyperparameterSpace:
+    """The task's λ on the clock the surrogate's name asks for (``clock=…``; default the task's own;
+    for d > 1 the space, every axis on that clock). Raises :class:`~hti_bench.errors.ConfigError` when
+    that clock cannot read the task's range."""
+    hp = task.hyperparameters if task.d > 1 else task.hyperparameter
     return hp.with_clock(surrogate.clock) if surrogate.clock else hp
 
 
@@ -346,7 +351,7 @@ def stored_clouds(result: UnitResult) -> dict[str, Any]:
 def failed(task: Task, spec: str, seed: int, reason: str) -> UnitResult:
     """The unit as failed rows with ``reason``, without fitting (e.g. its worker process died)."""
     surrogate = make_surrogate(spec)
-    rows = [_base_row(task, surrogate, surrogate.spec, seed, lam) for lam in task.heldout]
+    rows = [_base_row(task, surrogate, surrogate.spec, seed, lam, i) for i, lam in enumerate(task.heldout)]
     _fail(rows, reason)
     return _stamp(UnitResult(task.spec, surrogate.spec, int(seed), rows))
 
@@ -364,17 +369,24 @@ def anchor_train_seconds(task: Task) -> float:
     return float(sum(task.train_seconds(lam) for lam in task.anchors))
 
 
-def _base_row(task: Task, surrogate: Surrogate, spec: str, seed: int, lam: float) -> dict[str, Any]:
+def _base_row(task: Task, surrogate: Surrogate, spec: str, seed: int, lam: Any, index: int) -> dict[str, Any]:
+    space = task.hyperparameters
     return {
         "task": task.spec,
         "track": "default",
         "surrogate": spec,
         "config": spec,
         "seed": int(seed),
-        "lambda_heldout": float(lam),
-        "hyperparameter": task.hyperparameter.name,
+        # d > 1: the point's index in the held-out list keeps the key one number; lambda_point and the
+        # lambda_<axis> columns hold the point.
+        "lambda_heldout": float(lam) if task.d == 1 else float(index),
+        "hyperparameter": space.name,
         "anchors": format_anchors(task.anchors),
-        "clock": task.hyperparameter.clock.value,
+        "clock": space.clock_label,
+        "d": task.d,
+        "lambda_point": space.label(lam),
+        **({f"lambda_{axis}": float(v) for axis, v in zip(space.names, lam)} if task.d > 1 else {}),
+        "anchor_distance": space.distance(nearest_anchor(task, lam), lam),
         "mode": task.mode,
         "status": "ok",
         "error": "",

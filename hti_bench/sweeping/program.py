@@ -44,6 +44,9 @@ PROGRAM_KEYS: dict[str, str] = {
     "each seed, so hyperband early stopping can end it after the first ones.",
     "n_anchors": "Replace the task's anchors by n anchors evenly spaced on its clock between its first "
     "and last default anchor (anchor-sparsity studies); the held-out λ are unchanged.",
+    "design": "Tasks of several hyperparameters: replace the task's anchors by an anchor design, grid:<n>x<m> or "
+    "sobol:<N> (corners included), over the box of its default design; the held-out points are unchanged "
+    "(the anchor-sparsity study in d > 1).",
     "tune": "Tuned track: first try this many configurations of the surrogate's search space and the clock "
     "on the task's validation folds (anchors only), then score the best at the held-out λ for every seed "
     "(hti_bench.sweeping.tuning). 0 or absent: the surrogate as named (the default track).",
@@ -112,10 +115,24 @@ def spaced_anchors(task_spec: str, n: int) -> str:
         raise ConfigError(f"n_anchors must be at least 2 (HTI interpolates between anchors), got {n}.")
     name, params = parse_spec(task_spec)
     task = make_task(task_spec)
+    if task.d > 1:
+        raise ConfigError(f"n_anchors spaces anchors on one hyperparameter; task '{name}' has {task.d}: use the "
+                          "sweep parameter design (grid:3x3, sobol:9) instead.")
     hp = task.hyperparameter
     t0, t1 = hp.to_time(task.anchors[0]), hp.to_time(task.anchors[-1])
     inner = [round(hp.from_time(t0 + (t1 - t0) * i / (n - 1)), 6) for i in range(1, n - 1)]
     return format_spec(name, {**params, "anchors": (task.anchors[0], *inner, task.anchors[-1])})
+
+
+def designed_anchors(task_spec: str, design: str) -> str:
+    """``task_spec`` (a task of several hyperparameters) with its anchors from the design ``design``."""
+    from hti_bench.harness.registry import make_task
+
+    name, params = parse_spec(task_spec)
+    if make_task(task_spec).d == 1:
+        raise ConfigError(f"design is for tasks of several hyperparameters; task '{name}' has one: use n_anchors.")
+    params = {k: v for k, v in params.items() if k != "anchors"}
+    return format_spec(name, {**params, "design": str(design)})
 
 
 def unknown_parameter(key: str, surrogate: str, valid: Mapping[str, Any]) -> ConfigError:
@@ -153,6 +170,8 @@ def parse_config(cfg: Mapping[str, Any]) -> RunConfig:
     task = cfg["task"]
     if "n_anchors" in cfg and cfg["n_anchors"] is not None:
         task = spaced_anchors(task, _as_int("n_anchors", cfg["n_anchors"]))
+    if cfg.get("design"):
+        task = designed_anchors(task, str(cfg["design"]))
     task = make_task(task).spec  # validates anchors against the held-out λ, too
     trials = _as_int("tune", cfg.get("tune") or 0)
     if trials < 0:

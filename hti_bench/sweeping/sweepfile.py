@@ -148,7 +148,7 @@ def _check_command(where: str, config: dict[str, Any]) -> None:
 
 def _check_parameters(where: str, params: dict[str, Any]) -> None:
     from hti_bench.harness.registry import make_surrogate, make_task, surrogate_classes
-    from hti_bench.sweeping.program import spaced_anchors
+    from hti_bench.sweeping.program import designed_anchors, spaced_anchors
 
     for key in ("task", "surrogate"):
         if key not in params:
@@ -183,6 +183,9 @@ def _check_parameters(where: str, params: dict[str, Any]) -> None:
         for n in values.get("n_anchors", []):
             for task in tasks:
                 make_task(spaced_anchors(task.spec, int(n)))
+        for design in values.get("design", []):
+            for task in tasks:
+                make_task(designed_anchors(task.spec, str(design))).anchors  # noqa: B018: builds the design
     except HTIBenchError as err:
         raise ConfigError(f"{where}: {err}") from None
     for key in ("seed", "seeds"):

@@ -22,8 +22,8 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from hti_bench.clock import Clock, Hyperparameter
-from hti_bench.task import TrainedTask, TrainedTaskConfig, option
+from hti_bench.clock import Clock, Hyperparameter, HyperparameterSpace
+from hti_bench.task import TrainedTask, TrainedTaskConfig, multi_axis_error, option
 
 
 def example_dropout(h: Tensor, p: Tensor | float, training: bool) -> Tensor:
@@ -120,6 +120,9 @@ class MoonsDropout(TrainedTask):
     def per_example_loss(self, network: nn.Module, batch: Sequence[Tensor], lam: Tensor) -> Tensor:
         """DDPM ε-prediction loss of each example, with dropout at that example's rate λ."""
         y0, label = batch[0], batch[1]
+        lam, jitter = self._split(lam)
+        if jitter is not None:
+            y0 = y0 + jitter.reshape(-1, 1) * torch.randn_like(y0)
         _, _, abar = self._schedule()
         abar = abar.to(y0.device)
         t = torch.randint(0, self.config.diffusion_steps, (y0.shape[0],), device=y0.device)
@@ -128,6 +131,10 @@ class MoonsDropout(TrainedTask):
         yt = a.sqrt() * y0 + (1 - a).sqrt() * eps
         pred = network(yt, t, label, lam)
         return ((pred - eps) ** 2).mean(dim=1)
+
+    def _split(self, lam: Tensor) -> tuple[Tensor, Tensor | None]:
+        """(dropout rate (B,), augmentation noise (B,) or None) of each example's λ."""
+        return lam, None
 
     def sample_network(self, network: nn.Module, conditions: Tensor, n: int, generator: torch.Generator) -> Tensor:
         """Ancestral DDPM sampling with dropout off, n points per label."""
@@ -144,3 +151,39 @@ class MoonsDropout(TrainedTask):
             if step > 0:
                 y = y + betas[step].sqrt() * torch.randn(y.shape, generator=generator)
         return y.reshape(m, n, 2)
+
+
+@dataclasses.dataclass(frozen=True)
+class MoonsDropout2DConfig(MoonsDropoutConfig):
+    anchors: tuple = option((), "Anchor points (dropout, jitter); empty: the points of `design`.")
+    design: str = option("grid:3x3", "Anchor design when `anchors` is empty: grid:<n>x<m> or sobol:<N> "
+                         "(corners included), over the whole box.", cache=False)
+    heldout: tuple = option(((0.25, 0.075), (0.25, 0.225), (0.75, 0.075), (0.75, 0.225), (0.5, 0.1), (0.2, 0.15)),
+                            "Held-out points (dropout, jitter).", cache=False)
+    validation: tuple = option((), "Validation points (tuning only).", cache=False)
+
+
+class MoonsDropout2D(MoonsDropout):
+    """Two training hyperparameters at once: the dropout rate and the standard deviation of Gaussian
+    jitter added to each training point (data augmentation, in the standardised units of the data),
+    both per example. Dropout spreads and shifts the generated moons; jitter blurs them into the gap
+    (docs/dev/multi_lambda.md has the measurement of each axis's effect)."""
+
+    name: ClassVar[str] = "moons-dropout-2d"
+    description: ClassVar[str] = ("Class-conditional DDPM on two moons; λ = (dropout rate, augmentation jitter) "
+                                  "(2 hyperparameters).")
+    Config = MoonsDropout2DConfig
+    in_default_suite: ClassVar[bool] = False
+
+    @property
+    def hyperparameter(self) -> Hyperparameter:
+        raise multi_axis_error(self)
+
+    @property
+    def hyperparameters(self) -> HyperparameterSpace:
+        return HyperparameterSpace((Hyperparameter("dropout", 0.0, 0.99, Clock.IDENTITY),
+                                    Hyperparameter("jitter", 0.0, 0.3, Clock.IDENTITY)))
+
+    def _split(self, lam: Tensor) -> tuple[Tensor, Tensor | None]:
+        lam = lam.reshape(-1, 2)
+        return lam[:, 0].contiguous(), lam[:, 1].contiguous()

@@ -20,8 +20,8 @@ from typing import ClassVar
 import torch
 from torch import Tensor, nn
 
-from hti_bench.clock import Clock, Hyperparameter
-from hti_bench.task import TrainedTask, TrainedTaskConfig, option
+from hti_bench.clock import Clock, Hyperparameter, HyperparameterSpace
+from hti_bench.task import TrainedTask, TrainedTaskConfig, multi_axis_error, option
 
 _TRUE_W = (1.0, -2.0, 0.5)
 
@@ -84,4 +84,53 @@ class NoisyRegression(TrainedTask):
         x, y = self.training_data()
         x, y = x.double(), y.double()
         a = x.T @ x / x.shape[0] + float(lam) * torch.eye(x.shape[1], dtype=torch.float64)
+        return torch.linalg.solve(a, x.T @ y / x.shape[0]).float()
+
+
+@dataclasses.dataclass(frozen=True)
+class NoisyRegression2DConfig(NoisyRegressionConfig):
+    anchors: tuple = option((), "Anchor points (noise variance of features 1–2, of feature 3); empty: `design`.")
+    design: str = option("grid:3x3", "Anchor design when `anchors` is empty: grid:<n>x<m> or sobol:<N>.", cache=False)
+    design_box: tuple = option(((0.1, 10.0), (0.1, 10.0)), "The box the design spans, (low, high) per axis.",
+                               cache=False)
+    heldout: tuple = option(((0.3, 3.0), (3.0, 0.3), (0.3, 0.3), (3.0, 3.0)), "Held-out points.", cache=False)
+    validation: tuple = option((), "Validation points (tuning only).", cache=False)
+
+
+class NoisyRegression2D(NoisyRegression):
+    """Two noise variances at once: features 1–2 are perturbed with variance λ₁, feature 3 with λ₂, so
+    the expected loss is the squared error plus wᵀ diag(λ₁, λ₁, λ₂) w, a ridge with two penalties whose
+    best response is closed-form: w*(λ) = (XᵀX/N + diag(λ₁, λ₁, λ₂))⁻¹ Xᵀy / N. The sanity task of
+    vector-λ best response (a hypernetwork over (λ₁, λ₂) that does not approach w*(λ) here is broken)."""
+
+    name: ClassVar[str] = "noisy-regression-2d"
+    description: ClassVar[str] = ("Synthetic, 2 hyperparameters: linear regression with two input-noise variances "
+                                  "(≡ ridge with two penalties); closed-form best response.")
+    Config = NoisyRegression2DConfig
+
+    @property
+    def hyperparameter(self) -> Hyperparameter:
+        raise multi_axis_error(self)
+
+    @property
+    def hyperparameters(self) -> HyperparameterSpace:
+        return HyperparameterSpace((Hyperparameter("noise_variance_12", 1e-3, 100.0, Clock.LOG),
+                                    Hyperparameter("noise_variance_3", 1e-3, 100.0, Clock.LOG)))
+
+    def _variances(self, lam: Tensor) -> Tensor:
+        lam = lam.reshape(-1, 2)
+        return torch.stack([lam[:, 0], lam[:, 0], lam[:, 1]], dim=1)
+
+    def per_example_loss(self, network: nn.Module, batch: Sequence[Tensor], lam: Tensor) -> Tensor:
+        """Squared error on the input, features perturbed with their own variance (per example)."""
+        x, y = batch[0], batch[1]
+        noisy = x + self._variances(lam).sqrt() * torch.randn_like(x)
+        return (network(noisy)[:, 0] - y) ** 2
+
+    def best_response(self, lam: tuple[float, float]) -> Tensor:
+        """The two-penalty ridge solution w*(λ), shape (3,)."""
+        x, y = self.training_data()
+        x, y = x.double(), y.double()
+        penalty = torch.diag(self._variances(torch.tensor(lam, dtype=torch.float64))[0])
+        a = x.T @ x / x.shape[0] + penalty
         return torch.linalg.solve(a, x.T @ y / x.shape[0]).float()

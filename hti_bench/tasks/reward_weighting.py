@@ -25,8 +25,8 @@ from typing import ClassVar
 import torch
 from torch import Tensor, nn
 
-from hti_bench.clock import Clock, Hyperparameter
-from hti_bench.task import TrainedTask, TrainedTaskConfig, option
+from hti_bench.clock import Clock, Hyperparameter, HyperparameterSpace
+from hti_bench.task import TrainedTask, TrainedTaskConfig, multi_axis_error, option
 
 DT = 0.1
 
@@ -102,16 +102,22 @@ class RewardWeighting(TrainedTask):
     def per_example_loss(self, network: nn.Module, batch: Sequence[Tensor], lam: Tensor) -> Tensor:
         """Negative λ-weighted return of one episode from each start state, minus the entropy bonus."""
         state = batch[0]
-        lam = lam.reshape(-1)
+        effort_weight, speed_weight = self._weights(lam)
         loss = torch.zeros(state.shape[0], device=state.device)
         for _ in range(int(self.config.horizon)):
             mean, log_std = network(state)
             action = mean + log_std.exp() * torch.randn_like(mean)
             state = step(state, action)
             dist = (state[:, 0:2] - state[:, 4:6]).pow(2).sum(dim=1)
-            effort = action.pow(2).sum(dim=1)
-            loss = loss + DT * (dist + lam * effort) - self.config.entropy * DT * log_std.sum(dim=1)
+            cost = dist + effort_weight * action.pow(2).sum(dim=1)
+            if speed_weight is not None:
+                cost = cost + speed_weight * state[:, 2:4].pow(2).sum(dim=1)
+            loss = loss + DT * cost - self.config.entropy * DT * log_std.sum(dim=1)
         return loss
+
+    def _weights(self, lam: Tensor) -> tuple[Tensor, Tensor | None]:
+        """(effort weight (B,), speed weight (B,) or None) of each example's λ."""
+        return lam.reshape(-1), None
 
     def sample_network(self, network: nn.Module, conditions: Tensor, n: int, generator: torch.Generator) -> Tensor:
         mean, log_std = network(torch.as_tensor(conditions, dtype=torch.float32))
@@ -123,5 +129,43 @@ class RewardWeighting(TrainedTask):
         states = conditions.repeat_interleave(n, dim=0)
         actions = samples.reshape(m * n, 2)
         after = step(states, actions)
-        reward = -(after[:, 0:2] - after[:, 4:6]).pow(2).sum(dim=1) - float(lam) * actions.pow(2).sum(dim=1)
+        effort_weight, speed_weight = self._weights(torch.as_tensor(lam, dtype=torch.float64).reshape(1, -1))
+        reward = -(after[:, 0:2] - after[:, 4:6]).pow(2).sum(dim=1) - float(effort_weight[0]) * actions.pow(2).sum(dim=1)
+        if speed_weight is not None:
+            reward = reward - float(speed_weight[0]) * after[:, 2:4].pow(2).sum(dim=1)
         return {"step_reward": float(reward.mean())}
+
+
+@dataclasses.dataclass(frozen=True)
+class RewardWeighting2DConfig(RewardWeightingConfig):
+    anchors: tuple = option((), "Anchor points (effort, speed); empty: the points of `design`.")
+    design: str = option("grid:3x3", "Anchor design when `anchors` is empty: grid:<n>x<m> or sobol:<N> "
+                         "(corners included), over the whole box.", cache=False)
+    heldout: tuple = option(((0.3, 0.5), (0.3, 1.5), (1.0, 0.5), (1.0, 1.5), (0.2, 1.0), (1.8, 1.0)),
+                            "Held-out points (effort, speed).", cache=False)
+
+
+class RewardWeighting2D(RewardWeighting):
+    """Two reward weights at once: r = r_task + λ_effort·r_effort + λ_speed·r_speed, the second
+    penalising the point mass's speed −‖v‖² after each step. Effort makes the policy push less;
+    speed makes it brake (actions against the current velocity), so the two weights move the action
+    distribution in different directions (docs/dev/multi_lambda.md has the measurement)."""
+
+    name: ClassVar[str] = "reward-weighting-2d"
+    description: ClassVar[str] = ("Gaussian policy for a 2-D point mass; λ = (effort, speed) weights of two reward "
+                                  "penalties (2 hyperparameters).")
+    Config = RewardWeighting2DConfig
+
+    @property
+    def hyperparameter(self) -> Hyperparameter:
+        raise multi_axis_error(self)
+
+    @property
+    def hyperparameters(self) -> HyperparameterSpace:
+        # Effort on a log clock: the 1-D task's anchors 0.1, 1, 3 already say its effect is logarithmic.
+        return HyperparameterSpace((Hyperparameter("effort", 0.1, 3.0, Clock.LOG),
+                                    Hyperparameter("speed", 0.0, 2.0, Clock.IDENTITY)))
+
+    def _weights(self, lam: Tensor) -> tuple[Tensor, Tensor | None]:
+        lam = lam.reshape(-1, 2)
+        return lam[:, 0], lam[:, 1]

@@ -117,8 +117,9 @@ class FlowData:
         Standardised anchor samples: (samples − mean) / scale, one scale for all dimensions.
     x : Tensor (M, C')
         Encoded conditions (see :class:`~hti_bench.toolkit.nets.ConditionEncoder`).
-    tau : Tensor (K,)
-        Anchor positions on the task's clock, rescaled so the first anchor is 0 and the last is 1.
+    tau : Tensor (K,), or (K, d) for d > 1 hyperparameters
+        Anchor positions on the task's clock, rescaled so the first anchor is 0 and the last is 1
+        (for d > 1: in unit clock time, each axis rescaled so the anchors' box is [0, 1]).
     """
 
     def __init__(self, anchors: AnchorSet, device: torch.device) -> None:
@@ -134,8 +135,13 @@ class FlowData:
         self.encoder = ConditionEncoder(anchors.conditions, anchors.categorical)
         self.y = ((anchors.samples.float() - self.mean) / self.scale).to(device)
         self.x = self.encoder(anchors.conditions).to(device)
-        times = torch.tensor(anchors.times, dtype=torch.float64)
-        self.tau = ((times - times[0]) / (times[-1] - times[0])).float().to(device)
+        if anchors.d > 1:
+            points = anchors.unit_points.double()
+            self._box = (points.min(0).values, points.max(0).values)
+            self.tau = self._in_box(points).float().to(device)
+        else:
+            times = torch.tensor(anchors.times, dtype=torch.float64)
+            self.tau = ((times - times[0]) / (times[-1] - times[0])).float().to(device)
         self._partners: dict[tuple[int, int, str], Tensor] = {}
 
     # ------------------------------------------------------------------ units
@@ -146,8 +152,15 @@ class FlowData:
     def restore(self, y: Tensor) -> Tensor:
         return y.cpu() * self.scale + self.mean
 
+    def _in_box(self, points: Tensor) -> Tensor:
+        lo, hi = self._box
+        return (points - lo) / (hi - lo).clamp_min(1e-12)
+
     def tau_of(self, lam: float) -> float:
-        """λ → its position on the rescaled clock (0 at the first anchor, 1 at the last)."""
+        """λ → its position on the rescaled clock (0 at the first anchor, 1 at the last); for d > 1, a
+        (d,) tensor in the anchors' box rescaled to [0, 1]²."""
+        if self.anchors.d > 1:
+            return self._in_box(self.anchors.unit(lam).double()).float().to(self.device)
         times = self.anchors.times
         return (self.anchors.hyperparameter.to_time(float(lam)) - times[0]) / (times[-1] - times[0])
 

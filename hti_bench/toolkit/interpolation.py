@@ -1,7 +1,9 @@
 """Shared machinery of surrogates that answer from anchor samples at the query conditions.
 
 Subclasses implement :meth:`AnchorInterpolator.interpolate` for one condition and one anchor
-interval; this class does the bookkeeping: storing the anchors, locating λ on the clock, finding each
+interval (and, to run on tasks of several hyperparameters, :meth:`AnchorInterpolator.interpolate_simplex`
+for the anchor simplex around a point); this class does the bookkeeping: storing the anchors, locating λ on
+the clock (or, for d > 1, the enclosing simplex and its barycentric weights), finding each
 query condition among the anchor conditions (or, for rows the anchor networks were not run on,
 running them there through the anchor oracle and preparing those rows afresh), and seeding.
 """
@@ -45,15 +47,38 @@ class AnchorInterpolator(Surrogate):
         conditions should not pay a Python loop (quantile has 64 evaluation conditions of 4 samples)."""
         return torch.stack([self.interpolate(k, s, int(i), n, generator) for i in index])
 
+    def interpolate_simplex(self, vertices: tuple[int, ...], weights: tuple[float, ...], index: Tensor, n: int,
+                            generator: torch.Generator) -> Tensor:
+        """d > 1: n samples (C, n, D) for each anchor condition index in ``index`` at the point whose
+        barycentric weights over the anchors ``vertices`` (indices into the anchor set, the Delaunay
+        simplex around it in unit clock time) are ``weights``. Implement it and set
+        ``supports_multi = True`` to run on tasks of several hyperparameters."""
+        raise NotImplementedError(f"{type(self).__name__} has no interpolate_simplex (supports_multi = False)")
+
+    def interpolate_point(self, lam: tuple[float, ...], index: Tensor, n: int, generator: torch.Generator) -> Tensor:
+        """d > 1: samples (C, n, D) at the point λ. The default finds the anchor simplex around λ and calls
+        :meth:`interpolate_simplex`; override for a rule that is not simplex-based (nearest anchor)."""
+        vertices, weights = self.anchors_.simplex(lam)
+        return self.interpolate_simplex(vertices, weights, index, n, generator)
+
     def sample(self, lam: float, conditions: Tensor, n: int, seed: int) -> Tensor:
         self.check_sample_args(n)
-        k, s = self.anchors_.locate(lam)
+        if self.anchors_.d > 1:
+            self.anchors_.simplex(lam)  # refuses a point outside the anchors' hull before any work
+
+            def answer(model: AnchorInterpolator, index: Tensor) -> Tensor:
+                return model.interpolate_point(lam, index, int(n), self.generator(seed))
+        else:
+            k, s = self.anchors_.locate(lam)
+
+            def answer(model: AnchorInterpolator, index: Tensor) -> Tensor:
+                return model.interpolate_many(k, s, index, int(n), self.generator(seed))
         index = self.anchors_.lookup(conditions)
         if bool((index >= 0).all()):
-            return self.interpolate_many(k, s, index, int(n), self.generator(seed))
+            return answer(self, index)
         # Open conditions: the same method on an anchor set of just the query rows, from the oracle.
         local, index = self.anchors_.restrict(conditions, seed)
         shadow = copy.copy(self)
         shadow.anchors_ = local
         shadow.prepare(local)
-        return shadow.interpolate_many(k, s, index, int(n), self.generator(seed))
+        return answer(shadow, index)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -71,6 +72,36 @@ class LambdaAxis:
         eps = torch.randn(n, generator=gen)
         t = self.t_of_u(center_u + scale * eps)
         return self.lam(t), self.s(t)
+
+
+class BoxAxes:
+    """λ's coordinates for best-response models on a task of d > 1 hyperparameters: one
+    :class:`LambdaAxis` per axis, each spanning the anchors' extent along it, so ``s`` is (…, d) with
+    every coordinate in [−1, 1] over the anchors' bounding box (which anchor designs make their hull)."""
+
+    def __init__(self, space: Any, anchors: Sequence[Sequence[float]]) -> None:
+        self.axes = [LambdaAxis(hp, min(a[i] for a in anchors), max(a[i] for a in anchors))
+                     for i, hp in enumerate(space.axes)]
+
+    @property
+    def d(self) -> int:
+        return len(self.axes)
+
+    def s_of_lam(self, lam: Sequence[float]) -> list[float]:
+        return [axis.s_of_lam(v) for axis, v in zip(self.axes, lam)]
+
+    def uniform(self, n: int, gen: torch.Generator) -> tuple[Tensor, Tensor]:
+        """n points drawn uniformly over the anchors' box on the clocks: (λ (n, d), s (n, d))."""
+        draws = [axis.uniform(n, gen) for axis in self.axes]
+        return torch.stack([lam for lam, _ in draws], dim=1), torch.stack([s for _, s in draws], dim=1)
+
+
+def make_axis(hyperparameter: Any, anchors: Any) -> LambdaAxis | BoxAxes:
+    """The coordinates of an anchor set's λ: a :class:`LambdaAxis` over the anchor range (d = 1) or
+    :class:`BoxAxes` over the anchors' box (d > 1)."""
+    if anchors.d > 1:
+        return BoxAxes(anchors.space, anchors.lambdas)
+    return LambdaAxis(hyperparameter, anchors.lambdas[0], anchors.lambdas[-1])
 
 
 class BatchStream:

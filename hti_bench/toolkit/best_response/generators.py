@@ -13,18 +13,18 @@ from hti_bench.toolkit.best_response.functional import parameter_shapes
 class HyperGenerator(nn.Module):
     """Hypernetwork h_φ(λ) → every weight of the target network (Lorraine & Duvenaud's global scheme).
 
-    s → MLP (``width``, SiLU) → e(s) ∈ ℝ^r → w(s) = w_init + U e(s), U of shape (|w|, r): a full
+    s (one coordinate per hyperparameter, ``n_inputs``) → MLP (``width``, SiLU) → e(s) ∈ ℝ^r → w(s) = w_init + U e(s), U of shape (|w|, r): a full
     output layer whose input is a rank-r code, so the emitted weights lie in an r-dimensional affine
     subspace around the network's own initialisation. Cost r·|w| parameters; for large targets
     lower ``rank`` (the output layer dominates).
     """
 
-    def __init__(self, network: nn.Module, width: int, rank: int, gen: torch.Generator) -> None:
+    def __init__(self, network: nn.Module, width: int, rank: int, gen: torch.Generator, n_inputs: int = 1) -> None:
         super().__init__()
         self.shapes = parameter_shapes(network)
         init = [p.detach().reshape(-1) for p in network.parameters()]
         self.base = nn.Parameter(torch.cat(init).clone())
-        self.code = nn.Sequential(nn.Linear(1, width), nn.SiLU(), nn.Linear(width, width), nn.SiLU(), nn.Linear(width, rank))
+        self.code = nn.Sequential(nn.Linear(n_inputs, width), nn.SiLU(), nn.Linear(width, width), nn.SiLU(), nn.Linear(width, rank))
         # Each weight block's response starts at a tenth of its initial spread: big enough to carry
         # gradient to the code network, small enough that w(s) ≈ w_init everywhere at step 0.
         blocks = []

@@ -9,7 +9,7 @@ from torch import Tensor
 
 from hti_bench.errors import ConfigError
 from hti_bench.surrogate import Surrogate
-from hti_bench.toolkit.best_response.axis import LambdaAxis
+from hti_bench.toolkit.best_response.axis import LambdaAxis, make_axis
 
 if TYPE_CHECKING:
     from typing import Self
@@ -52,7 +52,7 @@ class BestResponseSurrogate(Surrogate):
             )
         self.check_params()
         self.anchors_ = anchors
-        self.axis_ = LambdaAxis(task.hyperparameter, anchors.lambdas[0], anchors.lambdas[-1])
+        self.axis_ = make_axis(task.hyperparameter if anchors.d == 1 else None, anchors)
         self.task_ = task
         with seeded(torch.device("cpu"), seed) as gen:
             self._fit(task, self.axis_, gen)
@@ -99,9 +99,9 @@ class BestResponseSurrogate(Surrogate):
 
         def loss_fn(step: int) -> Tensor:
             batch, groups, k = self._grouped(next(batches))
-            lam, s = axis.uniform(groups, gen)
-            with self.net_.at(s[:, None]):
-                return task.per_example_loss(self.net_, batch, lam.repeat_interleave(k)).mean()
+            lam, s = axis.uniform(groups, gen)  # (G,) each, or (G, d) for several hyperparameters
+            with self.net_.at(s if s.ndim == 2 else s[:, None]):
+                return task.per_example_loss(self.net_, batch, lam.repeat_interleave(k, dim=0)).mean()
 
         steps = self._steps(task, int(data[0].shape[0]))
         self.losses_ = training.train_loop(generator.parameters(), loss_fn, steps=steps, lr=self._lr(task), clip=self.clip)
@@ -125,7 +125,8 @@ class BestResponseSurrogate(Surrogate):
 
     def sample(self, lam: float, conditions: Tensor, n: int, seed: int) -> Tensor:
         self.check_sample_args(n)
-        self.anchors_.locate(lam)  # trained over the anchor range only
+        # Trained over the anchor range (the anchors' box for d > 1) only.
+        self.anchors_.simplex(lam) if self.anchors_.d > 1 else self.anchors_.locate(lam)
         net = self.net_.eval()
         with torch.no_grad(), self._at(lam):
             out = self.task_.sample_network(net, torch.as_tensor(conditions, dtype=torch.float32), int(n), self.generator(seed))

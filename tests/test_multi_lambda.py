@@ -1,0 +1,173 @@
+"""Several hyperparameters at once (issue 20): tasks of d = 2 axes end to end, the barycenter, vector-λ
+best response, and the skip reasons of one-dimensional surrogates."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from hti_bench.errors import ConfigError
+from hti_bench.harness.registry import make_surrogate, make_task
+from hti_bench.harness.results import SCHEMA_VERSION, parse_anchors
+from hti_bench.harness.runner import run
+from hti_bench.harness.targets import TargetCache
+from hti_bench.harness.unit import build_anchor_set, evaluate
+from hti_bench.view import TaskView
+
+from baselines.barycenter import barycenter
+
+BEST_RESPONSE = frozenset({"training_loss", "architecture"})
+
+
+def _sqrtm(a: np.ndarray) -> np.ndarray:
+    vals, vecs = np.linalg.eigh(a)
+    return (vecs * np.sqrt(np.clip(vals, 0, None))) @ vecs.T
+
+
+def bures_barycenter(covs: list[np.ndarray], weights: list[float], iterations: int = 200) -> np.ndarray:
+    """The W₂ barycenter's covariance of centred Gaussians: the fixed point S = Σ w (S½ Σ S½)½
+    (Álvarez-Esteban et al. 2016's iteration, which converges to it)."""
+    s = sum(w * c for w, c in zip(weights, covs))
+    for _ in range(iterations):
+        root = _sqrtm(s)
+        inv = np.linalg.inv(root)
+        inner = sum(w * _sqrtm(root @ c @ root) for w, c in zip(weights, covs))
+        s = inv @ inner @ inner @ inv
+    return s
+
+
+def test_a_two_hyperparameter_task_declares_its_space_and_refuses_bad_points():
+    task = make_task("gaussian-plane")
+    assert task.d == 2 and task.hyperparameters.names == ("a", "b")
+    assert len(task.anchors) == 9 and (0.5, 0.5) in task.anchors  # grid:3x3 over the box
+    with pytest.raises(ConfigError, match="hyperparameters"):
+        task.hyperparameter  # noqa: B018: a d > 1 task has no single axis
+    assert len(make_task("gaussian-plane[design=sobol:7]").anchors) == 7
+    with pytest.raises(ConfigError, match="convex hull"):
+        make_task("gaussian-plane[anchors=[[0,0],[1,0],[0,1]],heldout=[[0.9,0.9]]]")
+    with pytest.raises(ConfigError, match="also an anchor"):
+        make_task("gaussian-plane[heldout=[[0.5,0.5]]]")
+    with pytest.raises(ConfigError, match="b=2.0 is outside"):
+        make_task("gaussian-plane[heldout=[[0.5,2.0]]]")
+    with pytest.raises(ConfigError, match="unknown anchor design"):
+        make_task("gaussian-plane[design=lattice:9]").anchors  # noqa: B018
+    with pytest.raises(ConfigError, match="point of 2 values"):
+        make_task("gaussian-plane[heldout=[0.5]]")
+
+
+def test_the_barycenter_of_gaussians_is_the_bures_barycenter():
+    gen = torch.Generator().manual_seed(0)
+    covs = [np.array([[1.0, 0.6], [0.6, 0.8]]), np.array([[0.3, -0.2], [-0.2, 1.5]]), np.array([[2.0, 0.0], [0.0, 0.2]])]
+    means = [np.array([0.0, 0.0]), np.array([3.0, 1.0]), np.array([-1.0, 2.0])]
+    weights = [0.5, 0.3, 0.2]
+    n = 1500
+    sets = []
+    for m, c in zip(means, covs):
+        z = torch.randn(n, 2, generator=gen, dtype=torch.float64).numpy()
+        sets.append(torch.as_tensor(m + z @ np.linalg.cholesky(c).T, dtype=torch.float32))
+    out = barycenter(torch.stack(sets), weights).double().numpy()
+    expected_cov = bures_barycenter(covs, weights)
+    expected_mean = sum(w * m for w, m in zip(weights, means))
+    assert np.abs(out.mean(0) - expected_mean).max() < 0.08
+    assert np.abs(np.cov(out.T) - expected_cov).max() < 0.1 * np.abs(expected_cov).max()
+    # the mixture of the same sets (what the mixture baseline answers) is far from it: the test can fail
+    mix = np.cov(torch.cat([s[: int(w * n)] for s, w in zip(sets, weights)]).double().numpy().T)
+    assert np.abs(mix - expected_cov).max() > 0.5 * np.abs(expected_cov).max()
+    # With two sets the barycenter is the displacement interpolation (mccann) of the exact coupling.
+    from hti_bench.toolkit.transport import exact_coupling
+
+    plan = exact_coupling(sets[0][:300], sets[1][:300])
+    mccann = 0.7 * sets[0][:300][plan.rows] + 0.3 * sets[1][:300][plan.cols]
+    two = barycenter(torch.stack([sets[0][:300], sets[1][:300]]), (0.7, 0.3))
+    assert torch.allclose(torch.sort(two[:, 0]).values, torch.sort(mccann[:, 0]).values, atol=1e-3)
+
+
+def test_one_output_dimension_uses_the_exact_quantile_average():
+    a = torch.tensor([[0.0], [1.0], [2.0]])
+    b = torch.tensor([[10.0], [30.0], [20.0]])
+    out = barycenter(torch.stack([a, b]), (0.75, 0.25))
+    assert torch.allclose(out[:, 0], torch.tensor([2.5, 5.75, 9.0]))
+
+
+def test_gaussian_plane_end_to_end_the_barycenter_is_at_the_floor_and_rows_carry_the_point(tmp_path):
+    results = run(["gaussian-plane"], ["nearest-anchor", "mixture", "barycenter", "mccann", "cfm"], seeds=[0],
+                  results_dir=tmp_path, jobs=1, progress=False)
+    df = pd.read_csv(tmp_path / "results.csv")
+    ok = df[df.status == "ok"]
+    assert set(ok.surrogate) == {"nearest-anchor", "mixture", "barycenter"}
+    assert (df.d == 2).all() and (df.schema_version == SCHEMA_VERSION).all()
+    assert set(ok.lambda_heldout) == set(range(6))  # the point's index; the point itself beside it
+    assert {"lambda_a", "lambda_b", "lambda_point", "anchor_distance"} <= set(df.columns)
+    assert ok[ok.lambda_heldout == 4].lambda_point.iloc[0] == "0.5;0.3"
+    assert len(parse_anchors(df.anchors.iloc[0])) == 9 and parse_anchors(df.anchors.iloc[0])[0] == (0.0, 0.0)
+    w2 = ok.groupby("surrogate").w2.mean()
+    floor = ok.floor_w2.mean()
+    assert w2["barycenter"] < 1.2 * floor  # exact here: a plane of Gaussians
+    assert w2["barycenter"] < w2["mixture"] < w2["nearest-anchor"]
+    skipped = df[df.surrogate.isin(["mccann", "cfm"])]
+    assert (skipped.status == "skipped").all()
+    assert skipped.error.str.contains("one-dimensional: the task has 2 hyperparameters").all()
+    assert results is not None
+
+
+def test_barycenter_is_skipped_with_the_reason_on_one_hyperparameter():
+    task = make_task("gaussian-path")
+    result = evaluate(task, "barycenter", 0)
+    assert result.status == "skipped" and "that is mccann" in result.error
+
+
+def test_the_anchor_oracle_answers_at_new_states_on_a_plane():
+    task = make_task("gaussian-plane")
+    anchors = build_anchor_set(task, 0)
+    view = TaskView(task)
+    import dataclasses
+
+    anchors = dataclasses.replace(anchors, oracle=view.anchor_samples)
+    model = make_surrogate("barycenter").fit(anchors, view, seed=0)
+    out = model.sample((0.5, 0.3), torch.tensor([[1.0], [1.5]]), 7, 0)  # row 1.5 was never an anchor condition
+    assert out.shape == (2, 7, 2) and torch.isfinite(out).all()
+    with pytest.raises(ValueError, match="outside"):
+        make_surrogate("mixture").fit(anchors, view).sample((1.5, 0.3), anchors.conditions, 3, 0)
+
+
+@pytest.fixture(scope="module")
+def ridge2(tmp_path_factory):
+    import os
+
+    os.environ["HTI_BENCH_CACHE"] = str(tmp_path_factory.mktemp("ridge2-cache"))
+    task = make_task("noisy-regression-2d", cache=TargetCache())
+    return task, build_anchor_set(task, seed=0)
+
+
+def test_the_two_penalty_ridge_task_is_what_it_claims(ridge2):
+    task, _ = ridge2
+    x, y = task.training_data()
+    net = task.build_network()
+    lam = (2.0, 0.5)
+    torch.manual_seed(0)
+    with torch.no_grad():
+        mc = torch.stack([task.per_example_loss(net, (x, y), torch.tensor([lam] * len(y))).mean()
+                          for _ in range(400)]).mean()
+    w = net.weight.detach()[0]
+    exact = ((x @ w - y) ** 2).mean() + 2.0 * w[:2].pow(2).sum() + 0.5 * w[2] ** 2
+    assert abs(float(mc) - float(exact)) < 0.02 * float(exact)
+    for a in task.anchors[:3]:
+        assert float((task.network(a).weight.detach()[0] - task.best_response(a)).norm()
+                     / task.best_response(a).norm()) < 0.2
+
+
+def test_a_vector_lambda_hypernetwork_approaches_the_closed_form_best_response(ridge2):
+    task, anchors = ridge2
+    view = TaskView(task, BEST_RESPONSE)
+    untrained = make_surrogate("hypernetwork[epochs=1,lr=0.01]").fit(anchors, TaskView(task, BEST_RESPONSE), seed=0)
+    trained = make_surrogate("hypernetwork[epochs=600,lr=0.01]").fit(anchors, view, seed=0)
+    for lam in task.heldout:
+        best = task.best_response(lam)
+        err = float((trained.weights(lam)["weight"][0] - best).norm() / best.norm())
+        assert err < 0.08, f"hypernetwork at λ={lam}: {err:.3f} from the two-penalty ridge solution"
+        assert float((untrained.weights(lam)["weight"][0] - best).norm() / best.norm()) > 3 * err
+    # The two axes matter separately: swapping them changes the answer as the closed form does.
+    a, b = trained.weights((0.3, 3.0))["weight"][0], trained.weights((3.0, 0.3))["weight"][0]
+    assert float((a - b).norm()) > 0.5 * float((task.best_response((0.3, 3.0)) - task.best_response((3.0, 0.3))).norm())
