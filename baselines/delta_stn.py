@@ -83,12 +83,17 @@ class DeltaSTN(StnBase):
         general = training.adam(response.general_parameters(), self._lr(task))
         respond = training.adam(response.response_parameters(), self._lr(task))
         schedules = training.cosine(general, steps), training.cosine(respond, steps)
-        lam0 = float(axis.lam(torch.tensor(center_time(self, axis))))
+        center = center_time(self, axis)
+        multi = self.anchors_.d > 1
+        lam0 = axis.lam(center) if multi else float(axis.lam(torch.tensor(center)))
+        zero = torch.zeros(1, self.anchors_.d)
         losses, sigmas = [], []
         for step in range(steps):
             batch = next(batches)
-            with self.net_.at(torch.zeros(1, 1)):  # h = 0: exactly w0
-                loss0 = task.per_example_loss(self.net_, batch, torch.full((batch[0].shape[0],), lam0)).mean()
+            with self.net_.at(zero):  # h = 0: exactly w0
+                rows = batch[0].shape[0]
+                at0 = lam0.expand(rows, -1).contiguous() if multi else torch.full((rows,), lam0)
+                loss0 = task.per_example_loss(self.net_, batch, at0).mean()
             training.step(general, loss0, clip=self.clip, schedule=schedules[0], at=step)
             loss = self._perturbed_loss(task, axis, batch, gen, scale=self.scale_.sigma.detach())
             training.step(respond, loss, clip=self.clip, schedule=schedules[1], at=step)
@@ -99,7 +104,7 @@ class DeltaSTN(StnBase):
     @contextmanager
     def _at(self, lam: float):
         if self.sample_response == "linear":
-            with self.net_.at(torch.zeros(1, 1), linearize=self._inputs(lam)):
+            with self.net_.at(torch.zeros(1, self.anchors_.d), linearize=self._inputs(lam)):
                 yield
         else:
             with self.net_.at(self._inputs(lam)):

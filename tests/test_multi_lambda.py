@@ -171,3 +171,28 @@ def test_a_vector_lambda_hypernetwork_approaches_the_closed_form_best_response(r
     # The two axes matter separately: swapping them changes the answer as the closed form does.
     a, b = trained.weights((0.3, 3.0))["weight"][0], trained.weights((3.0, 0.3))["weight"][0]
     assert float((a - b).norm()) > 0.5 * float((task.best_response((0.3, 3.0)) - task.best_response((3.0, 0.3))).norm())
+
+
+def test_vector_lambda_stn_and_delta_stn_respond_along_both_axes(ridge2):
+    task, anchors = ridge2
+
+    def error(model, lam):
+        best = task.best_response(lam)
+        return float((model.weights(lam)["weight"][0] - best).norm() / best.norm())
+
+    def nearest_error(lam):
+        best = task.best_response(lam)
+        net = task.network(task.anchors[anchors.nearest(lam)])
+        return float((net.weight.detach()[0] - best).norm() / best.norm())
+
+    baseline = np.mean([nearest_error(lam) for lam in task.heldout])
+    for spec in ("stn[epochs=300,lr=0.01]", "delta-stn[epochs=300,lr=0.01]"):
+        model = make_surrogate(spec).fit(anchors, TaskView(task, BEST_RESPONSE), seed=0)
+        assert len(model.sigmas_[-1]) == 2  # one perturbation scale per hyperparameter
+        ours = np.mean([error(model, lam) for lam in task.heldout])
+        assert ours < 0.7 * baseline, f"{spec}: mean error {ours:.3f}, the nearest anchor's network {baseline:.3f}"
+    # Δ-STN at its centre (the middle of the anchors' box) is exactly its w0
+    d = make_surrogate("delta-stn[epochs=5,lr=0.01]").fit(anchors, TaskView(task, BEST_RESPONSE), seed=0)
+    general = dict(zip(d.net_.generator.names, d.net_.generator.general_parameters()))
+    assert torch.equal(d.weights((1.0, 1.0))["weight"], general["weight"].detach())
+    assert not torch.equal(d.weights((0.3, 3.0))["weight"], general["weight"].detach())

@@ -95,6 +95,32 @@ class BoxAxes:
         draws = [axis.uniform(n, gen) for axis in self.axes]
         return torch.stack([lam for lam, _ in draws], dim=1), torch.stack([s for _, s in draws], dim=1)
 
+    # The STN's coordinates, per axis: t (clock time), u (unconstrained), s (generator input), each (…, d).
+
+    def time(self, lam: Tensor) -> Tensor:
+        lam = torch.as_tensor(lam, dtype=torch.float32)
+        return torch.stack([axis.time(lam[..., i]) for i, axis in enumerate(self.axes)], dim=-1)
+
+    def lam(self, t: Tensor) -> Tensor:
+        return torch.stack([axis.lam(t[..., i]) for i, axis in enumerate(self.axes)], dim=-1)
+
+    def s(self, t: Tensor) -> Tensor:
+        return torch.stack([axis.s(t[..., i]) for i, axis in enumerate(self.axes)], dim=-1)
+
+    def u(self, t: Tensor) -> Tensor:
+        return torch.stack([axis.u(t[..., i]) for i, axis in enumerate(self.axes)], dim=-1)
+
+    def middle(self) -> Tensor:
+        """Clock times (d,) of the middle of the anchors' box."""
+        return torch.tensor([0.5 * (a.t_first + a.t_last) for a in self.axes])
+
+    def perturbed(self, center_u: Tensor, scale: Tensor, n: int, gen: torch.Generator) -> tuple[Tensor, Tensor]:
+        """The STN's draws per axis, λ̃_i = u_i⁻¹(u0_i + σ_i ε_i), ε ~ N(0, I_d): (λ̃ (n, d), s̃ (n, d))."""
+        eps = torch.randn(n, self.d, generator=gen)
+        u = center_u + scale * eps
+        t = torch.stack([axis.t_of_u(u[:, i]) for i, axis in enumerate(self.axes)], dim=1)
+        return self.lam(t), self.s(t)
+
 
 def make_axis(hyperparameter: Any, anchors: Any) -> LambdaAxis | BoxAxes:
     """The coordinates of an anchor set's λ: a :class:`LambdaAxis` over the anchor range (d = 1) or

@@ -14,7 +14,7 @@ from torch import Tensor, nn
 
 from hti_bench.errors import ConfigError
 from hti_bench.toolkit import training
-from hti_bench.toolkit.best_response.axis import BatchStream, LambdaAxis, split_training_data
+from hti_bench.toolkit.best_response.axis import BatchStream, BoxAxes, LambdaAxis, split_training_data
 from hti_bench.toolkit.best_response.functional import FunctionalNetwork
 from hti_bench.toolkit.best_response.generators import StructuredResponse
 from hti_bench.toolkit.best_response.surrogate import BestResponseSurrogate
@@ -31,10 +31,12 @@ class PerturbationScale(nn.Module):
     collapses and the response is unidentified; τ sets how local the response stays.
     """
 
-    def __init__(self, sigma0: float, center_u: float, tau: float, lr: float) -> None:
+    def __init__(self, sigma0: float, center_u: float | Tensor, tau: float, lr: float) -> None:
         super().__init__()
-        self.rho = nn.Parameter(torch.tensor(math.log(math.expm1(sigma0))))
-        self.center_u = torch.tensor(float(center_u))
+        # One σ per hyperparameter (a scalar for one): each axis's perturbations have their own scale.
+        center_u = torch.as_tensor(center_u, dtype=torch.float32)
+        self.rho = nn.Parameter(torch.full(center_u.shape, math.log(math.expm1(sigma0))))
+        self.center_u = center_u
         self.tau = float(tau)
         self.opt = training.adam([self.rho], lr)
 
@@ -43,25 +45,33 @@ class PerturbationScale(nn.Module):
         return nn.functional.softplus(self.rho)
 
     def entropy(self) -> Tensor:
-        return torch.log(self.sigma * math.sqrt(2 * math.pi * math.e))
+        return torch.log(self.sigma * math.sqrt(2 * math.pi * math.e)).sum()
 
-    def step(self, loss: Tensor) -> float:
+    def step(self, loss: Tensor) -> float | list[float]:
         objective = loss - self.tau * self.entropy()
         (grad,) = torch.autograd.grad(objective, [self.rho])
         self.opt.zero_grad(set_to_none=True)
         self.rho.grad = grad
         self.opt.step()
-        return float(self.sigma.detach())
+        sigma = self.sigma.detach()
+        return float(sigma) if sigma.ndim == 0 else sigma.tolist()
 
 
-def center_time(surrogate: Any, axis: LambdaAxis) -> float:
-    """Clock time of λ0: the given ``center``, else the middle of the anchor range on the clock."""
+def center_time(surrogate: Any, axis: LambdaAxis | BoxAxes) -> float | Tensor:
+    """Clock time of λ0: the given ``center``, else the middle of the anchor range on the clock (for
+    several hyperparameters a (d,) tensor: the given point, else the middle of the anchors' box)."""
+    if isinstance(axis, BoxAxes):
+        if surrogate.center is None:
+            return axis.middle()
+        return axis.time(torch.tensor([float(v) for v in surrogate.center]))
     if surrogate.center is None:
         return 0.5 * (axis.t_first + axis.t_last)
     return float(axis.time(torch.tensor(float(surrogate.center))))
 
 
 class StnBase(BestResponseSurrogate):
+    supports_multi: ClassVar[bool] = True  # λ ∈ ℝᵈ with a σ per axis: the papers' native setting
+
     """STN's loop: network steps at perturbed λ̃ (σ fixed within a step), a σ step every
     ``scale_every`` steps. Δ-STN overrides :meth:`_train` and sets ``centred`` and ``linearised``."""
 
@@ -86,7 +96,8 @@ class StnBase(BestResponseSurrogate):
         epochs, batch_size, lambda_draws, lr
             Budget and Adam step (None = the task's own) of the network (see :class:`~hti_bench.toolkit.best_response.BestResponseSurrogate`).
         center : float or None
-            λ0, the centre of the perturbations; None = the middle of the anchor range on the clock.
+            λ0, the centre of the perturbations; None = the middle of the anchor range on the clock (on a
+            task of several hyperparameters, a point, or None for the middle of the anchors' box).
         sigma0 : float
             Initial perturbation scale σ, in the unconstrained coordinate u (logit of the position in
             the task's λ range).
@@ -126,23 +137,33 @@ class StnBase(BestResponseSurrogate):
             raise ConfigError(f"val_fraction must be in (0, 1), got {self.val_fraction}")
 
     def _fit(self, task: TaskView, axis: LambdaAxis, gen: torch.Generator) -> None:
-        if self.center is not None:  # needs the anchors, so checked here rather than in check_params
+        d = self.anchors_.d
+        if self.center is not None and d > 1:
+            try:
+                self.anchors_.simplex(tuple(self.center))
+            except (TypeError, ValueError) as err:
+                raise ConfigError(f"center={self.center} must be a point inside the anchors' hull: {err}") from None
+        elif self.center is not None:  # needs the anchors, so checked here rather than in check_params
             lo, hi = self.anchors_.lambdas[0], self.anchors_.lambdas[-1]
             if not lo <= float(self.center) <= hi:
                 raise ConfigError(f"center={self.center} must lie in the anchor range [{lo}, {hi}]")
         network = task.build_network()
-        self.s0_ = float(axis.s(torch.tensor(center_time(self, axis))))
-        response = StructuredResponse(network, 1, gen)
+        center = center_time(self, axis)
+        self.s0_ = axis.s(center) if d > 1 else float(axis.s(torch.tensor(center)))
+        response = StructuredResponse(network, d, gen)
         self.net_ = FunctionalNetwork(network, response).train()
         train, val = split_training_data(task.training_data(), float(self.val_fraction), gen) if self.tune_scale else (task.training_data(), None)
-        self.scale_ = PerturbationScale(float(self.sigma0), float(axis.u(torch.tensor(center_time(self, axis)))), float(self.entropy_weight), float(self.scale_lr))
+        center_u = axis.u(center) if d > 1 else float(axis.u(torch.tensor(center)))
+        self.scale_ = PerturbationScale(float(self.sigma0), center_u, float(self.entropy_weight), float(self.scale_lr))
         steps = self._steps(task, int(train[0].shape[0]))
         self.losses_, self.sigmas_ = self._train(task, axis, response, BatchStream(train, int(self.batch_size), gen),
                                                  BatchStream(val, int(self.batch_size), gen) if val else None, steps, gen)
         self.net_.eval()
 
     def _h(self, s: Tensor) -> Tensor:
-        return (s - self.s0_ if self.centred else s)[:, None]
+        """Generator inputs (B, d) of the s coordinates (B,) or, for several hyperparameters, (B, d)."""
+        h = s - self.s0_ if self.centred else s
+        return h if h.ndim == 2 else h[:, None]
 
     def _perturbed_loss(self, task: TaskView, axis: LambdaAxis, batch: tuple[Tensor, ...], gen: torch.Generator,
                         *, scale: Tensor, detach_lam: bool = False) -> Tensor:
@@ -153,7 +174,7 @@ class StnBase(BestResponseSurrogate):
         h = self._h(s)
         context = self.net_.at(torch.zeros_like(h), linearize=h) if self.linearised else self.net_.at(h)
         with context:
-            return task.per_example_loss(self.net_, batch, lam.repeat_interleave(k)).mean()
+            return task.per_example_loss(self.net_, batch, lam.repeat_interleave(k, dim=0)).mean()
 
     def _scale_step(self, task: TaskView, axis: LambdaAxis, val_batches: BatchStream | None, gen: torch.Generator,
                     step: int, sigmas: list[float]) -> None:
@@ -176,5 +197,6 @@ class StnBase(BestResponseSurrogate):
             self._scale_step(task, axis, val_batches, gen, step, sigmas)
         return losses, sigmas
 
-    def _inputs(self, lam: float) -> Tensor:
-        return self._h(torch.tensor([self.axis_.s_of_lam(lam)]))
+    def _inputs(self, lam: float | tuple[float, ...]) -> Tensor:
+        s = self.axis_.s_of_lam(lam)
+        return self._h(torch.tensor([s]))
