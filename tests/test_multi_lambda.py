@@ -110,6 +110,15 @@ def test_gaussian_plane_end_to_end_the_barycenter_is_at_the_floor_and_rows_carry
     assert (skipped.status == "skipped").all()
     assert skipped.error.str.contains("one-dimensional: the task has 2 hyperparameters").all()
     assert results is not None
+    # figures: the plane and error against distance, not the 1-D λ axis
+    from hti_bench.harness.plots import plot_results
+
+    names = {p.name for p in plot_results(tmp_path)}
+    assert {"w2_plane_gaussian-plane.png", "w2_vs_distance_gaussian-plane.png"} <= names
+    assert not any(n.startswith("w2_vs_lambda") for n in names)
+    from hti_bench.harness.leaderboard import by_lambda
+
+    assert "0.5;0.3" in by_lambda(df).columns
 
 
 def test_barycenter_is_skipped_with_the_reason_on_one_hyperparameter():

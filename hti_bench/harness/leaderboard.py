@@ -226,17 +226,30 @@ def by_lambda(results: pd.DataFrame, value: str = "w2") -> pd.DataFrame:
         return pd.DataFrame()
     ok[value] = pd.to_numeric(ok[value], errors="coerce")
     ok["lambda_heldout"] = pd.to_numeric(ok["lambda_heldout"])
-    table = ok.pivot_table(index=["task", "surrogate"], columns="lambda_heldout", values=value, aggfunc="mean")
-    floor = ok.pivot_table(index="task", columns="lambda_heldout", values=f"floor_{value}", aggfunc="mean")
+    key = "lambda_heldout"
+    if "d" in ok.columns and (pd.to_numeric(ok["d"], errors="coerce") > 1).any():
+        # Points of several hyperparameters are columns "a;b"; with them, 1-D λ are columns of their text too,
+        # ordered one-dimensional first, then each task's points in its held-out order.
+        ok["λ"] = [p if d > 1 else repr(float(v)) for p, d, v in
+                   zip(ok["lambda_point"], pd.to_numeric(ok["d"], errors="coerce").fillna(1), ok["lambda_heldout"])]
+        key = "λ"
+    table = ok.pivot_table(index=["task", "surrogate"], columns=key, values=value, aggfunc="mean", sort=False)
+    floor = ok.pivot_table(index="task", columns=key, values=f"floor_{value}", aggfunc="mean", sort=False)
     floor.index = pd.MultiIndex.from_tuples([(t, "(noise floor)") for t in floor.index], names=["task", "surrogate"])
     parts = [table, floor]
     seed_col = f"seed_floor_{value}"
     if seed_col in ok.columns and pd.to_numeric(ok[seed_col], errors="coerce").notna().any():
         ok[seed_col] = pd.to_numeric(ok[seed_col], errors="coerce")
-        seed = ok.pivot_table(index="task", columns="lambda_heldout", values=seed_col, aggfunc="mean")
+        seed = ok.pivot_table(index="task", columns=key, values=seed_col, aggfunc="mean", sort=False)
         seed.index = pd.MultiIndex.from_tuples([(t, "(seed-to-seed floor)") for t in seed.index], names=["task", "surrogate"])
         parts.append(seed)
-    return pd.concat(parts).sort_index()
+    out = pd.concat(parts).sort_index()
+    if key == "λ":
+        order = ok.assign(_d=pd.to_numeric(ok["d"], errors="coerce").fillna(1)).sort_values(["_d", "lambda_heldout"])
+        out = out[list(dict.fromkeys(order["λ"]))]
+    else:
+        out = out[sorted(out.columns)]
+    return out
 
 
 def leaderboard_markdown() -> str:
