@@ -205,3 +205,17 @@ def test_vector_lambda_stn_and_delta_stn_respond_along_both_axes(ridge2):
     general = dict(zip(d.net_.generator.names, d.net_.generator.general_parameters()))
     assert torch.equal(d.weights((1.0, 1.0))["weight"], general["weight"].detach())
     assert not torch.equal(d.weights((0.3, 3.0))["weight"], general["weight"].detach())
+
+
+def test_tuning_leaves_out_anchors_inside_the_others_hull_never_a_corner():
+    from hti_bench.errors import LeakError
+    from hti_bench.sweeping.tuning import GuardedStore, validation_folds
+
+    task = make_task("gaussian-plane")
+    folds = validation_folds(task)
+    left_out = {f.validation[0] for f in folds}
+    assert left_out == {(0.0, 0.5), (0.5, 0.0), (0.5, 0.5), (0.5, 1.0), (1.0, 0.5)}  # the 3×3 grid minus corners
+    assert all(len(f.anchors) == 8 and f.validation[0] not in f.anchors for f in folds)
+    guarded = GuardedStore(None, task.heldout, task.spec)
+    with pytest.raises(LeakError, match="held-out"):
+        guarded.train_seconds(task, task.heldout[0], 0)

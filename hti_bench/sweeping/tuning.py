@@ -79,14 +79,28 @@ def validation_folds(task: Task) -> tuple[Fold, ...]:
     on all anchors scored at its validation λ if it declares any (a 2-anchor task must). Raises
     :class:`ConfigError` for a 2-anchor task that declares none."""
     anchors = task.anchors
-    folds = [Fold(anchors[:j] + anchors[j + 1 :], (anchors[j],)) for j in range(1, len(anchors) - 1)]
+    if task.d > 1:
+        # Several hyperparameters: leave out each anchor that lies inside the hull of the others (on a grid,
+        # the interior and edge points; never a corner), so the fold still interpolates.
+        space = task.hyperparameters
+        inner = []
+        for j, a in enumerate(anchors):
+            rest = anchors[:j] + anchors[j + 1:]
+            try:
+                space.simplex(rest, a)
+            except ValueError:
+                continue
+            inner.append(j)
+        folds = [Fold(anchors[:j] + anchors[j + 1:], (anchors[j],)) for j in inner]
+    else:
+        folds = [Fold(anchors[:j] + anchors[j + 1 :], (anchors[j],)) for j in range(1, len(anchors) - 1)]
     if task.validation:
         folds.append(Fold(anchors, task.validation))
     if folds:
         return tuple(folds)
     raise ConfigError(
         f"task '{task.spec}' has 2 anchors, so no anchor can be left out for tuning, and declares no "
-        f"validation {task.hyperparameter.name}: give it validation=(…) (λ values strictly between the anchors, "
+        f"validation {task.hyperparameters.name}: give it validation=(…) (λ values strictly between the anchors, "
         "not held out), or a third anchor."
     )
 
@@ -95,10 +109,13 @@ class GuardedStore:
     """A network store that refuses the held-out λ: what a fold task trains and loads through."""
 
     def __init__(self, inner: NetworkStore, forbidden: Sequence[float], task_name: str) -> None:
-        self.inner, self.forbidden, self.task_name = inner, tuple(float(v) for v in forbidden), task_name
+        self.inner, self.task_name = inner, task_name
+        self.forbidden = tuple(_point(v) for v in forbidden)
 
-    def _check(self, lam: float) -> None:
-        if any(math.isclose(float(lam), f, rel_tol=0.0, abs_tol=1e-12) for f in self.forbidden):
+    def _check(self, lam: Any) -> None:
+        point = _point(lam)
+        if any(len(point) == len(f) and all(math.isclose(a, b, rel_tol=0.0, abs_tol=1e-12) for a, b in zip(point, f))
+               for f in self.forbidden):
             raise LeakError(f"tuning asked for the network of '{self.task_name}' at held-out λ={lam}: refused")
 
     def get_or_train(self, task: TrainedTask, lam: float, seed: int) -> Any:
@@ -108,6 +125,10 @@ class GuardedStore:
     def train_seconds(self, task: TrainedTask, lam: float, seed: int) -> float:
         self._check(lam)
         return self.inner.train_seconds(task, lam, seed)
+
+
+def _point(lam: Any) -> tuple[float, ...]:
+    return tuple(float(v) for v in lam) if isinstance(lam, (tuple, list)) else (float(lam),)
 
 
 def fold_task(task: Task, fold: Fold) -> Task:
@@ -142,7 +163,9 @@ def search_space(task: Task, surrogate: str) -> dict[str, dict[str, Any]]:
     fixed = fixed_params(surrogate)
     space = {k: dict(v) for k, v in type(base).search_space.items() if k not in fixed}
     if CLOCK_PARAM not in fixed:
-        clocks = [c.value for c in task.hyperparameter.clocks()]
+        clocks = [c.value for c in task.hyperparameters.clocks()]
+        if task.d > 1 and len({a.clock for a in task.hyperparameters.axes}) > 1:
+            clocks = ["", *clocks]  # '' = each axis on the task's own clock, which no single clock reproduces
         if len(clocks) > 1:
             space[CLOCK_PARAM] = {"values": clocks}
     return space
@@ -167,7 +190,8 @@ def trial_spec(task: Task, surrogate: str, proposal: Mapping[str, Any]) -> str:
     params = {**fixed, **{k: _plain(v) for k, v in proposal.items()}}
     defaults = surrogate_defaults(name)
     params = {k: v for k, v in params.items() if k not in defaults or v != defaults[k] or k == CLOCK_PARAM}
-    if params.get(CLOCK_PARAM) == task.hyperparameter.clock.value:
+    own = {a.clock.value for a in task.hyperparameters.axes}
+    if params.get(CLOCK_PARAM) == "" or (len(own) == 1 and params.get(CLOCK_PARAM) in own):
         params.pop(CLOCK_PARAM)
     return make_surrogate(format_spec(name, params)).spec
 
