@@ -34,6 +34,8 @@ class MeanShift(Surrogate):
     # anchor networks, "training_loss" to train on its data and loss (best response); the surrogate
     # is then skipped on tasks without them, and the task view refuses what you did not declare.
     requires: ClassVar[frozenset[str]] = frozenset()
+    # Set supports_multi = True once sample() also takes λ as a tuple (tasks of several hyperparameters:
+    # use anchors.simplex(λ), anchors.nearest(λ) or anchors.unit_points); until then those tasks skip it.
     # Arguments that make the contract test fast (small budgets).
     test_config: ClassVar[dict] = {"scale": 1.0}
     # What `hti-bench tune` searches beside your defaults, in W&B sweep parameter syntax (the clock is
