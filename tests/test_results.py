@@ -109,6 +109,20 @@ def test_version_1_files_are_read_with_the_anchor_cost_unknown(tmp_path):
     assert (loaded["schema_version"].astype(int) == SCHEMA_VERSION).all()
 
 
+def test_version_6_files_read_as_one_hyperparameter_with_the_point_as_text(tmp_path):
+    store = ResultsStore(tmp_path)
+    store.runs.mkdir(parents=True)
+    for lam in (0.25, 3.0):
+        r = row(lam=lam, surrogate=f"s{lam}")
+        r["schema_version"] = 6
+        for col in ("d", "lambda_point", "anchor_distance"):
+            r.pop(col, None)
+        pd.DataFrame([r]).to_csv(store.unit_path(r["task"], r["surrogate"], r["seed"]), index=False)
+    loaded = store.load().sort_values("lambda_heldout")
+    assert loaded["lambda_point"].tolist() == ["0.25", "3.0"] and (loaded["d"] == 1).all()
+    assert loaded["anchor_distance"].isna().all() and (loaded["schema_version"].astype(int) == SCHEMA_VERSION).all()
+
+
 def test_by_lambda_averages_seeds_per_heldout_lambda_and_adds_the_floor():
     from hti_bench.harness.leaderboard import by_lambda
 

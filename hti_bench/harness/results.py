@@ -423,7 +423,8 @@ def upgrade(df: pd.DataFrame) -> pd.DataFrame:
             df["d"] = d.where(~(old & d.isna()), 1)
         if "lambda_point" in df.columns and "lambda_heldout" in df.columns:
             fill = old & df["lambda_point"].isna()
-            df.loc[fill, "lambda_point"] = [repr(float(v)) for v in df.loc[fill, "lambda_heldout"]]
+            df["lambda_point"] = df["lambda_point"].astype(object)  # an added column is float NaN
+            df.loc[fill, "lambda_point"] = [repr(float(v)) for v in pd.to_numeric(df.loc[fill, "lambda_heldout"])]
         if "track" in df.columns:
             df.loc[old & df["track"].isna(), "track"] = "default"
         if "config" in df.columns and "surrogate" in df.columns:
