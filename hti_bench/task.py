@@ -274,6 +274,13 @@ class Task(ABC):
             return False
         return True
 
+    def _check_ranges(self, where: str) -> None:
+        for lam in self.anchors + self.heldout + self.validation:
+            try:
+                self.hyperparameters.check(lam)
+            except ValueError as err:
+                raise ConfigError(f"{where}: {err}") from None
+
     def _validate_points(self) -> None:
         """d > 1: anchors distinct, every held-out and validation point strictly new and inside the
         anchors' convex hull on the clocks (HTI interpolates)."""
@@ -283,11 +290,7 @@ class Task(ABC):
             raise ConfigError(f"{where}: {space.d} hyperparameters need at least {space.d + 1} anchors, got {len(anchors)}.")
         if not heldout:
             raise ConfigError(f"{where}: has no held-out ({space.name}) to score surrogates at.")
-        for p in anchors + heldout + self.validation:
-            try:
-                space.check(p)
-            except ValueError as err:
-                raise ConfigError(f"{where}: {err}") from None
+        self._check_ranges(where)
         if len({space.label(a) for a in anchors}) != len(anchors):
             raise ConfigError(f"{where}: anchors must be distinct points, got {anchors}.")
         for what, points, others in (("held-out", heldout, anchors), ("validation", self.validation, anchors + heldout)):
@@ -316,11 +319,7 @@ class Task(ABC):
             raise ConfigError(f"{where}: has no held-out {hp.name} to score surrogates at (anchors {anchors}).")
         if any(b <= a for a, b in zip(anchors, anchors[1:])):
             raise ConfigError(f"{where}: anchors must be strictly increasing, got {anchors}.")
-        for lam in anchors + heldout + self.validation:
-            try:
-                hp.check(lam)
-            except ValueError as err:
-                raise ConfigError(f"{where}: {err}") from None
+        self._check_ranges(where)
         for lam in heldout:
             if not anchors[0] < lam < anchors[-1]:
                 raise ConfigError(

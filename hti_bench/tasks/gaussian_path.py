@@ -23,6 +23,13 @@ _SCALE0 = torch.tensor([0.2, 0.5, 0.3])
 _GROWTH = torch.tensor([0.6, -0.3, 0.2])
 
 
+#: Why an analytic task offers best-response surrogates nothing.
+ANALYTIC_NOTES = {
+    "training_loss": "an analytic family with no network to train",
+    "architecture": "an analytic family with no network to train",
+}
+
+
 @dataclasses.dataclass(frozen=True)
 class GaussianPathConfig(TaskConfig):
     anchors: tuple[float, ...] = option((0.0, 0.5, 1.0), "Anchor values of λ.")
@@ -36,10 +43,7 @@ class GaussianPath(Task):
     Config = GaussianPathConfig
     in_default_suite: ClassVar[bool] = False
     categorical: ClassVar[bool] = True
-    capability_notes: ClassVar[dict[str, str]] = {
-        "training_loss": "an analytic family with no network to train",
-        "architecture": "an analytic family with no network to train",
-    }
+    capability_notes: ClassVar[dict[str, str]] = ANALYTIC_NOTES
 
     @property
     def hyperparameter(self) -> Hyperparameter:

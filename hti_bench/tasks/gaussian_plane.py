@@ -20,6 +20,7 @@ from torch import Tensor
 
 from hti_bench.clock import Clock, Hyperparameter, HyperparameterSpace
 from hti_bench.task import Task, TaskConfig, multi_axis_error, option
+from hti_bench.tasks.gaussian_path import ANALYTIC_NOTES
 
 _MEAN0 = torch.tensor([[0.0, 0.0], [2.0, 0.0], [0.0, 2.0]])
 _DRIFT_A = torch.tensor([[1.0, 0.5], [-1.0, 0.5], [0.5, -1.0]])
@@ -48,10 +49,7 @@ class GaussianPlane(Task):
     Config = GaussianPlaneConfig
     in_default_suite: ClassVar[bool] = False
     categorical: ClassVar[bool] = True
-    capability_notes: ClassVar[dict[str, str]] = {
-        "training_loss": "an analytic family with no network to train",
-        "architecture": "an analytic family with no network to train",
-    }
+    capability_notes: ClassVar[dict[str, str]] = ANALYTIC_NOTES
 
     @property
     def hyperparameter(self) -> Hyperparameter:
