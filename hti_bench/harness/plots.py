@@ -376,7 +376,7 @@ def plot_lambda_plane(results: pd.DataFrame, path: Path) -> Path | None:
     with _style():
         from matplotlib.colors import Normalize
 
-        fig = _figure(figsize=(3.0 * ncols + 1.2, 2.9 * nrows + 0.6))
+        fig = _figure(figsize=(3.2 * ncols + 1.2, 3.2 * nrows + 0.6), layout="constrained")
         axes = np.atleast_1d(fig.subplots(nrows, ncols, squeeze=False)).ravel()
         norm = Normalize(vmin=min(floor, float(means["w2"].min())), vmax=float(means["w2"].max()))
         scatter = None
@@ -393,7 +393,7 @@ def plot_lambda_plane(results: pd.DataFrame, path: Path) -> Path | None:
             for axis, clock in ((ax.xaxis, xclock), (ax.yaxis, yclock)):
                 if clock in ("log", "logit"):
                     (ax.set_xscale if axis is ax.xaxis else ax.set_yscale)(clock)
-            ax.set_title(_wrap(f"{surrogate}  (mean {sub['w2'].mean():.3g})", 40), fontsize=8.5, loc="left")
+            ax.set_title(_wrap(f"{surrogate} (mean {sub['w2'].mean():.3g})", 30), fontsize=8.5, loc="left")
             ax.set_xlabel(xname)
             ax.set_ylabel(yname if i % ncols == 0 else "")
         for ax in axes[n:]:
