@@ -1,9 +1,11 @@
 """Mixture interpolation: (1 − s) μ_k + s μ_k+1, the straight line in density space.
 
 Each draw comes from the upper anchor with probability s (s = clock fraction of λ in its interval).
-With several hyperparameters: the mixture of the anchor simplex around λ (its Delaunay triangle in unit
-clock time), each vertex weighted by λ's barycentric coordinate. Exact when λ mixes two fixed behaviours (ε-greedy policies); bimodal wherever mass moves, which is why
-displacement interpolation beats it on most HTI tasks: for a point mass moving from a to b the
+With several hyperparameters: the mixture of the anchor simplex around λ (its Delaunay triangle in
+unit clock time), each vertex weighted by λ's barycentric coordinate.
+
+Exact when λ mixes two fixed behaviours (ε-greedy policies); bimodal wherever mass moves, which is
+why displacement interpolation beats it on most HTI tasks: for a point mass moving from a to b the
 mixture is √(s(1 − s))·|b − a| away in W₂, where displacement interpolation is exact.
 """
 
