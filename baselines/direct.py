@@ -24,7 +24,7 @@ from hti_bench.anchors import AnchorSet
 from hti_bench.errors import check_choice, check_positive
 from hti_bench.surrogate import Surrogate
 from hti_bench.toolkit import training
-from hti_bench.toolkit.flows import COUPLINGS, FLOW_TRAINING, FlowData, TimeMLP, check_budget
+from hti_bench.toolkit.flows import COUPLINGS, FLOW_TRAINING, FlowData, TimeMLP, check_budget, clock_inputs
 from hti_bench.toolkit.nets import check_device, check_hidden, resolve_device, seeded
 from hti_bench.view import TaskView
 
@@ -113,8 +113,8 @@ class Direct(Surrogate):
             r = routes_t[torch.randint(0, len(routes), (bs,), generator=gen).to(dev)]
             cond, row = data.draw_rows(bs, gen)
             ya, yb = data.pairs(r[:, 0], r[:, 1], cond, row, self.coupling, gen)
-            pred = self.net_(ya, data.x[cond], *_coordinates(data.tau[r[:, 0]], anchors.d),
-                             *_coordinates(data.tau[r[:, 1]], anchors.d))
+            pred = self.net_(ya, data.x[cond], *clock_inputs(data.tau[r[:, 0]], anchors.d),
+                             *clock_inputs(data.tau[r[:, 1]], anchors.d))
             return ((pred - yb) ** 2).sum(-1).mean()
 
         self.losses_ = training.train_loop(self.net_.parameters(), loss_fn, steps=int(self.steps), lr=float(self.lr), **FLOW_TRAINING)
@@ -133,14 +133,8 @@ class Direct(Surrogate):
             start = 0 if self.start == "first" else k
             target = torch.tensor(data.tau_of(lam), device=data.device)
         y, x = data.start_samples(start, conditions, int(n), self.generator(seed))
-        out = self.net_(y, x, *_coordinates(data.tau[start], data.anchors.d), *_coordinates(target, data.anchors.d))
+        out = self.net_(y, x, *clock_inputs(data.tau[start], data.anchors.d), *clock_inputs(target, data.anchors.d))
         return data.restore(out).reshape(conditions.shape[0], int(n), -1)
-
-
-def _coordinates(tau: Tensor, d: int) -> tuple[Tensor, ...]:
-    """Clock positions as the network's time inputs: themselves for one hyperparameter, one input per
-    axis (the last dimension) for d > 1."""
-    return (tau,) if d == 1 else tuple(tau.unbind(-1))
 
 
 def delaunay_edges(points: Tensor) -> list[tuple[int, int]]:

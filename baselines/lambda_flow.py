@@ -5,6 +5,9 @@ matching model (torchcfm's ``ConditionalFlowMatcher``, Gaussian source) learns p
 anchor λ, with λ entering as its clock position next to the flow time. At an unseen λ it integrates
 from fresh noise. Nothing ties the answer at λ to the anchors' samples there: whatever it does
 between anchors comes from the network's smoothness in λ, which is the point of the comparison.
+
+On a task of several hyperparameters λ enters as its d clock coordinates (each axis rescaled over the
+anchors' box), so one model covers the plane; it answers only inside the anchors' hull.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from hti_bench.toolkit.flows import (
     FlowData,
     TimeMLP,
     check_budget,
+    clock_inputs,
     integrate,
     make_matcher,
     validate_solver,
@@ -35,6 +39,7 @@ class LambdaFlow(Surrogate):
     name: ClassVar[str] = "lambda-flow"
     description: ClassVar[str] = "Flow-matching generative model of y given (x, λ), trained at the anchors (torchcfm)."
     references: ClassVar[tuple[str, ...]] = ("Lipman et al., Flow matching for generative modeling, ICLR 2023",)
+    supports_multi: ClassVar[bool] = True  # conditioned on λ's d clock coordinates
     test_config: ClassVar[dict] = {"steps": 40, "batch_size": 64, "hidden": (32, 32), "solver": "rk4", "step_size": 0.1}
     search_space: ClassVar[dict[str, dict[str, Any]]] = {
         "lr": {"distribution": "log_uniform_values", "min": 0.0003, "max": 0.01},
@@ -95,7 +100,8 @@ class LambdaFlow(Surrogate):
     def _fit(self, anchors: AnchorSet, dev: torch.device, gen: torch.Generator) -> None:
         data = self.data_ = FlowData(anchors, dev)
         k_anchors, _, _, d = data.shape
-        self.field_ = TimeMLP(d, (True, False), tuple(int(h) for h in self.hidden), data.x.shape[1], data.encoder.n_classes).to(dev)
+        # Flow time gets Fourier features; each λ coordinate enters as itself.
+        self.field_ = TimeMLP(d, (True,) + (False,) * anchors.d, tuple(int(h) for h in self.hidden), data.x.shape[1], data.encoder.n_classes).to(dev)
         bs = int(self.batch_size)
 
         def loss_fn(step: int) -> Tensor:
@@ -107,7 +113,7 @@ class LambdaFlow(Surrogate):
             eps = torch.randn(y1.shape, generator=gen).to(dev)
             yu = self.matcher_.sample_xt(z, y1, u, eps)
             target = self.matcher_.compute_conditional_flow(z, y1, u, yu)
-            pred = self.field_(yu, data.x[cond], u, data.tau[k])
+            pred = self.field_(yu, data.x[cond], u, *clock_inputs(data.tau[k], anchors.d))
             return ((pred - target) ** 2).sum(-1).mean()
 
         self.losses_ = training.train_loop(self.field_.parameters(), loss_fn, steps=int(self.steps), lr=float(self.lr), **FLOW_TRAINING)
@@ -117,11 +123,13 @@ class LambdaFlow(Surrogate):
     def sample(self, lam: float, conditions: Tensor, n: int, seed: int) -> Tensor:
         self.check_sample_args(n)
         data = self.data_
-        data.anchors.locate(lam)  # raises outside the anchor range: this model only interpolates
+        # Both raise outside the anchors (their range; for d > 1 their hull): this model only interpolates.
+        data.anchors.simplex(lam) if data.anchors.d > 1 else data.anchors.locate(lam)
         gen = self.generator(seed)
         x = data.encoder(conditions).repeat_interleave(int(n), 0).to(data.device)
         z = torch.randn(x.shape[0], data.shape[3], generator=gen).to(data.device)
-        tau = torch.tensor(data.tau_of(lam), device=z.device)
-        y = integrate(lambda yy, u: self.field_(yy, x, u, tau), z, 0.0, 1.0, solver=self.solver,
+        tau = torch.as_tensor(data.tau_of(lam), device=z.device)
+        times = clock_inputs(tau, data.anchors.d)
+        y = integrate(lambda yy, u: self.field_(yy, x, u, *times), z, 0.0, 1.0, solver=self.solver,
                       atol=float(self.atol), rtol=float(self.rtol), step_size=float(self.step_size))
         return data.restore(y).reshape(conditions.shape[0], int(n), -1)

@@ -44,6 +44,7 @@ class LossConditional(BestResponseSurrogate):
         "Dosovitskiy & Djolonga, You only train once: loss-conditional training of deep networks, ICLR 2020",
         "Perez et al., FiLM: visual reasoning with a general conditioning layer, AAAI 2018",
     )
+    supports_multi: ClassVar[bool] = True  # the FiLM MLP reads λ's d coordinates, drawn over the anchors' box
     test_config: ClassVar[dict] = {"epochs": 1, "width": 8, "batch_size": 32, "lambda_draws": 4}
     search_space: ClassVar[dict[str, dict[str, Any]]] = {
         "lr": {"distribution": "log_uniform_values", "min": 0.0001, "max": 0.01},
@@ -99,8 +100,9 @@ class LossConditional(BestResponseSurrogate):
                 f"task '{task.name}''s network has no {'hidden ' if self.layers == 'hidden' else ''}linear or "
                 "convolutional layer to modulate" + ("; use layers=all" if self.layers == "hidden" else "")
             )
-        generator = FiLMGenerator(network, int(self.width), layers, gen)
+        generator = FiLMGenerator(network, int(self.width), layers, gen, n_inputs=self.anchors_.d)
         self._train_over_range(network, generator, task, axis, gen)
 
-    def _inputs(self, lam: float) -> Tensor:
-        return torch.tensor([[self.axis_.s_of_lam(lam)]])
+    def _inputs(self, lam: float | tuple[float, ...]) -> Tensor:
+        s = self.axis_.s_of_lam(lam)
+        return torch.tensor([s if isinstance(s, list) else [s]])

@@ -237,6 +237,12 @@ class FlowData:
         return self.standardise(y0.reshape(-1, y0.shape[-1])), x
 
 
+def clock_inputs(tau: Tensor, d: int) -> tuple[Tensor, ...]:
+    """A clock position as a network's time inputs: itself for one hyperparameter, one input per axis
+    (the last dimension of ``tau``) for d > 1."""
+    return (tau,) if d == 1 else tuple(tau.unbind(-1))
+
+
 def check_budget(surrogate, keys: Sequence[str]) -> None:
     """Raise :class:`ConfigError` for any of ``keys`` (integer budgets like steps) below 1."""
     for key in keys:

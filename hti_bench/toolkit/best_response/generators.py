@@ -90,12 +90,13 @@ class FiLMGenerator(nn.Module):
     which is how it is applied here: as generated weights, so it runs through
     :class:`FunctionalNetwork` on any task architecture, with no hook inside the task's module. The
     modulated layers are the ``nn.Linear`` / ``nn.Conv*`` modules named in ``layers``; γ, β come from
-    an MLP of s (``width``, SiLU) whose last layer starts at zero, so γ ≡ 1, β ≡ 0 and the network is
-    its own initialisation at step 0. Parameters: |w| + the MLP's, about 2·(units)·width more, far
+    an MLP of s (one coordinate per hyperparameter, ``n_inputs``; ``width``, SiLU) whose last layer
+    starts at zero, so γ ≡ 1, β ≡ 0 and the network is its own initialisation at step 0. Parameters: |w| + the MLP's, about 2·(units)·width more, far
     fewer than the hypernetwork's r·|w|.
     """
 
-    def __init__(self, network: nn.Module, width: int, layers: list[str], gen: torch.Generator) -> None:
+    def __init__(self, network: nn.Module, width: int, layers: list[str], gen: torch.Generator,
+                 n_inputs: int = 1) -> None:
         super().__init__()
         self.shapes = parameter_shapes(network)
         params = dict(network.named_parameters())
@@ -104,7 +105,7 @@ class FiLMGenerator(nn.Module):
         self.layers = list(layers)
         self.units = [int(params[_qualified(layer, "weight")].shape[0]) for layer in self.layers]
         total = sum(self.units)
-        self.film = nn.Sequential(nn.Linear(1, width), nn.SiLU(), nn.Linear(width, width), nn.SiLU(), nn.Linear(width, 2 * total))
+        self.film = nn.Sequential(nn.Linear(n_inputs, width), nn.SiLU(), nn.Linear(width, width), nn.SiLU(), nn.Linear(width, 2 * total))
         with torch.no_grad():
             for m in self.film:
                 if isinstance(m, nn.Linear):
