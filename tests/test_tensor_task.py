@@ -111,3 +111,55 @@ def test_read_per_class_splits_the_papers_layout_and_names_a_bad_file(tmp_path):
     np.savez(tmp_path / "bad.npz", data=y.numpy(), lambdas=np.array([0.0, 0.5, 1.0]), y_dim=2)
     with pytest.raises(ConfigError, match="bad.npz: expected data"):
         read_per_class(tmp_path / "bad.npz")
+
+
+GRID = [(a, b) for a in (0.0, 0.5, 1.0) for b in (0.0, 0.5, 1.0)] + [(0.25, 0.25), (0.75, 0.5)]
+
+
+def plane_tensor(n_per_class=60, classes=2, seed=0):
+    """[T, N, 2 + 1] over points λ = (a, b): class c is N((c + 2a, b), (0.2 + 0.3 a)²) — each coordinate
+    moves linearly, so the W₂ barycenter of the surrounding points is the truth up to sampling."""
+    rng = np.random.default_rng(seed)
+    label = np.repeat(np.arange(classes), n_per_class).astype(np.float32)
+    z = rng.standard_normal((len(label), 2))
+    data = [np.column_stack([np.column_stack([label + 2 * a, np.full_like(label, b)]) + (0.2 + 0.3 * a) * z, label])
+            for a, b in GRID]
+    return np.stack(data).astype(np.float32)
+
+
+def test_a_file_of_two_dimensional_lambda_runs_on_the_plane(tmp_path):
+    path = tmp_path / "plane.npz"
+    np.savez(path, data=plane_tensor(), lambdas=np.array(GRID), y_dim=2)
+    task = make_task(f"tensor[path={path},axes='rate,weight']")
+    assert task.d == 2 and task.hyperparameters.names == ("rate", "weight")
+    # anchors: the hull's corners; held-out: every other point (edge midpoints and interior ones)
+    assert set(task.anchors) == {(0.0, 0.0), (0.0, 1.0), (1.0, 0.0), (1.0, 1.0)}
+    assert len(task.heldout) == len(GRID) - 4 and (0.25, 0.25) in task.heldout
+    stored = torch.as_tensor(plane_tensor()[GRID.index((0.75, 0.5)), :60, :2])
+    got = task.sample((0.75, 0.5), torch.tensor([[0.0]]), 60, seed=1)[0]
+    assert torch.equal(got[got[:, 0].argsort()], stored[stored[:, 0].argsort()])
+    summary = run(tasks=[task.spec], surrogates=["barycenter", "nearest-anchor", "mccann"], seeds=[0],
+                  results_dir=tmp_path / "res", progress=False)
+    board = summary.leaderboard.set_index("surrogate")
+    assert board.loc["barycenter", "w2_mean"] < 0.6 * board.loc["nearest-anchor", "w2_mean"]
+    assert board.loc["mccann", "status"].startswith("skipped: one-dimensional")
+    rows = summary.results
+    assert set(rows["d"]) == {2} and {"lambda_rate", "lambda_weight"} <= set(rows.columns)
+
+
+def test_two_dimensional_lambda_from_the_spec_and_its_errors(tmp_path):
+    path = tmp_path / "plane.pt"
+    torch.save({"data": torch.as_tensor(plane_tensor()), "y_dim": 2}, path)
+    lams = "(" + ",".join(f"({a},{b})" for a, b in GRID) + ")"
+    task = make_task(f"tensor[path={path},lambdas={lams},anchors=((0,0),(1,0),(0,1),(1,1),(0.5,0.5)),"
+                     "heldout=((0.25,0.25),(0.75,0.5)),clock='identity,identity']")
+    assert task.anchors[-1] == (0.5, 0.5) and task.heldout == ((0.25, 0.25), (0.75, 0.5))
+    bad = [
+        ("lambdas=(" + ",".join(f"({a},{b})" for a, b in GRID[:-1] + [(0.0, 0.0)]) + ")", "appears more than once"),
+        ("lambdas=(" + ",".join(f"({i / 10},0.5)" for i in range(len(GRID))) + ")", "axis 2 of λ takes one value"),
+        (f"lambdas={lams},axes='a,b,c'", "axes needs 2 names"),
+        (f"lambdas={lams},anchors=((0,0),(1,0),(0,1),(1,1)),heldout=((0.3,0.3),)", r"λ=\(0.3, 0.3\) is not one"),
+    ]
+    for extra, message in bad:
+        with pytest.raises(ConfigError, match=message):
+            make_task(f"tensor[path={path},{extra}]")

@@ -19,6 +19,12 @@ Samples at λ are rows of the stored set, drawn without replacement (all of them
 surrogate is scored against the stored outputs themselves. The finite-sample floor compares the
 stored set with a bootstrap resample of itself (two disjoint draws are impossible when the whole set
 is the reference). There is no network and no loss: best-response surrogates skip this task.
+
+Several hyperparameters: ``lambdas`` of shape (T, d) makes each slice a point of a d-axis box (axes
+named by ``axes``, each spanning the file's values, ``clock`` one name or one per axis, comma
+separated); points need only be distinct. Anchors default to the points at the corners of the
+points' convex hull, held-out points to every other point inside it. A spec gives points as tuples:
+``anchors=((0,0),(1,0),(0,1),(1,1))``.
 """
 
 from __future__ import annotations
@@ -33,17 +39,18 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from hti_bench.clock import Clock, Hyperparameter
+from hti_bench.clock import Clock, Hyperparameter, HyperparameterSpace
 from hti_bench.errors import ConfigError
-from hti_bench.task import Task, TaskConfig, option
+from hti_bench.task import Task, TaskConfig, multi_axis_error, option
 
 
 @dataclasses.dataclass(frozen=True)
 class TensorConfig(TaskConfig):
     path: str = option("", "The .npz or .pt file (required).")
     y_dim: int = option(0, "Output dimension D; 0 = the file's y_dim.")
-    lambdas: tuple[float, ...] = option((), "The T λ values; empty = the file's.")
-    clock: str = option("identity", "λ's clock: identity, log or logit.")
+    lambdas: tuple = option((), "The T λ values (or T points of d values); empty = the file's.")
+    clock: str = option("identity", "λ's clock: identity, log or logit (d > 1: one, or one per axis, comma separated).")
+    axes: str = option("", "Names of λ's d axes, comma separated, for a file of d-dimensional λ (default lambda1, lambda2, …).")
     rows: int = option(0, "Use only the first `rows` rows of each λ (0 = all).")
     categorical: str = option("auto", "Whether x is one class-id column: auto, yes or no.")
     n_samples: int = option(0, "Samples per condition; 0 = every stored row of the smallest condition.", cache=False)
@@ -102,13 +109,7 @@ class TensorTask(Task):
         bad = int((~torch.isfinite(data)).sum())
         if bad:
             raise self._fail(f"'data' has {bad} non-finite values (NaN or inf)")
-        lambdas = tuple(float(v) for v in (c.lambdas or np.asarray(raw.get("lambdas", [])).reshape(-1)))
-        if not lambdas:
-            raise self._fail("no λ values: the file has no 'lambdas' and none were given (lambdas=(…))")
-        if len(lambdas) != data.shape[0]:
-            raise self._fail(f"{len(lambdas)} λ values but 'data' has T = {data.shape[0]} slices")
-        if any(not math.isfinite(v) for v in lambdas) or any(b <= a for a, b in zip(lambdas, lambdas[1:])):
-            raise self._fail(f"λ values must be finite and strictly increasing, got {lambdas}")
+        lambdas = self._read_lambdas(c.lambdas if c.lambdas else raw.get("lambdas", []), data.shape[0])
         if c.y_dim:
             y_dim = int(c.y_dim)
         elif "y_dim" in raw:
@@ -132,28 +133,80 @@ class TensorTask(Task):
         if n < 0:
             raise self._fail(f"n_samples must be ≥ 0, got {n}")
 
-    @property
-    def anchors(self) -> tuple[float, ...]:
-        if self.config.anchors:
-            return tuple(float(v) for v in self.config.anchors)
-        lams = self._lambdas
-        return (lams[0], lams[len(lams) // 2], lams[-1]) if len(lams) > 2 else tuple(lams)
+    def _read_lambdas(self, values: Any, n_slices: int) -> tuple:
+        """The file's (or the spec's) λ: T increasing floats, or T distinct points of d values."""
+        try:
+            arr = np.asarray(values, dtype=np.float64)
+        except (TypeError, ValueError):
+            raise self._fail(f"λ values must be T numbers or T points of d numbers each, got {values!r}") from None
+        if arr.ndim == 2 and arr.shape[1] == 1:
+            arr = arr[:, 0]
+        if arr.size == 0:
+            raise self._fail("no λ values: the file has no 'lambdas' and none were given (lambdas=(…))")
+        if arr.ndim not in (1, 2):
+            raise self._fail(f"'lambdas' must have shape (T,) or (T, d), got {arr.shape}")
+        if arr.shape[0] != n_slices:
+            raise self._fail(f"{arr.shape[0]} λ values but 'data' has T = {n_slices} slices")
+        if not np.isfinite(arr).all():
+            raise self._fail(f"λ values must be finite, got {arr.tolist()}")
+        if arr.ndim == 1:
+            lambdas = tuple(float(v) for v in arr)
+            if any(b <= a for a, b in zip(lambdas, lambdas[1:])):
+                raise self._fail(f"λ values must be finite and strictly increasing, got {lambdas}")
+            return lambdas
+        points = tuple(tuple(float(v) for v in row) for row in arr)
+        if len(set(points)) != len(points):
+            raise self._fail("λ points must be distinct: "
+                             f"{next(p for p in points if points.count(p) > 1)} appears more than once")
+        for j in range(arr.shape[1]):
+            if arr[:, j].min() == arr[:, j].max():
+                raise self._fail(f"axis {j + 1} of λ takes one value ({arr[0, j]}) in every slice: drop it")
+        return points
 
     @property
-    def heldout(self) -> tuple[float, ...]:
+    def _file_d(self) -> int:
+        first = self._lambdas[0]
+        return 1 if isinstance(first, float) else len(first)
+
+    @property
+    def anchors(self) -> tuple:
+        if self.config.anchors:
+            return self._points(self.config.anchors, "anchors")
+        lams = self._lambdas
+        if self._file_d > 1:
+            return tuple(lams[i] for i in self._hull_corners())
+        return (lams[0], lams[len(lams) // 2], lams[-1]) if len(lams) > 2 else tuple(lams)
+
+    def _hull_corners(self) -> list[int]:
+        """Indices of the file's points at the corners of their convex hull (unit clock time), in file order."""
+        from scipy.spatial import ConvexHull, QhullError
+
+        unit = np.array([self.hyperparameters.to_unit(p) for p in self._lambdas])
+        try:
+            return sorted(int(i) for i in ConvexHull(unit).vertices)
+        except QhullError:
+            raise self._fail("its λ points lie in a lower-dimensional subspace (no hull to interpolate in); "
+                             "drop the redundant axis or give anchors=(…)") from None
+
+    @property
+    def heldout(self) -> tuple:
         if self.config.heldout:
-            return tuple(float(v) for v in self.config.heldout)
-        lo, hi = self.anchors[0], self.anchors[-1]
+            return self._points(self.config.heldout, "heldout")
         taken = self.anchors + self.validation
+        if self._file_d > 1:
+            return tuple(p for p in self._lambdas
+                         if not any(_same(p, a) for a in taken) and self._inside_hull(p))
+        lo, hi = self.anchors[0], self.anchors[-1]
         return tuple(v for v in self._lambdas if lo < v < hi and not any(math.isclose(v, a) for a in taken))
 
     @property
     def n_samples(self) -> int:
         return int(self.config.n_samples) or self._min_group
 
-    def index_of_lambda(self, lam: float) -> int:
+    def index_of_lambda(self, lam: float | tuple[float, ...]) -> int:
+        point = (lam,) if isinstance(lam, (int, float)) else tuple(lam)
         for i, v in enumerate(self._lambdas):
-            if math.isclose(v, float(lam), rel_tol=1e-9, abs_tol=1e-12):
+            if len(point) == self._file_d and _same((v,) if isinstance(v, float) else v, point):
                 return i
         raise ConfigError(f"task 'tensor': λ={lam} is not one of the file's values {self._lambdas}")
 
@@ -161,7 +214,27 @@ class TensorTask(Task):
 
     @cached_property
     def hyperparameter(self) -> Hyperparameter:
+        if self._file_d > 1:
+            raise multi_axis_error(self)
         return Hyperparameter("lambda", self._lambdas[0], self._lambdas[-1], Clock.parse(self.config.clock))
+
+    @cached_property
+    def hyperparameters(self) -> HyperparameterSpace:
+        d = self._file_d
+        if d == 1:
+            return HyperparameterSpace((self.hyperparameter,))
+        names = [n.strip() for n in self.config.axes.split(",")] if self.config.axes else [f"lambda{j + 1}" for j in range(d)]
+        clocks = [c.strip() for c in self.config.clock.split(",")]
+        if len(names) != d or len(clocks) not in (1, d):
+            raise self._fail(f"its λ has {d} axes, so axes needs {d} names (got {self.config.axes!r}) and clock "
+                             f"one clock or {d} (got {self.config.clock!r})")
+        clocks = clocks * d if len(clocks) == 1 else clocks
+        columns = list(zip(*self._lambdas))
+        try:
+            return HyperparameterSpace(tuple(Hyperparameter(name, min(col), max(col), Clock.parse(clock))
+                                             for name, col, clock in zip(names, columns, clocks)))
+        except (ConfigError, ValueError) as err:
+            raise self._fail(str(err)) from None
 
     @property
     def output_dim(self) -> int:
@@ -246,6 +319,10 @@ class TensorTask(Task):
     def floor_sample(self, lam: float, conditions: Tensor, n: int, seed: int) -> Tensor:
         gen = torch.Generator().manual_seed(int(seed))
         return torch.stack([ys[torch.randint(0, ys.shape[0], (n,), generator=gen)] for ys in self._rows(lam, conditions)])
+
+
+def _same(a: tuple[float, ...], b: tuple[float, ...]) -> bool:
+    return all(math.isclose(float(x), float(y), rel_tol=1e-9, abs_tol=1e-12) for x, y in zip(a, b, strict=True))
 
 
 def _read(file: Path, fail: Any) -> dict[str, Any]:
