@@ -37,6 +37,9 @@ BLENDS = ("mccann", "mixture")
 class AnchoredDeltaSTN(BestResponseSurrogate):
     name: ClassVar[str] = "anchored-delta-stn"
     description: ClassVar[str] = "Δ-STN linear response around each anchor network, neighbours blended (anchors + task loss)."
+    one_dimensional_reason: ClassVar[str] = (
+        "it blends the linear responses of the two neighbouring anchors along one λ clock"
+    )
     references: ClassVar[tuple[str, ...]] = (
         "Bae & Grosse, Delta-STN: efficient bilevel optimization for neural networks using structured response Jacobians, NeurIPS 2020",
     )

@@ -44,6 +44,10 @@ STARTS = ("lower", "nearest", "first")
 class CFM(Surrogate):
     name: ClassVar[str] = "cfm"
     description: ClassVar[str] = "Conditional flow matching between anchors on the λ clock (torchcfm), conditioned on x."
+    one_dimensional_reason: ClassVar[str] = (
+        "its velocity field transports each anchor's samples to the next anchor's along one λ clock (on a"
+        " plane that is a path through λ-space: docs/dev/multi_lambda.md)"
+    )
     name_parameters: ClassVar[tuple[str, ...]] = ("matcher",)
     references: ClassVar[tuple[str, ...]] = (
         "Lipman et al., Flow matching for generative modeling, ICLR 2023",

@@ -24,6 +24,10 @@ from hti_bench.toolkit.transport import Coupling, draw, draw_many, exact_couplin
 class McCann(AnchorInterpolator):
     name: ClassVar[str] = "mccann"
     description: ClassVar[str] = "Per-condition W2 displacement interpolation between neighbouring anchors (exact OT)."
+    one_dimensional_reason: ClassVar[str] = (
+        "it interpolates between two neighbouring anchors; `barycenter` is its form for several "
+        "hyperparameters"
+    )
     references: ClassVar[tuple[str, ...]] = ("McCann, A convexity principle for interacting gases, Adv. Math. 1997",)
 
     def prepare(self, anchors: AnchorSet) -> None:

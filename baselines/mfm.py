@@ -101,6 +101,10 @@ PROBE_EVERY = 25
 class MFM(Surrogate):
     name: ClassVar[str] = "mfm"
     description: ClassVar[str] = "Metric flow matching: flow matching along paths bent towards the anchors' data (LAND/RBF metric)."
+    one_dimensional_reason: ClassVar[str] = (
+        "its flow runs through the anchors in their order along one λ clock (on a plane that is a path "
+        "through λ-space: docs/dev/multi_lambda.md)"
+    )
     name_parameters: ClassVar[tuple[str, ...]] = ("metric",)
     references: ClassVar[tuple[str, ...]] = (
         "Kapusniak et al., Metric flow matching for smooth interpolations on the data manifold, NeurIPS 2024",

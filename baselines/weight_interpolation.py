@@ -16,6 +16,10 @@ what networks from *different* initialisations need. The permutable groups are c
 (:func:`hti_bench.toolkit.weights.verified_groups`); a permutation never changes an anchor network's
 function, so at every anchor λ the answer is that anchor's network exactly (s = 0 or 1 takes the
 stored weights as they are).
+
+Several hyperparameters (``path='linear'``): the weights are the barycentric average of the anchor
+simplex around λ, Σ_i w_i θ_i (a model soup whose weights reproduce λ); with ``align=True`` every
+anchor's units are first matched to the first anchor's, one reference for all.
 """
 
 from __future__ import annotations
@@ -38,6 +42,7 @@ class WeightInterpolation(Surrogate):
     name: ClassVar[str] = "weight-interpolation"
     description: ClassVar[str] = "Neighbouring anchor networks' weights interpolated on the clock (optionally unit-aligned); no training."
     requires: ClassVar[frozenset[str]] = frozenset({"architecture"})
+    supports_multi: ClassVar[bool] = True  # barycentric weights of the anchor simplex (path=linear)
     references: ClassVar[tuple[str, ...]] = (
         "Wortsman et al., Model soups, ICML 2022",
         "Ainsworth, Hayase & Srinivasa, Git Re-Basin: merging models modulo permutation symmetries, ICLR 2023",
@@ -76,6 +81,14 @@ class WeightInterpolation(Surrogate):
         self.states_ = [{k: v.detach().clone() for k, v in task.anchor_network(lam).state_dict().items()} for lam in anchors.lambdas]
         self.net_ = task.build_network().eval()
         self.groups_ = verified_groups(self.net_, self._probe(anchors), seed=0) if self.align else []
+        if anchors.d > 1:
+            if self.path != "linear":
+                raise ConfigError(f"{self.name}: path={self.path!r} interpolates between two networks; on a task of "
+                                  f"{anchors.d} hyperparameters use path=linear (barycentric weights of the anchor simplex)")
+            # One reference for every anchor: a soup of several networks needs all their units matched alike.
+            self.aligned_ = [permute(b, self.groups_, weight_matching(self.states_[0], b, self.groups_))
+                             if self.groups_ and i else b for i, b in enumerate(self.states_)]
+            return self
         # The interval's upper network with its units matched to the lower one (the same function).
         self.upper_ = [
             permute(b, self.groups_, weight_matching(a, b, self.groups_)) if self.groups_ else b
@@ -96,6 +109,8 @@ class WeightInterpolation(Surrogate):
     def weights(self, lam: float) -> dict[str, Tensor]:
         """The interpolated state dict at λ (the anchor network's own at an anchor)."""
         self.check_fitted()
+        if self.anchors_.d > 1:
+            return self._soup(lam)
         k, s = self.anchors_.locate(lam)
         if s == 0.0:
             return self.states_[k]
@@ -103,6 +118,16 @@ class WeightInterpolation(Surrogate):
             return self.states_[k + 1]
         mix = lerp if self.path == "linear" else slerp
         return mix(self.states_[k], self.upper_[k], s)
+
+    def _soup(self, lam: tuple[float, ...]) -> dict[str, Tensor]:
+        vertices, weights = self.anchors_.simplex(lam)
+        for i, w in zip(vertices, weights):
+            if w == 1.0:
+                return self.states_[i]
+        states = [self.aligned_[i] for i in vertices]
+        heaviest = states[max(range(len(weights)), key=weights.__getitem__)]
+        return {k: sum(w * st[k] for w, st in zip(weights, states)) if heaviest[k].is_floating_point() else heaviest[k]
+                for k in heaviest}
 
     def sample(self, lam: float, conditions: Tensor, n: int, seed: int) -> Tensor:
         self.check_sample_args(n)

@@ -155,6 +155,10 @@ class _StackedFiLMMLP:
 class CLOT(Surrogate):
     name: ClassVar[str] = "clot"
     description: ClassVar[str] = "Conditional Lagrangian OT (the HTI paper's method): a Lagrangian path cost with a density potential."
+    one_dimensional_reason: ClassVar[str] = (
+        "CLOT's Lagrangian paths are parameterised by one time (a path through λ-space would extend it: "
+        "docs/dev/multi_lambda.md)"
+    )
     name_parameters: ClassVar[tuple[str, ...]] = ("metric", "potential")
     references: ClassVar[tuple[str, ...]] = (
         "Amad & van der Schaar, Hyperparameter Trajectory Inference with Conditional Lagrangian Optimal Transport, ICLR 2026",

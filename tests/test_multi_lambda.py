@@ -219,3 +219,17 @@ def test_tuning_leaves_out_anchors_inside_the_others_hull_never_a_corner():
     guarded = GuardedStore(None, task.heldout, task.spec)
     with pytest.raises(LeakError, match="held-out"):
         guarded.train_seconds(task, task.heldout[0], 0)
+
+
+def test_weight_interpolation_on_a_plane_is_the_barycentric_soup_of_the_anchor_networks(ridge2):
+    task, anchors = ridge2
+    view = TaskView(task, frozenset({"architecture"}))
+    soup = make_surrogate("weight-interpolation").fit(anchors, view, seed=0)
+    for lam in task.heldout:
+        vertices, weights = anchors.simplex(lam)
+        by_hand = sum(w * task.network(anchors.lambdas[i]).weight.detach() for i, w in zip(vertices, weights))
+        assert torch.allclose(soup.weights(lam)["weight"], by_hand, atol=1e-6)
+    corner = anchors.lambdas[4]
+    assert torch.equal(soup.weights(corner)["weight"], task.network(corner).weight.detach())
+    with pytest.raises(ConfigError, match="use path=linear"):
+        make_surrogate("weight-interpolation[path=spherical]").fit(anchors, view, seed=0)
