@@ -11,6 +11,13 @@ Sampling at λ integrates the ODE from the start anchor's samples at the query c
 With ``coupling=exact`` and σ = 0 each interval's target is the straight per-condition McCann flow,
 so an ideal fit reproduces ``mccann`` smoothed across x and intervals; ``coupling=row`` with
 ``per_interval=True`` is the HTI authors' baseline (one net per interval, row-index pairs).
+
+Several hyperparameters: the anchors' Delaunay edges take the intervals' place, and the field becomes
+a matrix V(y, τ, x) ∈ ℝ^{D×d}, the rate of change of y per unit of each clock coordinate: along an edge
+a → b the pair moves by V·(τ_b − τ_a) per unit s, which is what it regresses (divided by the edge's
+length, as the 1-D target is by Δ_k). Sampling at λ integrates dy/ds = V(y, τ_a + s(τ* − τ_a), x)·(τ* − τ_a)
+along the straight segment from the nearest anchor (the first, with ``start=first``). Nothing forces V
+to be path-independent; its error against the barycenter is what that costs.
 """
 
 from __future__ import annotations
@@ -31,6 +38,8 @@ from hti_bench.toolkit.flows import (
     FlowData,
     TimeMLP,
     check_budget,
+    clock_inputs,
+    delaunay_edges,
     integrate,
     make_matcher,
     validate_solver,
@@ -44,10 +53,7 @@ STARTS = ("lower", "nearest", "first")
 class CFM(Surrogate):
     name: ClassVar[str] = "cfm"
     description: ClassVar[str] = "Conditional flow matching between anchors on the λ clock (torchcfm), conditioned on x."
-    one_dimensional_reason: ClassVar[str] = (
-        "its velocity field transports each anchor's samples to the next anchor's along one λ clock (on a"
-        " plane that is a path through λ-space: docs/dev/multi_lambda.md)"
-    )
+    supports_multi: ClassVar[bool] = True  # a D×d field along the anchors' Delaunay edges
     name_parameters: ClassVar[tuple[str, ...]] = ("matcher",)
     references: ClassVar[tuple[str, ...]] = (
         "Lipman et al., Flow matching for generative modeling, ICLR 2023",
@@ -97,7 +103,8 @@ class CFM(Surrogate):
             Draw intervals uniformly, or in proportion to their length on the clock.
         start : 'lower' | 'nearest' | 'first'
             Integrate from the nearest lower anchor, the nearest anchor on the clock (backwards from
-            the upper one when it is closer), or always from the first anchor.
+            the upper one when it is closer), or always from the first anchor. With several
+            hyperparameters 'lower' and 'nearest' both start at the nearest anchor.
         solver, atol, rtol, step_size
             torchdiffeq method; adaptive ones (dopri5, tsit5, bosh3) use atol/rtol, fixed ones (rk4,
             midpoint, euler) use step_size on the [0, 1] clock.
@@ -154,13 +161,19 @@ class CFM(Surrogate):
     def _fit(self, anchors: AnchorSet, dev: torch.device, gen: torch.Generator) -> None:
         data = self.data_ = FlowData(anchors, dev)
         k_anchors, m, n, d = data.shape
+        if anchors.d > 1 and self.per_interval:
+            raise ConfigError("per_interval=True is one net per interval of one λ clock; on a task of "
+                              f"{anchors.d} hyperparameters use per_interval=False (one field over the plane)")
+        self.route_ = self.segments_of(anchors).to(dev)
         n_nets = k_anchors - 1 if self.per_interval else 1
         hidden = tuple(int(h) for h in self.hidden)
         self.fields_ = nn.ModuleList(
-            [TimeMLP(d, (True,), hidden, data.x.shape[1], data.encoder.n_classes) for _ in range(n_nets)]
+            [TimeMLP(d, (True,) * anchors.d, hidden, data.x.shape[1], data.encoder.n_classes, out_dim=d * anchors.d)
+             for _ in range(n_nets)]
         ).to(dev)
-        dtau = data.tau[1:] - data.tau[:-1]
-        weights = torch.ones(k_anchors - 1) if self.segments == "uniform" else dtau.cpu().double()
+        dtau = data.tau[self.route_[:, 1]] - data.tau[self.route_[:, 0]]  # (segments,) or (segments, d)
+        length = dtau if anchors.d == 1 else dtau.norm(dim=-1)
+        weights = torch.ones(len(self.route_)) if self.segments == "uniform" else length.cpu().double()
         bs = int(self.batch_size)
 
         def loss_fn(step: int) -> Tensor:
@@ -168,14 +181,27 @@ class CFM(Surrogate):
             s = torch.rand(y0.shape[0], generator=gen).to(dev)
             eps = torch.randn(y0.shape, generator=gen).to(dev)
             ys = self.matcher_.sample_xt(y0, y1, s, eps)
-            # Velocity per unit of clock time, not per unit of the matcher's own s.
-            target = self.matcher_.compute_conditional_flow(y0, y1, s, ys) / dtau[k][:, None]
-            t = data.tau[k] + s * dtau[k]
-            pred = self._velocity(ys, x, t, k)
-            return ((pred - target) ** 2).sum(-1).mean()
+            flow = self.matcher_.compute_conditional_flow(y0, y1, s, ys)
+            start = data.tau[self.route_[k, 0]]
+            if anchors.d == 1:
+                # Velocity per unit of clock time, not per unit of the matcher's own s.
+                pred = self._velocity(ys, x, start + s * dtau[k], k)
+                return ((pred - flow / dtau[k][:, None]) ** 2).sum(-1).mean()
+            edge = dtau[k]
+            field = self._velocity(ys, x, start + s[:, None] * edge, 0).reshape(-1, d, anchors.d)
+            pred = (field @ edge[:, :, None]).squeeze(-1)
+            # Per unit of distance on the clocks, as the 1-D target is per unit of clock time.
+            return (((pred - flow) / length[k][:, None]) ** 2).sum(-1).mean()
 
         self.losses_ = training.train_loop(self.fields_.parameters(), loss_fn, steps=int(self.steps), lr=float(self.lr), **FLOW_TRAINING)
         self.fields_.eval().requires_grad_(False)
+
+    @staticmethod
+    def segments_of(anchors: AnchorSet) -> Tensor:
+        """(segments, 2) anchor pairs trained on: consecutive anchors (1-D), or both ways along every
+        Delaunay edge (several hyperparameters)."""
+        k = anchors.n_anchors
+        return torch.tensor([(i, i + 1) for i in range(k - 1)] if anchors.d == 1 else delaunay_edges(anchors.unit_points))
 
     def _batch(self, data: FlowData, weights: Tensor, bs: int, gen: torch.Generator):
         """Paired (y0, y1, x, k), each pair within one condition and one anchor interval."""
@@ -183,7 +209,7 @@ class CFM(Surrogate):
         if self.matcher == "plain":
             k = torch.multinomial(weights, bs, replacement=True, generator=gen).to(data.device)
             cond, row = data.draw_rows(bs, gen)
-            y0, y1 = data.pairs(k, k + 1, cond, row, self.coupling_, gen)
+            y0, y1 = data.pairs(self.route_[k, 0], self.route_[k, 1], cond, row, self.coupling_, gen)
             return y0, y1, data.x[cond], k
         # Matchers that re-pair: groups of one (interval, condition), re-paired by the matcher's plan.
         g = min(int(self.group_size), n)
@@ -192,8 +218,9 @@ class CFM(Surrogate):
         conds = torch.randint(0, m, (groups,), generator=gen)
         out0, out1 = [], []
         for k, c in zip(ks.tolist(), conds.tolist()):
-            a = data.y[k, c, torch.randperm(n, generator=gen)[:g].to(data.device)]
-            b = data.y[k + 1, c, torch.randperm(n, generator=gen)[:g].to(data.device)]
+            lo, hi = self.route_[k].tolist()
+            a = data.y[lo, c, torch.randperm(n, generator=gen)[:g].to(data.device)]
+            b = data.y[hi, c, torch.randperm(n, generator=gen)[:g].to(data.device)]
             if g > 1:
                 plan = torch.as_tensor(self.matcher_.ot_sampler.get_map(a, b)).reshape(-1).double()
                 pick = torch.multinomial(plan / plan.sum(), g, replacement=True, generator=gen)
@@ -206,7 +233,7 @@ class CFM(Surrogate):
 
     def _velocity(self, y: Tensor, x: Tensor, t: Tensor, k: Tensor | int) -> Tensor:
         if len(self.fields_) == 1:
-            return self.fields_[0](y, x, t)
+            return self.fields_[0](y, x, *clock_inputs(t, self.data_.anchors.d))
         if isinstance(k, int):
             return self.fields_[k](y, x, t)
         out = torch.empty_like(y)
@@ -219,6 +246,8 @@ class CFM(Surrogate):
     def sample(self, lam: float, conditions: Tensor, n: int, seed: int) -> Tensor:
         self.check_sample_args(n)
         data = self.data_
+        if data.anchors.d > 1:
+            return self._sample_plane(lam, conditions, int(n), seed)
         k, s = data.anchors.locate(lam)
         start = {"lower": k, "first": 0, "nearest": k if s <= 0.5 else k + 1}[self.start]
         y, x = data.start_samples(start, conditions, int(n), self.generator(seed))
@@ -238,3 +267,20 @@ class CFM(Surrogate):
                           step_size=float(self.step_size))
             here = stop
         return data.restore(y).reshape(conditions.shape[0], int(n), -1)
+
+    def _sample_plane(self, lam: tuple[float, ...], conditions: Tensor, n: int, seed: int) -> Tensor:
+        data = self.data_
+        data.anchors.simplex(lam)  # refuses a point outside the anchors' hull
+        start = 0 if self.start == "first" else data.anchors.nearest(lam)
+        y, x = data.start_samples(start, conditions, n, self.generator(seed))
+        origin = data.tau[start]
+        direction = data.tau_of(lam) - origin
+        dims = (data.shape[3], data.anchors.d)
+
+        def along(yy: Tensor, s: Tensor) -> Tensor:
+            tau = (origin + s * direction).expand(yy.shape[0], -1)
+            return (self._velocity(yy, x, tau, 0).reshape(-1, *dims) @ direction).reshape(yy.shape)
+
+        y = integrate(along, y, 0.0, 1.0, solver=self.solver, atol=float(self.atol), rtol=float(self.rtol),
+                      step_size=float(self.step_size))
+        return data.restore(y).reshape(conditions.shape[0], n, -1)

@@ -24,7 +24,15 @@ from hti_bench.anchors import AnchorSet
 from hti_bench.errors import check_choice, check_positive
 from hti_bench.surrogate import Surrogate
 from hti_bench.toolkit import training
-from hti_bench.toolkit.flows import COUPLINGS, FLOW_TRAINING, FlowData, TimeMLP, check_budget, clock_inputs
+from hti_bench.toolkit.flows import (
+    COUPLINGS,
+    FLOW_TRAINING,
+    FlowData,
+    TimeMLP,
+    check_budget,
+    clock_inputs,
+    delaunay_edges,
+)
 from hti_bench.toolkit.nets import check_device, check_hidden, resolve_device, seeded
 from hti_bench.view import TaskView
 
@@ -135,16 +143,3 @@ class Direct(Surrogate):
         y, x = data.start_samples(start, conditions, int(n), self.generator(seed))
         out = self.net_(y, x, *clock_inputs(data.tau[start], data.anchors.d), *clock_inputs(target, data.anchors.d))
         return data.restore(out).reshape(conditions.shape[0], int(n), -1)
-
-
-def delaunay_edges(points: Tensor) -> list[tuple[int, int]]:
-    """Both directions of every edge of the Delaunay triangulation of ``points`` (K, d)."""
-    from scipy.spatial import Delaunay
-
-    edges = set()
-    for simplex in Delaunay(points.double().numpy()).simplices:
-        for i in simplex:
-            for j in simplex:
-                if i != j:
-                    edges.add((int(i), int(j)))
-    return sorted(edges)

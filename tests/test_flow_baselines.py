@@ -85,6 +85,7 @@ def test_repairing_matchers_stay_within_one_condition(gaussian, matcher):
     cfm.matcher_ = make_matcher(matcher, cfm.sigma_)
     data = FlowData(anchors, torch.device("cpu"))
     weights = torch.ones(anchors.n_anchors - 1)
+    cfm.route_ = cfm.segments_of(anchors)
     y0, y1, x, k = cfm._batch(data, weights, 128, torch.Generator().manual_seed(0))
     for i in range(len(y0)):
         c = int(x[i, 0])

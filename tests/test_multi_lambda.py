@@ -92,7 +92,7 @@ def test_one_output_dimension_uses_the_exact_quantile_average():
 
 
 def test_gaussian_plane_end_to_end_the_barycenter_is_at_the_floor_and_rows_carry_the_point(tmp_path):
-    results = run(["gaussian-plane"], ["nearest-anchor", "mixture", "barycenter", "mccann", "cfm"], seeds=[0],
+    results = run(["gaussian-plane"], ["nearest-anchor", "mixture", "barycenter", "mccann", "mfm"], seeds=[0],
                   results_dir=tmp_path, jobs=1, progress=False)
     df = pd.read_csv(tmp_path / "results.csv")
     ok = df[df.status == "ok"]
@@ -106,7 +106,7 @@ def test_gaussian_plane_end_to_end_the_barycenter_is_at_the_floor_and_rows_carry
     floor = ok.floor_w2.mean()
     assert w2["barycenter"] < 1.2 * floor  # exact here: a plane of Gaussians
     assert w2["barycenter"] < w2["mixture"] < w2["nearest-anchor"]
-    skipped = df[df.surrogate.isin(["mccann", "cfm"])]
+    skipped = df[df.surrogate.isin(["mccann", "mfm"])]
     assert (skipped.status == "skipped").all()
     assert skipped.error.str.contains("one-dimensional: the task has 2 hyperparameters").all()
     assert results is not None
@@ -119,6 +119,28 @@ def test_gaussian_plane_end_to_end_the_barycenter_is_at_the_floor_and_rows_carry
     from hti_bench.harness.leaderboard import by_lambda
 
     assert "0.5;0.3" in by_lambda(df).columns
+
+
+def test_cfm_on_a_plane_flows_along_the_segment_from_the_nearest_anchor():
+    task = make_task("gaussian-plane")
+    anchors = build_anchor_set(task, seed=0)
+    conditions = task.eval_conditions().float()
+    fitted = {name: make_surrogate(name).fit(anchors, None, seed=0)
+              for name in ("cfm[steps=600,solver=rk4,step_size=0.05]", "nearest-anchor")}
+    w2 = {name: np.mean([evaluate_w2(task, s, lam, conditions) for lam in task.heldout]) for name, s in fitted.items()}
+    cfm, nearest = w2["cfm[steps=600,solver=rk4,step_size=0.05]"], w2["nearest-anchor"]
+    # the flow has to move the nearest anchor's samples most of the way: a D×d field applied wrongly
+    # (a transposed or missing direction) stays at the start anchor or overshoots
+    assert cfm < 0.6 * nearest, f"cfm {cfm:.3f} against nearest-anchor {nearest:.3f}"
+    with pytest.raises(ConfigError, match="per_interval=False"):
+        make_surrogate("cfm[per_interval=True,steps=5]").fit(anchors, None, seed=0)
+
+
+def evaluate_w2(task, surrogate, lam, conditions):
+    from hti_bench.scoring import score_panel
+
+    out = surrogate.sample(lam, conditions, task.n_samples, seed=1)
+    return score_panel(out, task.sample(lam, conditions, task.n_samples, 7)).mean()["w2"]
 
 
 def test_barycenter_is_skipped_with_the_reason_on_one_hyperparameter():

@@ -90,16 +90,19 @@ def time_features(t: Tensor, fourier: bool) -> Tensor:
 class TimeMLP(nn.Module):
     """f(y, t_1..t_j, x): an MLP of y and time features, FiLM-conditioned on x (SiLU activations).
 
-    ``fourier[i]`` says whether time i gets Fourier features (see :func:`time_features`).
+    ``fourier[i]`` says whether time i gets Fourier features (see :func:`time_features`); the output has
+    ``out_dim`` entries (default: y's dimension).
     """
 
     def __init__(self, dim: int, fourier: Sequence[bool], hidden: Sequence[int], cond_dim: int,
-                 n_classes: int | None, residual: bool = False) -> None:
+                 n_classes: int | None, residual: bool = False, out_dim: int | None = None) -> None:
         super().__init__()
+        if residual and out_dim not in (None, dim):
+            raise ValueError(f"a residual TimeMLP maps y to y's dimension {dim}, not {out_dim}")
         self.residual = residual
         self.fourier = tuple(bool(f) for f in fourier)
         n_feats = sum(1 + 2 * N_FREQUENCIES if f else 1 for f in self.fourier)
-        self.net = FiLMMLP(dim + n_feats, dim, hidden, cond_dim, n_classes, act=nn.SiLU, zero_last=residual)
+        self.net = FiLMMLP(dim + n_feats, out_dim or dim, hidden, cond_dim, n_classes, act=nn.SiLU, zero_last=residual)
 
     def forward(self, y: Tensor, x: Tensor, *times: Tensor) -> Tensor:
         feats = [time_features(torch.as_tensor(t, dtype=y.dtype, device=y.device).expand(y.shape[0]), f)
@@ -241,6 +244,20 @@ def clock_inputs(tau: Tensor, d: int) -> tuple[Tensor, ...]:
     """A clock position as a network's time inputs: itself for one hyperparameter, one input per axis
     (the last dimension of ``tau``) for d > 1."""
     return (tau,) if d == 1 else tuple(tau.unbind(-1))
+
+
+def delaunay_edges(points: Tensor) -> list[tuple[int, int]]:
+    """Both directions of every edge of the Delaunay triangulation of ``points`` (K, d): the anchor
+    pairs a flow or a regression between anchors trains on when λ has several hyperparameters."""
+    from scipy.spatial import Delaunay
+
+    edges = set()
+    for simplex in Delaunay(points.double().numpy()).simplices:
+        for i in simplex:
+            for j in simplex:
+                if i != j:
+                    edges.add((int(i), int(j)))
+    return sorted(edges)
 
 
 def check_budget(surrogate, keys: Sequence[str]) -> None:
