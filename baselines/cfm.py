@@ -38,8 +38,8 @@ from hti_bench.toolkit.flows import (
     FlowData,
     TimeMLP,
     check_budget,
+    Segments,
     clock_inputs,
-    delaunay_edges,
     integrate,
     make_matcher,
     validate_solver,
@@ -164,16 +164,14 @@ class CFM(Surrogate):
         if anchors.d > 1 and self.per_interval:
             raise ConfigError("per_interval=True is one net per interval of one λ clock; on a task of "
                               f"{anchors.d} hyperparameters use per_interval=False (one field over the plane)")
-        self.route_ = self.segments_of(anchors).to(dev)
+        route = self.edges_ = Segments(data)
         n_nets = k_anchors - 1 if self.per_interval else 1
         hidden = tuple(int(h) for h in self.hidden)
         self.fields_ = nn.ModuleList(
-            [TimeMLP(d, (True,) * anchors.d, hidden, data.x.shape[1], data.encoder.n_classes, out_dim=d * anchors.d)
+            [TimeMLP(d, (True,) * anchors.d, hidden, data.x.shape[1], data.encoder.n_classes, out_dim=route.out_dim)
              for _ in range(n_nets)]
         ).to(dev)
-        dtau = data.tau[self.route_[:, 1]] - data.tau[self.route_[:, 0]]  # (segments,) or (segments, d)
-        length = dtau if anchors.d == 1 else dtau.norm(dim=-1)
-        weights = torch.ones(len(self.route_)) if self.segments == "uniform" else length.cpu().double()
+        weights = torch.ones(len(route)) if self.segments == "uniform" else route.length.cpu().double()
         bs = int(self.batch_size)
 
         def loss_fn(step: int) -> Tensor:
@@ -182,26 +180,10 @@ class CFM(Surrogate):
             eps = torch.randn(y0.shape, generator=gen).to(dev)
             ys = self.matcher_.sample_xt(y0, y1, s, eps)
             flow = self.matcher_.compute_conditional_flow(y0, y1, s, ys)
-            start = data.tau[self.route_[k, 0]]
-            if anchors.d == 1:
-                # Velocity per unit of clock time, not per unit of the matcher's own s.
-                pred = self._velocity(ys, x, start + s * dtau[k], k)
-                return ((pred - flow / dtau[k][:, None]) ** 2).sum(-1).mean()
-            edge = dtau[k]
-            field = self._velocity(ys, x, start + s[:, None] * edge, 0).reshape(-1, d, anchors.d)
-            pred = (field @ edge[:, :, None]).squeeze(-1)
-            # Per unit of distance on the clocks, as the 1-D target is per unit of clock time.
-            return (((pred - flow) / length[k][:, None]) ** 2).sum(-1).mean()
+            return route.matching_loss(lambda yy, xx, t: self._velocity(yy, xx, t, k), ys, x, k, s, flow)
 
         self.losses_ = training.train_loop(self.fields_.parameters(), loss_fn, steps=int(self.steps), lr=float(self.lr), **FLOW_TRAINING)
         self.fields_.eval().requires_grad_(False)
-
-    @staticmethod
-    def segments_of(anchors: AnchorSet) -> Tensor:
-        """(segments, 2) anchor pairs trained on: consecutive anchors (1-D), or both ways along every
-        Delaunay edge (several hyperparameters)."""
-        k = anchors.n_anchors
-        return torch.tensor([(i, i + 1) for i in range(k - 1)] if anchors.d == 1 else delaunay_edges(anchors.unit_points))
 
     def _batch(self, data: FlowData, weights: Tensor, bs: int, gen: torch.Generator):
         """Paired (y0, y1, x, k), each pair within one condition and one anchor interval."""
@@ -209,7 +191,7 @@ class CFM(Surrogate):
         if self.matcher == "plain":
             k = torch.multinomial(weights, bs, replacement=True, generator=gen).to(data.device)
             cond, row = data.draw_rows(bs, gen)
-            y0, y1 = data.pairs(self.route_[k, 0], self.route_[k, 1], cond, row, self.coupling_, gen)
+            y0, y1 = data.pairs(*self.edges_.ends(k), cond, row, self.coupling_, gen)
             return y0, y1, data.x[cond], k
         # Matchers that re-pair: groups of one (interval, condition), re-paired by the matcher's plan.
         g = min(int(self.group_size), n)
@@ -218,7 +200,7 @@ class CFM(Surrogate):
         conds = torch.randint(0, m, (groups,), generator=gen)
         out0, out1 = [], []
         for k, c in zip(ks.tolist(), conds.tolist()):
-            lo, hi = self.route_[k].tolist()
+            lo, hi = self.edges_.route[k].tolist()
             a = data.y[lo, c, torch.randperm(n, generator=gen)[:g].to(data.device)]
             b = data.y[hi, c, torch.randperm(n, generator=gen)[:g].to(data.device)]
             if g > 1:
@@ -273,14 +255,7 @@ class CFM(Surrogate):
         data.anchors.simplex(lam)  # refuses a point outside the anchors' hull
         start = 0 if self.start == "first" else data.anchors.nearest(lam)
         y, x = data.start_samples(start, conditions, n, self.generator(seed))
-        origin = data.tau[start]
-        direction = data.tau_of(lam) - origin
-        dims = (data.shape[3], data.anchors.d)
-
-        def along(yy: Tensor, s: Tensor) -> Tensor:
-            tau = (origin + s * direction).expand(yy.shape[0], -1)
-            return (self._velocity(yy, x, tau, 0).reshape(-1, *dims) @ direction).reshape(yy.shape)
-
-        y = integrate(along, y, 0.0, 1.0, solver=self.solver, atol=float(self.atol), rtol=float(self.rtol),
-                      step_size=float(self.step_size))
+        y = self.edges_.flow_to(lambda yy, xx, t: self._velocity(yy, xx, t, 0), y, x, start, data.tau_of(lam),
+                                   solver=self.solver, atol=float(self.atol), rtol=float(self.rtol),
+                                   step_size=float(self.step_size))
         return data.restore(y).reshape(conditions.shape[0], n, -1)

@@ -23,6 +23,11 @@ bends the paths towards the data, then matches a field to the bent paths:
 With ``metric=euclidean`` G = I, the straight paths already are the geodesics, stage 1 is skipped
 (φ ≡ 0) and the fit *is* ``cfm[coupling=exact]``: same network, same draws, same samples.
 
+Several hyperparameters: as ``cfm`` does (:class:`~hti_bench.toolkit.flows.Segments`), the edges of the
+anchors' Delaunay triangulation take the intervals' place, in both directions. Stage 1 bends each edge's
+paths with the metric points of its two anchors; stage 2 fits a field V ∈ ℝ^{D×d} whose product with the
+edge's Δτ is the bent path's velocity, and a query flows along the straight segment from its nearest anchor.
+
 Where this differs from the HTI authors' adaptation (harrya32/HTI, ``metric-flow-matching/``): their code
 switches the OT sampler off under class conditioning, so their pairs were independent within a class
 (``coupling=independent`` here); and their anchors sat evenly on the flow's time axis by index, where
@@ -77,8 +82,10 @@ from hti_bench.toolkit.flows import (
     COUPLINGS,
     FLOW_TRAINING,
     FlowData,
+    Segments,
     TimeMLP,
     check_budget,
+    clock_inputs,
     integrate,
     make_matcher,
     validate_solver,
@@ -101,10 +108,7 @@ PROBE_EVERY = 25
 class MFM(Surrogate):
     name: ClassVar[str] = "mfm"
     description: ClassVar[str] = "Metric flow matching: flow matching along paths bent towards the anchors' data (LAND/RBF metric)."
-    one_dimensional_reason: ClassVar[str] = (
-        "its flow runs through the anchors in their order along one λ clock (on a plane that is a path "
-        "through λ-space: docs/dev/multi_lambda.md)"
-    )
+    supports_multi: ClassVar[bool] = True  # bent paths and a D×d field along the anchors' Delaunay edges
     name_parameters: ClassVar[tuple[str, ...]] = ("metric",)
     references: ClassVar[tuple[str, ...]] = (
         "Kapusniak et al., Metric flow matching for smooth interpolations on the data manifold, NeurIPS 2024",
@@ -224,13 +228,14 @@ class MFM(Surrogate):
     def _fit(self, anchors: AnchorSet, dev: torch.device, gen: torch.Generator) -> None:
         data = self.data_ = FlowData(anchors, dev)
         k_anchors, m, n, d = data.shape
+        edges = self.edges_ = Segments(data)
         # The velocity field is built first, so that with metric=euclidean the initialisation and every
         # draw are those of cfm[coupling=exact].
         self.fields_ = nn.ModuleList(
-            [TimeMLP(d, (True,), tuple(int(h) for h in self.hidden), data.x.shape[1], data.encoder.n_classes)]
+            [TimeMLP(d, (True,) * anchors.d, tuple(int(h) for h in self.hidden), data.x.shape[1],
+                     data.encoder.n_classes, out_dim=edges.out_dim)]
         ).to(dev)
-        self.dtau_ = data.tau[1:] - data.tau[:-1]
-        weights = torch.ones(k_anchors - 1)
+        weights = torch.ones(len(edges))
         bs = int(self.batch_size)
 
         self.path_net_ = None
@@ -253,10 +258,7 @@ class MFM(Surrogate):
                 ys = ys + (s * (1 - s))[:, None] * phi
                 flow = flow + (1 - 2 * s)[:, None] * phi
             # Velocity per unit of clock time, not per unit of the path's own s.
-            target = flow / self.dtau_[k][:, None]
-            t = data.tau[k] + s * self.dtau_[k]
-            pred = self.fields_[0](ys, x, t)
-            return ((pred - target) ** 2).sum(-1).mean()
+            return edges.matching_loss(self._velocity, ys, x, k, s, flow)
 
         self.losses_ = training.train_loop(self.fields_.parameters(), loss_fn, steps=int(self.steps), lr=float(self.lr), **FLOW_TRAINING)
         self.fields_.eval().requires_grad_(False)
@@ -266,18 +268,23 @@ class MFM(Surrogate):
         ``cfm``'s plain matcher)."""
         k = torch.multinomial(weights, bs, replacement=True, generator=gen).to(data.device)
         cond, row = data.draw_rows(bs, gen)
-        y0, y1 = data.pairs(k, k + 1, cond, row, self.coupling, gen)
+        y0, y1 = data.pairs(*self.edges_.ends(k), cond, row, self.coupling, gen)
         return y0, y1, data.x[cond], k
+
+    def _velocity(self, y: Tensor, x: Tensor, t: Tensor) -> Tensor:
+        return self.fields_[0](y, x, *clock_inputs(t, self.data_.anchors.d))
 
     # ------------------------------------------------------------------ stage 1
 
     def _metric_points(self, data: FlowData, gen: torch.Generator) -> Tensor:
-        """(G, N, D): group k·M + c holds anchors k and k+1 at condition c ('condition'), group k both
-        anchors at every condition ('pooled'); at most ``metric_points`` per group."""
+        """(G, N, D): group k·M + c holds the two anchors of interval (edge) k at condition c
+        ('condition'), group k both anchors at every condition ('pooled'); at most ``metric_points`` per
+        group."""
         k_anchors, m, n, d = data.shape
-        pairs = torch.cat([data.y[:-1], data.y[1:]], dim=2)  # (K-1, M, 2n, D)
-        groups = pairs.reshape((k_anchors - 1) * m, 2 * n, d) if self.metric_data == "condition" else \
-            pairs.reshape(k_anchors - 1, 2 * m * n, d)
+        a, b = self.edges_.ends(torch.arange(len(self.edges_)))
+        pairs = torch.cat([data.y[a], data.y[b]], dim=2)  # (S, M, 2n, D)
+        groups = pairs.reshape(len(a) * m, 2 * n, d) if self.metric_data == "condition" else \
+            pairs.reshape(len(a), 2 * m * n, d)
         cap = int(self.metric_points)
         if groups.shape[1] > cap:
             keep = torch.rand(groups.shape[0], groups.shape[1], generator=gen).argsort(dim=1)[:, :cap].to(data.device)
@@ -308,7 +315,7 @@ class MFM(Surrogate):
             group, cond = k, torch.randint(0, m, (blocks * r,), generator=gen)
         row = torch.randint(0, n, (blocks * r,), generator=gen)
         k, cond, row = (v.to(data.device) for v in (k.repeat_interleave(r), cond, row))
-        y0, y1 = data.pairs(k, k + 1, cond, row, self.coupling, gen)
+        y0, y1 = data.pairs(*self.edges_.ends(k), cond, row, self.coupling, gen)
         return y0, y1, data.x[cond], k, group.to(data.device)
 
     def _path_energy(self, y0, y1, x, k, group, s, eps, bend: bool) -> Tensor:
@@ -318,7 +325,7 @@ class MFM(Surrogate):
         if bend:
             phi = self.path_net_(torch.cat([y0, y1], -1), x)
             ys, flow = ys + (s * (1 - s))[:, None] * phi, flow + (1 - 2 * s)[:, None] * phi
-        velocity = flow / self.dtau_[k][:, None]
+        velocity = self.edges_.per_unit(flow, k)
         shape = (group.shape[0], -1, ys.shape[-1])
         return kinetic_energy(self.metric_fn_, ys.reshape(shape), velocity.reshape(shape), group).mean()
 
@@ -361,18 +368,19 @@ class MFM(Surrogate):
 
     @torch.no_grad()
     def interpolant(self, interval: int, s: float) -> Tensor:
-        """The stage-1 paths of interval k at fraction s, in output units: (M, n, D), row i of condition c
-        on the path from anchor-k sample i to its partner (``coupling=independent``: its exact-OT partner)."""
+        """The stage-1 paths of interval k (with several hyperparameters: of edge k of ``edges_.route``)
+        at fraction s, in output units: (M, n, D), row i of condition c on the path from the start
+        anchor's sample i to its partner (``coupling=independent``: its exact-OT partner)."""
         self.check_fitted()
         data = self.data_
         k_anchors, m, n, d = data.shape
-        if not 0 <= int(interval) < k_anchors - 1:
-            raise ValueError(f"interval must be in [0, {k_anchors - 2}], got {interval}")
+        if not 0 <= int(interval) < len(self.edges_):
+            raise ValueError(f"interval must be in [0, {len(self.edges_) - 1}], got {interval}")
         cond = torch.arange(m, device=data.device).repeat_interleave(n)
         row = torch.arange(n, device=data.device).repeat(m)
         k = torch.full_like(cond, int(interval))
         coupling = self.coupling if self.coupling != "independent" else "exact"
-        y0, y1 = data.pairs(k, k + 1, cond, row, coupling, torch.Generator().manual_seed(0))
+        y0, y1 = data.pairs(*self.edges_.ends(k), cond, row, coupling, torch.Generator().manual_seed(0))
         ys = (1 - s) * y0 + s * y1
         if self.path_net_ is not None:
             ys = ys + s * (1 - s) * self.path_net_(torch.cat([y0, y1], -1), data.x[cond])
@@ -384,6 +392,13 @@ class MFM(Surrogate):
     def sample(self, lam: float, conditions: Tensor, n: int, seed: int) -> Tensor:
         self.check_sample_args(n)
         data = self.data_
+        if data.anchors.d > 1:
+            data.anchors.simplex(lam)  # refuses a point outside the anchors' hull
+            start = data.anchors.nearest(lam)
+            y, x = data.start_samples(start, conditions, int(n), self.generator(seed))
+            y = self.edges_.flow_to(self._velocity, y, x, start, data.tau_of(lam), solver=self.solver,
+                                    atol=float(self.atol), rtol=float(self.rtol), step_size=float(self.step_size))
+            return data.restore(y).reshape(conditions.shape[0], int(n), -1)
         k, _ = data.anchors.locate(lam)
         y, x = data.start_samples(k, conditions, int(n), self.generator(seed))
         target = data.tau_of(lam)

@@ -8,7 +8,7 @@ from hti_bench.harness.registry import make_surrogate
 from hti_bench.harness.unit import build_anchor_set
 from hti_bench.scoring import per_condition_wasserstein
 from hti_bench.tasks.gaussian_path import GaussianPath
-from hti_bench.toolkit.flows import FlowData, integrate
+from hti_bench.toolkit.flows import FlowData, Segments, integrate
 from hti_bench.toolkit.transport import exact_coupling
 
 FAST = "steps=800,batch_size=256,hidden=(64,64,64),solver=rk4,step_size=0.02"
@@ -85,7 +85,7 @@ def test_repairing_matchers_stay_within_one_condition(gaussian, matcher):
     cfm.matcher_ = make_matcher(matcher, cfm.sigma_)
     data = FlowData(anchors, torch.device("cpu"))
     weights = torch.ones(anchors.n_anchors - 1)
-    cfm.route_ = cfm.segments_of(anchors)
+    cfm.edges_ = Segments(data)
     y0, y1, x, k = cfm._batch(data, weights, 128, torch.Generator().manual_seed(0))
     for i in range(len(y0)):
         c = int(x[i, 0])

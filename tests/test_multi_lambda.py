@@ -92,7 +92,7 @@ def test_one_output_dimension_uses_the_exact_quantile_average():
 
 
 def test_gaussian_plane_end_to_end_the_barycenter_is_at_the_floor_and_rows_carry_the_point(tmp_path):
-    results = run(["gaussian-plane"], ["nearest-anchor", "mixture", "barycenter", "mccann", "mfm"], seeds=[0],
+    results = run(["gaussian-plane"], ["nearest-anchor", "mixture", "barycenter", "mccann", "transport-spline"], seeds=[0],
                   results_dir=tmp_path, jobs=1, progress=False)
     df = pd.read_csv(tmp_path / "results.csv")
     ok = df[df.status == "ok"]
@@ -106,7 +106,7 @@ def test_gaussian_plane_end_to_end_the_barycenter_is_at_the_floor_and_rows_carry
     floor = ok.floor_w2.mean()
     assert w2["barycenter"] < 1.2 * floor  # exact here: a plane of Gaussians
     assert w2["barycenter"] < w2["mixture"] < w2["nearest-anchor"]
-    skipped = df[df.surrogate.isin(["mccann", "mfm"])]
+    skipped = df[df.surrogate.isin(["mccann", "transport-spline"])]
     assert (skipped.status == "skipped").all()
     assert skipped.error.str.contains("one-dimensional: the task has 2 hyperparameters").all()
     assert results is not None
@@ -134,6 +134,28 @@ def test_cfm_on_a_plane_flows_along_the_segment_from_the_nearest_anchor():
     assert cfm < 0.6 * nearest, f"cfm {cfm:.3f} against nearest-anchor {nearest:.3f}"
     with pytest.raises(ConfigError, match="per_interval=False"):
         make_surrogate("cfm[per_interval=True,steps=5]").fit(anchors, None, seed=0)
+
+
+def test_mfm_on_a_plane_bends_the_edges_paths_and_is_cfm_under_the_euclidean_metric():
+    task = make_task("gaussian-plane")
+    anchors = build_anchor_set(task, seed=0)
+    conditions = task.eval_conditions().float()
+    lam = task.heldout[0]
+    fast = "steps=30,solver=rk4,step_size=0.1"
+    # G = I: stage 1 is skipped and every draw is cfm[coupling=exact]'s, on the plane as on a line
+    euclid = make_surrogate(f"mfm[metric=euclidean,{fast}]").fit(anchors, None, seed=0)
+    plain = make_surrogate(f"cfm[coupling=exact,{fast}]").fit(anchors, None, seed=0)
+    assert torch.equal(euclid.sample(lam, conditions, 50, seed=3), plain.sample(lam, conditions, 50, seed=3))
+    mfm = make_surrogate("mfm[steps=600,path_steps=50,solver=rk4,step_size=0.05]").fit(anchors, None, seed=0)
+    # a 3×3 grid triangulates into 8 triangles: 16 edges, each trained both ways, each with bent paths
+    assert mfm.path_net_ is not None and len(mfm.edges_) == 32
+    assert mfm.interpolant(len(mfm.edges_) - 1, 0.5).shape == (anchors.n_conditions, anchors.n_samples, 2)
+    nearest = make_surrogate("nearest-anchor").fit(anchors, None, seed=0)
+    w2 = {name: np.mean([evaluate_w2(task, s, lam, conditions) for lam in task.heldout])
+          for name, s in (("mfm", mfm), ("nearest", nearest))}
+    assert w2["mfm"] < 0.6 * w2["nearest"], w2
+    with pytest.raises(ValueError, match="outside|hull"):
+        mfm.sample((5.0, 5.0), conditions, 4, seed=0)
 
 
 def evaluate_w2(task, surrogate, lam, conditions):

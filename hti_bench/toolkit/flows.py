@@ -1,6 +1,6 @@
 """Shared machinery of the flow-matching and regression baselines.
 
-Used by ``baselines/cfm.py`` (conditional flow matching between anchors), ``baselines/direct.py``
+Used by ``baselines/cfm.py`` and ``baselines/mfm.py`` (flow matching between anchors), ``baselines/direct.py``
 (the paper's direct regression) and ``baselines/lambda_flow.py`` (a generative model conditioned on
 λ). Plugin authors building on flows can use it too:
 
@@ -8,6 +8,8 @@ Used by ``baselines/cfm.py`` (conditional flow matching between anchors), ``base
   hence OT couplings, keep their geometry), the conditions encoded for FiLM, the anchors' positions on
   the task's clock rescaled to [0, 1], and pairs of samples *within one condition* under a coupling.
 - :class:`TimeMLP`: a FiLM-conditioned MLP of (y, features of one or more times).
+- :class:`Segments`: the anchor pairs a flow between anchors trains on (consecutive anchors, or the
+  Delaunay edges with several hyperparameters), its matching loss, and the flow to a point on the plane.
 - :func:`integrate`: a torchdiffeq ODE solve with explicit tolerances (adaptive) or a fixed step.
 - :func:`make_matcher`: torchcfm's probability paths by name.
 
@@ -19,6 +21,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -258,6 +261,71 @@ def delaunay_edges(points: Tensor) -> list[tuple[int, int]]:
                 if i != j:
                     edges.add((int(i), int(j)))
     return sorted(edges)
+
+
+class Segments:
+    """The anchor pairs a flow *between anchors* trains on, and each pair's step on the clocks.
+
+    One hyperparameter: the consecutive anchors (k, k+1), ``dtau`` (S,), and the field is a velocity
+    per unit of clock time. Several: both directions of every edge of the anchors' Delaunay
+    triangulation, ``dtau`` (S, d), and the field is a matrix V(y, τ, x) ∈ ℝ^{D×d}, the rate of change
+    of y per unit of each clock coordinate, whose product with an edge's Δτ is the velocity along it.
+    A query then flows along the straight segment from an anchor to it (:meth:`flow_to`). Nothing forces
+    V to be path-independent; how far that costs is measured against the barycenter, not assumed.
+
+    Used by ``cfm`` and ``mfm``; a flow of one's own between anchors gets its d > 1 form from it.
+    """
+
+    def __init__(self, data: FlowData) -> None:
+        anchors = data.anchors
+        self.d, self.dim, self.tau = anchors.d, data.shape[3], data.tau
+        k = anchors.n_anchors
+        pairs = [(i, i + 1) for i in range(k - 1)] if self.d == 1 else delaunay_edges(anchors.unit_points)
+        self.route = torch.tensor(pairs, device=data.device)  # (S, 2)
+        self.dtau = self.tau[self.route[:, 1]] - self.tau[self.route[:, 0]]  # (S,) or (S, d)
+        self.length = self.dtau if self.d == 1 else self.dtau.norm(dim=-1)  # (S,)
+
+    def __len__(self) -> int:
+        return len(self.route)
+
+    @property
+    def out_dim(self) -> int:
+        """The field's output size: D, or D·d with several hyperparameters."""
+        return self.dim * self.d
+
+    def ends(self, k: Tensor) -> tuple[Tensor, Tensor]:
+        """The anchor indices at the start and the end of segments ``k``."""
+        return self.route[k, 0], self.route[k, 1]
+
+    def per_unit(self, flow: Tensor, k: Tensor) -> Tensor:
+        """d/ds of a path along segments ``k`` as a velocity per unit of clock time (of clock distance
+        with several hyperparameters)."""
+        return flow / self.length[k][:, None]
+
+    def matching_loss(self, velocity: Callable[[Tensor, Tensor, Tensor], Tensor], ys: Tensor, x: Tensor,
+                      k: Tensor, s: Tensor, flow: Tensor) -> Tensor:
+        """Flow-matching loss at fraction ``s`` of segments ``k``: ``velocity(ys, x, τ)`` at the clock point
+        τ there, regressed on the path's ``flow`` (dy/ds) per unit of clock time or distance."""
+        start = self.tau[self.route[k, 0]]
+        if self.d == 1:
+            return ((velocity(ys, x, start + s * self.dtau[k]) - self.per_unit(flow, k)) ** 2).sum(-1).mean()
+        edge = self.dtau[k]
+        field = velocity(ys, x, start + s[:, None] * edge).reshape(-1, self.dim, self.d)
+        pred = (field @ edge[:, :, None]).squeeze(-1)
+        return (((pred - flow) / self.length[k][:, None]) ** 2).sum(-1).mean()
+
+    def flow_to(self, velocity: Callable[[Tensor, Tensor, Tensor], Tensor], y: Tensor, x: Tensor, start: int,
+                target: Tensor, **solver: Any) -> Tensor:
+        """Several hyperparameters: integrate standardised samples ``y`` from anchor ``start`` along the
+        straight segment to the clock point ``target`` (d,); ``solver`` as :func:`integrate` takes it."""
+        origin = self.tau[start]
+        direction = target - origin
+
+        def along(yy: Tensor, s: Tensor) -> Tensor:
+            tau = (origin + s * direction).expand(yy.shape[0], -1)
+            return (velocity(yy, x, tau).reshape(-1, self.dim, self.d) @ direction).reshape(yy.shape)
+
+        return integrate(along, y, 0.0, 1.0, **solver)
 
 
 def check_budget(surrogate, keys: Sequence[str]) -> None:
