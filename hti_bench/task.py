@@ -229,7 +229,18 @@ class Task(ABC):
 
     @property
     def heldout(self) -> tuple[Any, ...]:
-        return self._points(self.config.heldout, "heldout")
+        """The held-out λ. A task of several hyperparameters also takes a design name here
+        (``heldout=grid:9x9``, ``sobol:N``): its points over the anchor design's box, anchors left out, so
+        an analytic task can be scored densely enough for a heat map of its error over the plane."""
+        values = self.config.heldout
+        if isinstance(values, str):
+            if self.d == 1:
+                raise ConfigError(f"task '{self.name}': heldout={values!r} is a design of points, for tasks of "
+                                  "several hyperparameters; list the held-out values of λ instead")
+            anchors = self.anchors
+            points = self.hyperparameters.design(values, getattr(self.config, "design_box", None) or None)
+            values = tuple(p for p in points if not any(_same(p, a) for a in anchors))
+        return self._points(values, "heldout")
 
     @property
     def validation(self) -> tuple[Any, ...]:

@@ -57,6 +57,21 @@ def test_a_two_hyperparameter_task_declares_its_space_and_refuses_bad_points():
         make_task("gaussian-plane[heldout=[0.5]]")
 
 
+def test_held_out_points_from_a_design_leave_out_the_anchors_and_draw_a_heat_map(tmp_path):
+    task = make_task("gaussian-plane[heldout=grid:5x5]")
+    assert len(task.heldout) == 25 - 9  # the 3×3 anchors sit on the 5×5 grid and are left out
+    assert not set(task.heldout) & set(task.anchors)
+    assert (0.25, 0.75) in task.heldout and (0.0, 0.25) in task.heldout
+    with pytest.raises(ConfigError, match="for tasks of several hyperparameters"):
+        make_task("gaussian-path[heldout=grid:5x5]").heldout
+    run([task.spec], ["nearest-anchor"], seeds=[0], results_dir=tmp_path, jobs=1, progress=False)
+    from hti_bench.harness.plots import HEAT_MAP_POINTS, plot_lambda_plane
+
+    df = pd.read_csv(tmp_path / "results.csv")
+    assert df.lambda_point.nunique() == 16 >= HEAT_MAP_POINTS
+    assert plot_lambda_plane(df, tmp_path / "plane.png").stat().st_size > 0
+
+
 def test_the_barycenter_of_gaussians_is_the_bures_barycenter():
     gen = torch.Generator().manual_seed(0)
     covs = [np.array([[1.0, 0.6], [0.6, 0.8]]), np.array([[0.3, -0.2], [-0.2, 1.5]]), np.array([[2.0, 0.0], [0.0, 0.2]])]

@@ -352,10 +352,15 @@ def _axes_of(rows: pd.DataFrame) -> tuple[list[str], list[str]]:
     return names, clocks
 
 
+#: Held-out points from which the λ-plane figure draws a heat map (``heldout=grid:9x9`` on an analytic task).
+HEAT_MAP_POINTS = 12
+
+
 def plot_lambda_plane(results: pd.DataFrame, path: Path) -> Path | None:
     """Error over the λ plane of one task of two hyperparameters: a panel per surrogate, each held-out
     point coloured by its W₂ (mean over seeds; one colour scale for all panels, best surrogate first),
-    the anchors marked ×. Axes on the task's clocks. None when there is no ok row."""
+    the anchors marked ×; with :data:`HEAT_MAP_POINTS` points or more, a heat map interpolated linearly
+    between them. Axes on the task's clocks. None when there is no ok row."""
     ok = results[results["status"] == "ok"].copy()
     if ok.empty:
         return None
@@ -382,14 +387,19 @@ def plot_lambda_plane(results: pd.DataFrame, path: Path) -> Path | None:
         scatter = None
         for i, (ax, surrogate) in enumerate(zip(axes, order)):
             sub = means[means["surrogate"] == surrogate]
-            scatter = ax.scatter(sub[cols["x"]], sub[cols["y"]], c=sub["w2"], cmap="viridis", norm=norm, s=140,
-                                 edgecolors="0.2", linewidths=0.5, zorder=3)
-            for _, r in sub.iterrows():
+            dense = len(sub) >= HEAT_MAP_POINTS
+            if dense:
+                # Enough points for a heat map: linear between the held-out points (their Delaunay
+                # triangles), nothing drawn outside their hull.
+                ax.tricontourf(sub[cols["x"]], sub[cols["y"]], sub["w2"], levels=12, cmap="viridis", norm=norm, zorder=1)
+            scatter = ax.scatter(sub[cols["x"]], sub[cols["y"]], c=sub["w2"], cmap="viridis", norm=norm,
+                                 s=14 if dense else 140, edgecolors="0.2", linewidths=0.5, zorder=3)
+            for _, r in sub.iterrows() if not dense else ():
                 ax.annotate(f"{r['w2']:.3g}", (r[cols["x"]], r[cols["y"]]), xytext=(0, 8), textcoords="offset points",
                             ha="center", fontsize=6.5, color="0.2")
             if anchors:
                 ax.scatter([a[0] for a in anchors], [a[1] for a in anchors], marker="x", color="black", s=30,
-                           linewidths=1.2, zorder=4, label="anchor")
+                           linewidths=1.2, zorder=4, label="anchor", clip_on=False)
             for axis, clock in ((ax.xaxis, xclock), (ax.yaxis, yclock)):
                 if clock in ("log", "logit"):
                     (ax.set_xscale if axis is ax.xaxis else ax.set_yscale)(clock)
