@@ -44,7 +44,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-FORMAT = 1  # bump when the layout of the file changes
+FORMAT = 2  # bump when the layout of the file changes (2: surrogates' "multi")
 PACKAGE_DIR = Path(__file__).resolve().parents[1]  # the whole hti_bench package
 _METADATA_SUFFIXES = (".dist-info", ".egg-info", ".egg-link", ".pth")
 _ENV = ("HTI_BENCH_PLUGIN_PATH", "PYTHONPATH")
@@ -198,7 +198,8 @@ def collect_tasks() -> Iterator[dict[str, Any]]:
 
 
 def collect_plugins() -> dict[str, Any]:
-    """The surrogates (description, requires, source) and the broken plugins (source, error).
+    """The surrogates (description, requires, whether they run on several hyperparameters, source) and
+    the broken plugins (source, error).
 
     Discovery is redone first, so what is stored matches the files that were fingerprinted.
     """
@@ -210,6 +211,7 @@ def collect_plugins() -> dict[str, Any]:
             "name": name,
             "description": str(cls.description),
             "requires": [str(r) for r in sorted(cls.requires)],
+            "multi": bool(cls.supports_multi),
             "source": registry.surrogate_source(name),
         }
         for name, cls in registry.surrogate_classes().items()
@@ -242,7 +244,8 @@ def plugin_lines(plugins: dict[str, Any]) -> list[str]:
     lines = []
     for s in plugins["surrogates"]:
         needs = f" [needs: {', '.join(s['requires'])}]" if s["requires"] else ""
-        lines.append(f"   {s['name']:<16} {s['description']}{needs}")
+        one_d = " [one hyperparameter only]" if not s.get("multi", False) else ""
+        lines.append(f"   {s['name']:<16} {s['description']}{needs}{one_d}")
         lines.append(f"     from {s['source']}")
     if plugins["broken"]:
         lines.append(BROKEN_HEADER)
