@@ -91,7 +91,7 @@ def main(argv: list[str] | None = None) -> int:
         if isinstance(task, TrainedTask):
             train_s = retrain_seconds(task, lam, args.train_repeats)
             rows.append(perf.row("query_vs_retrain", task.spec, "retrain_seconds", train_s, "s", repeats=args.train_repeats))
-            print(f"{task.spec}: retrain at {task.hyperparameter.name}={lam}: {train_s:.2f} s", flush=True)
+            print(f"{task.spec}: retrain at {task.hyperparameters.describe(lam)}: {train_s:.2f} s", flush=True)
         for spec in specs:
             surrogate = make_surrogate(spec)
             view = TaskView(task, surrogate.requires)
