@@ -36,9 +36,9 @@ from hti_bench.toolkit.flows import (
     FLOW_TRAINING,
     MATCHERS,
     FlowData,
+    Segments,
     TimeMLP,
     check_budget,
-    Segments,
     clock_inputs,
     integrate,
     make_matcher,
@@ -164,14 +164,14 @@ class CFM(Surrogate):
         if anchors.d > 1 and self.per_interval:
             raise ConfigError("per_interval=True is one net per interval of one λ clock; on a task of "
                               f"{anchors.d} hyperparameters use per_interval=False (one field over the plane)")
-        route = self.edges_ = Segments(data)
+        edges = self.edges_ = Segments(data)
         n_nets = k_anchors - 1 if self.per_interval else 1
         hidden = tuple(int(h) for h in self.hidden)
         self.fields_ = nn.ModuleList(
-            [TimeMLP(d, (True,) * anchors.d, hidden, data.x.shape[1], data.encoder.n_classes, out_dim=route.out_dim)
+            [TimeMLP(d, (True,) * anchors.d, hidden, data.x.shape[1], data.encoder.n_classes, out_dim=edges.out_dim)
              for _ in range(n_nets)]
         ).to(dev)
-        weights = torch.ones(len(route)) if self.segments == "uniform" else route.length.cpu().double()
+        weights = torch.ones(len(edges)) if self.segments == "uniform" else edges.length.cpu().double()
         bs = int(self.batch_size)
 
         def loss_fn(step: int) -> Tensor:
@@ -180,7 +180,7 @@ class CFM(Surrogate):
             eps = torch.randn(y0.shape, generator=gen).to(dev)
             ys = self.matcher_.sample_xt(y0, y1, s, eps)
             flow = self.matcher_.compute_conditional_flow(y0, y1, s, ys)
-            return route.matching_loss(lambda yy, xx, t: self._velocity(yy, xx, t, k), ys, x, k, s, flow)
+            return edges.matching_loss(lambda yy, xx, t: self._velocity(yy, xx, t, k), ys, x, k, s, flow)
 
         self.losses_ = training.train_loop(self.fields_.parameters(), loss_fn, steps=int(self.steps), lr=float(self.lr), **FLOW_TRAINING)
         self.fields_.eval().requires_grad_(False)
@@ -251,11 +251,7 @@ class CFM(Surrogate):
         return data.restore(y).reshape(conditions.shape[0], int(n), -1)
 
     def _sample_plane(self, lam: tuple[float, ...], conditions: Tensor, n: int, seed: int) -> Tensor:
-        data = self.data_
-        data.anchors.simplex(lam)  # refuses a point outside the anchors' hull
-        start = 0 if self.start == "first" else data.anchors.nearest(lam)
-        y, x = data.start_samples(start, conditions, n, self.generator(seed))
-        y = self.edges_.flow_to(lambda yy, xx, t: self._velocity(yy, xx, t, 0), y, x, start, data.tau_of(lam),
-                                   solver=self.solver, atol=float(self.atol), rtol=float(self.rtol),
-                                   step_size=float(self.step_size))
-        return data.restore(y).reshape(conditions.shape[0], n, -1)
+        return self.edges_.sample_plane(lambda yy, xx, t: self._velocity(yy, xx, t, 0), lam, conditions, n,
+                                        self.generator(seed), start=0 if self.start == "first" else None,
+                                        solver=self.solver, atol=float(self.atol), rtol=float(self.rtol),
+                                        step_size=float(self.step_size))

@@ -393,12 +393,9 @@ class MFM(Surrogate):
         self.check_sample_args(n)
         data = self.data_
         if data.anchors.d > 1:
-            data.anchors.simplex(lam)  # refuses a point outside the anchors' hull
-            start = data.anchors.nearest(lam)
-            y, x = data.start_samples(start, conditions, int(n), self.generator(seed))
-            y = self.edges_.flow_to(self._velocity, y, x, start, data.tau_of(lam), solver=self.solver,
-                                    atol=float(self.atol), rtol=float(self.rtol), step_size=float(self.step_size))
-            return data.restore(y).reshape(conditions.shape[0], int(n), -1)
+            return self.edges_.sample_plane(self._velocity, lam, conditions, int(n), self.generator(seed),
+                                            solver=self.solver, atol=float(self.atol), rtol=float(self.rtol),
+                                            step_size=float(self.step_size))
         k, _ = data.anchors.locate(lam)
         y, x = data.start_samples(k, conditions, int(n), self.generator(seed))
         target = data.tau_of(lam)

@@ -277,6 +277,7 @@ class Segments:
     """
 
     def __init__(self, data: FlowData) -> None:
+        self.data = data
         anchors = data.anchors
         self.d, self.dim, self.tau = anchors.d, data.shape[3], data.tau
         k = anchors.n_anchors
@@ -326,6 +327,18 @@ class Segments:
             return (velocity(yy, x, tau).reshape(-1, self.dim, self.d) @ direction).reshape(yy.shape)
 
         return integrate(along, y, 0.0, 1.0, **solver)
+
+    def sample_plane(self, velocity: Callable[[Tensor, Tensor, Tensor], Tensor], lam: tuple[float, ...],
+                     conditions: Tensor, n: int, gen: torch.Generator, start: int | None = None,
+                     **solver: Any) -> Tensor:
+        """Several hyperparameters: n samples per query condition at λ, in output units (M', n, D), from
+        anchor ``start`` (default: the nearest) along the segment to λ. Refuses a λ outside the anchors' hull."""
+        data = self.data
+        data.anchors.simplex(lam)  # raises outside the hull
+        start = data.anchors.nearest(lam) if start is None else int(start)
+        y, x = data.start_samples(start, conditions, n, gen)
+        y = self.flow_to(velocity, y, x, start, data.tau_of(lam), **solver)
+        return data.restore(y).reshape(conditions.shape[0], n, -1)
 
 
 def check_budget(surrogate, keys: Sequence[str]) -> None:
