@@ -5,7 +5,7 @@ contains λ (its Delaunay triangle in unit clock time), each vertex weighted by 
 coordinate: argmin_ν Σ_v w_v W₂²(ν, μ_v) (Agueh & Carlier, "Barycenters in the Wasserstein space",
 SIAM J. Math. Anal. 2011). With two anchors this is the displacement interpolation (mccann); for
 Gaussian vertices it is the Gaussian whose covariance solves the Bures fixed point
-S = Σ_v w_v (S^½ Σ_v S^½)^½, which is what tests/test_multi_lambda.py checks it against. It is exact
+S = Σ_v w_v (S^½ Σ_v S^½)^½, which is what tests/harness/test_hyperparameter_points.py checks it against. It is exact
 when the true path is a W₂ "plane", e.g. location–scale families whose parameters are affine in the
 clocks.
 

@@ -223,7 +223,7 @@ METHODS = ("auto", "exact", "emd", "sort", "sinkhorn")
 # simplex wins (measured on 2 cores with scipy 1.17 and POT 0.9, W₁ + W₂ per condition, D = 2:
 # 1.6 vs 1.7 ms at 128, 8.4 vs 7.0 ms at 256, 55 vs 36 ms at 512, 330 vs 145 ms at 1,000). A
 # Sinkhorn warm start of the assignment solver, used before, lost at every size below 1,000
-# (11.2 ms at 256). benchmarks/scoring.py re-measures the exact path (docs/PERFORMANCE.md).
+# (11.2 ms at 256). perf/scoring.py re-measures the exact path (docs/PERFORMANCE.md).
 _ASSIGNMENT_BELOW_N = 192
 # Estimated serial cost of the exact path per cost-matrix cell (W₁ and W₂ together), and the least
 # estimated work that pays for forking a process pool (whose start-up is a fixed cost).
@@ -257,7 +257,7 @@ def per_condition_wasserstein(
       of ``reg`` × the typical distance over ``iters`` iterations. The score is the transport cost
       of the entropic plan, which is biased: a blurred plan moves mass farther than needed (an
       over-estimate, growing with ``reg``) and, when the iterations stop before convergence, is
-      not exactly feasible (either sign). Measured at the defaults (``benchmarks/scoring.py``,
+      not exactly feasible (either sign). Measured at the defaults (``perf/scoring.py``,
       256 samples): largest relative errors ~6 % for W₂ and ~14 % for W₁ in 2-D, where the
       distance between the two sets is small next to their spread; < 0.1 % for W₂ and ~3 % for
       W₁ in 64-D. On CPU it is far slower than the exact path.

@@ -1,7 +1,7 @@
 """The surrogate contract as importable checks, and tiny tasks to run them on.
 
 ``check_surrogate(MySurrogate)`` runs every check and returns the failures; the pytest contract test
-(``tests/test_surrogate_contract.py``) parametrises the same checks over every registered surrogate,
+(``tests/contract/test_surrogates.py``) parametrises the same checks over every registered surrogate,
 and ``hti-bench check NAME`` runs them from the shell. Each check fits on a tiny task, so the whole
 contract takes seconds per surrogate when its ``test_config`` keeps the budget small. A surrogate is
 handed what the harness hands it (:class:`~hti_bench.view.TaskView`, never the task), and one check

@@ -16,7 +16,7 @@ Variants (one sweep over ``metric`` × ``potential`` is the paper's ablation tab
 
 The default is K_I − Û with 6 c-transform iterations: the paper's own ablation ranks K_I − Û first on
 its dropout task, and a learned metric's fit is chaotic (a 1e-6 relative change of the data moves
-its answer as much as a change of seed; ``tests/test_clot.py``), which on the default suite made
+its answer as much as a change of seed; ``tests/methods/test_clot.py``), which on the default suite made
 K_θ − Û 0.60 ± 0.20 W₂ on ``moons-dropout`` against K_I − Û's 0.39 ± 0.07. That comparison (six
 configurations, three seeds, docs/LEADERBOARD.md) used held-out scores, i.e. the default was chosen
 on test data; the anchors-only tuning protocol (issue 18) is what should choose it.
@@ -25,11 +25,11 @@ At a query λ the answer is read off a path to T_k(y_k | x), a *predicted* image
 samples; the anchor-(k+1) outputs at the query condition are never read. Where outputs are deterministic
 (``quantile``: one forecast per window) that prediction's error is an error McCann does not have, and on
 ``quantile`` it alone exceeds McCann's whole error; the authors' code does no better there
-(docs/PARITY.md, ``scripts/clot_decompose.py``).
+(docs/PARITY.md, ``scripts/studies/clot_decompose.py``).
 
 Against the authors' JAX reference code (github.com/harrya32/hyperparameter-trajectory-inference), every
-component agrees to float32 precision when run as the reference (docs/PARITY.md; ``scripts/clot_parity.py``
-and ``tests/test_clot_parity.py``), and end to end, run with the reference's behaviours below
+component agrees to float32 precision when run as the reference (docs/PARITY.md; ``scripts/parity/clot_parity.py``
+and ``tests/methods/test_clot_parity.py``), and end to end, run with the reference's behaviours below
 (``init="reference"``, ``shared_init``, ``metric_targets="resolve"`` and its solver), the port's scores
 over 5 seeds fall inside the reference's 95 % interval on both of the paper's data sets. The
 differences that remain are choices, each a parameter:
@@ -66,7 +66,7 @@ differences that remain are choices, each a parameter:
   but widened the seed-to-seed interval (± 44 % vs ± 13 %), so it is not the default (docs/PARITY.md).
 - Tasks with more than ``max_output_dim`` (16) outputs are skipped with the reason: the metric's
   D(D−1)/2 rotations and the path cost grow steeply with D, so on beta-vae (D = 64) a fit is far
-  beyond the suite's budget (``benchmarks/clot_fit.py`` measures the growth; docs/PERFORMANCE.md).
+  beyond the suite's budget (``perf/clot_fit.py`` measures the growth; docs/PERFORMANCE.md).
 """
 
 from __future__ import annotations
@@ -254,7 +254,7 @@ class CLOT(Surrogate):
         reason = super().skip(task)
         if reason is None and task.output_dim > int(self.max_output_dim):
             # At D = 64 (beta-vae) a step is orders of magnitude dearer than at D = 2, most of it in the
-            # learned metric's D(D−1)/2 rotations; benchmarks/clot_fit.py measures the growth with D.
+            # learned metric's D(D−1)/2 rotations; perf/clot_fit.py measures the growth with D.
             return (
                 f"output dimension {task.output_dim} > max_output_dim={self.max_output_dim}: CLOT's metric and path "
                 "costs grow with D² (≈ 10 min per fit at D = 64 with metric=euclidean, hours with the learned metric, "

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import time
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -35,7 +36,8 @@ from hti_bench.specs import format_spec, parse_spec
 from hti_bench.tasks.semicircles import Semicircles
 from hti_bench.tasks.tensor import read_per_class
 
-from clot_parity_e2e import EXPERIMENTS  # noqa: E402  (a sibling script: scripts/ is on sys.path)
+sys.path.insert(0, str(Path(__file__).resolve().parent / "parity"))
+from clot_parity_e2e import EXPERIMENTS  # noqa: E402  (a script of scripts/parity/)
 
 VARIANTS = {
     "K_I": {"metric": "euclidean", "potential": False},

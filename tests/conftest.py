@@ -4,7 +4,7 @@ import pytest
 
 # No test talks to W&B or writes into the user's cache.
 os.environ.setdefault("WANDB_MODE", "disabled")
-# CLI runs in tests stay in-process (tests/test_parallel.py covers worker pools).
+# CLI runs in tests stay in-process (tests/harness/test_pool.py covers worker pools).
 os.environ.setdefault("HTI_BENCH_JOBS", "1")
 
 

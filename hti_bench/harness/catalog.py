@@ -3,7 +3,7 @@
 Why it exists: a truthful ``hti-bench list`` must import every plugin file (to find its surrogate, or
 the error that makes it broken) and instantiate every task class (to print its hyperparameter,
 anchors, held-out values, D and C). Those modules import torch, whose import alone is most of the
-command's time (``benchmarks/startup.py`` measures both paths). The answer only changes when the files or the environment behind it do, so
+command's time (``perf/startup.py`` measures both paths). The answer only changes when the files or the environment behind it do, so
 it is kept, like ``__pycache__``, as data in ``<cache>/catalog/list-<key>.json`` (``<cache>`` is
 :func:`hti_bench.harness.fsutil.default_cache_dir`: ``$HTI_BENCH_CACHE`` or ``~/.cache/hti-bench``), stamped
 with a :func:`fingerprint` of everything the answer could depend on:

@@ -167,7 +167,7 @@ class MoonsDropout2D(MoonsDropout):
     """Two training hyperparameters at once: the dropout rate and the standard deviation of Gaussian
     jitter added to each training point (data augmentation, in the standardised units of the data),
     both per example. Dropout spreads and shifts the generated moons; jitter blurs them. Measured
-    (``scripts/axis_effect.py``): one grid step along jitter moves the outputs by W₂ 0.47 (median over
+    (``scripts/studies/axis_effect.py``): one grid step along jitter moves the outputs by W₂ 0.47 (median over
     the 3x3 grid's pairs), 1.7x the seed-to-seed floor, and along dropout by 1.44 (5.4x). A jitter
     range of [0, 0.3] moved them less than the floor (0.4x), so the box reaches 1.
     """

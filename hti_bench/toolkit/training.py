@@ -20,7 +20,7 @@ CLOT: spline amortiser                 Adam             1.0     none            
 
 The optimiser is Adam/AdamW with torch's fused kernel where it has one: the networks here are small
 and trained for thousands of short steps, where the default per-tensor Adam costs as much as the
-forward-backward pass (``benchmarks/training.py`` measures the ratio). Fused and per-tensor Adam are
+forward-backward pass (``perf/training.py`` measures the ratio). Fused and per-tensor Adam are
 the same algorithm; their results differ only by floating-point rounding.
 """
 

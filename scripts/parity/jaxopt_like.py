@@ -10,9 +10,9 @@ re-run at every trial point (its output held constant for the gradient). The alg
 jaxopt documents (Nocedal & Wright, Numerical Optimization, Algorithms 7.4 and 3.1); written from that,
 not from jaxopt's code.
 
-``scripts/clot_parity_e2e.py --port-ctransform jaxopt`` swaps it into CLOT, so the port can be run with
+``scripts/parity/clot_parity_e2e.py --port-ctransform jaxopt`` swaps it into CLOT, so the port can be run with
 the reference's solver and the effect of the solver on W₂² measured apart from everything else;
-``scripts/clot_parity.py`` checks it against the reference's own c-transform solutions.
+``scripts/parity/clot_parity.py`` checks it against the reference's own c-transform solutions.
 """
 
 from __future__ import annotations

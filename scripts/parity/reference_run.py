@@ -3,7 +3,7 @@ evaluation set through it. Runs in the reference's JAX environment; never import
 
     python reference_run.py --nlot PATH/TO/NLOT --data run.npz --out preds.npz
 
-``run.npz`` (written by ``scripts/clot_parity_e2e.py``) holds the anchor tensor ``anchors`` [K, N, D+C]
+``run.npz`` (written by ``scripts/parity/clot_parity_e2e.py``) holds the anchor tensor ``anchors`` [K, N, D+C]
 (the same subsample the port trains on), ``eval_source`` [M, D+C] (first-anchor rows to push),
 ``eval_times`` (held-out times on the reference's clock, the anchors at 0, 1/(K−1), …, 1), and
 ``config`` (a JSON string of ``train.yaml`` overrides: geometry, potential, bandwidth, α, steps,

@@ -1,6 +1,6 @@
 """The reference half of the CLOT parity check: runs in the HTI authors' own JAX environment.
 
-Not part of hti-bench and never imported by it: ``scripts/clot_parity.py`` runs this file with the
+Not part of hti-bench and never imported by it: ``scripts/parity/clot_parity.py`` runs this file with the
 reference environment's Python, in a subprocess, as
 
     python reference_side.py --nlot PATH/TO/NLOT --inputs in.npz --out ref.npz

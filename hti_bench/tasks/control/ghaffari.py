@@ -23,7 +23,7 @@ Fidelity: each day is integrated with the same explicit Bogacki–Shampine 3(2) 
 in-place clamping of negative states that DTRGym's right-hand side performs, and the state rounded
 to float32 between days. The random draws follow the environment's order on a legacy
 ``numpy.random.RandomState`` per episode (§6), so a seeded episode reproduces DTRGym's seeded
-episode (tests/test_ghaffari.py checks the spec's reference values). The one deliberate difference:
+episode (tests/tasks/control/test_ghaffari.py checks the spec's reference values). The one deliberate difference:
 DTRGym re-seeds numpy's *global* generator from OS entropy at every unseeded reset; here every
 episode is seeded, so runs are reproducible.
 """
@@ -141,7 +141,7 @@ def integrate_day(y0: np.ndarray, t0: np.ndarray, action: np.ndarray, p: dict[st
     Each episode has its own adaptive step, as scipy's RK23 would take for it alone. With numba
     installed (and ``compiled``) a compiled loop runs the episodes; otherwise a numpy loop advances
     the episodes that have not reached t0 + 1 yet, together. Both are the same algorithm
-    (tests/test_ghaffari.py checks that they agree)."""
+    (tests/tasks/control/test_ghaffari.py checks that they agree)."""
     b = y0.shape[0]
     y = np.array(y0, dtype=np.float64)
     t = np.array(t0, dtype=np.float64)
@@ -221,7 +221,7 @@ def integrate_day(y0: np.ndarray, t0: np.ndarray, action: np.ndarray, p: dict[st
 # -- the compiled path ------------------------------------------------------------------------
 # The same right-hand side and RK23 controller, one episode at a time, compiled with numba: numpy
 # spends ~57 µs of call overhead per right-hand-side call on arrays of 11 numbers, and an untreated
-# day takes ~3,900 calls (benchmarks/ghaffari.py). Without numba the numpy path above runs.
+# day takes ~3,900 calls (perf/ghaffari.py). Without numba the numpy path above runs.
 
 #: The parameter names of the compiled right-hand side, in PARAMETERS order (checked at import).
 _SHORT = ("delta", "a1", "b1", "c1", "d1", "l", "s", "e1", "f1", "p1", "m1", "j1", "k1", "q1", "r11", "r12",

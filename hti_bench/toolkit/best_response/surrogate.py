@@ -34,7 +34,7 @@ class BestResponseSurrogate(Surrogate):
     ``lambda_draws`` is how many distinct λ one batch holds (its examples split evenly among them).
     ``batch_size`` gives the per-example λ of the papers; generating one weight set per example costs
     B·|w| memory traffic per step, so the default, 16, is several times faster per step
-    (``benchmarks/best_response_step.py``) and still spans the range in every batch.
+    (``perf/best_response_step.py``) and still spans the range in every batch.
     """
 
     requires: ClassVar[frozenset[str]] = frozenset({"training_loss", "architecture"})
