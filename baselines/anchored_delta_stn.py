@@ -36,7 +36,9 @@ BLENDS = ("mccann", "mixture")
 
 class AnchoredDeltaSTN(BestResponseSurrogate):
     name: ClassVar[str] = "anchored-delta-stn"
-    description: ClassVar[str] = "Δ-STN linear response around each anchor network, neighbours blended (anchors + task loss)."
+    description: ClassVar[str] = (
+        "Δ-STN linear response around each anchor network, neighbours blended (anchors + task loss)."
+    )
     one_dimensional_reason: ClassVar[str] = (
         "it blends the linear responses of the two neighbouring anchors along one λ clock"
     )
@@ -164,5 +166,3 @@ class AnchoredDeltaSTN(BestResponseSurrogate):
                 plan = exact_coupling(y0, y1)  # equal sizes: a permutation
                 out.append((1 - s) * y0[plan.rows] + s * y1[plan.cols])
         return torch.stack(out)
-
-

@@ -32,8 +32,10 @@ from hti_bench.view import TaskView
 
 class Barycenter(AnchorInterpolator):
     name: ClassVar[str] = "barycenter"
-    description: ClassVar[str] = ("Per-condition W2 barycenter of the anchor simplex around λ, barycentric weights "
-                                  "(McCann for several hyperparameters; POT free-support).")
+    description: ClassVar[str] = (
+        "Per-condition W2 barycenter of the anchor simplex around λ, barycentric weights "
+        "(McCann for several hyperparameters; POT free-support)."
+    )
     supports_multi: ClassVar[bool] = True
     references: ClassVar[tuple[str, ...]] = (
         "Agueh & Carlier, Barycenters in the Wasserstein space, SIAM J. Math. Anal. 2011",
@@ -53,24 +55,39 @@ class Barycenter(AnchorInterpolator):
 
     def skip(self, task: TaskView) -> str | None:
         if task.d == 1:
-            return ("with one hyperparameter the barycenter of the two anchors around λ is their displacement "
-                    "interpolation: that is mccann")
+            return (
+                "with one hyperparameter the barycenter of the two anchors around λ is their displacement "
+                "interpolation: that is mccann"
+            )
         return super().skip(task)
 
     def interpolate(self, k: int, s: float, cond: int, n: int, generator: torch.Generator) -> Tensor:
         # One hyperparameter (called directly; the harness skips it there): the two anchors' barycenter.
-        support = barycenter(self.anchors_.samples[[k, k + 1], cond], (1.0 - s, s),
-                             iterations=int(self.iterations), tol=float(self.tol))
+        support = barycenter(
+            self.anchors_.samples[[k, k + 1], cond], (1.0 - s, s), iterations=int(self.iterations), tol=float(self.tol)
+        )
         return draw_many(support[None], n, generator)[0]
 
-    def interpolate_simplex(self, vertices: tuple[int, ...], weights: tuple[float, ...], index: Tensor, n: int,
-                            generator: torch.Generator) -> Tensor:
-        support = torch.stack([barycenter(self.anchors_.samples[vertices, int(i)], weights,
-                                          iterations=int(self.iterations), tol=float(self.tol)) for i in index])
+    def interpolate_simplex(
+        self, vertices: tuple[int, ...], weights: tuple[float, ...], index: Tensor, n: int, generator: torch.Generator
+    ) -> Tensor:
+        support = torch.stack(
+            [
+                barycenter(
+                    self.anchors_.samples[vertices, int(i)],
+                    weights,
+                    iterations=int(self.iterations),
+                    tol=float(self.tol),
+                )
+                for i in index
+            ]
+        )
         return draw_many(support, n, generator)
 
 
-def barycenter(sets: Tensor, weights: tuple[float, ...] | Tensor, *, iterations: int = 100, tol: float = 1e-7) -> Tensor:
+def barycenter(
+    sets: Tensor, weights: tuple[float, ...] | Tensor, *, iterations: int = 100, tol: float = 1e-7
+) -> Tensor:
     """The W₂ barycenter, weighted by ``weights`` (V,), of V uniform sample sets ``sets`` (V, N, D):
     N support points (N, D). Vertices of weight 0 are dropped; one of weight 1 is returned as it is."""
     w = np.asarray(weights, dtype=np.float64)
@@ -88,6 +105,7 @@ def barycenter(sets: Tensor, weights: tuple[float, ...] | Tensor, *, iterations:
     uniform = np.full(n, 1.0 / n)
     locations = [s.double().numpy() for s in sets]
     start = locations[int(np.argmax(w))]
-    out = ot.lp.free_support_barycenter(locations, [uniform] * len(locations), start, b=uniform, weights=w,
-                                        numItermax=iterations, stopThr=tol)
+    out = ot.lp.free_support_barycenter(
+        locations, [uniform] * len(locations), start, b=uniform, weights=w, numItermax=iterations, stopThr=tol
+    )
     return torch.as_tensor(np.asarray(out), dtype=torch.float32)

@@ -52,7 +52,9 @@ STARTS = ("lower", "nearest", "first")
 
 class CFM(Surrogate):
     name: ClassVar[str] = "cfm"
-    description: ClassVar[str] = "Conditional flow matching between anchors on the λ clock (torchcfm), conditioned on x."
+    description: ClassVar[str] = (
+        "Conditional flow matching between anchors on the λ clock (torchcfm), conditioned on x."
+    )
     supports_multi: ClassVar[bool] = True  # a D×d field along the anchors' Delaunay edges
     name_parameters: ClassVar[tuple[str, ...]] = ("matcher",)
     references: ClassVar[tuple[str, ...]] = (
@@ -162,14 +164,18 @@ class CFM(Surrogate):
         data = self.data_ = FlowData(anchors, dev)
         k_anchors, m, n, d = data.shape
         if anchors.d > 1 and self.per_interval:
-            raise ConfigError("per_interval=True is one net per interval of one λ clock; on a task of "
-                              f"{anchors.d} hyperparameters use per_interval=False (one field over the plane)")
+            raise ConfigError(
+                "per_interval=True is one net per interval of one λ clock; on a task of "
+                f"{anchors.d} hyperparameters use per_interval=False (one field over the plane)"
+            )
         edges = self.edges_ = Segments(data)
         n_nets = k_anchors - 1 if self.per_interval else 1
         hidden = tuple(int(h) for h in self.hidden)
         self.fields_ = nn.ModuleList(
-            [TimeMLP(d, (True,) * anchors.d, hidden, data.x.shape[1], data.encoder.n_classes, out_dim=edges.out_dim)
-             for _ in range(n_nets)]
+            [
+                TimeMLP(d, (True,) * anchors.d, hidden, data.x.shape[1], data.encoder.n_classes, out_dim=edges.out_dim)
+                for _ in range(n_nets)
+            ]
         ).to(dev)
         weights = torch.ones(len(edges)) if self.segments == "uniform" else edges.length.cpu().double()
         bs = int(self.batch_size)
@@ -182,7 +188,9 @@ class CFM(Surrogate):
             flow = self.matcher_.compute_conditional_flow(y0, y1, s, ys)
             return edges.matching_loss(lambda yy, xx, t: self._velocity(yy, xx, t, k), ys, x, k, s, flow)
 
-        self.losses_ = training.train_loop(self.fields_.parameters(), loss_fn, steps=int(self.steps), lr=float(self.lr), **FLOW_TRAINING)
+        self.losses_ = training.train_loop(
+            self.fields_.parameters(), loss_fn, steps=int(self.steps), lr=float(self.lr), **FLOW_TRAINING
+        )
         self.fields_.eval().requires_grad_(False)
 
     def _batch(self, data: FlowData, weights: Tensor, bs: int, gen: torch.Generator):
@@ -240,18 +248,36 @@ class CFM(Surrogate):
         here = tau[start]
         while abs(target - here) > 1e-12:
             forward = target > here
-            j = max(i for i in range(len(tau) - 1) if tau[i] <= here + 1e-12) if forward else \
-                min(i for i in range(len(tau) - 1) if tau[i + 1] >= here - 1e-12)
+            j = (
+                max(i for i in range(len(tau) - 1) if tau[i] <= here + 1e-12)
+                if forward
+                else min(i for i in range(len(tau) - 1) if tau[i + 1] >= here - 1e-12)
+            )
             j = min(j, len(tau) - 2)
             stop = min(target, tau[j + 1]) if forward else max(target, tau[j])
-            y = integrate(lambda yy, t, j=j: self._velocity(yy, x, t.expand(yy.shape[0]), j), y, here, stop,
-                          solver=self.solver, atol=float(self.atol), rtol=float(self.rtol),
-                          step_size=float(self.step_size))
+            y = integrate(
+                lambda yy, t, j=j: self._velocity(yy, x, t.expand(yy.shape[0]), j),
+                y,
+                here,
+                stop,
+                solver=self.solver,
+                atol=float(self.atol),
+                rtol=float(self.rtol),
+                step_size=float(self.step_size),
+            )
             here = stop
         return data.restore(y).reshape(conditions.shape[0], int(n), -1)
 
     def _sample_plane(self, lam: tuple[float, ...], conditions: Tensor, n: int, seed: int) -> Tensor:
-        return self.edges_.sample_plane(lambda yy, xx, t: self._velocity(yy, xx, t, 0), lam, conditions, n,
-                                        self.generator(seed), start=0 if self.start == "first" else None,
-                                        solver=self.solver, atol=float(self.atol), rtol=float(self.rtol),
-                                        step_size=float(self.step_size))
+        return self.edges_.sample_plane(
+            lambda yy, xx, t: self._velocity(yy, xx, t, 0),
+            lam,
+            conditions,
+            n,
+            self.generator(seed),
+            start=0 if self.start == "first" else None,
+            solver=self.solver,
+            atol=float(self.atol),
+            rtol=float(self.rtol),
+            step_size=float(self.step_size),
+        )

@@ -30,7 +30,9 @@ RESPONSES = ("weights", "linear")
 
 class DeltaSTN(StnBase):
     name: ClassVar[str] = "delta-stn"
-    description: ClassVar[str] = "Δ-STN: w0 + Θ(λ − λ0), Θ trained through the linearised output (JVP) on the task loss."
+    description: ClassVar[str] = (
+        "Δ-STN: w0 + Θ(λ − λ0), Θ trained through the linearised output (JVP) on the task loss."
+    )
     references: ClassVar[tuple[str, ...]] = (
         "Bae & Grosse, Delta-STN: efficient bilevel optimization for neural networks using structured response Jacobians, NeurIPS 2020",
     )
@@ -69,8 +71,16 @@ class DeltaSTN(StnBase):
         weight, scale step.
         """
         super().__init__(
-            epochs=epochs, batch_size=batch_size, lambda_draws=lambda_draws, lr=lr, center=center, sigma0=sigma0,
-            tune_scale=tune_scale, entropy_weight=entropy_weight, scale_lr=scale_lr, scale_every=scale_every,
+            epochs=epochs,
+            batch_size=batch_size,
+            lambda_draws=lambda_draws,
+            lr=lr,
+            center=center,
+            sigma0=sigma0,
+            tune_scale=tune_scale,
+            entropy_weight=entropy_weight,
+            scale_lr=scale_lr,
+            scale_every=scale_every,
             val_fraction=val_fraction,
         )
         self.sample_response = sample_response

@@ -39,7 +39,9 @@ from hti_bench.view import TaskView
 
 class Direct(Surrogate):
     name: ClassVar[str] = "direct"
-    description: ClassVar[str] = "Direct regression of y at λ from paired anchor samples (the HTI paper's Direct baseline)."
+    description: ClassVar[str] = (
+        "Direct regression of y at λ from paired anchor samples (the HTI paper's Direct baseline)."
+    )
     name_parameters: ClassVar[tuple[str, ...]] = ("coupling",)
     supports_multi: ClassVar[bool] = True
     references: ClassVar[tuple[str, ...]] = (
@@ -113,19 +115,31 @@ class Direct(Surrogate):
         # One time input per hyperparameter, for the start anchor and for the target.
         n_times = 2 * anchors.d
         # Residual form, zero at initialisation: Φ starts as the identity, right for every (k, k) route.
-        self.net_ = TimeMLP(d, (False,) * n_times, tuple(int(h) for h in self.hidden), data.x.shape[1],
-                            data.encoder.n_classes, residual=True).to(dev)
+        self.net_ = TimeMLP(
+            d,
+            (False,) * n_times,
+            tuple(int(h) for h in self.hidden),
+            data.x.shape[1],
+            data.encoder.n_classes,
+            residual=True,
+        ).to(dev)
         bs = int(self.batch_size)
 
         def loss_fn(step: int) -> Tensor:
             r = routes_t[torch.randint(0, len(routes), (bs,), generator=gen).to(dev)]
             cond, row = data.draw_rows(bs, gen)
             ya, yb = data.pairs(r[:, 0], r[:, 1], cond, row, self.coupling, gen)
-            pred = self.net_(ya, data.x[cond], *clock_inputs(data.tau[r[:, 0]], anchors.d),
-                             *clock_inputs(data.tau[r[:, 1]], anchors.d))
+            pred = self.net_(
+                ya,
+                data.x[cond],
+                *clock_inputs(data.tau[r[:, 0]], anchors.d),
+                *clock_inputs(data.tau[r[:, 1]], anchors.d),
+            )
             return ((pred - yb) ** 2).sum(-1).mean()
 
-        self.losses_ = training.train_loop(self.net_.parameters(), loss_fn, steps=int(self.steps), lr=float(self.lr), **FLOW_TRAINING)
+        self.losses_ = training.train_loop(
+            self.net_.parameters(), loss_fn, steps=int(self.steps), lr=float(self.lr), **FLOW_TRAINING
+        )
         self.net_.eval().requires_grad_(False)
 
     @torch.no_grad()

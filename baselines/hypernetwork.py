@@ -38,7 +38,9 @@ MAX_OUTPUT_PARAMETERS = 100_000_000
 
 class Hypernetwork(BestResponseSurrogate):
     name: ClassVar[str] = "hypernetwork"
-    description: ClassVar[str] = "Best-response hypernetwork w(λ) trained on the task's loss over the λ range (global scheme)."
+    description: ClassVar[str] = (
+        "Best-response hypernetwork w(λ) trained on the task's loss over the λ range (global scheme)."
+    )
     supports_multi: ClassVar[bool] = True  # λ ∈ ℝᵈ is the papers' native setting: the code MLP reads d inputs
     references: ClassVar[tuple[str, ...]] = (
         "Lorraine & Duvenaud, Stochastic hyperparameter optimization through hypernetworks, 2018",

@@ -101,7 +101,13 @@ class LambdaFlow(Surrogate):
         data = self.data_ = FlowData(anchors, dev)
         k_anchors, _, _, d = data.shape
         # Flow time gets Fourier features; each λ coordinate enters as itself.
-        self.field_ = TimeMLP(d, (True,) + (False,) * anchors.d, tuple(int(h) for h in self.hidden), data.x.shape[1], data.encoder.n_classes).to(dev)
+        self.field_ = TimeMLP(
+            d,
+            (True,) + (False,) * anchors.d,
+            tuple(int(h) for h in self.hidden),
+            data.x.shape[1],
+            data.encoder.n_classes,
+        ).to(dev)
         bs = int(self.batch_size)
 
         def loss_fn(step: int) -> Tensor:
@@ -116,7 +122,9 @@ class LambdaFlow(Surrogate):
             pred = self.field_(yu, data.x[cond], u, *clock_inputs(data.tau[k], anchors.d))
             return ((pred - target) ** 2).sum(-1).mean()
 
-        self.losses_ = training.train_loop(self.field_.parameters(), loss_fn, steps=int(self.steps), lr=float(self.lr), **FLOW_TRAINING)
+        self.losses_ = training.train_loop(
+            self.field_.parameters(), loss_fn, steps=int(self.steps), lr=float(self.lr), **FLOW_TRAINING
+        )
         self.field_.eval().requires_grad_(False)
 
     @torch.no_grad()
@@ -130,6 +138,14 @@ class LambdaFlow(Surrogate):
         z = torch.randn(x.shape[0], data.shape[3], generator=gen).to(data.device)
         tau = torch.as_tensor(data.tau_of(lam), device=z.device)
         times = clock_inputs(tau, data.anchors.d)
-        y = integrate(lambda yy, u: self.field_(yy, x, u, *times), z, 0.0, 1.0, solver=self.solver,
-                      atol=float(self.atol), rtol=float(self.rtol), step_size=float(self.step_size))
+        y = integrate(
+            lambda yy, u: self.field_(yy, x, u, *times),
+            z,
+            0.0,
+            1.0,
+            solver=self.solver,
+            atol=float(self.atol),
+            rtol=float(self.rtol),
+            step_size=float(self.step_size),
+        )
         return data.restore(y).reshape(conditions.shape[0], int(n), -1)

@@ -39,7 +39,9 @@ LAYERS = ("all", "hidden")
 
 class LossConditional(BestResponseSurrogate):
     name: ClassVar[str] = "loss-conditional"
-    description: ClassVar[str] = "One network FiLM-conditioned on λ, trained on the task's loss with λ from a prior over the range (YOTO)."
+    description: ClassVar[str] = (
+        "One network FiLM-conditioned on λ, trained on the task's loss with λ from a prior over the range (YOTO)."
+    )
     references: ClassVar[tuple[str, ...]] = (
         "Dosovitskiy & Djolonga, You only train once: loss-conditional training of deep networks, ICLR 2020",
         "Perez et al., FiLM: visual reasoning with a general conditioning layer, AAAI 2018",

@@ -25,8 +25,7 @@ class McCann(AnchorInterpolator):
     name: ClassVar[str] = "mccann"
     description: ClassVar[str] = "Per-condition W2 displacement interpolation between neighbouring anchors (exact OT)."
     one_dimensional_reason: ClassVar[str] = (
-        "it interpolates between two neighbouring anchors; `barycenter` is its form for several "
-        "hyperparameters"
+        "it interpolates between two neighbouring anchors; `barycenter` is its form for several hyperparameters"
     )
     references: ClassVar[tuple[str, ...]] = ("McCann, A convexity principle for interacting gases, Adv. Math. 1997",)
 
@@ -44,8 +43,10 @@ class McCann(AnchorInterpolator):
             plans = [self.couplings_[(k, i)] for i in range(anchors.n_conditions)]
             m = plans[0].rows.shape[0]
             if all(p.rows.shape[0] == m and bool(torch.all(p.mass == p.mass[0])) for p in plans):
-                self.paired_[k] = (torch.stack([anchors.samples[k, i][p.rows] for i, p in enumerate(plans)]),
-                                   torch.stack([anchors.samples[k + 1, i][p.cols] for i, p in enumerate(plans)]))
+                self.paired_[k] = (
+                    torch.stack([anchors.samples[k, i][p.rows] for i, p in enumerate(plans)]),
+                    torch.stack([anchors.samples[k + 1, i][p.cols] for i, p in enumerate(plans)]),
+                )
 
     def interpolate(self, k: int, s: float, cond: int, n: int, generator: torch.Generator) -> Tensor:
         plan = self.couplings_[(k, cond)]

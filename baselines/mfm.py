@@ -107,7 +107,9 @@ PROBE_EVERY = 25
 
 class MFM(Surrogate):
     name: ClassVar[str] = "mfm"
-    description: ClassVar[str] = "Metric flow matching: flow matching along paths bent towards the anchors' data (LAND/RBF metric)."
+    description: ClassVar[str] = (
+        "Metric flow matching: flow matching along paths bent towards the anchors' data (LAND/RBF metric)."
+    )
     supports_multi: ClassVar[bool] = True  # bent paths and a D×d field along the anchors' Delaunay edges
     name_parameters: ClassVar[tuple[str, ...]] = ("metric",)
     references: ClassVar[tuple[str, ...]] = (
@@ -116,8 +118,14 @@ class MFM(Surrogate):
         "Tong et al., Improving and generalizing flow-based generative models with minibatch optimal transport, TMLR 2024",
     )
     test_config: ClassVar[dict] = {
-        "steps": 40, "path_steps": 20, "batch_size": 64, "hidden": (32, 32), "path_hidden": (32, 32),
-        "solver": "rk4", "step_size": 0.1, "rbf_steps": 20,
+        "steps": 40,
+        "path_steps": 20,
+        "batch_size": 64,
+        "hidden": (32, 32),
+        "path_hidden": (32, 32),
+        "solver": "rk4",
+        "step_size": 0.1,
+        "rbf_steps": 20,
     }
     search_space: ClassVar[dict[str, dict[str, Any]]] = {
         "lr": {"distribution": "log_uniform_values", "min": 0.0003, "max": 0.01},
@@ -232,8 +240,16 @@ class MFM(Surrogate):
         # The velocity field is built first, so that with metric=euclidean the initialisation and every
         # draw are those of cfm[coupling=exact].
         self.fields_ = nn.ModuleList(
-            [TimeMLP(d, (True,) * anchors.d, tuple(int(h) for h in self.hidden), data.x.shape[1],
-                     data.encoder.n_classes, out_dim=edges.out_dim)]
+            [
+                TimeMLP(
+                    d,
+                    (True,) * anchors.d,
+                    tuple(int(h) for h in self.hidden),
+                    data.x.shape[1],
+                    data.encoder.n_classes,
+                    out_dim=edges.out_dim,
+                )
+            ]
         ).to(dev)
         weights = torch.ones(len(edges))
         bs = int(self.batch_size)
@@ -242,8 +258,15 @@ class MFM(Surrogate):
         self.path_energy_ = None
         if self.metric != "euclidean":
             self.metric_fn_ = self._build_metric(data, gen)
-            self.path_net_ = FiLMMLP(2 * d, d, tuple(int(h) for h in self.path_hidden), data.x.shape[1],
-                                     data.encoder.n_classes, act=nn.SiLU, zero_last=True).to(dev)
+            self.path_net_ = FiLMMLP(
+                2 * d,
+                d,
+                tuple(int(h) for h in self.path_hidden),
+                data.x.shape[1],
+                data.encoder.n_classes,
+                act=nn.SiLU,
+                zero_last=True,
+            ).to(dev)
             self._fit_paths(data, weights, bs, gen)
 
         def loss_fn(step: int) -> Tensor:
@@ -260,7 +283,9 @@ class MFM(Surrogate):
             # Velocity per unit of clock time, not per unit of the path's own s.
             return edges.matching_loss(self._velocity, ys, x, k, s, flow)
 
-        self.losses_ = training.train_loop(self.fields_.parameters(), loss_fn, steps=int(self.steps), lr=float(self.lr), **FLOW_TRAINING)
+        self.losses_ = training.train_loop(
+            self.fields_.parameters(), loss_fn, steps=int(self.steps), lr=float(self.lr), **FLOW_TRAINING
+        )
         self.fields_.eval().requires_grad_(False)
 
     def _batch(self, data: FlowData, weights: Tensor, bs: int, gen: torch.Generator):
@@ -283,8 +308,11 @@ class MFM(Surrogate):
         k_anchors, m, n, d = data.shape
         a, b = self.edges_.ends(torch.arange(len(self.edges_)))
         pairs = torch.cat([data.y[a], data.y[b]], dim=2)  # (S, M, 2n, D)
-        groups = pairs.reshape(len(a) * m, 2 * n, d) if self.metric_data == "condition" else \
-            pairs.reshape(len(a), 2 * m * n, d)
+        groups = (
+            pairs.reshape(len(a) * m, 2 * n, d)
+            if self.metric_data == "condition"
+            else pairs.reshape(len(a), 2 * m * n, d)
+        )
         cap = int(self.metric_points)
         if groups.shape[1] > cap:
             keep = torch.rand(groups.shape[0], groups.shape[1], generator=gen).argsort(dim=1)[:, :cap].to(data.device)
@@ -297,8 +325,15 @@ class MFM(Surrogate):
             gamma = scott_bandwidth(points) if self.bandwidth is None else float(self.bandwidth)
             self.gamma_ = torch.as_tensor(gamma).expand(points.shape[0]).cpu().clone()
             return LANDMetric(points, gamma, rho=float(self.rho), alpha=float(self.alpha))
-        return RBFMetric.fit(points, n_centers=int(self.n_centers), kappa=float(self.kappa), rho=float(self.rho),
-                             alpha=float(self.alpha), steps=int(self.rbf_steps), gen=gen)
+        return RBFMetric.fit(
+            points,
+            n_centers=int(self.n_centers),
+            kappa=float(self.kappa),
+            rho=float(self.rho),
+            alpha=float(self.alpha),
+            steps=int(self.rbf_steps),
+            gen=gen,
+        )
 
     def _blocks(self, data: FlowData, weights: Tensor, bs: int, gen: torch.Generator):
         """A stage-1 batch of about ``bs`` pairs in blocks of :data:`BLOCK`, each block in one metric group
@@ -358,8 +393,9 @@ class MFM(Surrogate):
             eps = torch.randn(y0.shape, generator=gen).to(dev)
             return self._path_energy(y0, y1, x, k, group, s, eps, bend=True) / scale
 
-        self.path_losses_ = training.train_loop(self.path_net_.parameters(), loss_fn, steps=int(self.path_steps),
-                                                lr=float(self.path_lr), **FLOW_TRAINING)
+        self.path_losses_ = training.train_loop(
+            self.path_net_.parameters(), loss_fn, steps=int(self.path_steps), lr=float(self.path_lr), **FLOW_TRAINING
+        )
         keep_if_best(int(self.path_steps))
         self.path_net_.load_state_dict(best["state"])
         self.path_net_.eval().requires_grad_(False)
@@ -393,9 +429,17 @@ class MFM(Surrogate):
         self.check_sample_args(n)
         data = self.data_
         if data.anchors.d > 1:
-            return self.edges_.sample_plane(self._velocity, lam, conditions, int(n), self.generator(seed),
-                                            solver=self.solver, atol=float(self.atol), rtol=float(self.rtol),
-                                            step_size=float(self.step_size))
+            return self.edges_.sample_plane(
+                self._velocity,
+                lam,
+                conditions,
+                int(n),
+                self.generator(seed),
+                solver=self.solver,
+                atol=float(self.atol),
+                rtol=float(self.rtol),
+                step_size=float(self.step_size),
+            )
         k, _ = data.anchors.locate(lam)
         y, x = data.start_samples(k, conditions, int(n), self.generator(seed))
         target = data.tau_of(lam)
@@ -406,8 +450,15 @@ class MFM(Surrogate):
         while target - here > 1e-12:
             j = min(max(i for i in range(len(tau) - 1) if tau[i] <= here + 1e-12), len(tau) - 2)
             stop = min(target, tau[j + 1])
-            y = integrate(lambda yy, t: self.fields_[0](yy, x, t.expand(yy.shape[0])), y, here, stop,
-                          solver=self.solver, atol=float(self.atol), rtol=float(self.rtol),
-                          step_size=float(self.step_size))
+            y = integrate(
+                lambda yy, t: self.fields_[0](yy, x, t.expand(yy.shape[0])),
+                y,
+                here,
+                stop,
+                solver=self.solver,
+                atol=float(self.atol),
+                rtol=float(self.rtol),
+                step_size=float(self.step_size),
+            )
             here = stop
         return data.restore(y).reshape(conditions.shape[0], int(n), -1)

@@ -44,10 +44,12 @@ class Mixture(AnchorInterpolator):
         pick = torch.rand(len(index), n, 1, generator=generator) < s
         return torch.where(pick, draw_many(upper, n, generator), draw_many(lower, n, generator))
 
-    def interpolate_simplex(self, vertices: tuple[int, ...], weights: tuple[float, ...], index: Tensor, n: int,
-                            generator: torch.Generator) -> Tensor:
+    def interpolate_simplex(
+        self, vertices: tuple[int, ...], weights: tuple[float, ...], index: Tensor, n: int, generator: torch.Generator
+    ) -> Tensor:
         # Slot j takes vertex v with probability weights[v]: one categorical draw per slot.
         parts = torch.stack([draw_many(self.anchors_.samples[v][index], n, generator) for v in vertices])
-        pick = torch.multinomial(torch.tensor(weights, dtype=torch.float64), len(index) * n, replacement=True,
-                                 generator=generator).reshape(len(index), n)
+        pick = torch.multinomial(
+            torch.tensor(weights, dtype=torch.float64), len(index) * n, replacement=True, generator=generator
+        ).reshape(len(index), n)
         return parts.gather(0, pick[None, :, :, None].expand(1, -1, -1, parts.shape[-1]))[0]

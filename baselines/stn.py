@@ -21,7 +21,9 @@ from hti_bench.toolkit.best_response import StnBase
 
 class STN(StnBase):
     name: ClassVar[str] = "stn"
-    description: ClassVar[str] = "Self-Tuning Network: per-layer response affine in λ, trained on the task loss around λ0."
+    description: ClassVar[str] = (
+        "Self-Tuning Network: per-layer response affine in λ, trained on the task loss around λ0."
+    )
     references: ClassVar[tuple[str, ...]] = (
         "MacKay, Vicol, Lorraine, Duvenaud & Grosse, Self-Tuning Networks, ICLR 2019",
     )

@@ -38,10 +38,10 @@ BOUNDARIES = ("natural", "not-a-knot")
 
 class TransportSpline(Surrogate):
     name: ClassVar[str] = "transport-spline"
-    description: ClassVar[str] = "Per-condition OT particle trajectories through all anchors, cubic spline in clock time."
-    one_dimensional_reason: ClassVar[str] = (
-        "its spline runs through the anchors in their order along one λ clock"
+    description: ClassVar[str] = (
+        "Per-condition OT particle trajectories through all anchors, cubic spline in clock time."
     )
+    one_dimensional_reason: ClassVar[str] = "its spline runs through the anchors in their order along one λ clock"
     search_space: ClassVar[dict[str, dict[str, Any]]] = {
         "boundary": {"values": ["natural", "not-a-knot"]},
     }

@@ -40,7 +40,9 @@ PATHS = ("linear", "spherical")
 
 class WeightInterpolation(Surrogate):
     name: ClassVar[str] = "weight-interpolation"
-    description: ClassVar[str] = "Neighbouring anchor networks' weights interpolated on the clock (optionally unit-aligned); no training."
+    description: ClassVar[str] = (
+        "Neighbouring anchor networks' weights interpolated on the clock (optionally unit-aligned); no training."
+    )
     requires: ClassVar[frozenset[str]] = frozenset({"architecture"})
     supports_multi: ClassVar[bool] = True  # barycentric weights of the anchor simplex (path=linear)
     references: ClassVar[tuple[str, ...]] = (
@@ -78,16 +80,22 @@ class WeightInterpolation(Surrogate):
             )
         self.anchors_ = anchors
         self.task_ = task
-        self.states_ = [{k: v.detach().clone() for k, v in task.anchor_network(lam).state_dict().items()} for lam in anchors.lambdas]
+        self.states_ = [
+            {k: v.detach().clone() for k, v in task.anchor_network(lam).state_dict().items()} for lam in anchors.lambdas
+        ]
         self.net_ = task.build_network().eval()
         self.groups_ = verified_groups(self.net_, self._probe(anchors), seed=0) if self.align else []
         if anchors.d > 1:
             if self.path != "linear":
-                raise ConfigError(f"{self.name}: path={self.path!r} interpolates between two networks; on a task of "
-                                  f"{anchors.d} hyperparameters use path=linear (barycentric weights of the anchor simplex)")
+                raise ConfigError(
+                    f"{self.name}: path={self.path!r} interpolates between two networks; on a task of "
+                    f"{anchors.d} hyperparameters use path=linear (barycentric weights of the anchor simplex)"
+                )
             # One reference for every anchor: a soup of several networks needs all their units matched alike.
-            self.aligned_ = [permute(b, self.groups_, weight_matching(self.states_[0], b, self.groups_))
-                             if self.groups_ and i else b for i, b in enumerate(self.states_)]
+            self.aligned_ = [
+                permute(b, self.groups_, weight_matching(self.states_[0], b, self.groups_)) if self.groups_ and i else b
+                for i, b in enumerate(self.states_)
+            ]
             return self
         # The interval's upper network with its units matched to the lower one (the same function).
         self.upper_ = [
@@ -126,12 +134,16 @@ class WeightInterpolation(Surrogate):
                 return self.states_[i]
         states = [self.aligned_[i] for i in vertices]
         heaviest = states[max(range(len(weights)), key=weights.__getitem__)]
-        return {k: sum(w * st[k] for w, st in zip(weights, states)) if heaviest[k].is_floating_point() else heaviest[k]
-                for k in heaviest}
+        return {
+            k: sum(w * st[k] for w, st in zip(weights, states)) if heaviest[k].is_floating_point() else heaviest[k]
+            for k in heaviest
+        }
 
     def sample(self, lam: float, conditions: Tensor, n: int, seed: int) -> Tensor:
         self.check_sample_args(n)
         self.net_.load_state_dict(self.weights(lam))
         with torch.no_grad():
-            out = self.task_.sample_network(self.net_.eval(), torch.as_tensor(conditions, dtype=torch.float32), int(n), self.generator(seed))
+            out = self.task_.sample_network(
+                self.net_.eval(), torch.as_tensor(conditions, dtype=torch.float32), int(n), self.generator(seed)
+            )
         return out.float()

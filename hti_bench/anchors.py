@@ -69,8 +69,10 @@ class AnchorSet:
             lambdas = tuple(space.check(v) for v in self.lambdas)
             object.__setattr__(self, "lambdas", lambdas)
             if len(lambdas) < space.d + 1:
-                raise ValueError(f"an AnchorSet over {space.d} hyperparameters needs at least {space.d + 1} anchors, "
-                                 f"got {len(lambdas)}")
+                raise ValueError(
+                    f"an AnchorSet over {space.d} hyperparameters needs at least {space.d + 1} anchors, "
+                    f"got {len(lambdas)}"
+                )
             if len(set(lambdas)) != len(lambdas):
                 raise ValueError(f"anchor points must be distinct, got {lambdas}")
         else:
@@ -88,9 +90,7 @@ class AnchorSet:
         if k != len(lambdas):
             raise ValueError(f"samples has {k} anchors but lambdas has {len(lambdas)}")
         if self.conditions.ndim != 2 or self.conditions.shape[0] != m:
-            raise ValueError(
-                f"conditions must have shape (M={m}, C), got {tuple(self.conditions.shape)}"
-            )
+            raise ValueError(f"conditions must have shape (M={m}, C), got {tuple(self.conditions.shape)}")
         if self.eval_mask.shape != (m,):
             raise ValueError(f"eval_mask must have shape ({m},), got {tuple(self.eval_mask.shape)}")
         if not torch.isfinite(self.samples).all():
@@ -156,8 +156,9 @@ class AnchorSet:
 
     def _one_dimensional(self, what: str, instead: str) -> None:
         if self.d > 1:
-            raise ValueError(f"AnchorSet.{what} is for one hyperparameter; this one has {self.d} "
-                             f"({self.space.name}): use {instead}")
+            raise ValueError(
+                f"AnchorSet.{what} is for one hyperparameter; this one has {self.d} ({self.space.name}): use {instead}"
+            )
 
     def locate(self, lam: float) -> tuple[int, float]:
         """Return (k, s): λ lies in anchor interval [λ_k, λ_k+1] at clock fraction s ∈ [0, 1].
@@ -169,9 +170,7 @@ class AnchorSet:
         lam = float(lam)
         lo, hi = self.lambdas[0], self.lambdas[-1]
         if math.isnan(lam) or not lo <= lam <= hi:
-            raise ValueError(
-                f"λ={lam} is outside the anchor range [{lo}, {hi}]; this surrogate only interpolates."
-            )
+            raise ValueError(f"λ={lam} is outside the anchor range [{lo}, {hi}]; this surrogate only interpolates.")
         times = self.times
         t = self.hyperparameter.to_time(lam)
         for k in range(len(times) - 1):
@@ -220,7 +219,9 @@ class AnchorSet:
                     f"condition {first} ({conditions[first].tolist()}) is not among the anchor conditions, and this "
                     "anchor set has no oracle to run the anchor networks there"
                 )
-            extra = torch.as_tensor(self.oracle(conditions[unseen], self.n_samples, int(seed)), dtype=self.samples.dtype)
+            extra = torch.as_tensor(
+                self.oracle(conditions[unseen], self.n_samples, int(seed)), dtype=self.samples.dtype
+            )
             expected = (self.n_anchors, int(unseen.sum()), self.n_samples, self.output_dim)
             if tuple(extra.shape) != expected:
                 raise ValueError(f"the anchor oracle returned shape {tuple(extra.shape)}, expected {expected}")

@@ -32,7 +32,11 @@ def _parser() -> argparse.ArgumentParser:
 
     ls = sub.add_parser("list", help="List tasks and surrogates (and plugins that failed to load).")
     ls.add_argument("what", nargs="?", choices=["all", "tasks", "surrogates"], default="all")
-    ls.add_argument("--refresh", action="store_true", help="Import every task and plugin again instead of printing the cached listing (the catalog, kept in the cache folder and renewed whenever a file or package it depends on changes).")
+    ls.add_argument(
+        "--refresh",
+        action="store_true",
+        help="Import every task and plugin again instead of printing the cached listing (the catalog, kept in the cache folder and renewed whenever a file or package it depends on changes).",
+    )
 
     run = sub.add_parser(
         "run",
@@ -40,22 +44,52 @@ def _parser() -> argparse.ArgumentParser:
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
         description="With no arguments: every discovered surrogate on the default tasks, seeds 0 1 2, on CPU.",
     )
-    run.add_argument("-t", "--task", action="append", metavar="TASK", help="Task, e.g. 'moons-dropout[epochs=250]' (repeatable; default: the default suite).")
-    run.add_argument("-s", "--surrogate", action="append", metavar="SURROGATE", help="Surrogate, e.g. 'mccann' (repeatable; default: all).")
+    run.add_argument(
+        "-t",
+        "--task",
+        action="append",
+        metavar="TASK",
+        help="Task, e.g. 'moons-dropout[epochs=250]' (repeatable; default: the default suite).",
+    )
+    run.add_argument(
+        "-s",
+        "--surrogate",
+        action="append",
+        metavar="SURROGATE",
+        help="Surrogate, e.g. 'mccann' (repeatable; default: all).",
+    )
     run.add_argument("--seeds", type=int, nargs="+", metavar="SEED", default=[0, 1, 2], help="Run seeds.")
     run.add_argument("--results", default="results", metavar="DIR", help="Results folder.")
-    run.add_argument("--cache", default=None, metavar="DIR", help="Target-network cache (default $HTI_BENCH_CACHE or ~/.cache/hti-bench).")
-    run.add_argument("--force", action="store_true", help="Re-run units already in the results store (rows are replaced, not duplicated).")
+    run.add_argument(
+        "--cache",
+        default=None,
+        metavar="DIR",
+        help="Target-network cache (default $HTI_BENCH_CACHE or ~/.cache/hti-bench).",
+    )
+    run.add_argument(
+        "--force",
+        action="store_true",
+        help="Re-run units already in the results store (rows are replaced, not duplicated).",
+    )
     run.add_argument("--wandb", default=None, choices=WANDB_MODES, help="Log each unit to wandb: " + WANDB_HELP)
     run.add_argument("--no-progress", action="store_true", help="No progress bars.")
     run.add_argument("-j", "--jobs", default=None, metavar="N", help=JOBS_HELP)
 
-    lb = sub.add_parser("leaderboard", help="Rebuild results.csv and leaderboard.csv from the stored runs and print it.")
+    lb = sub.add_parser(
+        "leaderboard", help="Rebuild results.csv and leaderboard.csv from the stored runs and print it."
+    )
     lb.add_argument("--results", default="results", metavar="DIR", help="Results folder.")
     lb.add_argument("-t", "--task", action="append", metavar="TASK", help="Only this task (repeatable; default: all).")
     lb.add_argument("--by-lambda", action="store_true", help="Also print W₂ at each held-out λ (mean over seeds).")
-    lb.add_argument("--tracks", action="store_true", help="Print the default and tuned tracks side by side, as Markdown.")
-    lb.add_argument("--from-wandb", default=None, metavar="ENTITY/PROJECT", help="First fetch the result rows of every run in this W&B project (public API) into --results.")
+    lb.add_argument(
+        "--tracks", action="store_true", help="Print the default and tuned tracks side by side, as Markdown."
+    )
+    lb.add_argument(
+        "--from-wandb",
+        default=None,
+        metavar="ENTITY/PROJECT",
+        help="First fetch the result rows of every run in this W&B project (public API) into --results.",
+    )
 
     sw = sub.add_parser(
         "sweep",
@@ -67,12 +101,33 @@ def _parser() -> argparse.ArgumentParser:
     sw.add_argument("file", metavar="SWEEP.yaml", help="A wandb sweep file, e.g. sweeps/leaderboard.yaml.")
     sw.add_argument("-j", "--jobs", default=None, metavar="N", help=JOBS_HELP)
     sw.add_argument("--workers", type=int, default=None, help=argparse.SUPPRESS)  # deprecated: --jobs
-    sw.add_argument("--count", type=int, default=None, metavar="K", help="Start at most K runs in this call (like wandb agent --count).")
-    sw.add_argument("--results", default="results", metavar="DIR", help="Results folder (the sweep's state goes in DIR/sweeps/).")
-    sw.add_argument("--cache", default=None, metavar="DIR", help="Target-network cache (default $HTI_BENCH_CACHE or ~/.cache/hti-bench).")
-    sw.add_argument("--search-seed", type=int, default=None, metavar="S", help="Seed of the search: random and bayes proposals (default 0). Run seeds are the sweep file's 'seed'/'seeds'.")
+    sw.add_argument(
+        "--count",
+        type=int,
+        default=None,
+        metavar="K",
+        help="Start at most K runs in this call (like wandb agent --count).",
+    )
+    sw.add_argument(
+        "--results", default="results", metavar="DIR", help="Results folder (the sweep's state goes in DIR/sweeps/)."
+    )
+    sw.add_argument(
+        "--cache",
+        default=None,
+        metavar="DIR",
+        help="Target-network cache (default $HTI_BENCH_CACHE or ~/.cache/hti-bench).",
+    )
+    sw.add_argument(
+        "--search-seed",
+        type=int,
+        default=None,
+        metavar="S",
+        help="Seed of the search: random and bayes proposals (default 0). Run seeds are the sweep file's 'seed'/'seeds'.",
+    )
     sw.add_argument("--seed", type=int, default=None, help=argparse.SUPPRESS)  # deprecated: --search-seed
-    sw.add_argument("--threads", type=int, default=None, metavar="T", help="torch threads per worker (default: cores / workers).")
+    sw.add_argument(
+        "--threads", type=int, default=None, metavar="T", help="torch threads per worker (default: cores / workers)."
+    )
     sw.add_argument("--wandb", default=None, choices=WANDB_MODES, help=WANDB_HELP)
     sw.add_argument("--no-progress", action="store_true", help="No progress bar.")
     sw.add_argument("--no-figures", action="store_true", help="Do not draw the figures at the end.")
@@ -86,17 +141,47 @@ def _parser() -> argparse.ArgumentParser:
         "leave one interior anchor out, or the task's validation λ); the best is refitted on all anchors and "
         "scored at the held-out λ as the 'tuned' track. Runs as a local sweep (workers, resume on re-run).",
     )
-    tu.add_argument("-t", "--task", action="append", metavar="TASK", help="Task (repeatable; default: the default suite).")
-    tu.add_argument("-s", "--surrogate", action="append", metavar="SURROGATE", help="Surrogate; parameters in its name stay fixed (repeatable; default: all).")
-    tu.add_argument("--trials", type=int, default=8, metavar="K", help="Configurations tried per (task, surrogate), the default one included.")
-    tu.add_argument("--method", default="random", choices=["random", "bayes"], help="How the sweeps engine proposes trials.")
+    tu.add_argument(
+        "-t", "--task", action="append", metavar="TASK", help="Task (repeatable; default: the default suite)."
+    )
+    tu.add_argument(
+        "-s",
+        "--surrogate",
+        action="append",
+        metavar="SURROGATE",
+        help="Surrogate; parameters in its name stay fixed (repeatable; default: all).",
+    )
+    tu.add_argument(
+        "--trials",
+        type=int,
+        default=8,
+        metavar="K",
+        help="Configurations tried per (task, surrogate), the default one included.",
+    )
+    tu.add_argument(
+        "--method", default="random", choices=["random", "bayes"], help="How the sweeps engine proposes trials."
+    )
     tu.add_argument("--tune-seeds", type=int, default=1, metavar="N", help="Run seeds 0 … N−1 score each trial.")
-    tu.add_argument("--seeds", type=int, nargs="+", metavar="SEED", default=[0, 1, 2], help="Run seeds of the tuned configuration's final score.")
+    tu.add_argument(
+        "--seeds",
+        type=int,
+        nargs="+",
+        metavar="SEED",
+        default=[0, 1, 2],
+        help="Run seeds of the tuned configuration's final score.",
+    )
     tu.add_argument("-j", "--jobs", default=None, metavar="N", help=JOBS_HELP)
     tu.add_argument("--results", default="results", metavar="DIR", help="Results folder (trials go in DIR/tuning/).")
-    tu.add_argument("--cache", default=None, metavar="DIR", help="Target-network cache (default $HTI_BENCH_CACHE or ~/.cache/hti-bench).")
+    tu.add_argument(
+        "--cache",
+        default=None,
+        metavar="DIR",
+        help="Target-network cache (default $HTI_BENCH_CACHE or ~/.cache/hti-bench).",
+    )
     tu.add_argument("--search-seed", type=int, default=None, metavar="S", help=argparse.SUPPRESS)
-    tu.add_argument("--threads", type=int, default=None, metavar="T", help="torch threads per worker (default: cores / workers).")
+    tu.add_argument(
+        "--threads", type=int, default=None, metavar="T", help="torch threads per worker (default: cores / workers)."
+    )
     tu.add_argument("--wandb", default=None, choices=WANDB_MODES, help=WANDB_HELP)
     tu.add_argument("--no-progress", action="store_true", help="No progress bar.")
     tu.add_argument("--no-figures", action="store_true", help="Do not draw the figures at the end.")
@@ -131,7 +216,19 @@ def _print_board(board, tasks: Sequence[str] | None = None) -> None:  # noqa: AN
     if board.empty:
         print("(no results yet: run `hti-bench run`)")
         return
-    cols = ["rank", "surrogate", "w2_mean", "w2_ci95", "w2sq_mean", "w1_mean", "floor_w2_mean", "seed_floor_w2_mean", "n_seeds", "fit_seconds", "status"]
+    cols = [
+        "rank",
+        "surrogate",
+        "w2_mean",
+        "w2_ci95",
+        "w2sq_mean",
+        "w1_mean",
+        "floor_w2_mean",
+        "seed_floor_w2_mean",
+        "n_seeds",
+        "fit_seconds",
+        "status",
+    ]
     cols += [c for c in board.columns if c.startswith("metric_") and c.endswith("_mean")]
     with pd.option_context("display.width", 200, "display.max_columns", 30, "display.max_colwidth", 60):
         tracks = board["track"].nunique() > 1 if "track" in board.columns else False
@@ -140,8 +237,10 @@ def _print_board(board, tasks: Sequence[str] | None = None) -> None:  # noqa: AN
             group = group.copy()
             tuned = "track" in group.columns and (group["track"] == "tuned").all()
             if "tied_with_best" in group.columns:  # '=': not significantly worse than the best (Wilcoxon, Holm)
-                group["rank"] = [f"{r}{'=' if t and r != 1 else ''}" if pd.notna(r) else "" for r, t in
-                                 zip(group["rank"], group["tied_with_best"].astype(bool))]
+                group["rank"] = [
+                    f"{r}{'=' if t and r != 1 else ''}" if pd.notna(r) else ""
+                    for r, t in zip(group["rank"], group["tied_with_best"].astype(bool))
+                ]
             name = f"{name[0]} ({name[1]} track)" if tracks else (name[0] if isinstance(name, tuple) else name)
             uses_loss = group.get("uses_training_loss", pd.Series(False, index=group.index)).astype(bool)
             group.loc[uses_loss, "surrogate"] = group.loc[uses_loss, "surrogate"] + " *"
@@ -149,9 +248,15 @@ def _print_board(board, tasks: Sequence[str] | None = None) -> None:  # noqa: AN
             shown = cols + (["config", "tuning_fit_seconds"] if tuned else [])
             if "trivial_w2" in group.columns and group["trivial_w2"].notna().any():
                 shown = shown + ["beats_trivial"]
-            print(group[[c for c in shown if c in group.columns]].dropna(axis=1, how="all").to_string(index=False, float_format=lambda v: f"{v:.4g}"))
+            print(
+                group[[c for c in shown if c in group.columns]]
+                .dropna(axis=1, how="all")
+                .to_string(index=False, float_format=lambda v: f"{v:.4g}")
+            )
             if group["rank"].astype(str).str.endswith("=").any():
-                print("N= : not significantly worse than rank 1 (paired Wilcoxon on (seed, λ) units, Holm-corrected, p ≥ 0.05)")
+                print(
+                    "N= : not significantly worse than rank 1 (paired Wilcoxon on (seed, λ) units, Holm-corrected, p ≥ 0.05)"
+                )
             if uses_loss.any():
                 cost = pd.to_numeric(group.get("anchor_train_seconds"), errors="coerce").max()
                 anchors = f"; the anchor networks took {cost:.1f} s to train" if cost == cost else ""
@@ -206,7 +311,9 @@ def _cmd_leaderboard(args: argparse.Namespace) -> int:
         from hti_bench.harness.tracking import results_from_wandb
 
         n_runs, n_units = results_from_wandb(args.from_wandb, args.results)
-        print(f"Read {n_runs} runs with hti-bench rows from W&B project {args.from_wandb}: {n_units} units into {args.results}.")
+        print(
+            f"Read {n_runs} runs with hti-bench rows from W&B project {args.from_wandb}: {n_units} units into {args.results}."
+        )
     results, board = ResultsStore(args.results).write_tables()
     known = set(board["task"]) if not board.empty else set()
     for name in args.task or ():
@@ -230,7 +337,9 @@ def _cmd_leaderboard(args: argparse.Namespace) -> int:
             for name, group in table.groupby(level="task", sort=False):
                 if not args.task or name in args.task:
                     print(f"\n== {name}: W₂ at each held-out λ ==")
-                    print(group.droplevel("task").dropna(axis=1, how="all").to_string(float_format=lambda v: f"{v:.3f}"))
+                    print(
+                        group.droplevel("task").dropna(axis=1, how="all").to_string(float_format=lambda v: f"{v:.3f}")
+                    )
     return 0
 
 
@@ -248,17 +357,30 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
         search_seed = args.seed if search_seed is None else search_seed
     sweep = load_sweep(args.file)  # a bad file fails here, before any worker starts
     summary = run_sweep(
-        args.file, jobs=_jobs(jobs), count=args.count, results_dir=args.results, cache_dir=args.cache,
-        search_seed=search_seed or 0, threads=args.threads, wandb_mode=args.wandb, progress=not args.no_progress,
+        args.file,
+        jobs=_jobs(jobs),
+        count=args.count,
+        results_dir=args.results,
+        cache_dir=args.cache,
+        search_seed=search_seed or 0,
+        threads=args.threads,
+        wandb_mode=args.wandb,
+        progress=not args.no_progress,
     )
     results, board = ResultsStore(args.results).write_tables()
     tasks = {r.summary.get("task") for r in summary.records if r.summary.get("task")}
     _print_board(board[board["task"].isin(tasks)] if tasks else board.iloc[:0])
     best = summary.best(sweep.metric)
-    counts = ", ".join(f"{summary.count(s)} {s}" for s in ("finished", "skipped", "stopped", "failed") if summary.count(s))
-    print(f"\nSweep {sweep.name}: {len(summary.records)} runs ({counts or 'none'}); {summary.started} started in this call, {summary.seconds:.1f} s.")
+    counts = ", ".join(
+        f"{summary.count(s)} {s}" for s in ("finished", "skipped", "stopped", "failed") if summary.count(s)
+    )
+    print(
+        f"\nSweep {sweep.name}: {len(summary.records)} runs ({counts or 'none'}); {summary.started} started in this call, {summary.seconds:.1f} s."
+    )
     if best is not None:
-        print(f"Best {sweep.metric} = {best.metric(sweep.metric):.4g}: {best.summary.get('task')} {best.summary.get('surrogate')}")
+        print(
+            f"Best {sweep.metric} = {best.metric(sweep.metric):.4g}: {best.summary.get('task')} {best.summary.get('surrogate')}"
+        )
     for record in summary.records:
         if record.state == "failed":
             print(f"  failed {record.name} {record.params}: {record.error}")
@@ -288,15 +410,27 @@ def _cmd_tune(args: argparse.Namespace) -> int:
 
     tasks = [make_task(t).spec for t in (args.task or default_tasks())]
     surrogates = [make_surrogate(s).spec for s in (args.surrogate or surrogate_classes())]
-    config = tune_sweep_config(tasks, surrogates, trials=args.trials, method=args.method,
-                               tune_seeds=args.tune_seeds, seeds=args.seeds)
+    config = tune_sweep_config(
+        tasks, surrogates, trials=args.trials, method=args.method, tune_seeds=args.tune_seeds, seeds=args.seeds
+    )
     path = os.path.join(args.results, "sweeps", "tune.yaml")
     atomic_write_bytes(Path(path), yaml.safe_dump(config, sort_keys=False).encode())
-    print(f"Tuning {len(tasks)} tasks × {len(surrogates)} surrogates, {args.trials} trials each ({args.method}); sweep file {path}")
+    print(
+        f"Tuning {len(tasks)} tasks × {len(surrogates)} surrogates, {args.trials} trials each ({args.method}); sweep file {path}"
+    )
     sweep_args = argparse.Namespace(
-        file=path, jobs=args.jobs, workers=None, count=None, results=args.results, cache=args.cache,
-        search_seed=args.search_seed, seed=None, threads=args.threads, wandb=args.wandb,
-        no_progress=args.no_progress, no_figures=args.no_figures,
+        file=path,
+        jobs=args.jobs,
+        workers=None,
+        count=None,
+        results=args.results,
+        cache=args.cache,
+        search_seed=args.search_seed,
+        seed=None,
+        threads=args.threads,
+        wandb=args.wandb,
+        no_progress=args.no_progress,
+        no_figures=args.no_figures,
     )
     return _cmd_sweep(sweep_args)
 

@@ -176,7 +176,9 @@ class HyperparameterSpace:
         """The point as a tuple of d floats, or ``ValueError`` naming the axis that is out of range."""
         values = (point,) if isinstance(point, (int, float)) else tuple(point)
         if len(values) != self.d:
-            raise ValueError(f"a point of ({', '.join(self.names)}) needs {self.d} values, got {len(values)}: {point!r}")
+            raise ValueError(
+                f"a point of ({', '.join(self.names)}) needs {self.d} values, got {len(values)}: {point!r}"
+            )
         return tuple(axis.check(v) for axis, v in zip(self.axes, values))
 
     @property
@@ -223,7 +225,9 @@ class HyperparameterSpace:
         """Euclidean distance of two points in unit clock time."""
         return math.dist(self.to_unit(a), self.to_unit(b))
 
-    def simplex(self, anchors: list[tuple[float, ...]] | tuple, point: float | tuple[float, ...]) -> tuple[tuple[int, ...], tuple[float, ...]]:
+    def simplex(
+        self, anchors: list[tuple[float, ...]] | tuple, point: float | tuple[float, ...]
+    ) -> tuple[tuple[int, ...], tuple[float, ...]]:
         """The anchors around ``point`` and its barycentric weights over them: (indices into ``anchors``,
         weights ≥ 0 summing to 1, one per index), from the Delaunay triangulation of the anchors in
         unit clock time (for d = 1, the enclosing anchor interval). The weighted anchors reproduce the
@@ -247,8 +251,10 @@ class HyperparameterSpace:
         tri = Delaunay(pts)
         found = int(tri.find_simplex(x, tol=1e-9))
         if found < 0:
-            raise ValueError(f"({', '.join(f'{n}={v}' for n, v in zip(self.names, self.check(point)))}) is outside "
-                             "the convex hull of the anchors: HTI interpolates")
+            raise ValueError(
+                f"({', '.join(f'{n}={v}' for n, v in zip(self.names, self.check(point)))}) is outside "
+                "the convex hull of the anchors: HTI interpolates"
+            )
         vertices = tri.simplices[found]
         affine = tri.transform[found]
         partial = affine[: self.d] @ (x - affine[self.d])
@@ -299,26 +305,32 @@ class HyperparameterSpace:
             except ValueError:
                 counts = []
             if len(counts) != self.d or min(counts) < 2:
-                raise ConfigError(f"anchor design {spec!r}: a grid needs {self.d} counts ≥ 2 joined by 'x', "
-                                  f"e.g. grid:{'x'.join(['3'] * self.d)}")
+                raise ConfigError(
+                    f"anchor design {spec!r}: a grid needs {self.d} counts ≥ 2 joined by 'x', "
+                    f"e.g. grid:{'x'.join(['3'] * self.d)}"
+                )
             axes = [[lo[i] + (hi[i] - lo[i]) * j / (c - 1) for j in range(c)] for i, c in enumerate(counts)]
             units = list(itertools.product(*axes))
         elif kind == "sobol":
-            corners = 2 ** self.d
+            corners = 2**self.d
             try:
                 n = int(arg)
             except ValueError:
                 n = -1
             if n < corners + 1:
-                raise ConfigError(f"anchor design {spec!r}: sobol:N needs N ≥ {corners + 1} (the {corners} corners "
-                                  "of the box and at least one interior point)")
+                raise ConfigError(
+                    f"anchor design {spec!r}: sobol:N needs N ≥ {corners + 1} (the {corners} corners "
+                    "of the box and at least one interior point)"
+                )
             from scipy.stats import qmc
 
             with warnings.catch_warnings():  # "balance properties need a power of 2": true, and irrelevant here
                 warnings.simplefilter("ignore", UserWarning)
                 inner = qmc.Sobol(d=self.d, scramble=True, seed=0).random(n - corners)
-            units = [tuple(lo[i] + (hi[i] - lo[i]) * c[i] for i in range(self.d))
-                     for c in itertools.product((0.0, 1.0), repeat=self.d)]
+            units = [
+                tuple(lo[i] + (hi[i] - lo[i]) * c[i] for i in range(self.d))
+                for c in itertools.product((0.0, 1.0), repeat=self.d)
+            ]
             units += [tuple(lo[i] + (hi[i] - lo[i]) * float(r[i]) for i in range(self.d)) for r in inner]
         else:
             raise ConfigError(f"unknown anchor design {spec!r}: valid designs are grid:<n>x<n> and sobol:<N>")

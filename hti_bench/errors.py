@@ -77,4 +77,6 @@ def check_choice(parameter: str, value: object, choices: Iterable[str]) -> None:
     """Raise :class:`ConfigError` naming the valid choices and the closest one if ``value`` is not one."""
     choices = list(choices)
     if value not in choices:
-        raise ConfigError(unknown_name_message(f"{parameter}", str(value), choices).replace("Unknown ", "Unknown value for ", 1))
+        raise ConfigError(
+            unknown_name_message(f"{parameter}", str(value), choices).replace("Unknown ", "Unknown value for ", 1)
+        )

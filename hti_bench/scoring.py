@@ -279,8 +279,9 @@ def per_condition_wasserstein(
     if not (np.isfinite(x).all() and np.isfinite(y).all()):
         raise ValueError("samples contain NaN or inf")
     if method == "sort" and x.shape[2] != 1:
-        raise ConfigError(f"method 'sort' is exact only for one-dimensional outputs, got D = {x.shape[2]}; "
-                          "use 'exact' (or 'auto')")
+        raise ConfigError(
+            f"method 'sort' is exact only for one-dimensional outputs, got D = {x.shape[2]}; use 'exact' (or 'auto')"
+        )
     if x.shape[2] == 1 and method != "emd":
         return _sorted_scores(x, y)
     m, n, k = x.shape[0], x.shape[1], y.shape[1]
@@ -435,8 +436,9 @@ def _run_conditions(x: np.ndarray, y: np.ndarray, solver: str, procs: int) -> tu
     return _solve_block(x, y, solver, 0, m)
 
 
-def _sinkhorn_scores(samples: Tensor | np.ndarray, reference: Tensor | np.ndarray, *, reg: float,
-                     iters: int) -> ConditionScores:
+def _sinkhorn_scores(
+    samples: Tensor | np.ndarray, reference: Tensor | np.ndarray, *, reg: float, iters: int
+) -> ConditionScores:
     from hti_bench.errors import ConfigError
 
     if not (isinstance(reg, (int, float)) and math.isfinite(reg) and reg > 0):
@@ -456,9 +458,10 @@ def _sinkhorn_scores(samples: Tensor | np.ndarray, reference: Tensor | np.ndarra
     w1, w2sq = [], []
     with torch.no_grad():
         for a in range(0, m, step):
-            xa, ya = x[a:a + step], y[a:a + step]
-            sq = (xa.square().sum(-1)[:, :, None] + ya.square().sum(-1)[:, None, :]
-                  - 2.0 * xa @ ya.transpose(1, 2)).clamp_min_(0.0)
+            xa, ya = x[a : a + step], y[a : a + step]
+            sq = (
+                xa.square().sum(-1)[:, :, None] + ya.square().sum(-1)[:, None, :] - 2.0 * xa @ ya.transpose(1, 2)
+            ).clamp_min_(0.0)
             w2sq.append(_entropic_cost(sq, 2, reg, iters))
             w1.append(_entropic_cost(sq.sqrt_(), 1, reg, iters))
     w1_np = torch.cat(w1).double().cpu().numpy()

@@ -199,11 +199,7 @@ class Surrogate(ABC):
     def spec(self) -> str:
         """The surrogate's name with its parameters, as it appears in results: ``mccann[ot=emd]``."""
         defaults = self.default_params()
-        shown = {
-            k: v
-            for k, v in self.get_params().items()
-            if k in self.name_parameters or v != defaults.get(k)
-        }
+        shown = {k: v for k, v in self.get_params().items() if k in self.name_parameters or v != defaults.get(k)}
         if self.clock:
             shown[CLOCK_PARAM] = self.clock
         return format_spec(self.name, shown)

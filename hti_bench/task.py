@@ -49,9 +49,12 @@ class TaskConfig:
     anchors: tuple[float, ...] = option((), "Anchor values of λ the surrogates see.")
     heldout: tuple[float, ...] = option((), "Held-out values of λ the surrogates are scored at.", cache=False)
     validation: tuple[float, ...] = option(
-        (), "Validation λ for tuning (needed with 2 anchors; with more, scored beside the left-out anchor): "
+        (),
+        "Validation λ for tuning (needed with 2 anchors; with more, scored beside the left-out anchor): "
         "trained like anchors, used only to score tuning trials; never given to a surrogate as anchors, never "
-        "scored in the leaderboard.", cache=False)
+        "scored in the leaderboard.",
+        cache=False,
+    )
     n_samples: int = option(500, "Output samples per condition, at anchors and held-out λ.", cache=False)
 
 
@@ -102,9 +105,7 @@ class Task(ABC):
         fields = {f.name: f for f in dataclasses.fields(self.Config)}
         for key in overrides:
             if key not in fields:
-                raise ConfigError(
-                    unknown_name_message(f"option for task '{self.name}'", key, fields)
-                )
+                raise ConfigError(unknown_name_message(f"option for task '{self.name}'", key, fields))
         values = {}
         for key, value in overrides.items():
             default = fields[key].default
@@ -132,11 +133,13 @@ class Task(ABC):
         # (validation given explicitly is checked, never edited).
         anchors, heldout = self.anchors, self.heldout
         if self.d > 1:
-            kept = tuple(v for v in self.validation
-                         if self._inside_hull(v) and not any(_same(v, u) for u in anchors + heldout))
+            kept = tuple(
+                v for v in self.validation if self._inside_hull(v) and not any(_same(v, u) for u in anchors + heldout)
+            )
         else:
             kept = tuple(
-                v for v in self.config.validation
+                v
+                for v in self.config.validation
                 if anchors and anchors[0] < v < anchors[-1] and not any(math.isclose(v, u) for u in anchors + heldout)
             )
         if kept != self.validation:
@@ -235,8 +238,10 @@ class Task(ABC):
         values = self.config.heldout
         if isinstance(values, str):
             if self.d == 1:
-                raise ConfigError(f"task '{self.name}': heldout={values!r} is a design of points, for tasks of "
-                                  "several hyperparameters; list the held-out values of λ instead")
+                raise ConfigError(
+                    f"task '{self.name}': heldout={values!r} is a design of points, for tasks of "
+                    "several hyperparameters; list the held-out values of λ instead"
+                )
             anchors = self.anchors
             points = self.hyperparameters.design(values, getattr(self.config, "design_box", None) or None)
             values = tuple(p for p in points if not any(_same(p, a) for a in anchors))
@@ -253,8 +258,10 @@ class Task(ABC):
         out = []
         for v in values:
             if isinstance(v, (int, float)) or len(v) != self.d:
-                raise ConfigError(f"task '{self.name}': each of its {what} is a point of {self.d} values "
-                                  f"({', '.join(self.hyperparameters.names)}), got {v!r}")
+                raise ConfigError(
+                    f"task '{self.name}': each of its {what} is a point of {self.d} values "
+                    f"({', '.join(self.hyperparameters.names)}), got {v!r}"
+                )
             out.append(tuple(float(c) for c in v))
         return tuple(out)
 
@@ -298,20 +305,29 @@ class Task(ABC):
         space, where = self.hyperparameters, f"task '{self.name}'"
         anchors, heldout = self.anchors, self.heldout
         if len(anchors) < space.d + 1:
-            raise ConfigError(f"{where}: {space.d} hyperparameters need at least {space.d + 1} anchors, got {len(anchors)}.")
+            raise ConfigError(
+                f"{where}: {space.d} hyperparameters need at least {space.d + 1} anchors, got {len(anchors)}."
+            )
         if not heldout:
             raise ConfigError(f"{where}: has no held-out ({space.name}) to score surrogates at.")
         self._check_ranges(where)
         if len({space.label(a) for a in anchors}) != len(anchors):
             raise ConfigError(f"{where}: anchors must be distinct points, got {anchors}.")
-        for what, points, others in (("held-out", heldout, anchors), ("validation", self.validation, anchors + heldout)):
+        for what, points, others in (
+            ("held-out", heldout, anchors),
+            ("validation", self.validation, anchors + heldout),
+        ):
             for p in points:
                 if not self._inside_hull(p):
-                    raise ConfigError(f"{where}: {what} ({space.describe(p)}) lies outside the convex hull of the "
-                                      "anchors on the clocks (HTI interpolates).")
+                    raise ConfigError(
+                        f"{where}: {what} ({space.describe(p)}) lies outside the convex hull of the "
+                        "anchors on the clocks (HTI interpolates)."
+                    )
                 if any(_same(p, o) for o in others):
-                    raise ConfigError(f"{where}: {what} ({space.describe(p)}) is also an anchor"
-                                      + (" or a held-out point." if what == "validation" else "."))
+                    raise ConfigError(
+                        f"{where}: {what} ({space.describe(p)}) is also an anchor"
+                        + (" or a held-out point." if what == "validation" else ".")
+                    )
         if len({space.label(h) for h in heldout}) != len(heldout):
             raise ConfigError(f"{where}: held-out points must be distinct, got {heldout}.")
         if self.n_samples < 1:
@@ -371,7 +387,9 @@ class Task(ABC):
         extra = [r for r in fit if tuple(r.tolist()) not in seen]
         if self.mode == "inductive":
             if not extra:
-                raise ConfigError(f"task '{self.name}' in the inductive mode has no fit conditions outside the scored ones")
+                raise ConfigError(
+                    f"task '{self.name}' in the inductive mode has no fit conditions outside the scored ones"
+                )
             rows = torch.stack(extra)
             return rows, torch.zeros(rows.shape[0], dtype=torch.bool)
         rows = torch.cat([ev, torch.stack(extra)]) if extra else ev
@@ -513,9 +531,22 @@ def _same(a: Any, b: Any) -> bool:
 
 def multi_axis_error(task: Task) -> ConfigError:
     """What a task of several hyperparameters raises from :attr:`Task.hyperparameter`."""
-    return ConfigError(f"task '{task.name}' has {task.d} hyperparameters ({task.hyperparameters.name}): "
-                       "read task.hyperparameters (a HyperparameterSpace), not task.hyperparameter")
+    return ConfigError(
+        f"task '{task.name}' has {task.d} hyperparameters ({task.hyperparameters.name}): "
+        "read task.hyperparameters (a HyperparameterSpace), not task.hyperparameter"
+    )
 
 
 # Re-exported so task modules need one import line.
-__all__ = ["Clock", "Hyperparameter", "HyperparameterSpace", "NetworkStore", "Task", "TaskConfig", "TrainedTask", "TrainedTaskConfig", "multi_axis_error", "option"]
+__all__ = [
+    "Clock",
+    "Hyperparameter",
+    "HyperparameterSpace",
+    "NetworkStore",
+    "Task",
+    "TaskConfig",
+    "TrainedTask",
+    "TrainedTaskConfig",
+    "multi_axis_error",
+    "option",
+]

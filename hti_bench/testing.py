@@ -37,8 +37,14 @@ def tiny_task(cls: type[Surrogate], d: int | None = None) -> Task:
         from hti_bench.tasks.moons_dropout import MoonsDropout
 
         return MoonsDropout(
-            cache=TargetCache(), epochs=1, n_train=256, hidden=16, diffusion_steps=10, n_samples=24,
-            anchors=(0.0, 0.5, 0.9), heldout=(0.25, 0.7),
+            cache=TargetCache(),
+            epochs=1,
+            n_train=256,
+            hidden=16,
+            diffusion_steps=10,
+            n_samples=24,
+            anchors=(0.0, 0.5, 0.9),
+            heldout=(0.25, 0.7),
         )
     return GaussianPath(n_samples=24)
 
@@ -50,12 +56,20 @@ def _tiny_plane(cls: type[Surrogate]) -> Task:
         from hti_bench.harness.targets import TargetCache
         from hti_bench.tasks.noisy_regression import NoisyRegression2D
 
-        return NoisyRegression2D(cache=TargetCache(), epochs=5, n_train=64, n_samples=4, design="grid:2x2",
-                                 design_box=((0.1, 10.0), (0.1, 10.0)), heldout=((1.0, 1.0), (0.3, 3.0)))
+        return NoisyRegression2D(
+            cache=TargetCache(),
+            epochs=5,
+            n_train=64,
+            n_samples=4,
+            design="grid:2x2",
+            design_box=((0.1, 10.0), (0.1, 10.0)),
+            heldout=((1.0, 1.0), (0.3, 3.0)),
+        )
     from hti_bench.tasks.gaussian_plane import GaussianPlane
 
-    return GaussianPlane(n_samples=24, design="grid:2x2", design_box=((0.1, 0.9), (0.1, 0.9)),
-                         heldout=((0.5, 0.5), (0.3, 0.6)))
+    return GaussianPlane(
+        n_samples=24, design="grid:2x2", design_box=((0.1, 0.9), (0.1, 0.9)), heldout=((0.5, 0.5), (0.3, 0.6))
+    )
 
 
 def _dims(cls: type[Surrogate]) -> int:
@@ -176,7 +190,9 @@ def check_sample_shape(cls: type[Surrogate]) -> None:
     for n in (7, anchors.n_samples):
         out = surrogate.sample(task.heldout[0], conds, n, seed=1)
         assert isinstance(out, torch.Tensor), f"sample() returned {type(out).__name__}, expected a torch.Tensor"
-        assert tuple(out.shape) == (2, n, anchors.output_dim), f"sample() shape {tuple(out.shape)}, expected {(2, n, anchors.output_dim)}"
+        assert tuple(out.shape) == (2, n, anchors.output_dim), (
+            f"sample() shape {tuple(out.shape)}, expected {(2, n, anchors.output_dim)}"
+        )
         assert out.dtype.is_floating_point, f"sample() dtype {out.dtype} is not floating point"
         assert torch.isfinite(out).all(), "sample() returned NaN or inf"
 
@@ -267,7 +283,8 @@ def check_multi_lambda(cls: type[Surrogate]) -> None:
     result = evaluate(task, cls(**cls.test_config), seed=0, clouds=False)
     if not cls.supports_multi:
         assert result.status == "skipped" and "one-dimensional" in result.error, (
-            f"without supports_multi the harness should skip it on {task.name}, got {result.status}: {result.error}")
+            f"without supports_multi the harness should skip it on {task.name}, got {result.status}: {result.error}"
+        )
         return
     assert result.status == "ok", f"the harness scored it {result.status} on {task.name}: {result.error}"
     surrogate = cls(**cls.test_config)
@@ -280,7 +297,6 @@ def check_multi_lambda(cls: type[Surrogate]) -> None:
         except ValueError:
             return
         raise AssertionError(f"sample() at {_outside(task)} (outside the anchors' hull) did not raise ValueError")
-
 
 
 CHECKS: dict[str, Callable[[type[Surrogate]], None]] = {

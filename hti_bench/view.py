@@ -84,12 +84,22 @@ class TaskView:
 
     __slots__ = ("__weakref__",)
 
-    def __init__(self, task: Task, requires: Sequence[str] | frozenset[str] = frozenset(), *,
-                 hyperparameter: Hyperparameter | HyperparameterSpace | None = None) -> None:
+    def __init__(
+        self,
+        task: Task,
+        requires: Sequence[str] | frozenset[str] = frozenset(),
+        *,
+        hyperparameter: Hyperparameter | HyperparameterSpace | None = None,
+    ) -> None:
         if hyperparameter is None:
             hyperparameter = task.hyperparameters if task.d > 1 else task.hyperparameter
-        _STATE[self] = _Hidden(task=task, requires=frozenset(requires), anchors=tuple(task.anchors),
-                               notes=dict(task.capability_notes), hyperparameter=hyperparameter)
+        _STATE[self] = _Hidden(
+            task=task,
+            requires=frozenset(requires),
+            anchors=tuple(task.anchors),
+            notes=dict(task.capability_notes),
+            hyperparameter=hyperparameter,
+        )
 
     # ------------------------------------------------------------------ always offered
 
@@ -161,10 +171,12 @@ class TaskView:
                 f"anchor_samples needs conditions of shape (M, {state.task.condition_dim}), got {tuple(conditions.shape)}"
             )
         # One stream per anchor, so adding an anchor does not change the others' draws.
-        return torch.stack([
-            state.task.sample(lam, conditions, int(n), (int(seed) * 1_000_003 + 7919 * k) % 2**31)
-            for k, lam in enumerate(state.anchors)
-        ])
+        return torch.stack(
+            [
+                state.task.sample(lam, conditions, int(n), (int(seed) * 1_000_003 + 7919 * k) % 2**31)
+                for k, lam in enumerate(state.anchors)
+            ]
+        )
 
     # ------------------------------------------------------------------ "architecture"
 
@@ -238,7 +250,9 @@ def _same_point(lam: Any, anchor: Any) -> bool:
     a = tuple(lam) if isinstance(lam, (tuple, list)) else (lam,)
     b = tuple(anchor) if isinstance(anchor, (tuple, list)) else (anchor,)
     try:
-        return len(a) == len(b) and all(math.isclose(float(x), float(y), rel_tol=0.0, abs_tol=1e-12) for x, y in zip(a, b))
+        return len(a) == len(b) and all(
+            math.isclose(float(x), float(y), rel_tol=0.0, abs_tol=1e-12) for x, y in zip(a, b)
+        )
     except (TypeError, ValueError):
         return False
 

@@ -135,8 +135,10 @@ class _StackedFiLMMLP:
 
     def __init__(self, nets: list[FiLMMLP], films: list[tuple[Tensor, Tensor]]) -> None:
         def stack(layers: list[nn.Linear]) -> tuple[Tensor, Tensor]:
-            return (torch.stack([m.weight.detach().T for m in layers]),
-                    torch.stack([m.bias.detach() for m in layers])[:, None, :])
+            return (
+                torch.stack([m.weight.detach().T for m in layers]),
+                torch.stack([m.bias.detach() for m in layers])[:, None, :],
+            )
 
         self.first = stack([n.first for n in nets])
         self.body = [stack([n.body[i] for n in nets]) for i, m in enumerate(nets[0].body) if isinstance(m, nn.Linear)]
@@ -154,7 +156,9 @@ class _StackedFiLMMLP:
 
 class CLOT(Surrogate):
     name: ClassVar[str] = "clot"
-    description: ClassVar[str] = "Conditional Lagrangian OT (the HTI paper's method): a Lagrangian path cost with a density potential."
+    description: ClassVar[str] = (
+        "Conditional Lagrangian OT (the HTI paper's method): a Lagrangian path cost with a density potential."
+    )
     one_dimensional_reason: ClassVar[str] = (
         "CLOT's Lagrangian paths are parameterised by one time (a path through λ-space would extend it: "
         "docs/dev/multi_lambda.md)"
@@ -165,8 +169,16 @@ class CLOT(Surrogate):
         "Pooladian, Domingo-Enrich, Chen & Amos, Neural optimal transport with Lagrangian costs, UAI 2024",
     )
     test_config: ClassVar[dict] = {
-        "steps": 30, "batch_size": 64, "ctransform_iters": 2, "spline_pretrain": 10, "spline_every": 15,
-        "spline_iters": 5, "spline_hidden": 32, "hidden": (16, 16), "kde_support": 64, "path_points": 6,
+        "steps": 30,
+        "batch_size": 64,
+        "ctransform_iters": 2,
+        "spline_pretrain": 10,
+        "spline_every": 15,
+        "spline_iters": 5,
+        "spline_hidden": 32,
+        "hidden": (16, 16),
+        "kde_support": 64,
+        "path_points": 6,
     }
     search_space: ClassVar[dict[str, dict[str, Any]]] = {
         "lr": {"distribution": "log_uniform_values", "min": 0.0003, "max": 0.003},
@@ -279,13 +291,18 @@ class CLOT(Surrogate):
             except (TypeError, ValueError, RuntimeError):
                 ok = False
             if not ok:
-                raise ConfigError(f"bounds must be (low, high) with low < high, scalars or one per output dimension, "
-                                  f"got {self.bounds!r}")
+                raise ConfigError(
+                    f"bounds must be (low, high) with low < high, scalars or one per output dimension, "
+                    f"got {self.bounds!r}"
+                )
         if self.bandwidth is not None and not self.bandwidth > 0:
             raise ConfigError(f"bandwidth must be > 0 (or None for Scott's rule), got {self.bandwidth}")
         check_positive(self, ("cond_bandwidth", "lr", "metric_lr", "spline_lr"))
-        check_positive(self, ("steps", "batch_size", "metric_every", "spline_every", "spline_nodes", "path_points",
-                              "kde_support"), integer=True)
+        check_positive(
+            self,
+            ("steps", "batch_size", "metric_every", "spline_every", "spline_nodes", "path_points", "kde_support"),
+            integer=True,
+        )
         if self.spline_nodes < 3:
             raise ConfigError(f"spline_nodes must be ≥ 3, got {self.spline_nodes}")
         check_hidden(self.hidden)
@@ -296,7 +313,9 @@ class CLOT(Surrogate):
     def fit(self, anchors: AnchorSet, task: TaskView | None = None, *, seed: int = 0) -> CLOT:
         self.check_params()
         if self.metric == "nlot" and anchors.output_dim != 2:
-            raise ConfigError(f"metric='nlot' is defined for D = 2 outputs only; this task has D = {anchors.output_dim}")
+            raise ConfigError(
+                f"metric='nlot' is defined for D = 2 outputs only; this task has D = {anchors.output_dim}"
+            )
         dev = resolve_device(self.device)
         with seeded(dev, seed):
             self._fit(anchors, dev, seed)
@@ -344,8 +363,9 @@ class CLOT(Surrogate):
         self.metric_, self.path_, self.spline_ = self.metric_.to(dev), self.path_.to(dev), self.spline_.to(dev)
         # What path costs read: the network itself, or its tabulation (refreshed after each update).
         tabulate = self.metric_.learnable and int(self.metric_grid) > 0 and d == 2 and (self.categorical_ or cdim == 0)
-        self.geometry_ = GridMetric(self.metric_, self.lo_, self.hi_, n_classes, int(self.metric_grid)) if tabulate \
-            else self.metric_
+        self.geometry_ = (
+            GridMetric(self.metric_, self.lo_, self.hi_, n_classes, int(self.metric_grid)) if tabulate else self.metric_
+        )
         self.potential_ = self._build_potential(rows_y, rows_x, gen).to(dev) if self.potential else None
         # A straight line is the exact geodesic of the Euclidean metric without potential: no path to learn.
         self.curved_ = self.metric_.learnable or self.potential_ is not None
@@ -356,8 +376,11 @@ class CLOT(Surrogate):
         # Constant steps, AdamW, no clipping, as the reference code (hti_bench.toolkit.training's table).
         opt = training.adam([*self.g_.parameters(), *self.T_.parameters()], self.lr, weight_decay=1e-4, decoupled=True)
         schedule = training.cosine(opt, int(self.steps)) if self.schedule == "cosine" else None
-        metric_opt = (training.adam(self.metric_.parameters(), self.metric_lr, weight_decay=1e-4, decoupled=True)
-                      if self.metric_.learnable else None)
+        metric_opt = (
+            training.adam(self.metric_.parameters(), self.metric_lr, weight_decay=1e-4, decoupled=True)
+            if self.metric_.learnable
+            else None
+        )
         spline_opt = training.adam(self.spline_.parameters(), self.spline_lr)
         total = m * n
         bs = min(int(self.batch_size), total)
@@ -378,7 +401,9 @@ class CLOT(Surrogate):
 
         self.losses_: list[float] = []
         for step in range(int(self.steps)):
-            draws = [(batch(), batch()) for _ in range(n_int)]  # the same draws, in the same order, as one interval at a time
+            draws = [
+                (batch(), batch()) for _ in range(n_int)
+            ]  # the same draws, in the same order, as one interval at a time
             y = torch.cat([rows_y[k][i] for k, (i, _) in enumerate(draws)])
             x = torch.cat([rows_x[i] for i, _ in draws])
             y_hat = self._ctransform_all(y, x, groups)
@@ -415,24 +440,36 @@ class CLOT(Surrogate):
             for p in module.parameters():
                 p.requires_grad_(False)
 
-    def networks(self, d: int, cdim: int, n_classes: int | None, intervals: int
-                 ) -> tuple[nn.ModuleList, nn.ModuleList, nn.Module, SplinePath, FiLMMLP]:
+    def networks(
+        self, d: int, cdim: int, n_classes: int | None, intervals: int
+    ) -> tuple[nn.ModuleList, nn.ModuleList, nn.Module, SplinePath, FiLMMLP]:
         """The untrained networks for D = ``d`` outputs, conditions of ``cdim`` columns (``n_classes``
         classes, or None when continuous) and ``intervals`` anchor intervals: (g_k, T_k, the metric,
         the path family, the spline amortiser). Each has the reference's shape (docs/PARITY.md)."""
         hidden = tuple(int(h) for h in self.hidden)
         g = nn.ModuleList([FiLMMLP(d, 1, hidden, cdim, n_classes) for _ in range(intervals)])
         # T_k(y | x) = y + MLP(y | x), as the reference's source map; the zero last layer starts it at the identity.
-        t = nn.ModuleList([FiLMMLP(d, d, hidden, cdim, n_classes, zero_last=True, residual=True) for _ in range(intervals)])
+        t = nn.ModuleList(
+            [FiLMMLP(d, d, hidden, cdim, n_classes, zero_last=True, residual=True) for _ in range(intervals)]
+        )
         metric = make_metric(self.metric, d, cdim, n_classes)
         path = SplinePath(self.spline_nodes, self.path_points, self.spline_basis)
         # The amortiser's class embedding is a quarter of its width (at least 16), as the reference's.
-        spline = FiLMMLP(2 * d, self.spline_nodes * d, (self.spline_hidden, self.spline_hidden), cdim, n_classes,
-                         embed=max(16, int(self.spline_hidden) // 4), zero_last=True)
+        spline = FiLMMLP(
+            2 * d,
+            self.spline_nodes * d,
+            (self.spline_hidden, self.spline_hidden),
+            cdim,
+            n_classes,
+            embed=max(16, int(self.spline_hidden) // 4),
+            zero_last=True,
+        )
         return g, t, metric, path, spline
 
     @staticmethod
-    def losses(g: FiLMMLP, t: FiLMMLP, y: Tensor, x: Tensor, y_hat: Tensor, y1: Tensor, x1: Tensor) -> tuple[Tensor, Tensor]:
+    def losses(
+        g: FiLMMLP, t: FiLMMLP, y: Tensor, x: Tensor, y_hat: Tensor, y1: Tensor, x1: Tensor
+    ) -> tuple[Tensor, Tensor]:
         """One interval's (dual, amortisation) losses: the negated semi-dual without its c(y, ŷ) term
         (ŷ is a constant, so that term carries no gradient to g or T), and the mean squared distance,
         over rows and output dimensions, of T(y) to the c-transform ŷ (the reference's regression)."""
@@ -507,7 +544,11 @@ class CLOT(Surrogate):
             # Re-predicting it at every trial point would change the objective without the gradient
             # seeing it (the amortiser is not differentiated), and the line search then fails to find
             # a decrease most of the time.
-            phi = self._phi(y, init, x) if self.curved_ else init.new_zeros(init.shape[0], self.spline_nodes, init.shape[1])
+            phi = (
+                self._phi(y, init, x)
+                if self.curved_
+                else init.new_zeros(init.shape[0], self.spline_nodes, init.shape[1])
+            )
             # Everything that does not move with y': the path's start, the conditions' FiLM
             # modulations, the potential's and the metric's x-only pieces.
             cost = prepare_cost(self.path_, self.geometry_, self.potential_, y, phi, x, self.cost)
@@ -519,7 +560,9 @@ class CLOT(Surrogate):
             if stacked is not None:
                 gz = stacked(z.reshape(len(ks), sizes[0], -1)).reshape(-1)
             else:
-                gz = torch.cat([self.g_[k](zk, xk, film) for k, zk, xk, film in zip(ks, z.split(sizes), xs, films)]).squeeze(-1)
+                gz = torch.cat(
+                    [self.g_[k](zk, xk, film) for k, zk, xk, film in zip(ks, z.split(sizes), xs, films)]
+                ).squeeze(-1)
             return cost(z) - gz
 
         film_rows = (torch.cat([f[0] for f in films]), torch.cat([f[1] for f in films]))
@@ -529,8 +572,9 @@ class CLOT(Surrogate):
             """The objective at some rows only (sorted): the line search's tail."""
             per = torch.searchsorted(rows, starts).tolist()  # rows of interval i: per[i]:per[i + 1]
             gamma, beta = film_rows[0].index_select(0, rows), film_rows[1].index_select(0, rows)
-            gz = torch.cat([self.g_[k](z[a:b], None, (gamma[a:b], beta[a:b]))
-                            for k, a, b in zip(ks, per[:-1], per[1:]) if b > a])
+            gz = torch.cat(
+                [self.g_[k](z[a:b], None, (gamma[a:b], beta[a:b])) for k, a, b in zip(ks, per[:-1], per[1:]) if b > a]
+            )
             return cost.take(rows)(z) - gz.squeeze(-1)
 
         def clip(z: Tensor) -> Tensor:
@@ -541,9 +585,16 @@ class CLOT(Surrogate):
         width = float((self.hi_ - self.lo_).max())
         # accept_fraction 0.9: an interval's line search stops once 90 % of its rows found a decrease
         # (the rest stay for that iteration) instead of running to its cap for a few float32-stalled rows.
-        return batched_lbfgs(objective, init, max_iter=int(self.ctransform_iters), project=clip,
-                             max_step=float(self.ctransform_step) * width, accept_fraction=0.9,
-                             groups=groups if len(ks) > 1 else None, f_rows=objective_rows)
+        return batched_lbfgs(
+            objective,
+            init,
+            max_iter=int(self.ctransform_iters),
+            project=clip,
+            max_step=float(self.ctransform_step) * width,
+            accept_fraction=0.9,
+            groups=groups if len(ks) > 1 else None,
+            f_rows=objective_rows,
+        )
 
     # ------------------------------------------------------------------ inference
 
@@ -575,6 +626,7 @@ class CLOT(Surrogate):
         dev, d = self.device_, y0.shape[1]
         y = ((y0.float() - self.y_mean_) / self.y_scale_).to(dev)
         x = self.encoder_(conditions).to(dev)
+
         def clip(z: Tensor) -> Tensor:  # every map's image and the answer stay in the box, as the reference's
             return torch.maximum(torch.minimum(z, self.hi_), self.lo_)
 

@@ -59,15 +59,27 @@ def main() -> None:
             start = time.perf_counter()
             surrogate.fit(anchors, TaskView(task, surrogate.requires), seed=0)
             seconds = time.perf_counter() - start
-            steps = sum(len(x) for x in surrogate.losses_) if isinstance(surrogate.losses_[0], list) else len(surrogate.losses_)
+            steps = (
+                sum(len(x) for x in surrogate.losses_)
+                if isinstance(surrogate.losses_[0], list)
+                else len(surrogate.losses_)
+            )
             per_step.append(seconds / steps)
         median = statistics.median(per_step)
         print(f"{full}: {', '.join(f'{v * 1e3:.1f}' for v in per_step)} ms/step; median {median * 1e3:.1f} ms")
-        rows.append({
-            "benchmark": "best_response_step", "spec": full, "data": task.spec, "median_s": median,
-            "repeats": args.repeats, "threads": torch.get_num_threads(), "torch": torch.__version__,
-            "machine": platform.node() or "unknown", "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        })
+        rows.append(
+            {
+                "benchmark": "best_response_step",
+                "spec": full,
+                "data": task.spec,
+                "median_s": median,
+                "repeats": args.repeats,
+                "threads": torch.get_num_threads(),
+                "torch": torch.__version__,
+                "machine": platform.node() or "unknown",
+                "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            }
+        )
     if args.csv:
         path = Path(args.csv)
         old = pd.read_csv(path) if path.exists() else None

@@ -93,10 +93,15 @@ def main() -> None:
                 print(f"{task.spec} {name}: {out}", flush=True)
                 continue
             seconds, calls = out
-            print(f"{task.spec} {name}: {seconds:.1f} s for {len(task.heldout)} held-out λ, {calls} queries "
-                  f"({calls / seconds:.0f}/s){'' if seconds <= GOAL_SECONDS else '  ✗ over the goal'}", flush=True)
-            rows += [closed_loop_row(f"{task.spec} {name}", seconds),
-                     perf.row(BENCH, f"{task.spec} {name}", "sample_calls_per_second", calls / seconds, "calls/s")]
+            print(
+                f"{task.spec} {name}: {seconds:.1f} s for {len(task.heldout)} held-out λ, {calls} queries "
+                f"({calls / seconds:.0f}/s){'' if seconds <= GOAL_SECONDS else '  ✗ over the goal'}",
+                flush=True,
+            )
+            rows += [
+                closed_loop_row(f"{task.spec} {name}", seconds),
+                perf.row(BENCH, f"{task.spec} {name}", "sample_calls_per_second", calls / seconds, "calls/s"),
+            ]
         perf.record(rows, args.csv)
 
 
@@ -108,13 +113,30 @@ def training_rows(task) -> list[dict]:
         return []
     total = sum(recorded)
     print(f"{task.spec}: {len(recorded)} target policies, {total:.0f} s of PPO training (recorded)", flush=True)
-    return [perf.row(BENCH, f"{task.spec} targets", "cold_training_seconds", total, "s",
-                     goal=f"≤ {TRAINING_GOAL_SECONDS:g} s", meets_goal=total <= TRAINING_GOAL_SECONDS)]
+    return [
+        perf.row(
+            BENCH,
+            f"{task.spec} targets",
+            "cold_training_seconds",
+            total,
+            "s",
+            goal=f"≤ {TRAINING_GOAL_SECONDS:g} s",
+            meets_goal=total <= TRAINING_GOAL_SECONDS,
+        )
+    ]
 
 
 def closed_loop_row(case: str, seconds: float, repeats: int = 1) -> dict:
-    return perf.row(BENCH, case, "closed_loop_seconds", seconds, "s", goal=f"≤ {GOAL_SECONDS:g} s",
-                    meets_goal=seconds <= GOAL_SECONDS, repeats=repeats)
+    return perf.row(
+        BENCH,
+        case,
+        "closed_loop_seconds",
+        seconds,
+        "s",
+        goal=f"≤ {GOAL_SECONDS:g} s",
+        meets_goal=seconds <= GOAL_SECONDS,
+        repeats=repeats,
+    )
 
 
 def from_results(folder: str, csv: str, tasks: list[str] | None, cache: str | None) -> None:

@@ -66,16 +66,28 @@ from hti_bench.specs import format_spec, parse_spec
 from hti_bench.tasks.tensor import read_per_class
 
 BENCHMARK = "clot_fit"
-PAPER_SPEC = ("clot[metric=learned,potential=True,cost=reference,bandwidth=0.2,alpha=0.01,"
-              "ctransform_iters=10,steps=2001,standardise=False,bounds=((-4.0,-4.0),(4.0,4.0))]")
+PAPER_SPEC = (
+    "clot[metric=learned,potential=True,cost=reference,bandwidth=0.2,alpha=0.01,"
+    "ctransform_iters=10,steps=2001,standardise=False,bounds=((-4.0,-4.0),(4.0,4.0))]"
+)
 TENSOR_GOAL_S = 120.0
 #: The HTI paper's cancer data as CLOT sees it (PAPER.md): 3 anchors, 1,000 continuous 7-D conditions
 #: (states), 10 samples (actions) each, D = 2.
 TENSOR_SHAPE = {"anchors": 3, "conditions": 1000, "samples": 10, "x_dim": 7, "d": 2}
 GOAL_S = 300.0
 SCALING_BUDGET = {"steps": 5, "spline_pretrain": 5, "spline_every": 5, "spline_iters": 5}
-QUICK_BUDGET = {"steps": 3, "spline_pretrain": 2, "spline_every": 3, "spline_iters": 2, "hidden": (16, 16),
-                "spline_hidden": 32, "kde_support": 64, "path_points": 6, "potential_grid": 32, "metric_grid": 32}
+QUICK_BUDGET = {
+    "steps": 3,
+    "spline_pretrain": 2,
+    "spline_every": 3,
+    "spline_iters": 2,
+    "hidden": (16, 16),
+    "spline_hidden": 32,
+    "kde_support": 64,
+    "path_points": 6,
+    "potential_grid": 32,
+    "metric_grid": 32,
+}
 SCALING_N = (250, 500, 1000, 2000, 4000)
 SCALING_D = (2, 4, 8, 16, 32, 64)
 
@@ -87,14 +99,24 @@ def moons_anchors(path: str | None, quick: bool) -> tuple[AnchorSet, torch.Tenso
         g = torch.Generator().manual_seed(0)
         lams = [i / 10 for i in range(11)]
         n = 60 if quick else 500
-        per_class = torch.stack([torch.stack([torch.randn(n, 2, generator=g) * (1 + lam) + torch.tensor([c * 2.0, lam])
-                                              for c in (0, 1)]) for lam in lams])
+        per_class = torch.stack(
+            [
+                torch.stack([torch.randn(n, 2, generator=g) * (1 + lam) + torch.tensor([c * 2.0, lam]) for c in (0, 1)])
+                for lam in lams
+            ]
+        )
     else:
         per_class, lams, _ = read_per_class(path)
     idx = [0, len(lams) // 2, len(lams) - 1]
     m = per_class.shape[1]
-    anchors = AnchorSet(Hyperparameter("lambda", lams[0], lams[-1]), [lams[i] for i in idx],
-                        torch.arange(m, dtype=torch.float32)[:, None], per_class[idx], torch.ones(m, dtype=torch.bool), True)
+    anchors = AnchorSet(
+        Hyperparameter("lambda", lams[0], lams[-1]),
+        [lams[i] for i in idx],
+        torch.arange(m, dtype=torch.float32)[:, None],
+        per_class[idx],
+        torch.ones(m, dtype=torch.bool),
+        True,
+    )
     return anchors, per_class, lams, [t for t in range(len(lams)) if t not in idx]
 
 
@@ -107,8 +129,14 @@ def gaussian_anchors(n: int, d: int, classes: int = 2, seed: int = 0) -> AnchorS
     mean[..., 0] = 2 * lams[:, None, None]
     mean[:, :, :, 1 % d] += 1.5 * torch.arange(classes, dtype=torch.float32)[None, :, None]
     y = torch.randn(3, classes, n, d, generator=g) * (1 + 0.5 * lams[:, None, None, None]) + mean
-    return AnchorSet(Hyperparameter("lambda", 0.0, 1.0), lams.tolist(), torch.arange(classes, dtype=torch.float32)[:, None],
-                     y, torch.ones(classes, dtype=torch.bool), True)
+    return AnchorSet(
+        Hyperparameter("lambda", 0.0, 1.0),
+        lams.tolist(),
+        torch.arange(classes, dtype=torch.float32)[:, None],
+        y,
+        torch.ones(classes, dtype=torch.bool),
+        True,
+    )
 
 
 def tensor_anchors(seed: int = 0, quick: bool = False) -> AnchorSet:
@@ -117,7 +145,7 @@ def tensor_anchors(seed: int = 0, quick: bool = False) -> AnchorSet:
     shape = dict(TENSOR_SHAPE, conditions=50) if quick else TENSOR_SHAPE
     k, m, n, c, d = (shape[key] for key in ("anchors", "conditions", "samples", "x_dim", "d"))
     x = torch.randn(m, c, generator=g)
-    w = torch.randn(c, d, generator=g) / c ** 0.5
+    w = torch.randn(c, d, generator=g) / c**0.5
     lams = torch.linspace(0, 1, k)
     mean = torch.tanh(x @ w)[None] * (1 + lams[:, None, None]) + lams[:, None, None]
     y = mean[:, :, None, :] + 0.1 * torch.randn(k, m, n, d, generator=g)
@@ -129,18 +157,34 @@ def tensor(args: argparse.Namespace, suffix: str) -> list[dict]:
     if args.quick:
         spec = with_params(spec, QUICK_BUDGET)
     anchors = tensor_anchors(quick=args.quick)
-    print(f"tensor: {spec} on {tuple(anchors.samples.shape)} samples, {anchors.conditions.shape[1]}-D x, "
-          f"{args.repeats} repeat(s)", flush=True)
+    print(
+        f"tensor: {spec} on {tuple(anchors.samples.shape)} samples, {anchors.conditions.shape[1]}-D x, "
+        f"{args.repeats} repeat(s)",
+        flush=True,
+    )
     times = []
     for seed in range(args.repeats):
         seconds, _ = fit_seconds(spec, anchors, seed)
         times.append(seconds)
         print(f"  seed {seed}: fit {seconds:.1f} s", flush=True)
     med = statistics.median(times)
-    print(f"  median fit {med:.1f} s (goal ≤ {TENSOR_GOAL_S:.0f} s: {'met' if med <= TENSOR_GOAL_S else 'NOT met'})", flush=True)
+    print(
+        f"  median fit {med:.1f} s (goal ≤ {TENSOR_GOAL_S:.0f} s: {'met' if med <= TENSOR_GOAL_S else 'NOT met'})",
+        flush=True,
+    )
     case = f"tensor 3×1000×10, 7-D x, D=2, {spec}{suffix}"
-    return [perf.row(BENCHMARK, case, "fit_seconds", med, "s", goal=f"≤ {TENSOR_GOAL_S:.0f} s",
-                     meets_goal=med <= TENSOR_GOAL_S, repeats=len(times))]
+    return [
+        perf.row(
+            BENCHMARK,
+            case,
+            "fit_seconds",
+            med,
+            "s",
+            goal=f"≤ {TENSOR_GOAL_S:.0f} s",
+            meets_goal=med <= TENSOR_GOAL_S,
+            repeats=len(times),
+        )
+    ]
 
 
 def with_params(spec: str, extra: dict) -> str:
@@ -167,21 +211,41 @@ def reference(args: argparse.Namespace, suffix: str) -> list[dict]:
     for seed in range(args.repeats):
         seconds, model = fit_seconds(spec, anchors, seed)
         n = per_class.shape[2]
-        w = float(np.mean([per_condition_wasserstein(model.sample(lams[i], anchors.conditions, n, seed=seed),
-                                                     per_class[i]).mean()["w2sq"] for i in held]))
+        w = float(
+            np.mean(
+                [
+                    per_condition_wasserstein(
+                        model.sample(lams[i], anchors.conditions, n, seed=seed), per_class[i]
+                    ).mean()["w2sq"]
+                    for i in held
+                ]
+            )
+        )
         times.append(seconds)
         w2sq.append(w)
         print(f"  seed {seed}: fit {seconds:.1f} s, W2² {w:.4f}", flush=True)
     med = statistics.median(times)
     label = "paper budget" if args.spec is None else spec
     case = f"reference two-moons, {label}{suffix}"
-    print(f"  median fit {med:.1f} s (goal ≤ {GOAL_S:.0f} s: {'met' if med <= GOAL_S else 'NOT met'}), "
-          f"median W2² {statistics.median(w2sq):.4f}", flush=True)
+    print(
+        f"  median fit {med:.1f} s (goal ≤ {GOAL_S:.0f} s: {'met' if med <= GOAL_S else 'NOT met'}), "
+        f"median W2² {statistics.median(w2sq):.4f}",
+        flush=True,
+    )
     return [
-        perf.row(BENCHMARK, case, "fit_seconds", med, "s", goal=f"≤ {GOAL_S:.0f} s", meets_goal=med <= GOAL_S,
-                 repeats=len(times)),
-        perf.row(BENCHMARK, case, "w2sq", statistics.median(w2sq), "W2² per class, mean over held-out p",
-                 repeats=len(w2sq)),
+        perf.row(
+            BENCHMARK,
+            case,
+            "fit_seconds",
+            med,
+            "s",
+            goal=f"≤ {GOAL_S:.0f} s",
+            meets_goal=med <= GOAL_S,
+            repeats=len(times),
+        ),
+        perf.row(
+            BENCHMARK, case, "w2sq", statistics.median(w2sq), "W2² per class, mean over held-out p", repeats=len(w2sq)
+        ),
     ]
 
 
@@ -219,11 +283,14 @@ def scaling(args: argparse.Namespace, suffix: str, axis: str) -> list[dict]:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("path", nargs="?", default=None, help="the paper's moons_dropout.npz (the reference case needs it)")
-    p.add_argument("--spec", default=None, help=f"surrogate for the reference case (default: the paper budget, {PAPER_SPEC})")
+    p.add_argument(
+        "--spec", default=None, help=f"surrogate for the reference case (default: the paper budget, {PAPER_SPEC})"
+    )
     p.add_argument("--repeats", type=int, default=3, help="fits of the reference case (median)")
     p.add_argument("--scaling-repeats", type=int, default=1, help="fits per scaling point (median)")
-    p.add_argument("--only", nargs="+", choices=["reference", "tensor", "N", "D"],
-                   default=["reference", "tensor", "N", "D"])
+    p.add_argument(
+        "--only", nargs="+", choices=["reference", "tensor", "N", "D"], default=["reference", "tensor", "N", "D"]
+    )
     p.add_argument("--quick", action="store_true", help="tiny sizes and budgets: a smoke test")
     p.add_argument("--csv", default=str(perf.PERF_CSV), help="perf table to merge the rows into")
     p.add_argument("--threads", type=int, default=1, help="torch threads (default 1, see above)")

@@ -65,8 +65,10 @@ def main() -> None:
         speed, calls = regime(name, args.batch, args.days)
         case = f"{name} batch={args.batch}"
         print(f"{case}: {speed:,.1f} days/s, {calls:,.0f} RHS calls per day", flush=True)
-        rows += [perf.row(BENCH, case, "days_per_second", speed, "days/s"),
-                 perf.row(BENCH, case, "rhs_calls_per_day", calls, "calls")]
+        rows += [
+            perf.row(BENCH, case, "days_per_second", speed, "days/s"),
+            perf.row(BENCH, case, "rhs_calls_per_day", calls, "calls"),
+        ]
     perf.record(rows, args.csv)
 
 

@@ -25,8 +25,20 @@ from typing import Any
 PERF_CSV = Path("results") / "perf.csv"
 
 COLUMNS = [
-    "benchmark", "case", "quantity", "value", "unit", "goal", "meets_goal", "repeats",
-    "threads", "torch", "machine", "date", "git_rev", "command",
+    "benchmark",
+    "case",
+    "quantity",
+    "value",
+    "unit",
+    "goal",
+    "meets_goal",
+    "repeats",
+    "threads",
+    "torch",
+    "machine",
+    "date",
+    "git_rev",
+    "command",
 ]
 KEY = ["benchmark", "case", "quantity"]
 
@@ -70,8 +82,17 @@ def fitted_exponent(sizes: Sequence[float], seconds: Sequence[float]) -> float:
     return sum((p[0] - mx) * (p[1] - my) for p in pts) / sxx if sxx > 0 else math.nan
 
 
-def row(benchmark: str, case: str, quantity: str, value: float, unit: str, *, goal: str = "",
-        meets_goal: bool | None = None, repeats: int = 1) -> dict[str, Any]:
+def row(
+    benchmark: str,
+    case: str,
+    quantity: str,
+    value: float,
+    unit: str,
+    *,
+    goal: str = "",
+    meets_goal: bool | None = None,
+    repeats: int = 1,
+) -> dict[str, Any]:
     """One perf row, stamped with this process's machine, torch version, threads, date and command.
 
     ``goal`` is the target as text (``"≤ 2 s"``, ``"≥ 1000×"``); ``meets_goal`` says whether ``value``
@@ -82,9 +103,17 @@ def row(benchmark: str, case: str, quantity: str, value: float, unit: str, *, go
     from hti_bench.harness.provenance import provenance
 
     return {
-        "benchmark": benchmark, "case": case, "quantity": quantity, "value": float(value), "unit": unit,
-        "goal": goal, "meets_goal": "" if meets_goal is None else bool(meets_goal), "repeats": int(repeats),
-        "threads": torch.get_num_threads(), "torch": torch.__version__, "machine": machine(),
+        "benchmark": benchmark,
+        "case": case,
+        "quantity": quantity,
+        "value": float(value),
+        "unit": unit,
+        "goal": goal,
+        "meets_goal": "" if meets_goal is None else bool(meets_goal),
+        "repeats": int(repeats),
+        "threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "machine": machine(),
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "git_rev": provenance().get("git_rev", ""),
         "command": " ".join([Path(sys.argv[0]).as_posix(), *sys.argv[1:]]) if sys.argv and sys.argv[0] else "",
@@ -111,7 +140,9 @@ def record(rows: Iterable[dict[str, Any]], path: str | Path = PERF_CSV) -> Path:
             raise ResultsError(f"{path}: not a readable perf table ({err})") from err
         missing = [c for c in KEY + ["value"] if c not in old.columns]
         if missing:
-            raise ResultsError(f"{path}: not a perf table (missing columns {missing}); move it away or pass another path")
+            raise ResultsError(
+                f"{path}: not a perf table (missing columns {missing}); move it away or pass another path"
+            )
         new_keys = set(map(tuple, new[KEY].astype(str).values.tolist()))
         keep = [tuple(k) not in new_keys for k in old[KEY].astype(str).values.tolist()]
         new = pd.concat([old[keep], new], ignore_index=True)

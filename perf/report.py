@@ -73,27 +73,39 @@ def render(df: pd.DataFrame) -> str:
     # Every machine and torch the rows come from (most rows first): the last row's alone misdescribes the rest.
     machines = " and ".join(df.machine.value_counts().index)
     torches = " and ".join(df.torch.value_counts().index)
-    out = [f"Measured on {machines}, torch {torches}; the `date`, `threads` and exact command of every "
-           f"figure are in `results/perf.csv`. ✓/✗: goal met or not.", ""]
+    out = [
+        f"Measured on {machines}, torch {torches}; the `date`, `threads` and exact command of every "
+        f"figure are in `results/perf.csv`. ✓/✗: goal met or not.",
+        "",
+    ]
     for bench in [b for b in ORDER if b in set(df.benchmark)] + sorted(set(df.benchmark) - set(ORDER)):
         d = df[df.benchmark == bench]
         out += [f"**{TITLES.get(bench, bench)}**", ""]
         if bench == "query_vs_retrain":
             retrain = d[d.quantity == "retrain_seconds"]
-            out.append("Retrain, median: " + ", ".join(f"{r.case} {_fmt(r.value, 's')}" for r in retrain.itertuples()) + ".")
+            out.append(
+                "Retrain, median: " + ", ".join(f"{r.case} {_fmt(r.value, 's')}" for r in retrain.itertuples()) + "."
+            )
             out.append("")
             out.append(_pivot(d, "speedup", lambda r: f"{_fmt(r.value, '×')} {_met(r.meets_goal)}".strip()))
-            out += ["", "Goal ≥ 1000× applies to outputs-only surrogates; best-response ones (hypernetwork, stn, "
-                    "delta-stn, anchored-delta-stn) are shown without it. Analytic tasks have nothing to retrain; "
-                    "their query times are in `results/perf.csv`."]
+            out += [
+                "",
+                "Goal ≥ 1000× applies to outputs-only surrogates; best-response ones (hypernetwork, stn, "
+                "delta-stn, anchored-delta-stn) are shown without it. Analytic tasks have nothing to retrain; "
+                "their query times are in `results/perf.csv`.",
+            ]
         elif bench == "fit_cost":
             out.append(_pivot(d, "fit_seconds", lambda r: f"{r.value:,.1f}"))
         else:
-            t = pd.DataFrame({
-                "case": d.case, "quantity": d.quantity,
-                "value": [_fmt(v, u) for v, u in zip(d.value, d.unit)],
-                "goal": d.goal.fillna(""), "met": [_met(v) for v in d.meets_goal],
-            })
+            t = pd.DataFrame(
+                {
+                    "case": d.case,
+                    "quantity": d.quantity,
+                    "value": [_fmt(v, u) for v, u in zip(d.value, d.unit)],
+                    "goal": d.goal.fillna(""),
+                    "met": [_met(v) for v in d.meets_goal],
+                }
+            )
             out.append(_markdown(t, index=False))
         out.append("")
     return "\n".join(out).rstrip() + "\n"

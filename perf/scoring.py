@@ -91,8 +91,9 @@ def max_rel(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.max(np.abs(a - b) / np.maximum(np.abs(b), 1e-300)))
 
 
-def throughput(conditions: int, n: int, dim: int, repeats: int, old_repeats: int, sinkhorn_conditions: int,
-               split_conditions: int) -> list[dict]:
+def throughput(
+    conditions: int, n: int, dim: int, repeats: int, old_repeats: int, sinkhorn_conditions: int, split_conditions: int
+) -> list[dict]:
     case = f"{conditions}x{n} D={dim}"
     x, y = clouds(conditions, n, dim, seed=dim)
     rows = []
@@ -123,8 +124,9 @@ def throughput(conditions: int, n: int, dim: int, repeats: int, old_repeats: int
     ]
     split = old_split(x[:split_conditions], y[:split_conditions])
     say(f"{case}: old loop per condition " + ", ".join(f"{k} {v:.2f} ms" for k, v in split.items()), flush=True)
-    rows += [perf.row(BENCH, case, f"old_ms_per_condition_{k}", v, "ms", repeats=split_conditions)
-             for k, v in split.items()]
+    rows += [
+        perf.row(BENCH, case, f"old_ms_per_condition_{k}", v, "ms", repeats=split_conditions) for k, v in split.items()
+    ]
 
     # Sinkhorn on CPU: slow there, so timed on the first conditions and extrapolated linearly
     k = min(sinkhorn_conditions, conditions)
@@ -136,8 +138,7 @@ def throughput(conditions: int, n: int, dim: int, repeats: int, old_repeats: int
     rows += [
         perf.row(BENCH, case, "sinkhorn_cpu_conditions_timed", k, "conditions"),
         perf.row(BENCH, case, "sinkhorn_cpu_seconds_w1_w2_timed", sk_sec, "s", repeats=sk_reps),
-        perf.row(BENCH, case, "sinkhorn_cpu_seconds_w1_w2_extrapolated", sk_sec * conditions / k, "s",
-                 repeats=sk_reps),
+        perf.row(BENCH, case, "sinkhorn_cpu_seconds_w1_w2_extrapolated", sk_sec * conditions / k, "s", repeats=sk_reps),
         perf.row(BENCH, case, "sinkhorn_max_rel_error_w1", err1, "relative"),
         perf.row(BENCH, case, "sinkhorn_max_rel_error_w2", err2, "relative"),
         perf.row(BENCH, case, "sinkhorn_mean_rel_error_w2", bias2, "relative"),

@@ -88,11 +88,22 @@ def main() -> None:
     for name, values in times.items():
         med = statistics.median(values)
         goal = f"< {GOAL_S:g} s" if name in goals else ""
-        rows.append(perf.row("startup", name, "wall time", med, "s", goal=goal,
-                             meets_goal=(med < GOAL_S) if goal else None, repeats=len(values)))
+        rows.append(
+            perf.row(
+                "startup",
+                name,
+                "wall time",
+                med,
+                "s",
+                goal=goal,
+                meets_goal=(med < GOAL_S) if goal else None,
+                repeats=len(values),
+            )
+        )
         print(f"{name:<40} median {med:6.3f} s   ({', '.join(f'{v:.2f}' for v in values)})")
-    rows.append(perf.row("startup", "catalog fingerprint (in process)", "time", fp_median * 1e3, "ms",
-                         repeats=max(repeats, 20)))
+    rows.append(
+        perf.row("startup", "catalog fingerprint (in process)", "time", fp_median * 1e3, "ms", repeats=max(repeats, 20))
+    )
     print(f"{'catalog fingerprint (in process)':<40} median {fp_median * 1e3:6.2f} ms")
     print(f"rows merged into {perf.record(rows, args.csv)}")
 

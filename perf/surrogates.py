@@ -90,7 +90,9 @@ def main(argv: list[str] | None = None) -> int:
         train_s = math.nan
         if isinstance(task, TrainedTask):
             train_s = retrain_seconds(task, lam, args.train_repeats)
-            rows.append(perf.row("query_vs_retrain", task.spec, "retrain_seconds", train_s, "s", repeats=args.train_repeats))
+            rows.append(
+                perf.row("query_vs_retrain", task.spec, "retrain_seconds", train_s, "s", repeats=args.train_repeats)
+            )
             print(f"{task.spec}: retrain at {task.hyperparameters.describe(lam)}: {train_s:.2f} s", flush=True)
         for spec in specs:
             surrogate = make_surrogate(spec)
@@ -105,19 +107,39 @@ def main(argv: list[str] | None = None) -> int:
             query_s, _, out = perf.timed(lambda: surrogate.sample(lam, conds, task.n_samples, seed), args.query_repeats)
             ok = tuple(torch.as_tensor(out).shape) == (conds.shape[0], task.n_samples, task.output_dim)
             goal, budget = fit_goal(surrogate.name, train_s)
-            rows.append(perf.row("fit_cost", case, "fit_seconds", fit_s, "s", goal=goal,
-                                 meets_goal=None if budget is None else fit_s <= budget))
+            rows.append(
+                perf.row(
+                    "fit_cost",
+                    case,
+                    "fit_seconds",
+                    fit_s,
+                    "s",
+                    goal=goal,
+                    meets_goal=None if budget is None else fit_s <= budget,
+                )
+            )
             rows.append(perf.row("query_vs_retrain", case, "query_seconds", query_s, "s", repeats=args.query_repeats))
-            line = f"  {surrogate.spec:<40} fit {fit_s:8.2f} s" + (f" ({goal})" if goal else "") + f"   query {query_s * 1e3:9.2f} ms"
+            line = (
+                f"  {surrogate.spec:<40} fit {fit_s:8.2f} s"
+                + (f" ({goal})" if goal else "")
+                + f"   query {query_s * 1e3:9.2f} ms"
+            )
             if not math.isnan(train_s):
                 ratio = train_s / query_s
                 # The goal is for surrogates that answer from anchor outputs; those that run the task's
                 # network (best response, weight interpolation) pay its sampler on every query.
                 outputs_only = not surrogate.requires
-                rows.append(perf.row(
-                    "query_vs_retrain", case, "speedup", ratio, "×",
-                    goal=f"≥ {GOAL:.0f}×" if outputs_only else "", meets_goal=(ratio >= GOAL) if outputs_only else None,
-                ))
+                rows.append(
+                    perf.row(
+                        "query_vs_retrain",
+                        case,
+                        "speedup",
+                        ratio,
+                        "×",
+                        goal=f"≥ {GOAL:.0f}×" if outputs_only else "",
+                        meets_goal=(ratio >= GOAL) if outputs_only else None,
+                    )
+                )
                 line += f"   retrain/query {ratio:10.0f}×" + ("" if outputs_only else " (runs the network)")
             print(line + ("" if ok else "   (WRONG SHAPE)"), flush=True)
         perf.record(rows, args.csv)

@@ -32,8 +32,12 @@ def plain_loop(task: TrainedTask, lam: float, seed: int) -> float:
     start = time.perf_counter()
     net = task.build_network()
     data = task.training_data()
-    loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(*data), batch_size=task.config.batch_size,
-                                         shuffle=True, generator=torch.Generator().manual_seed(seed))
+    loader = torch.utils.data.DataLoader(
+        torch.utils.data.TensorDataset(*data),
+        batch_size=task.config.batch_size,
+        shuffle=True,
+        generator=torch.Generator().manual_seed(seed),
+    )
     opt = adam(net.parameters(), task.config.lr)
     net.train()
     for _ in range(task.config.epochs):
@@ -92,8 +96,11 @@ def main(argv: list[str] | None = None) -> int:
             perf.row("training", task.spec, "adam_step_ms_fused", fused, "ms", repeats=3),
             perf.row("training", task.spec, "adam_fused_speedup", single / fused, "×", repeats=3),
         ]
-        print(f"{task.spec:<18} Lightning {med_l:6.2f} s  plain loop {med_p:6.2f} s  (Lightning adds {med_l - med_p:+.2f} s)"
-              f"   Adam step {single:.3f} → {fused:.3f} ms fused ({single / fused:.1f}×)", flush=True)
+        print(
+            f"{task.spec:<18} Lightning {med_l:6.2f} s  plain loop {med_p:6.2f} s  (Lightning adds {med_l - med_p:+.2f} s)"
+            f"   Adam step {single:.3f} → {fused:.3f} ms fused ({single / fused:.1f}×)",
+            flush=True,
+        )
     perf.record(rows, args.csv)
     print(f"rows written to {args.csv}")
     return 0

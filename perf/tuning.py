@@ -41,8 +41,20 @@ def main(argv: list[str] | None = None) -> int:
     env = {**os.environ, "WANDB_MODE": "disabled"}
     case = f"default suite, --jobs {args.jobs}, {args.trials} trials"
     rows = []
-    tune = [sys.executable, "-m", "hti_bench", "tune", "--no-progress", "--no-figures", "--results", str(results),
-            "-j", str(args.jobs), "--trials", str(args.trials)]
+    tune = [
+        sys.executable,
+        "-m",
+        "hti_bench",
+        "tune",
+        "--no-progress",
+        "--no-figures",
+        "--results",
+        str(results),
+        "-j",
+        str(args.jobs),
+        "--trials",
+        str(args.trials),
+    ]
     wall, peak, code = measure(tune, env)
     print(f"hti-bench tune: {wall:.0f} s, peak RSS {peak / 2**30:.2f} GiB, exit {code}", flush=True)
     if code:
@@ -51,7 +63,9 @@ def main(argv: list[str] | None = None) -> int:
     fit = [float(s["tuning_fit_seconds"]) for s in studies]
     trials = sum(len(s["trials"]) for s in studies)
     rows += [
-        perf.row("tuning", case, "tune_wall_seconds", wall, "s", goal=f"≤ {GOAL_SECONDS} s", meets_goal=wall <= GOAL_SECONDS),
+        perf.row(
+            "tuning", case, "tune_wall_seconds", wall, "s", goal=f"≤ {GOAL_SECONDS} s", meets_goal=wall <= GOAL_SECONDS
+        ),
         perf.row("tuning", case, "tune_peak_rss_gib", peak / 2**30, "GiB"),
         perf.row("tuning", case, "studies", len(studies), "(task, surrogate)"),
         perf.row("tuning", case, "trials", trials, "trials"),
@@ -59,12 +73,24 @@ def main(argv: list[str] | None = None) -> int:
         perf.row("tuning", case, "largest_study_fit_seconds", max(fit, default=float("nan")), "s"),
     ]
     if args.default:
-        run = [sys.executable, "-m", "hti_bench", "run", "--no-progress", "--results", str(results), "-j", str(args.jobs)]
+        run = [
+            sys.executable,
+            "-m",
+            "hti_bench",
+            "run",
+            "--no-progress",
+            "--results",
+            str(results),
+            "-j",
+            str(args.jobs),
+        ]
         default_wall, _, code = measure(run, env)
         print(f"hti-bench run: {default_wall:.0f} s, exit {code}", flush=True)
         if not code:
-            rows += [perf.row("tuning", case, "default_run_wall_seconds", default_wall, "s"),
-                     perf.row("tuning", case, "tune_over_default_run", wall / default_wall, "x")]
+            rows += [
+                perf.row("tuning", case, "default_run_wall_seconds", default_wall, "s"),
+                perf.row("tuning", case, "tune_over_default_run", wall / default_wall, "x"),
+            ]
     perf.record(rows, args.csv)
     print(f"{len(rows)} rows → {args.csv}")
     return 0

@@ -20,8 +20,8 @@ key=value`` overrides any CLOT parameter for every variant.
 from __future__ import annotations
 
 import argparse
-import time
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -52,13 +52,24 @@ VARIANTS = {
 # bandwidth and α in the code's cost form, in the data's raw units (no standardisation), clipped to its
 # hard-coded box per data set.
 SETTINGS = {
-    name: {"cost": "reference", "bandwidth": e["bandwidth"], "alpha": e["alpha"], "ctransform_iters": 5,
-           "standardise": False, "bounds": e["bounds"]}
+    name: {
+        "cost": "reference",
+        "bandwidth": e["bandwidth"],
+        "alpha": e["alpha"],
+        "ctransform_iters": 5,
+        "standardise": False,
+        "bounds": e["bounds"],
+    }
     for name, e in EXPERIMENTS.items()
 }
 
 PAPER = {
-    "semicircles": {"K_theta-U": "NLL −0.662 / C.D. 0.016", "K_I-U": "−0.532 / 0.016", "K_theta": "23.008 / 0.158", "K_I": "105.713 / 0.323"},
+    "semicircles": {
+        "K_theta-U": "NLL −0.662 / C.D. 0.016",
+        "K_I-U": "−0.532 / 0.016",
+        "K_theta": "23.008 / 0.158",
+        "K_I": "105.713 / 0.323",
+    },
     "moons": {"K_I-U": "W₂² 0.060", "K_theta-U": "0.079"},
 }
 
@@ -66,7 +77,11 @@ PAPER = {
 def ci95(values: np.ndarray) -> float:
     from scipy import stats
 
-    return float(stats.t.ppf(0.975, len(values) - 1) * values.std(ddof=1) / np.sqrt(len(values))) if len(values) > 1 else float("nan")
+    return (
+        float(stats.t.ppf(0.975, len(values) - 1) * values.std(ddof=1) / np.sqrt(len(values)))
+        if len(values) > 1
+        else float("nan")
+    )
 
 
 def main() -> None:
@@ -88,8 +103,14 @@ def main() -> None:
     else:
         anchor_idx = [0, 5, len(lams) - 1]
         heldout = [lams[t] for t in range(len(lams)) if t not in anchor_idx]
-    anchors = AnchorSet(Hyperparameter("lambda", lams[0], lams[-1]), [lams[i] for i in anchor_idx], conds,
-                        samples[anchor_idx], torch.ones(len(conds), dtype=torch.bool), categorical=True)
+    anchors = AnchorSet(
+        Hyperparameter("lambda", lams[0], lams[-1]),
+        [lams[i] for i in anchor_idx],
+        conds,
+        samples[anchor_idx],
+        torch.ones(len(conds), dtype=torch.bool),
+        categorical=True,
+    )
     overrides = parse_spec(f"x[{','.join(args.set)}]")[1] if args.set else {}
     # Rows already in --csv (same variant, spec and seed) are kept, not refitted: a long run resumes.
     done = pd.read_csv(args.csv) if args.csv and Path(args.csv).exists() else pd.DataFrame()
@@ -108,20 +129,33 @@ def main() -> None:
             if args.experiment == "semicircles":
                 task = Semicircles()
                 ms = [task.metrics(t, conds, clot.sample(t, conds, 100, seed=seed)) for t in heldout]
-                row.update(nll=float(np.mean([m["nll"] for m in ms])), circle_distance=float(np.mean([m["circle_distance"] for m in ms])))
+                row.update(
+                    nll=float(np.mean([m["nll"] for m in ms])),
+                    circle_distance=float(np.mean([m["circle_distance"] for m in ms])),
+                )
             else:
                 n = samples.shape[2]
-                row["w2sq"] = float(np.mean([
-                    per_condition_wasserstein(clot.sample(lam, conds, n, seed=seed), samples[lams.index(lam)]).mean()["w2sq"]
-                    for lam in heldout
-                ]))
+                row["w2sq"] = float(
+                    np.mean(
+                        [
+                            per_condition_wasserstein(
+                                clot.sample(lam, conds, n, seed=seed), samples[lams.index(lam)]
+                            ).mean()["w2sq"]
+                            for lam in heldout
+                        ]
+                    )
+                )
             rows.append(row)
             if args.csv:
                 Path(args.csv).parent.mkdir(parents=True, exist_ok=True)
                 tmp = Path(args.csv).with_suffix(".tmp")
                 pd.DataFrame(rows).to_csv(tmp, index=False)
                 tmp.replace(args.csv)  # atomic: an interrupted run never leaves a torn file
-            print(f"  {variant:<10} seed {seed}: " + ", ".join(f"{k}={v:.4g}" for k, v in row.items() if isinstance(v, float)), flush=True)
+            print(
+                f"  {variant:<10} seed {seed}: "
+                + ", ".join(f"{k}={v:.4g}" for k, v in row.items() if isinstance(v, float)),
+                flush=True,
+            )
     df = pd.DataFrame(rows)
     df = df[df.seed.isin(args.seeds) & (df.spec == df.variant.map(specs))]
     metrics = ["nll", "circle_distance"] if args.experiment == "semicircles" else ["w2sq"]

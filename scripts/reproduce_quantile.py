@@ -38,7 +38,9 @@ def load(path: Path) -> tuple[torch.Tensor, torch.Tensor]:
     data = torch.load(path, map_location="cpu", weights_only=False)
     data = torch.as_tensor(data, dtype=torch.float32)
     if data.shape[0] != len(TAUS) or data.shape[2] != 15:
-        raise SystemExit(f"{path}: expected [7, N, 15] (τ × windows × [history 12 | forecast 3]), got {tuple(data.shape)}")
+        raise SystemExit(
+            f"{path}: expected [7, N, 15] (τ × windows × [history 12 | forecast 3]), got {tuple(data.shape)}"
+        )
     return data[0, :, :12], data[:, :, 12:]  # conditions (N, 12), forecasts (7, N, 3)
 
 
@@ -61,8 +63,14 @@ def main() -> int:
     rows_x, inverse = torch.unique(x, dim=0, return_inverse=True)
     first = torch.full((len(rows_x),), n, dtype=torch.long).scatter_reduce(0, inverse, torch.arange(n), "amin")
     eval_rows = torch.zeros(len(rows_x), dtype=torch.bool).index_fill(0, inverse[mask], True)
-    anchors = AnchorSet(Hyperparameter("tau", 0.01, 0.99, Clock.LOGIT), (0.01, 0.99), rows_x,
-                        y[[0, -1]][:, first, None, :], eval_rows, categorical=False)
+    anchors = AnchorSet(
+        Hyperparameter("tau", 0.01, 0.99, Clock.LOGIT),
+        (0.01, 0.99),
+        rows_x,
+        y[[0, -1]][:, first, None, :],
+        eval_rows,
+        categorical=False,
+    )
     held = [i for i, t in enumerate(TAUS) if 0.01 < t < 0.99]
     clocks = {c: Hyperparameter("tau", 0.01, 0.99, c) for c in (Clock.IDENTITY, Clock.LOGIT)}
     rows = []
@@ -73,10 +81,22 @@ def main() -> int:
 
     lo, hi = y[0][mask], y[-1][mask]
     for clock in clocks:
-        mse, dist = zip(*[scores((1 - frac(clock, TAUS[i])) * lo + frac(clock, TAUS[i]) * hi, y[i][mask]) for i in held])
-        rows.append({"spec": "mccann", "seed": None, "clock": clock.value, "mse": np.mean(mse), "mean_distance": np.mean(dist),
-                     "fit_seconds": 0.0})
-        print(f"mccann on the {clock.value} clock: MSE {np.mean(mse):.3f}, mean distance {np.mean(dist):.3f}", flush=True)
+        mse, dist = zip(
+            *[scores((1 - frac(clock, TAUS[i])) * lo + frac(clock, TAUS[i]) * hi, y[i][mask]) for i in held]
+        )
+        rows.append(
+            {
+                "spec": "mccann",
+                "seed": None,
+                "clock": clock.value,
+                "mse": np.mean(mse),
+                "mean_distance": np.mean(dist),
+                "fit_seconds": 0.0,
+            }
+        )
+        print(
+            f"mccann on the {clock.value} clock: MSE {np.mean(mse):.3f}, mean distance {np.mean(dist):.3f}", flush=True
+        )
     for spec in args.specs:
         for seed in args.seeds:
             model = make_surrogate(spec)
@@ -91,10 +111,21 @@ def main() -> int:
                     lam = hp.from_time(hp.to_time(0.01) + frac(clock, TAUS[i]) * (hp.to_time(0.99) - hp.to_time(0.01)))
                     out.append(scores(model.sample(lam, x[mask], 1, seed)[:, 0], y[i][mask]))
                 mse, dist = zip(*out)
-                rows.append({"spec": spec, "seed": seed, "clock": clock.value, "mse": np.mean(mse),
-                             "mean_distance": np.mean(dist), "fit_seconds": seconds})
-                print(f"{spec} seed {seed} on the {clock.value} clock: MSE {np.mean(mse):.3f}, mean distance "
-                      f"{np.mean(dist):.3f} (fit {seconds:.0f} s)", flush=True)
+                rows.append(
+                    {
+                        "spec": spec,
+                        "seed": seed,
+                        "clock": clock.value,
+                        "mse": np.mean(mse),
+                        "mean_distance": np.mean(dist),
+                        "fit_seconds": seconds,
+                    }
+                )
+                print(
+                    f"{spec} seed {seed} on the {clock.value} clock: MSE {np.mean(mse):.3f}, mean distance "
+                    f"{np.mean(dist):.3f} (fit {seconds:.0f} s)",
+                    flush=True,
+                )
     if args.csv:  # merged into what the file holds: a (spec, seed, clock) row measured again replaces the old one
         frame = pd.DataFrame(rows)
         if args.csv.exists():

@@ -21,6 +21,12 @@ def tiny_moons():
     from hti_bench.tasks.moons_dropout import MoonsDropout
 
     return MoonsDropout(
-        cache=TargetCache(), epochs=2, n_train=256, hidden=16, diffusion_steps=10, n_samples=32,
-        anchors=(0.0, 0.5, 0.9), heldout=(0.25, 0.7),
+        cache=TargetCache(),
+        epochs=2,
+        n_train=256,
+        hidden=16,
+        diffusion_steps=10,
+        n_samples=32,
+        anchors=(0.0, 0.5, 0.9),
+        heldout=(0.25, 0.7),
     )

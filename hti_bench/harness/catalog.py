@@ -187,12 +187,16 @@ def collect_tasks() -> Iterator[dict[str, Any]]:
             continue
         space = task.hyperparameters
         entry.update(
-            hyperparameter=space.name, low=";".join(str(a.low) for a in space.axes),
-            high=";".join(str(a.high) for a in space.axes), clock=space.clock_label,
+            hyperparameter=space.name,
+            low=";".join(str(a.low) for a in space.axes),
+            high=";".join(str(a.high) for a in space.axes),
+            clock=space.clock_label,
             ranges=" × ".join(f"{a.name} ∈ [{a.low}, {a.high}] ({a.clock.value} clock)" for a in space.axes),
-            anchors=str(list(task.anchors)), heldout=str(list(task.heldout)),
+            anchors=str(list(task.anchors)),
+            heldout=str(list(task.heldout)),
             validation=str(list(task.validation)) if task.validation else "",
-            D=str(task.output_dim), C=str(task.condition_dim),
+            D=str(task.output_dim),
+            C=str(task.condition_dim),
         )
         yield entry
 
@@ -233,7 +237,8 @@ def task_lines(entry: dict[str, Any]) -> list[str]:
         lines.append(
             f"     {e.get('ranges') or e['hyperparameter'] + ' ∈ [' + e['low'] + ', ' + e['high'] + '] (' + e['clock'] + ' clock)'}; "
             f"anchors {e['anchors']}; "
-            f"held out {e['heldout']}; " + (f"validation {e['validation']}; " if e.get("validation") else "")
+            f"held out {e['heldout']}; "
+            + (f"validation {e['validation']}; " if e.get("validation") else "")
             + f"D={e['D']}, C={e['C']}; offers: {e['offers']}"
         )
     return lines

@@ -33,11 +33,15 @@ LEADERBOARD_COLUMNS: dict[str, str] = {
     "energy_mean": "Mean energy distance.",
     "mmd_mean": "Mean Gaussian-kernel MMD (median-heuristic bandwidth on the held-out network's samples).",
     "sw2_mean": "Mean sliced W₂, for outputs with D > 8 (NaN otherwise).",
-    **{f"{m}_{stat}": f"{what} of {name}, as for W₂." for m, name in (("energy", "the energy distance"), ("mmd", "MMD"),
-                                                                      ("sw2", "sliced W₂"))
-       for stat, what in (("std", "Standard deviation"), ("ci95", "95 % CI half-width"))},
-    **{f"floor_{m}_mean": f"Mean noise floor of {name}." for m, name in (("energy", "the energy distance"), ("mmd", "MMD"),
-                                                                         ("sw2", "sliced W₂"))},
+    **{
+        f"{m}_{stat}": f"{what} of {name}, as for W₂."
+        for m, name in (("energy", "the energy distance"), ("mmd", "MMD"), ("sw2", "sliced W₂"))
+        for stat, what in (("std", "Standard deviation"), ("ci95", "95 % CI half-width"))
+    },
+    **{
+        f"floor_{m}_mean": f"Mean noise floor of {name}."
+        for m, name in (("energy", "the energy distance"), ("mmd", "MMD"), ("sw2", "sliced W₂"))
+    },
     "floor_w2_mean": "Mean noise floor of W₂ over the same rows.",
     "seed_floor_w2_mean": "Mean seed-to-seed floor of W₂ (NaN for tasks without training randomness).",
     "w1_std": "Standard deviation of W₁.",
@@ -68,7 +72,6 @@ LEADERBOARD_COLUMNS: dict[str, str] = {
 }
 
 
-
 #: The clock-aware trivial baselines every method must beat on a task (on the tuned track: their clock chosen).
 TRIVIAL = ("nearest-anchor", "mccann")
 
@@ -89,8 +92,9 @@ def leaderboard(results: pd.DataFrame) -> pd.DataFrame:
     # metric_* are the surrogate's; ref_metric_* (the held-out network's: the ceiling of a closed-loop
     # return) and nearest_metric_* (the nearest anchor's) are the same on every row of a task, the
     # yardsticks to read metric_* against.
-    metric_cols = [c for c in results.columns if c.startswith(("metric_", "ref_metric_", "nearest_metric_"))
-                   and c != "metric_note"]
+    metric_cols = [
+        c for c in results.columns if c.startswith(("metric_", "ref_metric_", "nearest_metric_")) and c != "metric_note"
+    ]
     panel = [c for c in ("energy", "mmd", "sw2") if c in results.columns]
     value_cols = ["w2", "w1", "w2sq", *panel, *metric_cols]
     out = []
@@ -107,8 +111,13 @@ def leaderboard(results: pd.DataFrame) -> pd.DataFrame:
     for (task, track, surrogate), group in results.groupby(["task", "track", "surrogate"], sort=True):
         ok = group[group["status"] == "ok"]
         configs = group["config"].dropna().unique()
-        row: dict[str, Any] = {"task": task, "track": track, "mode": str(group["mode"].iloc[0]), "surrogate": surrogate,
-                               "config": configs[0] if len(configs) == 1 else "; ".join(sorted(map(str, configs)))}
+        row: dict[str, Any] = {
+            "task": task,
+            "track": track,
+            "mode": str(group["mode"].iloc[0]),
+            "surrogate": surrogate,
+            "config": configs[0] if len(configs) == 1 else "; ".join(sorted(map(str, configs))),
+        }
         for col in value_cols:
             vals = pd.to_numeric(ok[col], errors="coerce")
             per_seed = vals.groupby(ok["seed"]).mean().to_numpy(dtype=float)
@@ -118,8 +127,12 @@ def leaderboard(results: pd.DataFrame) -> pd.DataFrame:
                 row[f"{col}_ci95"] = ci95(per_seed)
         row["floor_w2_mean"] = float(pd.to_numeric(ok["floor_w2"]).mean()) if len(ok) else float("nan")
         for col in panel:
-            row[f"floor_{col}_mean"] = float(pd.to_numeric(ok[f"floor_{col}"], errors="coerce").mean()) if len(ok) else float("nan")
-        row["seed_floor_w2_mean"] = float(pd.to_numeric(ok["seed_floor_w2"], errors="coerce").mean()) if len(ok) else float("nan")
+            row[f"floor_{col}_mean"] = (
+                float(pd.to_numeric(ok[f"floor_{col}"], errors="coerce").mean()) if len(ok) else float("nan")
+            )
+        row["seed_floor_w2_mean"] = (
+            float(pd.to_numeric(ok["seed_floor_w2"], errors="coerce").mean()) if len(ok) else float("nan")
+        )
         row["n_seeds"] = int(ok["seed"].nunique())
         row["n_rows"] = int(len(ok))
         row["n_failed"] = int((group["status"] == "failed").sum())
@@ -151,10 +164,27 @@ def leaderboard(results: pd.DataFrame) -> pd.DataFrame:
     trivial = board[(board["track"] == "tuned") & board["surrogate"].isin(TRIVIAL)].groupby("task")["w2_mean"].min()
     board["trivial_w2"] = board["task"].map(trivial).astype(float)
     board["beats_trivial"] = board["w2_mean"] < board["trivial_w2"]
-    first = ["task", "track", "mode", "rank", "surrogate", "config", "w2_mean", "w2_std", "w2_ci95", "w2sq_mean", "w2sq_ci95", "w1_mean", "floor_w2_mean", "seed_floor_w2_mean"]
+    first = [
+        "task",
+        "track",
+        "mode",
+        "rank",
+        "surrogate",
+        "config",
+        "w2_mean",
+        "w2_std",
+        "w2_ci95",
+        "w2sq_mean",
+        "w2sq_ci95",
+        "w1_mean",
+        "floor_w2_mean",
+        "seed_floor_w2_mean",
+    ]
     rest = [c for c in board.columns if c not in first]
     board = board[first + rest]
-    return board.sort_values(["task", "track", "rank", "surrogate"], na_position="last", kind="stable").reset_index(drop=True)
+    return board.sort_values(["task", "track", "rank", "surrogate"], na_position="last", kind="stable").reset_index(
+        drop=True
+    )
 
 
 def tracks(board: pd.DataFrame) -> pd.DataFrame:
@@ -165,8 +195,13 @@ def tracks(board: pd.DataFrame) -> pd.DataFrame:
         return pd.DataFrame()
 
     def rank_text(sub: pd.DataFrame) -> pd.Series:
-        return pd.Series([f"{int(r)}{'=' if t and r != 1 else ''}" if pd.notna(r) else "–"
-                          for r, t in zip(sub["rank"], sub["tied_with_best"].astype(bool))], index=sub.index)
+        return pd.Series(
+            [
+                f"{int(r)}{'=' if t and r != 1 else ''}" if pd.notna(r) else "–"
+                for r, t in zip(sub["rank"], sub["tied_with_best"].astype(bool))
+            ],
+            index=sub.index,
+        )
 
     parts = {}
     for track in ("default", "tuned"):
@@ -179,17 +214,24 @@ def tracks(board: pd.DataFrame) -> pd.DataFrame:
     for task, surrogate in keys:
         d = default.loc[(task, surrogate)] if (task, surrogate) in default.index else None
         t = tuned.loc[(task, surrogate)] if (task, surrogate) in tuned.index else None
-        out.append({
-            "task": task, "surrogate": surrogate,
-            "default_w2": d["w2_mean"] if d is not None else np.nan, "default_rank": d["rank_text"] if d is not None else "",
-            "tuned_w2": t["w2_mean"] if t is not None else np.nan, "tuned_rank": t["rank_text"] if t is not None else "",
-            "tuned_config": t["config"] if t is not None else "",
-            "tuning_fit_seconds": t["tuning_fit_seconds"] if t is not None else np.nan,
-            "trivial_w2": (t if t is not None else d)["trivial_w2"],
-            "beats_trivial": bool(t["beats_trivial"]) if t is not None else bool(d["beats_trivial"]),
-            "_order": (t["rank"] if t is not None and pd.notna(t["rank"]) else 1e9,
-                       d["rank"] if d is not None and pd.notna(d["rank"]) else 1e9),
-        })
+        out.append(
+            {
+                "task": task,
+                "surrogate": surrogate,
+                "default_w2": d["w2_mean"] if d is not None else np.nan,
+                "default_rank": d["rank_text"] if d is not None else "",
+                "tuned_w2": t["w2_mean"] if t is not None else np.nan,
+                "tuned_rank": t["rank_text"] if t is not None else "",
+                "tuned_config": t["config"] if t is not None else "",
+                "tuning_fit_seconds": t["tuning_fit_seconds"] if t is not None else np.nan,
+                "trivial_w2": (t if t is not None else d)["trivial_w2"],
+                "beats_trivial": bool(t["beats_trivial"]) if t is not None else bool(d["beats_trivial"]),
+                "_order": (
+                    t["rank"] if t is not None and pd.notna(t["rank"]) else 1e9,
+                    d["rank"] if d is not None and pd.notna(d["rank"]) else 1e9,
+                ),
+            }
+        )
     table = pd.DataFrame(out)
     table = table.sort_values(["task", "_order"], kind="stable").drop(columns="_order")
     return table.reset_index(drop=True)
@@ -204,14 +246,24 @@ def tracks_markdown(board: pd.DataFrame) -> str:
     for task, sub in table.groupby("task", sort=True):
         trivial = sub["trivial_w2"].dropna()
         head = f"**{task}**" + (f" (trivial answer: W₂ {trivial.iloc[0]:.3f})" if len(trivial) else "")
-        lines = [head, "", "| surrogate | default W₂ (rank) | tuned W₂ (rank) | tuned configuration | tuning fit s | beats trivial |",
-                 "|---|---|---|---|---|---|"]
+        lines = [
+            head,
+            "",
+            "| surrogate | default W₂ (rank) | tuned W₂ (rank) | tuned configuration | tuning fit s | beats trivial |",
+            "|---|---|---|---|---|---|",
+        ]
         for r in sub.itertuples():
             dw = f"{r.default_w2:.3f} ({r.default_rank})" if np.isfinite(r.default_w2) else "skipped"
-            tw = f"{r.tuned_w2:.3f} ({r.tuned_rank})" if np.isfinite(r.tuned_w2) else ("skipped" if r.tuned_config else "–")
+            tw = (
+                f"{r.tuned_w2:.3f} ({r.tuned_rank})"
+                if np.isfinite(r.tuned_w2)
+                else ("skipped" if r.tuned_config else "–")
+            )
             cost = f"{r.tuning_fit_seconds:.0f}" if np.isfinite(r.tuning_fit_seconds) else ""
             config = f"`{r.tuned_config}`" if r.tuned_config and np.isfinite(r.tuned_w2) else ""
-            beats = ("yes" if r.beats_trivial else "no") if np.isfinite(r.trivial_w2) and np.isfinite(r.tuned_w2) else ""
+            beats = (
+                ("yes" if r.beats_trivial else "no") if np.isfinite(r.trivial_w2) and np.isfinite(r.tuned_w2) else ""
+            )
             lines.append(f"| {r.surrogate} | {dw} | {tw} | {config} | {cost} | {beats} |")
         blocks.append("\n".join(lines))
     return "\n\n".join(blocks)
@@ -230,8 +282,12 @@ def by_lambda(results: pd.DataFrame, value: str = "w2") -> pd.DataFrame:
     if "d" in ok.columns and (pd.to_numeric(ok["d"], errors="coerce") > 1).any():
         # Points of several hyperparameters are columns "a;b"; with them, 1-D λ are columns of their text too,
         # ordered one-dimensional first, then each task's points in its held-out order.
-        ok["λ"] = [p if d > 1 else repr(float(v)) for p, d, v in
-                   zip(ok["lambda_point"], pd.to_numeric(ok["d"], errors="coerce").fillna(1), ok["lambda_heldout"])]
+        ok["λ"] = [
+            p if d > 1 else repr(float(v))
+            for p, d, v in zip(
+                ok["lambda_point"], pd.to_numeric(ok["d"], errors="coerce").fillna(1), ok["lambda_heldout"]
+            )
+        ]
         key = "λ"
     table = ok.pivot_table(index=["task", "surrogate"], columns=key, values=value, aggfunc="mean", sort=False)
     floor = ok.pivot_table(index="task", columns=key, values=f"floor_{value}", aggfunc="mean", sort=False)
@@ -241,7 +297,9 @@ def by_lambda(results: pd.DataFrame, value: str = "w2") -> pd.DataFrame:
     if seed_col in ok.columns and pd.to_numeric(ok[seed_col], errors="coerce").notna().any():
         ok[seed_col] = pd.to_numeric(ok[seed_col], errors="coerce")
         seed = ok.pivot_table(index="task", columns=key, values=seed_col, aggfunc="mean", sort=False)
-        seed.index = pd.MultiIndex.from_tuples([(t, "(seed-to-seed floor)") for t in seed.index], names=["task", "surrogate"])
+        seed.index = pd.MultiIndex.from_tuples(
+            [(t, "(seed-to-seed floor)") for t in seed.index], names=["task", "surrogate"]
+        )
         parts.append(seed)
     out = pd.concat(parts).sort_index()
     if key == "λ":
@@ -256,8 +314,10 @@ def leaderboard_markdown() -> str:
     """The leaderboard column table of ``results/README.md``, from :data:`LEADERBOARD_COLUMNS`."""
     lines = ["| column | meaning |", "|---|---|"]
     lines += [f"| `{name}` | {meaning} |" for name, meaning in LEADERBOARD_COLUMNS.items()]
-    lines += ["| `metric_<name>_mean` | Mean of a task metric of the surrogate's samples over the ok rows "
-              "(closed-loop tasks: `metric_return_mean`, the return of the episodes it drove). |",
-              "| `ref_metric_<name>_mean`, `nearest_metric_<name>_mean` | The same for the held-out networks' own samples "
-              "(closed loop: the held-out policy, the ceiling) and for the nearest anchor's policy (the trivial answer). |"]
+    lines += [
+        "| `metric_<name>_mean` | Mean of a task metric of the surrogate's samples over the ok rows "
+        "(closed-loop tasks: `metric_return_mean`, the return of the episodes it drove). |",
+        "| `ref_metric_<name>_mean`, `nearest_metric_<name>_mean` | The same for the held-out networks' own samples "
+        "(closed loop: the held-out policy, the ceiling) and for the nearest anchor's policy (the trivial answer). |",
+    ]
     return "\n".join(lines)

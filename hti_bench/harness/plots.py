@@ -40,8 +40,8 @@ from hti_bench.errors import ConfigError, ResultsError
 from hti_bench.harness.fsutil import atomic_write_bytes
 from hti_bench.harness.leaderboard import leaderboard
 from hti_bench.harness.results import ResultsStore, parse_anchors, safe_name
-from hti_bench.stats import ci95
 from hti_bench.specs import format_spec, parse_spec
+from hti_bench.stats import ci95
 
 DPI = 150
 #: column → (legend name, grey, dash pattern) of the floors
@@ -80,8 +80,10 @@ def plot_results(
     for task in names:
         rows = results[results["task"] == task]
         if _dimension(rows) > 1:
-            paths = [plot_lambda_plane(rows, out / f"w2_plane_{safe_name(task)}.png"),
-                     plot_w2_vs_distance(rows, out / f"w2_vs_distance_{safe_name(task)}.png", palette)]
+            paths = [
+                plot_lambda_plane(rows, out / f"w2_plane_{safe_name(task)}.png"),
+                plot_w2_vs_distance(rows, out / f"w2_vs_distance_{safe_name(task)}.png", palette),
+            ]
         else:
             paths = [plot_w2_vs_lambda(rows, out / f"w2_vs_lambda_{safe_name(task)}.png", palette)]
         written.extend(p for p in paths if p is not None)
@@ -177,7 +179,9 @@ def _task_axis(rows: pd.DataFrame) -> tuple[tuple[float, ...], str]:
                 clock = Clock(cells.iloc[-1]).value
             except ValueError:
                 valid = ", ".join(c.value for c in Clock)
-                raise ResultsError(f"Task {task} has clock {cells.iloc[-1]!r} in its results; valid: {valid}.") from None
+                raise ResultsError(
+                    f"Task {task} has clock {cells.iloc[-1]!r} in its results; valid: {valid}."
+                ) from None
     return anchors, clock
 
 
@@ -204,9 +208,19 @@ def _style() -> Iterator[None]:
     import matplotlib
     import seaborn as sns
 
-    with sns.axes_style("whitegrid"), matplotlib.rc_context(
-        {"font.size": 9, "axes.titlesize": 10, "axes.labelsize": 9, "legend.fontsize": 8, "xtick.labelsize": 8,
-         "ytick.labelsize": 8, "axes.titleweight": "bold"}
+    with (
+        sns.axes_style("whitegrid"),
+        matplotlib.rc_context(
+            {
+                "font.size": 9,
+                "axes.titlesize": 10,
+                "axes.labelsize": 9,
+                "legend.fontsize": 8,
+                "xtick.labelsize": 8,
+                "ytick.labelsize": 8,
+                "axes.titleweight": "bold",
+            }
+        ),
     ):
         yield
 
@@ -294,9 +308,18 @@ def plot_w2_vs_lambda(results: pd.DataFrame, path: Path, palette: dict[str, Any]
             br = _is_best_response(sub["uses_training_loss"])
             any_br |= br
             sns.lineplot(
-                data=sub, x="lambda_heldout", y="w2", errorbar=_t_interval, err_kws={"alpha": band_alpha}, ax=ax,
-                color=palette.get(surrogate), label=_label(surrogate, br), marker="*" if br else "o",
-                markersize=9 if br else 5, linestyle="--" if br else "-", linewidth=1.6,
+                data=sub,
+                x="lambda_heldout",
+                y="w2",
+                errorbar=_t_interval,
+                err_kws={"alpha": band_alpha},
+                ax=ax,
+                color=palette.get(surrogate),
+                label=_label(surrogate, br),
+                marker="*" if br else "o",
+                markersize=9 if br else 5,
+                linestyle="--" if br else "-",
+                linewidth=1.6,
             )
         for col, (name, colour, dash) in _FLOOR.items():
             floor = ok.groupby("lambda_heldout")[col].mean().dropna()
@@ -306,8 +329,17 @@ def plot_w2_vs_lambda(results: pd.DataFrame, path: Path, palette: dict[str, Any]
                 ax.plot(floor.index, floor.to_numpy(), linestyle=dash, color=colour, linewidth=1.4, label=name)
         for i, lam in enumerate(anchors):
             ax.axvline(lam, linestyle=(0, (1, 2)), color="0.35", linewidth=1.3, label="anchor λ" if i == 0 else None)
-            ax.annotate("anchor", (lam, 1.0), xycoords=("data", "axes fraction"), xytext=(0, 2),
-                        textcoords="offset points", ha="center", va="bottom", fontsize=7, color="0.35")
+            ax.annotate(
+                "anchor",
+                (lam, 1.0),
+                xycoords=("data", "axes fraction"),
+                xytext=(0, 2),
+                textcoords="offset points",
+                ha="center",
+                va="bottom",
+                fontsize=7,
+                color="0.35",
+            )
         ax.grid(axis="x", visible=False)  # vertical lines are the anchors
         if clock in ("log", "logit"):
             ax.set_xscale(clock)
@@ -327,11 +359,18 @@ def plot_w2_vs_lambda(results: pd.DataFrame, path: Path, palette: dict[str, Any]
         n_seeds = ok["seed"].nunique()
         ax.set_title(_wrap(f"{task}: W₂ at each held-out {hp}"), loc="left", pad=14)
         note = f"lines: mean over {n_seeds} seed{'s' if n_seeds != 1 else ''}" + (
-            "; bands: 95 % t-interval over seeds" if n_seeds > 1 else "")
+            "; bands: 95 % t-interval over seeds" if n_seeds > 1 else ""
+        )
         if any_br:
             note += "\n* dashed: trains on the task's own loss"
-        ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False, title=note, title_fontsize=7.5,
-                  alignment="left")
+        ax.legend(
+            loc="upper left",
+            bbox_to_anchor=(1.01, 1.0),
+            frameon=False,
+            title=note,
+            title_fontsize=7.5,
+            alignment="left",
+        )
         return _save(fig, path)
 
 
@@ -391,15 +430,42 @@ def plot_lambda_plane(results: pd.DataFrame, path: Path) -> Path | None:
             if dense:
                 # Enough points for a heat map: linear between the held-out points (their Delaunay
                 # triangles), nothing drawn outside their hull.
-                ax.tricontourf(sub[cols["x"]], sub[cols["y"]], sub["w2"], levels=12, cmap="viridis", norm=norm, zorder=1)
-            scatter = ax.scatter(sub[cols["x"]], sub[cols["y"]], c=sub["w2"], cmap="viridis", norm=norm,
-                                 s=14 if dense else 140, edgecolors="0.2", linewidths=0.5, zorder=3)
+                ax.tricontourf(
+                    sub[cols["x"]], sub[cols["y"]], sub["w2"], levels=12, cmap="viridis", norm=norm, zorder=1
+                )
+            scatter = ax.scatter(
+                sub[cols["x"]],
+                sub[cols["y"]],
+                c=sub["w2"],
+                cmap="viridis",
+                norm=norm,
+                s=14 if dense else 140,
+                edgecolors="0.2",
+                linewidths=0.5,
+                zorder=3,
+            )
             for _, r in sub.iterrows() if not dense else ():
-                ax.annotate(f"{r['w2']:.3g}", (r[cols["x"]], r[cols["y"]]), xytext=(0, 8), textcoords="offset points",
-                            ha="center", fontsize=6.5, color="0.2")
+                ax.annotate(
+                    f"{r['w2']:.3g}",
+                    (r[cols["x"]], r[cols["y"]]),
+                    xytext=(0, 8),
+                    textcoords="offset points",
+                    ha="center",
+                    fontsize=6.5,
+                    color="0.2",
+                )
             if anchors:
-                ax.scatter([a[0] for a in anchors], [a[1] for a in anchors], marker="x", color="black", s=30,
-                           linewidths=1.2, zorder=4, label="anchor", clip_on=False)
+                ax.scatter(
+                    [a[0] for a in anchors],
+                    [a[1] for a in anchors],
+                    marker="x",
+                    color="black",
+                    s=30,
+                    linewidths=1.2,
+                    zorder=4,
+                    label="anchor",
+                    clip_on=False,
+                )
             for axis, clock in ((ax.xaxis, xclock), (ax.yaxis, yclock)):
                 if clock in ("log", "logit"):
                     (ax.set_xscale if axis is ax.xaxis else ax.set_yscale)(clock)
@@ -412,8 +478,17 @@ def plot_lambda_plane(results: pd.DataFrame, path: Path) -> Path | None:
             bar = fig.colorbar(scatter, ax=list(axes[:n]), shrink=0.85)
             bar.set_label(f"W₂ to the held-out network (noise floor {floor:.3g})")
         n_seeds = ok["seed"].nunique()
-        fig.suptitle(_wrap(f"{task}: W₂ over the plane of ({xname}, {yname}); × anchors; mean over {n_seeds} "
-                           f"seed{'s' if n_seeds != 1 else ''}", 90), x=0.02, ha="left", fontsize=10, fontweight="bold")
+        fig.suptitle(
+            _wrap(
+                f"{task}: W₂ over the plane of ({xname}, {yname}); × anchors; mean over {n_seeds} "
+                f"seed{'s' if n_seeds != 1 else ''}",
+                90,
+            ),
+            x=0.02,
+            ha="left",
+            fontsize=10,
+            fontweight="bold",
+        )
         return _save(fig, path)
 
 
@@ -442,15 +517,27 @@ def plot_w2_vs_distance(results: pd.DataFrame, path: Path, palette: dict[str, An
         ax = fig.subplots()
         for surrogate in order:
             sub = means[means["surrogate"] == surrogate].sort_values("anchor_distance")
-            sns.lineplot(data=sub, x="anchor_distance", y="w2", ax=ax, color=palette.get(surrogate), label=surrogate,
-                         marker="o", errorbar=None)
+            sns.lineplot(
+                data=sub,
+                x="anchor_distance",
+                y="w2",
+                ax=ax,
+                color=palette.get(surrogate),
+                label=surrogate,
+                marker="o",
+                errorbar=None,
+            )
         floor = means.groupby("anchor_distance")["floor_w2"].mean()
         ax.plot(floor.index, floor.to_numpy(), linestyle="--", color="0.4", label="noise floor")
         ax.set_xlabel("distance of the held-out point to the nearest anchor (unit clock time)")
         ax.set_ylabel("W₂ to the held-out network")
         ax.set_ylim(bottom=0)
-        ax.set_title(_wrap(f"{task}: error against distance from the anchors (mean over seeds; points at equal "
-                           "distance averaged)"), loc="left")
+        ax.set_title(
+            _wrap(
+                f"{task}: error against distance from the anchors (mean over seeds; points at equal distance averaged)"
+            ),
+            loc="left",
+        )
         ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
         return _save(fig, path)
 
@@ -530,8 +617,9 @@ def plot_leaderboard(board: pd.DataFrame, path: Path, palette: dict[str, Any] | 
             labels = [_label(s, bool(b)) for s, b in zip(sub["surrogate"], sub["uses_training_loss"])]
             colours = [palette.get(s, "C0") for s in sub["surrogate"]]
             hatches = ["//" if bool(b) else None for b in sub["uses_training_loss"]]
-            bars = ax.barh(y, mean, xerr=ci, color=colours, height=0.7, capsize=3,
-                           error_kw={"elinewidth": 1, "ecolor": "0.2"})
+            bars = ax.barh(
+                y, mean, xerr=ci, color=colours, height=0.7, capsize=3, error_kw={"elinewidth": 1, "ecolor": "0.2"}
+            )
             for bar, hatch in zip(bars, hatches):
                 if hatch:
                     bar.set_hatch(hatch)
@@ -540,7 +628,8 @@ def plot_leaderboard(board: pd.DataFrame, path: Path, palette: dict[str, Any] | 
             ax.set_ylim(len(sub) - 0.5, -0.5)  # best on top
             right = float(np.nanmax(mean + ci))
             for col, (name, colour, dash) in (
-                ("floor_w2_mean", _FLOOR["floor_w2"]), ("seed_floor_w2_mean", _FLOOR["seed_floor_w2"])
+                ("floor_w2_mean", _FLOOR["floor_w2"]),
+                ("seed_floor_w2_mean", _FLOOR["seed_floor_w2"]),
             ):
                 floor = pd.to_numeric(sub[col], errors="coerce").mean()
                 if np.isfinite(floor):
@@ -556,8 +645,13 @@ def plot_leaderboard(board: pd.DataFrame, path: Path, palette: dict[str, Any] | 
             if ax.get_legend_handles_labels()[0]:  # best on top has the shortest bars: top right is free
                 ax.legend(loc="upper right", frameon=True, framealpha=0.9)
         if board["uses_training_loss"].astype(bool).any():
-            fig.suptitle("* hatched: trains on the task's own loss (best response)", x=0.99, ha="right", fontsize=7.5,
-                         fontweight="normal")
+            fig.suptitle(
+                "* hatched: trains on the task's own loss (best response)",
+                x=0.99,
+                ha="right",
+                fontsize=7.5,
+                fontweight="normal",
+            )
         return _save(fig, path)
 
 
@@ -592,15 +686,27 @@ def plot_critical_difference(board: pd.DataFrame, path: Path, track: str = "defa
         ax.plot([1, 1 + cd.cd], [0.55, 0.55], color="0.1", linewidth=1.5)
         for x in (1, 1 + cd.cd):
             ax.plot([x, x], [0.5, 0.6], color="0.1", linewidth=1)
-        ax.text(1 + cd.cd / 2, 0.63, f"CD = {cd.cd:.2f} (Nemenyi, α = {cd.alpha:g}, {cd.n_tasks} tasks)",
-                ha="center", va="bottom", fontsize=8)
+        ax.text(
+            1 + cd.cd / 2,
+            0.63,
+            f"CD = {cd.cd:.2f} (Nemenyi, α = {cd.alpha:g}, {cd.n_tasks} tasks)",
+            ha="center",
+            va="bottom",
+            fontsize=8,
+        )
         for i, (name, r) in enumerate(zip(names, ranks)):
             left = i < half
             y = -step * ((i if left else k - 1 - i) + 1)
             edge = 1 - 0.15 * k if left else k + 0.15 * k
             ax.plot([r, r, edge], [0, y, y], color="0.3", linewidth=0.8)
-            ax.text(edge + (-0.05 if left else 0.05), y, f"{name} ({r:.2f})", ha="right" if left else "left",
-                    va="center", fontsize=8)
+            ax.text(
+                edge + (-0.05 if left else 0.05),
+                y,
+                f"{name} ({r:.2f})",
+                ha="right" if left else "left",
+                va="center",
+                fontsize=8,
+            )
         for j, clique in enumerate(cd.cliques):
             lo, hi = cd.ranks[clique[0]], cd.ranks[clique[-1]]
             y = -0.1 - 0.07 * j
@@ -644,7 +750,7 @@ def plot_cost_vs_accuracy(board: pd.DataFrame, path: Path, palette: dict[str, An
     with _style():
         fig = _figure(figsize=(6.4 * ncols, 4.6 * nrows), layout="constrained")
         axes = fig.subplots(nrows, ncols, squeeze=False).ravel()
-        for ax in axes[len(tasks):]:
+        for ax in axes[len(tasks) :]:
             ax.set_axis_off()
         panels = []
         for ax, task in zip(axes, tasks):
@@ -655,8 +761,17 @@ def plot_cost_vs_accuracy(board: pd.DataFrame, path: Path, palette: dict[str, An
             ci = np.nan_to_num(sub["w2_ci95"].to_numpy(dtype=float), nan=0.0)
             brs = [bool(b) for b in sub["uses_training_loss"]]
             for x, m, c, s, br in zip(fit, mean, ci, sub["surrogate"], brs):
-                ax.errorbar(x, m, yerr=c, fmt="*" if br else "o", markersize=11 if br else 6, capsize=3,
-                            color=palette.get(s, "C0"), elinewidth=1, zorder=3)
+                ax.errorbar(
+                    x,
+                    m,
+                    yerr=c,
+                    fmt="*" if br else "o",
+                    markersize=11 if br else 6,
+                    capsize=3,
+                    color=palette.get(s, "C0"),
+                    elinewidth=1,
+                    zorder=3,
+                )
             floor = pd.to_numeric(sub["floor_w2_mean"], errors="coerce").mean()
             if np.isfinite(floor):
                 name, colour, dash = _FLOOR["floor_w2"]
@@ -689,8 +804,14 @@ def plot_cost_vs_accuracy(board: pd.DataFrame, path: Path, palette: dict[str, An
             for x, m, dy, ly, text in zip(fit, mean, disp[:, 1], placed, labels):
                 offset = (ly - dy) / scale
                 ax.annotate(
-                    text, (x, m), xytext=(7, offset), textcoords="offset points", fontsize=fontsize, va="center",
-                    ha="left", color="0.1",
+                    text,
+                    (x, m),
+                    xytext=(7, offset),
+                    textcoords="offset points",
+                    fontsize=fontsize,
+                    va="center",
+                    ha="left",
+                    color="0.1",
                     arrowprops=_LEADER if abs(offset) > fontsize else None,
                 )
         return _save(fig, path)
@@ -704,7 +825,9 @@ def _condition_label(cond: np.ndarray) -> str:
 
 
 def plot_samples(
-    clouds: Sequence[dict[str, Any]], path: Path, board: pd.DataFrame | None = None,
+    clouds: Sequence[dict[str, Any]],
+    path: Path,
+    board: pd.DataFrame | None = None,
     palette: dict[str, Any] | None = None,
 ) -> Path | None:
     """Rows = conditions (≤ 4), first column = the held-out network's samples, then one column per
@@ -746,8 +869,9 @@ def plot_samples(
             for j, (title, cloud, colour) in enumerate(columns):
                 ax = axes[i, j]
                 if i < cloud.shape[0]:
-                    ax.scatter(cloud[i, :, 0], cloud[i, :, 1], s=2, alpha=0.45, color=colour, linewidths=0,
-                               rasterized=True)
+                    ax.scatter(
+                        cloud[i, :, 0], cloud[i, :, 1], s=2, alpha=0.45, color=colour, linewidths=0, rasterized=True
+                    )
                 ax.set_xlim(lo[0] - pad[0], hi[0] + pad[0])
                 ax.set_ylim(lo[1] - pad[1], hi[1] + pad[1])
                 ax.tick_params(labelsize=6.5)
@@ -761,6 +885,9 @@ def plot_samples(
                     ax.set_ylabel(_condition_label(first["conditions"][i]), fontsize=8.5)
         task, hp, lam = str(first["task"]), str(first["hyperparameter"]), float(first["lam"])
         n = reference.shape[1]
-        fig.suptitle(_wrap(f"{task}: samples at {hp} = {lam:g} (held out), seed {seed}, {n} per condition", 110),
-                     fontsize=10, fontweight="bold")
+        fig.suptitle(
+            _wrap(f"{task}: samples at {hp} = {lam:g} (held out), seed {seed}, {n} per condition", 110),
+            fontsize=10,
+            fontweight="bold",
+        )
         return _save(fig, path)

@@ -72,8 +72,9 @@ class Event:
     value: Any
 
 
-def _worker(index: int, inbox: Any, outbox: Any, parent_pid: int, threads: int, env: dict[str, str],
-            quiet: bool) -> None:
+def _worker(
+    index: int, inbox: Any, outbox: Any, parent_pid: int, threads: int, env: dict[str, str], quiet: bool
+) -> None:
     die_with_parent(parent_pid)  # first: before torch's import, which takes seconds on a busy machine
     import signal
 
@@ -110,8 +111,9 @@ class WorkerPool:
     the workers (Lightning's and torch's advice, repeated per fit, would drown the progress bar).
     """
 
-    def __init__(self, workers: int, *, threads: int | None = None, env: dict[str, str] | None = None,
-                 quiet: bool = False) -> None:
+    def __init__(
+        self, workers: int, *, threads: int | None = None, env: dict[str, str] | None = None, quiet: bool = False
+    ) -> None:
         self.size = int(workers)
         self.threads = int(threads) if threads else max(available_cores() // self.size, 1)
         self.env = dict(env or {})
@@ -171,8 +173,9 @@ class WorkerPool:
             out.append(event)
         return out + self._dead()
 
-    def run(self, jobs: Iterator[tuple[Any, Callable[..., Any], tuple]] | list,
-            on_event: Callable[[Event], None]) -> None:
+    def run(
+        self, jobs: Iterator[tuple[Any, Callable[..., Any], tuple]] | list, on_event: Callable[[Event], None]
+    ) -> None:
         """Run every ``(job, fn, args)`` of ``jobs`` in submission order, calling ``on_event`` in this
         process for each event; returns when all have ended (done, failed or died)."""
         pending = list(jobs)

@@ -125,10 +125,14 @@ def _abstract_note(module: Any) -> str:
     """Why a file's Surrogate subclasses do not count: the abstract methods they leave unimplemented."""
     from hti_bench.surrogate import Surrogate
 
-    notes = [f"{obj.__name__} leaves {', '.join(sorted(obj.__abstractmethods__))} unimplemented"
-             for obj in vars(module).values()
-             if inspect.isclass(obj) and issubclass(obj, Surrogate) and obj.__module__ == module.__name__
-             and inspect.isabstract(obj)]
+    notes = [
+        f"{obj.__name__} leaves {', '.join(sorted(obj.__abstractmethods__))} unimplemented"
+        for obj in vars(module).values()
+        if inspect.isclass(obj)
+        and issubclass(obj, Surrogate)
+        and obj.__module__ == module.__name__
+        and inspect.isabstract(obj)
+    ]
     return f" ({'; '.join(notes)})" if notes else ""
 
 

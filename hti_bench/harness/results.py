@@ -42,8 +42,18 @@ _ADDED: dict[int, tuple[str, ...]] = {
     2: ("anchor_train_seconds", "seed_floor_w1", "seed_floor_w2", "seed_floor_w2sq"),
     3: ("anchors", "clock"),
     4: ("track", "config", "tuning_trials", "tuning_fit_seconds", "tuning_score"),
-    5: ("energy", "mmd", "sw2", "mmd_bandwidth", "floor_energy", "floor_mmd", "floor_sw2",
-        "seed_floor_energy", "seed_floor_mmd", "seed_floor_sw2"),
+    5: (
+        "energy",
+        "mmd",
+        "sw2",
+        "mmd_bandwidth",
+        "floor_energy",
+        "floor_mmd",
+        "floor_sw2",
+        "seed_floor_energy",
+        "seed_floor_mmd",
+        "seed_floor_sw2",
+    ),
     6: ("mode", "closed_loop_seconds", "metric_note"),
     7: ("d", "lambda_point", "anchor_distance"),
 }
@@ -172,15 +182,54 @@ COLUMNS: dict[str, str] = {
 }
 
 _TEXT_COLUMNS = {
-    c: str for c in ("task", "track", "surrogate", "config", "hyperparameter", "status", "error", "anchors", "clock",
-                     "git_rev", "run_date", "metric_note", "mode", "lambda_point")
+    c: str
+    for c in (
+        "task",
+        "track",
+        "surrogate",
+        "config",
+        "hyperparameter",
+        "status",
+        "error",
+        "anchors",
+        "clock",
+        "git_rev",
+        "run_date",
+        "metric_note",
+        "mode",
+        "lambda_point",
+    )
 }
 _FLOAT_COLUMNS = (
-    "lambda_heldout", "w1", "w2", "w2sq", "floor_w1", "floor_w2", "floor_w2sq", "fit_seconds", "sample_seconds",
-    "seed_floor_w1", "seed_floor_w2", "seed_floor_w2sq",
-    "energy", "mmd", "sw2", "mmd_bandwidth", "floor_energy", "floor_mmd", "floor_sw2",
-    "seed_floor_energy", "seed_floor_mmd", "seed_floor_sw2",
-    "anchor_train_seconds", "closed_loop_seconds", "anchor_distance", "d", "tuning_trials", "tuning_fit_seconds", "tuning_score",
+    "lambda_heldout",
+    "w1",
+    "w2",
+    "w2sq",
+    "floor_w1",
+    "floor_w2",
+    "floor_w2sq",
+    "fit_seconds",
+    "sample_seconds",
+    "seed_floor_w1",
+    "seed_floor_w2",
+    "seed_floor_w2sq",
+    "energy",
+    "mmd",
+    "sw2",
+    "mmd_bandwidth",
+    "floor_energy",
+    "floor_mmd",
+    "floor_sw2",
+    "seed_floor_energy",
+    "seed_floor_mmd",
+    "seed_floor_sw2",
+    "anchor_train_seconds",
+    "closed_loop_seconds",
+    "anchor_distance",
+    "d",
+    "tuning_trials",
+    "tuning_fit_seconds",
+    "tuning_score",
 )
 
 
@@ -402,8 +451,10 @@ def _is_leaderboard_file(path: Path) -> bool:
             header = fh.readline()
     except (OSError, UnicodeDecodeError):
         return False
-    return header.startswith(("task,rank,surrogate,", "task,track,rank,surrogate,", "task,track,mode,rank,surrogate,")) \
+    return (
+        header.startswith(("task,rank,surrogate,", "task,track,rank,surrogate,", "task,track,mode,rank,surrogate,"))
         and "n_tasks_ranked" in header
+    )
 
 
 def upgrade(df: pd.DataFrame) -> pd.DataFrame:
@@ -450,7 +501,12 @@ def merge(frames: Iterable[pd.DataFrame]) -> pd.DataFrame:
 
 def schema_markdown() -> str:
     """The column table of ``results/README.md``, generated from :data:`COLUMNS` (a test keeps them equal)."""
-    lines = [f"Schema version {SCHEMA_VERSION}. Natural key: {', '.join(KEY)}.", "", "| column | meaning |", "|---|---|"]
+    lines = [
+        f"Schema version {SCHEMA_VERSION}. Natural key: {', '.join(KEY)}.",
+        "",
+        "| column | meaning |",
+        "|---|---|",
+    ]
     lines += [f"| `{name}` | {meaning} |" for name, meaning in COLUMNS.items()]
     lines += [
         "| `metric_<name>` | A task metric of the surrogate's samples (e.g. `metric_nll` on semicircles). |",

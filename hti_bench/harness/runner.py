@@ -44,8 +44,9 @@ class RunSummary:
     failures: list[str] = field(default_factory=list)
 
 
-def resolve(tasks: Sequence[str] | None, surrogates: Sequence[str] | None,
-            cache: TargetCache | None = None) -> tuple[list[Task], list[str]]:
+def resolve(
+    tasks: Sequence[str] | None, surrogates: Sequence[str] | None, cache: TargetCache | None = None
+) -> tuple[list[Task], list[str]]:
     """Build every task (with ``cache``) and surrogate named (all of them when None); raises before any work."""
     task_objs = [make_task(t, cache=cache) for t in (tasks or default_tasks())]
     specs = list(surrogates) if surrogates else list(surrogate_classes())
@@ -139,8 +140,15 @@ def run(
 UNIT_ATTEMPTS = 2
 
 
-def _run_parallel(plan: list[tuple[Task, list[tuple[str, int]]]], tasks_by_spec: dict[str, Task], cache: TargetCache,
-                  workers: int, store_unit: Callable[[UnitResult], None], bar: Any, progress: bool) -> None:
+def _run_parallel(
+    plan: list[tuple[Task, list[tuple[str, int]]]],
+    tasks_by_spec: dict[str, Task],
+    cache: TargetCache,
+    workers: int,
+    store_unit: Callable[[UnitResult], None],
+    bar: Any,
+    progress: bool,
+) -> None:
     """Targets, then every (task, seed)'s inputs and units, in ``workers`` processes.
 
     A (task, seed)'s anchor set and references are drawn in a worker (sampling the held-out networks
@@ -152,8 +160,13 @@ def _run_parallel(plan: list[tuple[Task, list[tuple[str, int]]]], tasks_by_spec:
 
     root = str(cache.root)
     with WorkerPool(workers, quiet=True) as pool:
-        nets = [(task.spec, lam, seed) for task, todo in plan if todo for lam, seed in target_networks(task)
-                if not cache.paths(task, lam, seed)[0].exists()]
+        nets = [
+            (task.spec, lam, seed)
+            for task, todo in plan
+            if todo
+            for lam, seed in target_networks(task)
+            if not cache.paths(task, lam, seed)[0].exists()
+        ]
         tbar = tqdm(total=len(nets), desc="targets", unit="net", leave=False, disable=not progress or not nets)
 
         def trained(event: Any) -> None:
@@ -167,8 +180,11 @@ def _run_parallel(plan: list[tuple[Task, list[tuple[str, int]]]], tasks_by_spec:
         tbar.close()
         bar.set_postfix_str(f"{workers} workers")
 
-        groups = [(task.spec, seed, [(spec, s) for spec, s in todo if s == seed])
-                  for task, todo in plan for seed in sorted({s for _, s in todo})]
+        groups = [
+            (task.spec, seed, [(spec, s) for spec, s in todo if s == seed])
+            for task, todo in plan
+            for seed in sorted({s for _, s in todo})
+        ]
         waiting = [("inputs", spec, seed) for spec, seed, _ in groups]
         units = {(spec, seed): todo for spec, seed, todo in groups}
         drawn: dict[tuple[str, int], Any] = {}  # (task spec, seed) → its inputs
@@ -198,7 +214,14 @@ def _run_parallel(plan: list[tuple[Task, list[tuple[str, int]]]], tasks_by_spec:
                     elif kind != "report":
                         why = "its worker died" if kind == "died" else event.value
                         for key in keys:
-                            store_unit(failed(tasks_by_spec[key[0]], key[1], key[2], f"drawing the anchor and reference samples failed: {why}"))
+                            store_unit(
+                                failed(
+                                    tasks_by_spec[key[0]],
+                                    key[1],
+                                    key[2],
+                                    f"drawing the anchor and reference samples failed: {why}",
+                                )
+                            )
                     continue
                 key = job[1:]
                 if kind == "done":
@@ -208,8 +231,14 @@ def _run_parallel(plan: list[tuple[Task, list[tuple[str, int]]]], tasks_by_spec:
                 elif kind == "died" and attempts[key] < UNIT_ATTEMPTS:
                     ready.append(key)
                 elif kind in ("died", "failed"):
-                    why = (f"worker process died while running this unit (exit code {event.value}; "
-                           "crash or out of memory)") if kind == "died" else event.value
+                    why = (
+                        (
+                            f"worker process died while running this unit (exit code {event.value}; "
+                            "crash or out of memory)"
+                        )
+                        if kind == "died"
+                        else event.value
+                    )
                     store_unit(failed(tasks_by_spec[key[0]], key[1], key[2], why))
             submit_next()
 

@@ -82,8 +82,17 @@ def pairwise(results: pd.DataFrame, metric: str = "w2", alpha: float = ALPHA) ->
         for a, b in combinations(sorted(table.columns), 2):
             both = table[[a, b]].dropna()
             diff = (both[a] - both[b]).to_numpy(dtype=float)
-            rows.append({"task": task, "track": track, "a": a, "b": b, "n_units": len(diff),
-                         "mean_diff": float(diff.mean()) if len(diff) else math.nan, "p_value": _wilcoxon(diff)})
+            rows.append(
+                {
+                    "task": task,
+                    "track": track,
+                    "a": a,
+                    "b": b,
+                    "n_units": len(diff),
+                    "mean_diff": float(diff.mean()) if len(diff) else math.nan,
+                    "p_value": _wilcoxon(diff),
+                }
+            )
         if not rows:
             continue
         corrected = holm([r["p_value"] for r in rows])
@@ -165,8 +174,14 @@ def critical_difference(board: pd.DataFrame, track: str = "default", alpha: floa
         group = tuple(names[i : j + 1])
         if len(group) > 1 and not any(set(group) <= set(c) for c in cliques):
             cliques.append(group)
-    return CriticalDifference(track=track, ranks={s: float(v) for s, v in ranks.items()}, n_tasks=n, cd=float(cd),
-                              alpha=alpha, cliques=tuple(cliques))
+    return CriticalDifference(
+        track=track,
+        ranks={s: float(v) for s, v in ranks.items()},
+        n_tasks=n,
+        cd=float(cd),
+        alpha=alpha,
+        cliques=tuple(cliques),
+    )
 
 
 def significance_markdown() -> str:

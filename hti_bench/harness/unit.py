@@ -139,7 +139,10 @@ def build_anchor_set(task: Task, seed: int) -> AnchorSet:
     """Anchor networks' outputs at every condition, drawn with seeds derived from the run seed."""
     conditions, eval_mask = task.all_conditions()
     samples = torch.stack(
-        [task.sample(lam, conditions, task.n_samples, derive_seed(task.spec, seed, "anchor", lam)) for lam in task.anchors]
+        [
+            task.sample(lam, conditions, task.n_samples, derive_seed(task.spec, seed, "anchor", lam))
+            for lam in task.anchors
+        ]
     )
     return AnchorSet(
         hyperparameter=task.hyperparameters if task.d > 1 else task.hyperparameter,
@@ -206,8 +209,9 @@ def draw_inputs(task: Task, seed: int, *, reuse: bool = False) -> UnitInputs:
 # ---------------------------------------------------------------------------------------- scoring
 
 
-def evaluate(task: Task, spec: str | Surrogate, seed: int, inputs: UnitInputs | None = None, *,
-             clouds: bool = True) -> UnitResult:
+def evaluate(
+    task: Task, spec: str | Surrogate, seed: int, inputs: UnitInputs | None = None, *, clouds: bool = True
+) -> UnitResult:
     """Fit the surrogate ``spec`` (a name like ``cfm[steps=30]``, or an unfitted instance) for one seed
     and score it at every held-out λ of ``task``.
 
@@ -305,6 +309,7 @@ def evaluate(task: Task, spec: str | Surrogate, seed: int, inputs: UnitInputs | 
 def _closed_loop(task: Task, surrogate: Surrogate, seed: int, lam: float, row: dict[str, Any]) -> None:
     """The surrogate's closed-loop metrics at λ into ``row``: skipped with the reason (in
     ``metric_note``) when it cannot answer at new states, a failed row when the rollout crashes."""
+
     def act(states: Tensor, n: int, sample_seed: int) -> Tensor:
         return torch.as_tensor(surrogate.sample(lam, states, n, sample_seed))
 
@@ -394,11 +399,15 @@ def _base_row(task: Task, surrogate: Surrogate, spec: str, seed: int, lam: Any, 
         "mmd_bandwidth": math.nan,
         "n_conditions": int(task.eval_conditions().shape[0]),
         "n_samples": task.n_samples,
-        "fit_seconds": math.nan, "sample_seconds": math.nan, "closed_loop_seconds": math.nan,
+        "fit_seconds": math.nan,
+        "sample_seconds": math.nan,
+        "closed_loop_seconds": math.nan,
         "metric_note": "",
         "uses_training_loss": surrogate.uses_training_loss(),
         "anchor_train_seconds": anchor_train_seconds(task),
-        "tuning_trials": math.nan, "tuning_fit_seconds": math.nan, "tuning_score": math.nan,
+        "tuning_trials": math.nan,
+        "tuning_fit_seconds": math.nan,
+        "tuning_score": math.nan,
         **prov.provenance(),
         "run_date": "",
         "schema_version": SCHEMA_VERSION,

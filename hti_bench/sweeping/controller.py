@@ -73,7 +73,10 @@ class RunRecord:
         state = {"running": "running", "failed": "failed"}.get(self.state, "finished")
         numbers = {k: v for k, v in self.summary.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
         return sweeps.SweepRun(
-            name=self.name, config=self.config, state=sweeps.RunState(state), history=self.history,
+            name=self.name,
+            config=self.config,
+            state=sweeps.RunState(state),
+            history=self.history,
             summary_metrics=numbers,
         )
 
@@ -133,11 +136,15 @@ class SweepState:
             try:
                 records.append(RunRecord(**json.loads(path.read_text())))
             except (ValueError, TypeError) as err:
-                raise HTIBenchError(f"Sweep run record {path} is unreadable ({err}); delete it to re-run that run.") from None
+                raise HTIBenchError(
+                    f"Sweep run record {path} is unreadable ({err}); delete it to re-run that run."
+                ) from None
         return records
 
     def save(self, record: RunRecord) -> None:
-        atomic_write_bytes(self.root / "runs" / f"{record.name}.json", json.dumps(_plain(asdict(record)), indent=1).encode())
+        atomic_write_bytes(
+            self.root / "runs" / f"{record.name}.json", json.dumps(_plain(asdict(record)), indent=1).encode()
+        )
 
     def params_path(self, record: RunRecord) -> Path:
         import yaml
@@ -212,8 +219,11 @@ def _renamed(deprecated: dict[str, Any], jobs: int | str, search_seed: int) -> t
 
     for old, new in (("workers", "jobs"), ("seed", "search_seed")):
         if old in deprecated:
-            warnings.warn(f"run_sweep({old}=…) is now {new}=…; the old name goes in hti-bench 0.3",
-                          DeprecationWarning, stacklevel=3)
+            warnings.warn(
+                f"run_sweep({old}=…) is now {new}=…; the old name goes in hti-bench 0.3",
+                DeprecationWarning,
+                stacklevel=3,
+            )
             if old == "workers":
                 jobs = deprecated.pop(old)
             else:
@@ -334,7 +344,9 @@ def run_sweep(
                     record.summary = dict(event.value)
                     state.save(record)
                     if early:
-                        stop = {r.name for r in sweeps.stop_runs(engine_config, [r.sweep_run() for r in records.values()])}
+                        stop = {
+                            r.name for r in sweeps.stop_runs(engine_config, [r.sweep_run() for r in records.values()])
+                        }
                         for other in stop:
                             state.stop_path(other).touch()
                     continue
@@ -344,8 +356,9 @@ def run_sweep(
                     record.error = event.value["error"]
                 else:  # the job raised outside the program's own handling, or its worker died
                     record.state = "failed"
-                    record.error = (f"worker process died (exit code {event.value})" if event.kind == "died"
-                                    else str(event.value))
+                    record.error = (
+                        f"worker process died (exit code {event.value})" if event.kind == "died" else str(event.value)
+                    )
                 record.finished = time.time()
                 state.save(record)
                 if record.state in KEPT:

@@ -58,7 +58,6 @@ PROGRAM_KEYS: dict[str, str] = {
 METRIC = "w2"
 
 
-
 @dataclass(frozen=True)
 class RunConfig:
     """One sweep run, validated: every name resolved, nothing trained yet."""
@@ -116,8 +115,10 @@ def spaced_anchors(task_spec: str, n: int) -> str:
     name, params = parse_spec(task_spec)
     task = make_task(task_spec)
     if task.d > 1:
-        raise ConfigError(f"n_anchors spaces anchors on one hyperparameter; task '{name}' has {task.d}: use the "
-                          "sweep parameter design (grid:3x3, sobol:9) instead.")
+        raise ConfigError(
+            f"n_anchors spaces anchors on one hyperparameter; task '{name}' has {task.d}: use the "
+            "sweep parameter design (grid:3x3, sobol:9) instead."
+        )
     hp = task.hyperparameter
     t0, t1 = hp.to_time(task.anchors[0]), hp.to_time(task.anchors[-1])
     inner = [round(hp.from_time(t0 + (t1 - t0) * i / (n - 1)), 6) for i in range(1, n - 1)]
@@ -184,8 +185,9 @@ def parse_config(cfg: Mapping[str, Any]) -> RunConfig:
             raise ConfigError(unknown_name_message("tune_method", method, METHODS))
         validation_folds(make_task(task))  # a 2-anchor task without validation λ fails here, not mid-sweep
     tune_seeds = _seeds({"seeds": cfg["tune_seeds"]}) if cfg.get("tune_seeds") is not None else (0,)
-    return RunConfig(task=task, surrogate=surrogate, seeds=_seeds(cfg), tune=trials, tune_method=method,
-                     tune_seeds=tune_seeds)
+    return RunConfig(
+        task=task, surrogate=surrogate, seeds=_seeds(cfg), tune=trials, tune_method=method, tune_seeds=tune_seeds
+    )
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -221,8 +223,9 @@ def execute(
     if rc.tune:
         from hti_bench.sweeping.tuning import tune, tuned_unit
 
-        study = tune(task, rc.surrogate, trials=rc.tune, method=rc.tune_method, tune_seeds=rc.tune_seeds,
-                     results_dir=results_dir)
+        study = tune(
+            task, rc.surrogate, trials=rc.tune, method=rc.tune_method, tune_seeds=rc.tune_seeds, results_dir=results_dir
+        )
     per_seed: dict[str, list[float]] = {"w2": [], "w1": [], "w2sq": []}
     for k, seed in enumerate(rc.seeds):
         if k and should_stop is not None and should_stop():
@@ -252,8 +255,13 @@ def execute(
     out.summary.update(status=out.state, task=rc.task, surrogate=rc.surrogate)
     if study is not None:
         best = study.best
-        out.summary.update(track="tuned", config=best.spec if best else "", tuning_trials=float(len(study.trials)),
-                           tuning_score=best.score if best else math.nan, tuning_fit_seconds=study.fit_seconds)
+        out.summary.update(
+            track="tuned",
+            config=best.spec if best else "",
+            tuning_trials=float(len(study.trials)),
+            tuning_score=best.score if best else math.nan,
+            tuning_fit_seconds=study.fit_seconds,
+        )
     if out.error:
         out.summary["error"] = out.error
     return out

@@ -85,12 +85,18 @@ def _grid_values(spec: dict[str, Any]) -> list[Any]:
 def _candidates(where: str, key: str, spec: Any) -> list[Any]:
     """Every value a parameter can take that can be listed (value/values; a range gives its ends)."""
     if not isinstance(spec, dict):
-        raise ConfigError(f"{where}: parameter {key!r} must be a mapping such as {{value: …}} or {{values: […]}}, got {spec!r}.")
+        raise ConfigError(
+            f"{where}: parameter {key!r} must be a mapping such as {{value: …}} or {{values: […]}}, got {spec!r}."
+        )
     if "value" in spec:
         return [spec["value"]]
     if "values" in spec:
         return list(spec["values"])
-    return [spec[k] for k in ("min", "max") if k in spec and spec.get("distribution") not in ("log_uniform", "q_log_uniform", "inv_log_uniform")]
+    return [
+        spec[k]
+        for k in ("min", "max")
+        if k in spec and spec.get("distribution") not in ("log_uniform", "q_log_uniform", "inv_log_uniform")
+    ]
 
 
 def load_sweep(path: str | Path) -> SweepFile:
@@ -128,12 +134,20 @@ def _check_metric(where: str, config: dict[str, Any]) -> None:
     metric = config.get("metric")
     if metric is None:
         if config["method"] == "bayes" or config.get("early_terminate"):
-            raise ConfigError(f"{where}: bayes search and early termination need a metric, e.g. metric: {{name: {METRIC}, goal: minimize}}.")
+            raise ConfigError(
+                f"{where}: bayes search and early termination need a metric, e.g. metric: {{name: {METRIC}, goal: minimize}}."
+            )
         return
     if metric.get("name") not in LOGGED_METRICS:
-        raise ConfigError(unknown_name_message("metric", str(metric.get("name")), LOGGED_METRICS, f"the metrics the sweep program logs; in {where}"))
+        raise ConfigError(
+            unknown_name_message(
+                "metric", str(metric.get("name")), LOGGED_METRICS, f"the metrics the sweep program logs; in {where}"
+            )
+        )
     if metric.get("goal", "minimize") != "minimize":
-        raise ConfigError(f"{where}: the metric {metric['name']} is an error (lower is better); its goal must be minimize.")
+        raise ConfigError(
+            f"{where}: the metric {metric['name']} is an error (lower is better); its goal must be minimize."
+        )
 
 
 def _check_command(where: str, config: dict[str, Any]) -> None:
@@ -143,7 +157,9 @@ def _check_command(where: str, config: dict[str, Any]) -> None:
     if not isinstance(command, list) or not all(isinstance(c, str) for c in command):
         raise ConfigError(f"{where}: command must be a list of strings (use a block list, '- ${{env}}').")
     if "${args}" not in command:
-        raise ConfigError(f"{where}: command must pass the run's parameters with ${{args}} (the program reads --key=value).")
+        raise ConfigError(
+            f"{where}: command must pass the run's parameters with ${{args}} (the program reads --key=value)."
+        )
 
 
 def _check_parameters(where: str, params: dict[str, Any]) -> None:
@@ -157,7 +173,9 @@ def _check_parameters(where: str, params: dict[str, Any]) -> None:
     for key in ("task", "surrogate"):
         spec = params[key]
         if "value" not in spec and "values" not in spec:
-            raise ConfigError(f"{where}: parameter {key!r} must be given as value or values (names), not a distribution.")
+            raise ConfigError(
+                f"{where}: parameter {key!r} must be given as value or values (names), not a distribution."
+            )
         for v in values[key]:
             if not isinstance(v, str):
                 raise ConfigError(f"{where}: {key} values must be names (text), got {v!r}.")
@@ -185,7 +203,7 @@ def _check_parameters(where: str, params: dict[str, Any]) -> None:
                 make_task(spaced_anchors(task.spec, int(n)))
         for design in values.get("design", []):
             for task in tasks:
-                make_task(designed_anchors(task.spec, str(design))).anchors  # noqa: B018: builds the design
+                make_task(designed_anchors(task.spec, str(design))).anchors  # noqa: B018 (builds the design)
     except HTIBenchError as err:
         raise ConfigError(f"{where}: {err}") from None
     for key in ("seed", "seeds"):

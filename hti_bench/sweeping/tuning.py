@@ -85,13 +85,13 @@ def validation_folds(task: Task) -> tuple[Fold, ...]:
         space = task.hyperparameters
         inner = []
         for j, a in enumerate(anchors):
-            rest = anchors[:j] + anchors[j + 1:]
+            rest = anchors[:j] + anchors[j + 1 :]
             try:
                 space.simplex(rest, a)
             except ValueError:
                 continue
             inner.append(j)
-        folds = [Fold(anchors[:j] + anchors[j + 1:], (anchors[j],)) for j in inner]
+        folds = [Fold(anchors[:j] + anchors[j + 1 :], (anchors[j],)) for j in inner]
     else:
         folds = [Fold(anchors[:j] + anchors[j + 1 :], (anchors[j],)) for j in range(1, len(anchors) - 1)]
     if task.validation:
@@ -114,8 +114,10 @@ class GuardedStore:
 
     def _check(self, lam: Any) -> None:
         point = _point(lam)
-        if any(len(point) == len(f) and all(math.isclose(a, b, rel_tol=0.0, abs_tol=1e-12) for a, b in zip(point, f))
-               for f in self.forbidden):
+        if any(
+            len(point) == len(f) and all(math.isclose(a, b, rel_tol=0.0, abs_tol=1e-12) for a, b in zip(point, f))
+            for f in self.forbidden
+        ):
             raise LeakError(f"tuning asked for the network of '{self.task_name}' at held-out λ={lam}: refused")
 
     def get_or_train(self, task: TrainedTask, lam: float, seed: int) -> Any:
@@ -252,8 +254,11 @@ class Study:
     def as_dict(self) -> dict[str, Any]:
         out = asdict(self)
         best = self.best
-        out.update(best=best.spec if best else None, best_score=best.score if best else None,
-                   tuning_fit_seconds=self.fit_seconds)
+        out.update(
+            best=best.spec if best else None,
+            best_score=best.score if best else None,
+            tuning_fit_seconds=self.fit_seconds,
+        )
         return out
 
 
@@ -280,7 +285,8 @@ def _score_trial(folds: Sequence[Task], spec: str, seeds: Sequence[int], store: 
 def _engine_run(sweeps: Any, name: str, trial: Trial, proposal: Mapping[str, Any]) -> Any:
     score = trial.score if math.isfinite(trial.score) else None
     return sweeps.SweepRun(
-        name=name, config={k: {"value": v} for k, v in proposal.items()},
+        name=name,
+        config={k: {"value": v} for k, v in proposal.items()},
         state=sweeps.RunState("finished" if score is not None else "failed"),
         summary_metrics={"score": score} if score is not None else {},
         history=[{"score": score}] if score is not None else [],
@@ -326,8 +332,14 @@ def tune(
     fold_tasks = [fold_task(task, f) for f in folds]
     space = search_space(task, surrogate)
     store = ResultsStore(Path(results_dir) / TUNING_DIR)
-    study = Study(task=task.spec, surrogate=surrogate, method=method, budget=int(trials),
-                  tune_seeds=tuple(int(s) for s in tune_seeds), folds=[asdict(f) for f in folds])
+    study = Study(
+        task=task.spec,
+        surrogate=surrogate,
+        method=method,
+        budget=int(trials),
+        tune_seeds=tuple(int(s) for s in tune_seeds),
+        folds=[asdict(f) for f in folds],
+    )
     for ft in fold_tasks:
         prepare_targets(ft)
 
@@ -349,8 +361,9 @@ def tune(
     size = _finite_size(space)
     sweeps = import_sweeps()
     engine_method = "grid" if size is not None and size <= int(trials) - 1 else method
-    config = sweeps.SweepConfig({"method": engine_method, "metric": {"name": "score", "goal": "minimize"},
-                                 "parameters": space})
+    config = sweeps.SweepConfig(
+        {"method": engine_method, "metric": {"name": "score", "goal": "minimize"}, "parameters": space}
+    )
     history: list[Any] = []
     attempts = 0
     while len(study.trials) < int(trials) and attempts < PROPOSALS_PER_TRIAL * int(trials):
@@ -365,8 +378,9 @@ def tune(
         try:
             spec = trial_spec(task, surrogate, proposal)
         except ConfigError as err:  # a declared space that proposes an invalid value: that trial fails
-            trial = Trial(spec=format_spec(parse_spec(surrogate)[0], proposal), params=proposal,
-                          status="failed", error=str(err))
+            trial = Trial(
+                spec=format_spec(parse_spec(surrogate)[0], proposal), params=proposal, status="failed", error=str(err)
+            )
             study.trials.append(trial)
         else:
             trial = run(spec, proposal)
@@ -404,8 +418,11 @@ def tuned_unit(task: Task, study: Study, seed: int, store: ResultsStore) -> list
     best = study.best
     config = best.spec if best is not None else study.surrogate
     stored = store.read_unit(task.spec, study.surrogate, seed, track=TUNED)
-    if stored is not None and store.has_unit(task.spec, study.surrogate, seed, track=TUNED) \
-            and set(stored["config"].astype(str)) == {config}:
+    if (
+        stored is not None
+        and store.has_unit(task.spec, study.surrogate, seed, track=TUNED)
+        and set(stored["config"].astype(str)) == {config}
+    ):
         return stored.to_dict("records")
     if store.has_unit(task.spec, config, seed):
         rows = store.read_unit(task.spec, config, seed).to_dict("records")
@@ -413,8 +430,14 @@ def tuned_unit(task: Task, study: Study, seed: int, store: ResultsStore) -> list
         prepare_targets(task)
         rows = evaluate(task, config, seed, clouds=False).rows
     for row in rows:
-        row.update(track=TUNED, surrogate=study.surrogate, config=config, tuning_trials=len(study.trials),
-                   tuning_fit_seconds=study.fit_seconds, tuning_score=best.score if best else math.nan)
+        row.update(
+            track=TUNED,
+            surrogate=study.surrogate,
+            config=config,
+            tuning_trials=len(study.trials),
+            tuning_fit_seconds=study.fit_seconds,
+            tuning_score=best.score if best else math.nan,
+        )
     store.write_unit(rows)
     return rows
 

@@ -58,7 +58,9 @@ class BetaVAEConfig(TrainedTaskConfig):
 
 class BetaVAE(TrainedTask):
     name: ClassVar[str] = "beta-vae"
-    description: ClassVar[str] = "VAE on 8×8 digits; λ = β (KL weight, log clock); output = decoded image for z ~ q(z|x), D = 64."
+    description: ClassVar[str] = (
+        "VAE on 8×8 digits; λ = β (KL weight, log clock); output = decoded image for z ~ q(z|x), D = 64."
+    )
     Config = BetaVAEConfig
     in_default_suite: ClassVar[bool] = False
 

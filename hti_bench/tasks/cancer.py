@@ -25,8 +25,8 @@ import numpy as np
 
 from hti_bench.clock import Clock, Hyperparameter
 from hti_bench.errors import ConfigError
-from hti_bench.tasks.control.base import PolicyTask, PolicyTaskConfig
 from hti_bench.task import option
+from hti_bench.tasks.control.base import PolicyTask, PolicyTaskConfig
 
 #: Bounds and sizes of the environment (from DTRGym 0.1.0; see hti_bench.tasks.control.ghaffari).
 _OBS_DIM = 7
@@ -37,8 +37,9 @@ _ACTION_HIGH = (10.0, 8.0)
 @dataclasses.dataclass(frozen=True)
 class CancerConfig(PolicyTaskConfig):
     anchors: tuple[float, ...] = option((0.0, 5.0, 10.0), "Anchor NK weights λ (the paper's).")
-    heldout: tuple[float, ...] = option((1.0, 2.0, 3.0, 4.0, 6.0, 7.0, 8.0, 9.0), "Held-out NK weights (the paper's).",
-                                        cache=False)
+    heldout: tuple[float, ...] = option(
+        (1.0, 2.0, 3.0, 4.0, 6.0, 7.0, 8.0, 9.0), "Held-out NK weights (the paper's).", cache=False
+    )
     n_samples: int = option(100, "Actions drawn per state.", cache=False)
     max_days: int = option(200, "Episode length limit in days (DTRGym's max_t).")
     obs_noise: float = option(0.2, "Observation noise level (DTRGym's default, the paper's).")
@@ -48,8 +49,10 @@ class CancerConfig(PolicyTaskConfig):
 
 class Cancer(PolicyTask):
     name: ClassVar[str] = "cancer"
-    description: ClassVar[str] = ("PPO treatment policies for the Ghaffari cancer model (DTRGym); "
-                                  "λ = weight of the NK-cell term in the reward; closed-loop return.")
+    description: ClassVar[str] = (
+        "PPO treatment policies for the Ghaffari cancer model (DTRGym); "
+        "λ = weight of the NK-cell term in the reward; closed-loop return."
+    )
     Config = CancerConfig
     obs_dim: ClassVar[int] = _OBS_DIM
     action_low: ClassVar[tuple[float, ...]] = _ACTION_LOW
@@ -78,7 +81,9 @@ class Cancer(PolicyTask):
     def vec_env(self, lam: float, seed: int) -> Any:
         from hti_bench.tasks.control.ghaffari import vec_env
 
-        return vec_env(int(self.config.n_envs), float(lam), int(seed), noise=self._noise(), max_t=int(self.config.max_days))
+        return vec_env(
+            int(self.config.n_envs), float(lam), int(seed), noise=self._noise(), max_t=int(self.config.max_days)
+        )
 
     def episodes(self, lam: float) -> _ShapedEpisodes:
         return _ShapedEpisodes(float(lam), self._noise(), int(self.config.max_days))

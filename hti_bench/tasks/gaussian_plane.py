@@ -33,19 +33,26 @@ _GROWTH_B = torch.tensor([[0.0, 0.4], [0.2, 0.1], [-0.2, 0.3]])
 @dataclasses.dataclass(frozen=True)
 class GaussianPlaneConfig(TaskConfig):
     anchors: tuple[Any, ...] = option((), "Anchor points (a, b); empty: the points of `design`.")
-    design: str = option("grid:3x3", "Anchor design when `anchors` is empty: grid:<n>x<m> or sobol:<N> "
-                         "(corners included).", cache=False)
-    design_box: tuple[Any, ...] = option((), "The box the design spans, (low, high) per axis; empty: [0, 1]².",
-                                         cache=False)
-    heldout: tuple[Any, ...] = option(((0.25, 0.25), (0.25, 0.75), (0.75, 0.25), (0.75, 0.75), (0.5, 0.3),
-                                       (0.3, 0.5)), "Held-out points (a, b).", cache=False)
+    design: str = option(
+        "grid:3x3", "Anchor design when `anchors` is empty: grid:<n>x<m> or sobol:<N> (corners included).", cache=False
+    )
+    design_box: tuple[Any, ...] = option(
+        (), "The box the design spans, (low, high) per axis; empty: [0, 1]².", cache=False
+    )
+    heldout: tuple[Any, ...] = option(
+        ((0.25, 0.25), (0.25, 0.75), (0.75, 0.25), (0.75, 0.75), (0.5, 0.3), (0.3, 0.5)),
+        "Held-out points (a, b).",
+        cache=False,
+    )
     n_samples: int = option(200, "Samples per class.", cache=False)
 
 
 class GaussianPlane(Task):
     name: ClassVar[str] = "gaussian-plane"
-    description: ClassVar[str] = ("Synthetic, 2 hyperparameters: 3 classes of 2-D Gaussians, means and spreads "
-                                  "affine in (a, b) (barycenter-exact).")
+    description: ClassVar[str] = (
+        "Synthetic, 2 hyperparameters: 3 classes of 2-D Gaussians, means and spreads "
+        "affine in (a, b) (barycenter-exact)."
+    )
     Config = GaussianPlaneConfig
     in_default_suite: ClassVar[bool] = False
     categorical: ClassVar[bool] = True
@@ -57,8 +64,9 @@ class GaussianPlane(Task):
 
     @property
     def hyperparameters(self) -> HyperparameterSpace:
-        return HyperparameterSpace((Hyperparameter("a", 0.0, 1.0, Clock.IDENTITY),
-                                    Hyperparameter("b", 0.0, 1.0, Clock.IDENTITY)))
+        return HyperparameterSpace(
+            (Hyperparameter("a", 0.0, 1.0, Clock.IDENTITY), Hyperparameter("b", 0.0, 1.0, Clock.IDENTITY))
+        )
 
     @property
     def output_dim(self) -> int:
@@ -75,8 +83,10 @@ class GaussianPlane(Task):
         """Mean (M, 2) and per-coordinate standard deviation (M, 2) of each condition's Gaussian at λ."""
         a, b = self.hyperparameters.check(lam)
         cls = torch.as_tensor(conditions).reshape(-1).long()
-        return (_MEAN0[cls] + a * _DRIFT_A[cls] + b * _DRIFT_B[cls],
-                _SCALE0[cls] + a * _GROWTH_A[cls] + b * _GROWTH_B[cls])
+        return (
+            _MEAN0[cls] + a * _DRIFT_A[cls] + b * _DRIFT_B[cls],
+            _SCALE0[cls] + a * _GROWTH_A[cls] + b * _GROWTH_B[cls],
+        )
 
     def sample(self, lam: tuple[float, float], conditions: Tensor, n: int, seed: int) -> Tensor:
         mean, scale = self.moments(lam, conditions)

@@ -156,10 +156,16 @@ class MoonsDropout(TrainedTask):
 @dataclasses.dataclass(frozen=True)
 class MoonsDropout2DConfig(MoonsDropoutConfig):
     anchors: tuple = option((), "Anchor points (dropout, jitter); empty: the points of `design`.")
-    design: str = option("grid:3x3", "Anchor design when `anchors` is empty: grid:<n>x<m> or sobol:<N> "
-                         "(corners included), over the whole box.", cache=False)
-    heldout: tuple = option(((0.25, 0.25), (0.25, 0.75), (0.75, 0.25), (0.75, 0.75), (0.5, 0.35), (0.2, 0.5)),
-                            "Held-out points (dropout, jitter).", cache=False)
+    design: str = option(
+        "grid:3x3",
+        "Anchor design when `anchors` is empty: grid:<n>x<m> or sobol:<N> (corners included), over the whole box.",
+        cache=False,
+    )
+    heldout: tuple = option(
+        ((0.25, 0.25), (0.25, 0.75), (0.75, 0.25), (0.75, 0.75), (0.5, 0.35), (0.2, 0.5)),
+        "Held-out points (dropout, jitter).",
+        cache=False,
+    )
     validation: tuple = option((), "Validation points (tuning only).", cache=False)
 
 
@@ -173,8 +179,9 @@ class MoonsDropout2D(MoonsDropout):
     """
 
     name: ClassVar[str] = "moons-dropout-2d"
-    description: ClassVar[str] = ("Class-conditional DDPM on two moons; λ = (dropout rate, augmentation jitter) "
-                                  "(2 hyperparameters).")
+    description: ClassVar[str] = (
+        "Class-conditional DDPM on two moons; λ = (dropout rate, augmentation jitter) (2 hyperparameters)."
+    )
     Config = MoonsDropout2DConfig
     in_default_suite: ClassVar[bool] = False
 
@@ -184,8 +191,9 @@ class MoonsDropout2D(MoonsDropout):
 
     @property
     def hyperparameters(self) -> HyperparameterSpace:
-        return HyperparameterSpace((Hyperparameter("dropout", 0.0, 0.99, Clock.IDENTITY),
-                                    Hyperparameter("jitter", 0.0, 1.0, Clock.IDENTITY)))
+        return HyperparameterSpace(
+            (Hyperparameter("dropout", 0.0, 0.99, Clock.IDENTITY), Hyperparameter("jitter", 0.0, 1.0, Clock.IDENTITY))
+        )
 
     def _split(self, lam: Tensor) -> tuple[Tensor, Tensor | None]:
         lam = lam.reshape(-1, 2)

@@ -40,7 +40,9 @@ class NoisyRegressionConfig(TrainedTaskConfig):
 
 class NoisyRegression(TrainedTask):
     name: ClassVar[str] = "noisy-regression"
-    description: ClassVar[str] = "Synthetic: linear regression with input-noise variance λ (≡ ridge); closed-form best response."
+    description: ClassVar[str] = (
+        "Synthetic: linear regression with input-noise variance λ (≡ ridge); closed-form best response."
+    )
     Config = NoisyRegressionConfig
     in_default_suite: ClassVar[bool] = False
 
@@ -91,8 +93,9 @@ class NoisyRegression(TrainedTask):
 class NoisyRegression2DConfig(NoisyRegressionConfig):
     anchors: tuple = option((), "Anchor points (noise variance of features 1–2, of feature 3); empty: `design`.")
     design: str = option("grid:3x3", "Anchor design when `anchors` is empty: grid:<n>x<m> or sobol:<N>.", cache=False)
-    design_box: tuple = option(((0.1, 10.0), (0.1, 10.0)), "The box the design spans, (low, high) per axis.",
-                               cache=False)
+    design_box: tuple = option(
+        ((0.1, 10.0), (0.1, 10.0)), "The box the design spans, (low, high) per axis.", cache=False
+    )
     heldout: tuple = option(((0.3, 3.0), (3.0, 0.3), (0.3, 0.3), (3.0, 3.0)), "Held-out points.", cache=False)
     validation: tuple = option((), "Validation points (tuning only).", cache=False)
 
@@ -104,8 +107,10 @@ class NoisyRegression2D(NoisyRegression):
     vector-λ best response (a hypernetwork over (λ₁, λ₂) that does not approach w*(λ) here is broken)."""
 
     name: ClassVar[str] = "noisy-regression-2d"
-    description: ClassVar[str] = ("Synthetic, 2 hyperparameters: linear regression with two input-noise variances "
-                                  "(≡ ridge with two penalties); closed-form best response.")
+    description: ClassVar[str] = (
+        "Synthetic, 2 hyperparameters: linear regression with two input-noise variances "
+        "(≡ ridge with two penalties); closed-form best response."
+    )
     Config = NoisyRegression2DConfig
 
     @property
@@ -114,8 +119,12 @@ class NoisyRegression2D(NoisyRegression):
 
     @property
     def hyperparameters(self) -> HyperparameterSpace:
-        return HyperparameterSpace((Hyperparameter("noise_variance_12", 1e-3, 100.0, Clock.LOG),
-                                    Hyperparameter("noise_variance_3", 1e-3, 100.0, Clock.LOG)))
+        return HyperparameterSpace(
+            (
+                Hyperparameter("noise_variance_12", 1e-3, 100.0, Clock.LOG),
+                Hyperparameter("noise_variance_3", 1e-3, 100.0, Clock.LOG),
+            )
+        )
 
     def _variances(self, lam: Tensor) -> Tensor:
         lam = lam.reshape(-1, 2)

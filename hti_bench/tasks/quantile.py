@@ -42,7 +42,9 @@ class QuantileConfig(TrainedTaskConfig):
     anchors: tuple[float, ...] = option((0.01, 0.99), "Anchor quantile levels (the paper's).")
     heldout: tuple[float, ...] = option((0.1, 0.25, 0.5, 0.75, 0.9), "Held-out quantile levels.", cache=False)
     # Two anchors leave nothing to leave out, so tuning scores its trials at these (never held out).
-    validation: tuple[float, ...] = option((0.05, 0.35, 0.65, 0.95), "Validation quantile levels (tuning only).", cache=False)
+    validation: tuple[float, ...] = option(
+        (0.05, 0.35, 0.65, 0.95), "Validation quantile levels (tuning only).", cache=False
+    )
     n_samples: int = option(4, "Copies of each (deterministic) forecast.", cache=False)
     epochs: int = option(60, "Training epochs per network.")
     series: str = option("co2", "Built-in series: co2 (statsmodels' weekly Mauna Loa CO₂).")
@@ -53,9 +55,13 @@ class QuantileConfig(TrainedTaskConfig):
     hidden: int = option(64, "Width of the MLP's two hidden layers.")
     n_eval: int = option(64, "Evaluation windows (from the last 20 % of the series).", cache=False)
     n_fit: int = option(192, "Extra training-period windows the anchor data covers.", cache=False)
-    mode: str = option("transductive", "transductive: score n_eval windows spread over the last 20 %, the anchor "
-                       "data covering them too; inductive: fit on the first n_fit windows only and score the last "
-                       "n_eval (the paper's protocol: n_fit=1200, n_eval=180).", cache=False)
+    mode: str = option(
+        "transductive",
+        "transductive: score n_eval windows spread over the last 20 %, the anchor "
+        "data covering them too; inductive: fit on the first n_fit windows only and score the last "
+        "n_eval (the paper's protocol: n_fit=1200, n_eval=180).",
+        cache=False,
+    )
 
 
 def pinball(pred: Tensor, target: Tensor, tau: Tensor) -> Tensor:
@@ -66,7 +72,9 @@ def pinball(pred: Tensor, target: Tensor, tau: Tensor) -> Tensor:
 
 class Quantile(TrainedTask):
     name: ClassVar[str] = "quantile"
-    description: ClassVar[str] = "MLP quantile forecaster (12 → 3 steps) trained with the pinball loss at level τ (paper §5)."
+    description: ClassVar[str] = (
+        "MLP quantile forecaster (12 → 3 steps) trained with the pinball loss at level τ (paper §5)."
+    )
     Config = QuantileConfig
     in_default_suite: ClassVar[bool] = False
 
@@ -114,7 +122,7 @@ class Quantile(TrainedTask):
         last = w[:, c.lookback - 1 : c.lookback]
         rel = w - last
         n_train = int(0.8 * len(w))
-        scale = float(np.std(rel[:n_train, c.lookback:])) or 1.0
+        scale = float(np.std(rel[:n_train, c.lookback :])) or 1.0
         rel = rel / scale
         x = torch.as_tensor(rel[:, : c.lookback], dtype=torch.float32)
         y = torch.as_tensor(rel[:, c.lookback :], dtype=torch.float32)
@@ -145,8 +153,10 @@ class Quantile(TrainedTask):
         if self.mode == "inductive":
             n_fit, n_eval = int(self.config.n_fit), int(self.config.n_eval)
             if n_fit + n_eval > x.shape[0]:
-                raise ConfigError(f"task 'quantile': the inductive mode fits on the first n_fit={n_fit} windows and "
-                                  f"scores the last n_eval={n_eval}, but the series has {x.shape[0]} windows")
+                raise ConfigError(
+                    f"task 'quantile': the inductive mode fits on the first n_fit={n_fit} windows and "
+                    f"scores the last n_eval={n_eval}, but the series has {x.shape[0]} windows"
+                )
             return x[:n_fit]
         return x[self._spread(0, n_train, self.config.n_fit)]
 
@@ -155,7 +165,11 @@ class Quantile(TrainedTask):
     def build_network(self) -> nn.Module:
         c = self.config
         return nn.Sequential(
-            nn.Linear(c.lookback, c.hidden), nn.ReLU(), nn.Linear(c.hidden, c.hidden), nn.ReLU(), nn.Linear(c.hidden, c.horizon)
+            nn.Linear(c.lookback, c.hidden),
+            nn.ReLU(),
+            nn.Linear(c.hidden, c.hidden),
+            nn.ReLU(),
+            nn.Linear(c.hidden, c.horizon),
         )
 
     def per_example_loss(self, network: nn.Module, batch: Sequence[Tensor], lam: Tensor) -> Tensor:
@@ -192,7 +206,9 @@ def load_ett_column(path: str, column: str) -> np.ndarray:
     except Exception as err:
         raise ConfigError(f"task 'quantile': {file} cannot be read as CSV: {err}") from None
     if column not in frame.columns:
-        raise ConfigError(f"task 'quantile': {file} has no column {column!r}; columns: {', '.join(map(str, frame.columns))}")
+        raise ConfigError(
+            f"task 'quantile': {file} has no column {column!r}; columns: {', '.join(map(str, frame.columns))}"
+        )
     values = pd.to_numeric(frame[column], errors="coerce").to_numpy(dtype=np.float64)
     bad = int((~np.isfinite(values)).sum())
     if bad:

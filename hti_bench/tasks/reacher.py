@@ -37,21 +37,25 @@ ENV_ID = "Reacher-v4"
 class ReacherConfig(PolicyTaskConfig):
     anchors: tuple[float, ...] = option((1.0, 5.0), "Anchor control-cost weights λ (the paper's).")
     heldout: tuple[float, ...] = option((2.0, 3.0, 4.0), "Held-out control-cost weights (the paper's).", cache=False)
-    validation: tuple[float, ...] = option((1.5, 4.5), "Validation λ for tuning (two anchors leave none to leave out).",
-                                           cache=False)
+    validation: tuple[float, ...] = option(
+        (1.5, 4.5), "Validation λ for tuning (two anchors leave none to leave out).", cache=False
+    )
     n_samples: int = option(100, "Torques drawn per state.", cache=False)
     ppo_steps: int = option(200_000, "Environment steps of PPO training per target policy.")
-    gamma: float = option(0.9, "PPO discount factor γ (rl-baselines3-zoo's tuned Reacher value; see the module "
-                          "docstring).")
+    gamma: float = option(
+        0.9, "PPO discount factor γ (rl-baselines3-zoo's tuned Reacher value; see the module docstring)."
+    )
     ppo_n_steps: int = option(512, "PPO rollout length per environment (n_steps; the batch is n_envs × it).")
-    behaviour_episodes: int = option(20, "Episodes driven by the λ = 1 anchor policy to collect the evaluation "
-                                     "states.", cache=False)
+    behaviour_episodes: int = option(
+        20, "Episodes driven by the λ = 1 anchor policy to collect the evaluation states.", cache=False
+    )
 
 
 class Reacher(PolicyTask):
     name: ClassVar[str] = "reacher"
-    description: ClassVar[str] = ("PPO policies for MuJoCo Reacher-v4; λ = weight of the control cost in the reward; "
-                                  "closed-loop return.")
+    description: ClassVar[str] = (
+        "PPO policies for MuJoCo Reacher-v4; λ = weight of the control cost in the reward; closed-loop return."
+    )
     Config = ReacherConfig
     obs_dim: ClassVar[int] = 11
     action_low: ClassVar[tuple[float, ...]] = (-1.0, -1.0)

@@ -36,7 +36,9 @@ class GaussianPolicy(nn.Module):
 
     def __init__(self, hidden: int) -> None:
         super().__init__()
-        self.body = nn.Sequential(nn.Linear(6, hidden), nn.Tanh(), nn.Linear(hidden, hidden), nn.Tanh(), nn.Linear(hidden, 4))
+        self.body = nn.Sequential(
+            nn.Linear(6, hidden), nn.Tanh(), nn.Linear(hidden, hidden), nn.Tanh(), nn.Linear(hidden, 4)
+        )
 
     def forward(self, state: Tensor) -> tuple[Tensor, Tensor]:
         mean, log_std = self.body(state).chunk(2, dim=-1)
@@ -130,7 +132,9 @@ class RewardWeighting(TrainedTask):
         actions = samples.reshape(m * n, 2)
         after = step(states, actions)
         effort_weight, speed_weight = self._weights(torch.as_tensor(lam, dtype=torch.float64).reshape(1, -1))
-        reward = -(after[:, 0:2] - after[:, 4:6]).pow(2).sum(dim=1) - float(effort_weight[0]) * actions.pow(2).sum(dim=1)
+        reward = -(after[:, 0:2] - after[:, 4:6]).pow(2).sum(dim=1) - float(effort_weight[0]) * actions.pow(2).sum(
+            dim=1
+        )
         if speed_weight is not None:
             reward = reward - float(speed_weight[0]) * after[:, 2:4].pow(2).sum(dim=1)
         return {"step_reward": float(reward.mean())}
@@ -139,10 +143,16 @@ class RewardWeighting(TrainedTask):
 @dataclasses.dataclass(frozen=True)
 class RewardWeighting2DConfig(RewardWeightingConfig):
     anchors: tuple = option((), "Anchor points (effort, speed); empty: the points of `design`.")
-    design: str = option("grid:3x3", "Anchor design when `anchors` is empty: grid:<n>x<m> or sobol:<N> "
-                         "(corners included), over the whole box.", cache=False)
-    heldout: tuple = option(((0.3, 0.5), (0.3, 1.5), (1.0, 0.5), (1.0, 1.5), (0.2, 1.0), (1.8, 1.0)),
-                            "Held-out points (effort, speed).", cache=False)
+    design: str = option(
+        "grid:3x3",
+        "Anchor design when `anchors` is empty: grid:<n>x<m> or sobol:<N> (corners included), over the whole box.",
+        cache=False,
+    )
+    heldout: tuple = option(
+        ((0.3, 0.5), (0.3, 1.5), (1.0, 0.5), (1.0, 1.5), (0.2, 1.0), (1.8, 1.0)),
+        "Held-out points (effort, speed).",
+        cache=False,
+    )
 
 
 class RewardWeighting2D(RewardWeighting):
@@ -153,8 +163,9 @@ class RewardWeighting2D(RewardWeighting):
     3.5× and speed 1.6× the seed-to-seed floor per grid step)."""
 
     name: ClassVar[str] = "reward-weighting-2d"
-    description: ClassVar[str] = ("Gaussian policy for a 2-D point mass; λ = (effort, speed) weights of two reward "
-                                  "penalties (2 hyperparameters).")
+    description: ClassVar[str] = (
+        "Gaussian policy for a 2-D point mass; λ = (effort, speed) weights of two reward penalties (2 hyperparameters)."
+    )
     Config = RewardWeighting2DConfig
 
     @property
@@ -164,8 +175,9 @@ class RewardWeighting2D(RewardWeighting):
     @property
     def hyperparameters(self) -> HyperparameterSpace:
         # Effort on a log clock: the 1-D task's anchors 0.1, 1, 3 already say its effect is logarithmic.
-        return HyperparameterSpace((Hyperparameter("effort", 0.1, 3.0, Clock.LOG),
-                                    Hyperparameter("speed", 0.0, 2.0, Clock.IDENTITY)))
+        return HyperparameterSpace(
+            (Hyperparameter("effort", 0.1, 3.0, Clock.LOG), Hyperparameter("speed", 0.0, 2.0, Clock.IDENTITY))
+        )
 
     def _weights(self, lam: Tensor) -> tuple[Tensor, Tensor | None]:
         lam = lam.reshape(-1, 2)

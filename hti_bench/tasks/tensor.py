@@ -50,14 +50,24 @@ class TensorConfig(TaskConfig):
     y_dim: int = option(0, "Output dimension D; 0 = the file's y_dim.")
     lambdas: tuple = option((), "The T λ values (or T points of d values); empty = the file's.")
     clock: str = option("identity", "λ's clock: identity, log or logit (d > 1: one, or one per axis, comma separated).")
-    axes: str = option("", "Names of λ's d axes, comma separated, for a file of d-dimensional λ (default lambda1, lambda2, …).")
+    axes: str = option(
+        "", "Names of λ's d axes, comma separated, for a file of d-dimensional λ (default lambda1, lambda2, …)."
+    )
     rows: int = option(0, "Use only the first `rows` rows of each λ (0 = all).")
     categorical: str = option("auto", "Whether x is one class-id column: auto, yes or no.")
     n_samples: int = option(0, "Samples per condition; 0 = every stored row of the smallest condition.", cache=False)
-    score_rows: str = option("", "Inductive mode: the file rows whose conditions are scored, as start:stop (Python "
-                             "slice, e.g. -180: for the last 180); empty = every condition, transductive.", cache=False)
-    fit_rows: str = option("", "Inductive mode: the file rows the anchor data covers, as start:stop (e.g. :1200); "
-                           "empty = every row not scored.", cache=False)
+    score_rows: str = option(
+        "",
+        "Inductive mode: the file rows whose conditions are scored, as start:stop (Python "
+        "slice, e.g. -180: for the last 180); empty = every condition, transductive.",
+        cache=False,
+    )
+    fit_rows: str = option(
+        "",
+        "Inductive mode: the file rows the anchor data covers, as start:stop (e.g. :1200); "
+        "empty = every row not scored.",
+        cache=False,
+    )
 
 
 class TensorTask(Task):
@@ -156,8 +166,9 @@ class TensorTask(Task):
             return lambdas
         points = tuple(tuple(float(v) for v in row) for row in arr)
         if len(set(points)) != len(points):
-            raise self._fail("λ points must be distinct: "
-                             f"{next(p for p in points if points.count(p) > 1)} appears more than once")
+            raise self._fail(
+                f"λ points must be distinct: {next(p for p in points if points.count(p) > 1)} appears more than once"
+            )
         for j in range(arr.shape[1]):
             if arr[:, j].min() == arr[:, j].max():
                 raise self._fail(f"axis {j + 1} of λ takes one value ({arr[0, j]}) in every slice: drop it")
@@ -185,8 +196,10 @@ class TensorTask(Task):
         try:
             return sorted(int(i) for i in ConvexHull(unit).vertices)
         except QhullError:
-            raise self._fail("its λ points lie in a lower-dimensional subspace (no hull to interpolate in); "
-                             "drop the redundant axis or give anchors=(…)") from None
+            raise self._fail(
+                "its λ points lie in a lower-dimensional subspace (no hull to interpolate in); "
+                "drop the redundant axis or give anchors=(…)"
+            ) from None
 
     @property
     def heldout(self) -> tuple:
@@ -194,8 +207,7 @@ class TensorTask(Task):
             return self._points(self.config.heldout, "heldout")
         taken = self.anchors + self.validation
         if self._file_d > 1:
-            return tuple(p for p in self._lambdas
-                         if not any(_same(p, a) for a in taken) and self._inside_hull(p))
+            return tuple(p for p in self._lambdas if not any(_same(p, a) for a in taken) and self._inside_hull(p))
         lo, hi = self.anchors[0], self.anchors[-1]
         return tuple(v for v in self._lambdas if lo < v < hi and not any(math.isclose(v, a) for a in taken))
 
@@ -223,16 +235,26 @@ class TensorTask(Task):
         d = self._file_d
         if d == 1:
             return HyperparameterSpace((self.hyperparameter,))
-        names = [n.strip() for n in self.config.axes.split(",")] if self.config.axes else [f"lambda{j + 1}" for j in range(d)]
+        names = (
+            [n.strip() for n in self.config.axes.split(",")]
+            if self.config.axes
+            else [f"lambda{j + 1}" for j in range(d)]
+        )
         clocks = [c.strip() for c in self.config.clock.split(",")]
         if len(names) != d or len(clocks) not in (1, d):
-            raise self._fail(f"its λ has {d} axes, so axes needs {d} names (got {self.config.axes!r}) and clock "
-                             f"one clock or {d} (got {self.config.clock!r})")
+            raise self._fail(
+                f"its λ has {d} axes, so axes needs {d} names (got {self.config.axes!r}) and clock "
+                f"one clock or {d} (got {self.config.clock!r})"
+            )
         clocks = clocks * d if len(clocks) == 1 else clocks
         columns = list(zip(*self._lambdas))
         try:
-            return HyperparameterSpace(tuple(Hyperparameter(name, min(col), max(col), Clock.parse(clock))
-                                             for name, col, clock in zip(names, columns, clocks)))
+            return HyperparameterSpace(
+                tuple(
+                    Hyperparameter(name, min(col), max(col), Clock.parse(clock))
+                    for name, col, clock in zip(names, columns, clocks)
+                )
+            )
         except (ConfigError, ValueError) as err:
             raise self._fail(str(err)) from None
 
@@ -292,9 +314,11 @@ class TensorTask(Task):
             fit = torch.as_tensor(np.setdiff1d(np.arange(self._x_unique.shape[0]), scored.numpy()))
         shared = np.intersect1d(fit.numpy(), scored.numpy())
         if shared.size:
-            raise self._fail(f"fit_rows and score_rows share {shared.size} condition(s) (e.g. x = "
-                             f"{self._x_unique[int(shared[0])].tolist()}): an inductive score needs conditions the "
-                             "surrogates never saw")
+            raise self._fail(
+                f"fit_rows and score_rows share {shared.size} condition(s) (e.g. x = "
+                f"{self._x_unique[int(shared[0])].tolist()}): an inductive score needs conditions the "
+                "surrogates never saw"
+            )
         return self._x_unique[fit].clone()
 
     def _rows(self, lam: float, conditions: Tensor) -> list[Tensor]:
@@ -318,7 +342,9 @@ class TensorTask(Task):
 
     def floor_sample(self, lam: float, conditions: Tensor, n: int, seed: int) -> Tensor:
         gen = torch.Generator().manual_seed(int(seed))
-        return torch.stack([ys[torch.randint(0, ys.shape[0], (n,), generator=gen)] for ys in self._rows(lam, conditions)])
+        return torch.stack(
+            [ys[torch.randint(0, ys.shape[0], (n,), generator=gen)] for ys in self._rows(lam, conditions)]
+        )
 
 
 def _same(a: tuple[float, ...], b: tuple[float, ...]) -> bool:

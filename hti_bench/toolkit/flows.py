@@ -97,8 +97,16 @@ class TimeMLP(nn.Module):
     ``out_dim`` entries (default: y's dimension).
     """
 
-    def __init__(self, dim: int, fourier: Sequence[bool], hidden: Sequence[int], cond_dim: int,
-                 n_classes: int | None, residual: bool = False, out_dim: int | None = None) -> None:
+    def __init__(
+        self,
+        dim: int,
+        fourier: Sequence[bool],
+        hidden: Sequence[int],
+        cond_dim: int,
+        n_classes: int | None,
+        residual: bool = False,
+        out_dim: int | None = None,
+    ) -> None:
         super().__init__()
         if residual and out_dim not in (None, dim):
             raise ValueError(f"a residual TimeMLP maps y to y's dimension {dim}, not {out_dim}")
@@ -108,8 +116,10 @@ class TimeMLP(nn.Module):
         self.net = FiLMMLP(dim + n_feats, out_dim or dim, hidden, cond_dim, n_classes, act=nn.SiLU, zero_last=residual)
 
     def forward(self, y: Tensor, x: Tensor, *times: Tensor) -> Tensor:
-        feats = [time_features(torch.as_tensor(t, dtype=y.dtype, device=y.device).expand(y.shape[0]), f)
-                 for t, f in zip(times, self.fourier, strict=True)]
+        feats = [
+            time_features(torch.as_tensor(t, dtype=y.dtype, device=y.device).expand(y.shape[0]), f)
+            for t, f in zip(times, self.fourier, strict=True)
+        ]
         out = self.net(torch.cat([y, *feats], dim=-1), x)
         return y + out if self.residual else out
 
@@ -187,8 +197,9 @@ class FlowData:
             if coupling == "row" or a == b:
                 perm = torch.arange(n).expand(m, n).clone()
             else:
-                perm = torch.stack([self._permutation(self.anchors.samples[a, i], self.anchors.samples[b, i])
-                                    for i in range(m)])
+                perm = torch.stack(
+                    [self._permutation(self.anchors.samples[a, i], self.anchors.samples[b, i]) for i in range(m)]
+                )
             self._partners[key] = perm.to(self.device)
         return self._partners[key]
 
@@ -214,8 +225,9 @@ class FlowData:
         flat = torch.randint(0, m * n, (batch,), generator=gen)
         return (flat // n).to(self.device), (flat % n).to(self.device)
 
-    def pairs(self, a: Tensor, b: Tensor, cond: Tensor, row: Tensor, coupling: str,
-              gen: torch.Generator) -> tuple[Tensor, Tensor]:
+    def pairs(
+        self, a: Tensor, b: Tensor, cond: Tensor, row: Tensor, coupling: str, gen: torch.Generator
+    ) -> tuple[Tensor, Tensor]:
         """Paired samples (y_a, y_b), each (B, D), of the same condition, for per-pair anchors a, b."""
         n = self.shape[2]
         y_a = self.y[a, cond, row]
@@ -303,8 +315,15 @@ class Segments:
         with several hyperparameters)."""
         return flow / self.length[k][:, None]
 
-    def matching_loss(self, velocity: Callable[[Tensor, Tensor, Tensor], Tensor], ys: Tensor, x: Tensor,
-                      k: Tensor, s: Tensor, flow: Tensor) -> Tensor:
+    def matching_loss(
+        self,
+        velocity: Callable[[Tensor, Tensor, Tensor], Tensor],
+        ys: Tensor,
+        x: Tensor,
+        k: Tensor,
+        s: Tensor,
+        flow: Tensor,
+    ) -> Tensor:
         """Flow-matching loss at fraction ``s`` of segments ``k``: ``velocity(ys, x, τ)`` at the clock point
         τ there, regressed on the path's ``flow`` (dy/ds) per unit of clock time or distance."""
         start = self.tau[self.route[k, 0]]
@@ -315,8 +334,15 @@ class Segments:
         pred = (field @ edge[:, :, None]).squeeze(-1)
         return (((pred - flow) / self.length[k][:, None]) ** 2).sum(-1).mean()
 
-    def flow_to(self, velocity: Callable[[Tensor, Tensor, Tensor], Tensor], y: Tensor, x: Tensor, start: int,
-                target: Tensor, **solver: Any) -> Tensor:
+    def flow_to(
+        self,
+        velocity: Callable[[Tensor, Tensor, Tensor], Tensor],
+        y: Tensor,
+        x: Tensor,
+        start: int,
+        target: Tensor,
+        **solver: Any,
+    ) -> Tensor:
         """Several hyperparameters: integrate standardised samples ``y`` from anchor ``start`` along the
         straight segment to the clock point ``target`` (d,); ``solver`` as :func:`integrate` takes it."""
         origin = self.tau[start]
@@ -328,9 +354,16 @@ class Segments:
 
         return integrate(along, y, 0.0, 1.0, **solver)
 
-    def sample_plane(self, velocity: Callable[[Tensor, Tensor, Tensor], Tensor], lam: tuple[float, ...],
-                     conditions: Tensor, n: int, gen: torch.Generator, start: int | None = None,
-                     **solver: Any) -> Tensor:
+    def sample_plane(
+        self,
+        velocity: Callable[[Tensor, Tensor, Tensor], Tensor],
+        lam: tuple[float, ...],
+        conditions: Tensor,
+        n: int,
+        gen: torch.Generator,
+        start: int | None = None,
+        **solver: Any,
+    ) -> Tensor:
         """Several hyperparameters: n samples per query condition at λ, in output units (M', n, D), from
         anchor ``start`` (default: the nearest) along the segment to λ. Refuses a λ outside the anchors' hull."""
         data = self.data
@@ -357,8 +390,17 @@ def validate_solver(solver: str, atol: float, rtol: float, step_size: float) -> 
 
 
 @torch.no_grad()
-def integrate(field: Callable[[Tensor, float | Tensor], Tensor], y0: Tensor, t0: float, t1: float, *,
-              solver: str = "dopri5", atol: float = 1e-5, rtol: float = 1e-5, step_size: float = 0.01) -> Tensor:
+def integrate(
+    field: Callable[[Tensor, float | Tensor], Tensor],
+    y0: Tensor,
+    t0: float,
+    t1: float,
+    *,
+    solver: str = "dopri5",
+    atol: float = 1e-5,
+    rtol: float = 1e-5,
+    step_size: float = 0.01,
+) -> Tensor:
     """Solve dy/dt = field(y, t) from t0 to t1 (either direction) with torchdiffeq; returns y(t1).
 
     Tolerances are explicit because torchdiffeq's defaults (rtol 1e-7, atol 1e-9) make a learned field

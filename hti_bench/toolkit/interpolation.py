@@ -47,8 +47,9 @@ class AnchorInterpolator(Surrogate):
         conditions should not pay a Python loop (quantile has 64 evaluation conditions of 4 samples)."""
         return torch.stack([self.interpolate(k, s, int(i), n, generator) for i in index])
 
-    def interpolate_simplex(self, vertices: tuple[int, ...], weights: tuple[float, ...], index: Tensor, n: int,
-                            generator: torch.Generator) -> Tensor:
+    def interpolate_simplex(
+        self, vertices: tuple[int, ...], weights: tuple[float, ...], index: Tensor, n: int, generator: torch.Generator
+    ) -> Tensor:
         """d > 1: n samples (C, n, D) for each anchor condition index in ``index`` at the point whose
         barycentric weights over the anchors ``vertices`` (indices into the anchor set, the Delaunay
         simplex around it in unit clock time) are ``weights``. Implement it and set
@@ -73,6 +74,7 @@ class AnchorInterpolator(Surrogate):
 
             def answer(model: AnchorInterpolator, index: Tensor) -> Tensor:
                 return model.interpolate_many(k, s, index, int(n), self.generator(seed))
+
         index = self.anchors_.lookup(conditions)
         if bool((index >= 0).all()):
             return answer(self, index)

@@ -78,9 +78,19 @@ class RBFMetric:
         self.fit_error: float | None = None
 
     @classmethod
-    def fit(cls, points: Tensor, *, n_centers: int, kappa: float, rho: float, alpha: float = 1.0,
-            steps: int = 300, lr: float = 1e-2, kmeans_iters: int = 25,
-            gen: torch.Generator | None = None) -> RBFMetric:
+    def fit(
+        cls,
+        points: Tensor,
+        *,
+        n_centers: int,
+        kappa: float,
+        rho: float,
+        alpha: float = 1.0,
+        steps: int = 300,
+        lr: float = 1e-2,
+        kmeans_iters: int = 25,
+        gen: torch.Generator | None = None,
+    ) -> RBFMetric:
         """k-means (Lloyd, from a random subset of each group's points), spreads, then the weights W ≥ 0
         by Adam on mean (1 − h(y_n))² over the points (a small non-negative least-squares problem)."""
         points = points.detach()
@@ -91,7 +101,9 @@ class RBFMetric:
 
         def assign(centres: Tensor) -> tuple[Tensor, Tensor]:
             label = torch.cdist(points, centres).argmin(-1)  # (G, N)
-            counts = torch.zeros(g, c, device=points.device).scatter_add_(1, label, torch.ones_like(label, dtype=points.dtype))
+            counts = torch.zeros(g, c, device=points.device).scatter_add_(
+                1, label, torch.ones_like(label, dtype=points.dtype)
+            )
             return label, counts
 
         for _ in range(int(kmeans_iters)):
@@ -103,7 +115,9 @@ class RBFMetric:
         sigma = (torch.zeros(g, c, device=points.device).scatter_add_(1, label, sq) / counts.clamp_min(1)).sqrt()
         # A cluster with one point (or identical points) has no spread: give it its group's median spread.
         ok = (counts > 1) & (sigma > MIN_SCALE)
-        fallback = torch.stack([s[m].median() if bool(m.any()) else points.new_tensor(MIN_SCALE) for s, m in zip(sigma, ok)])
+        fallback = torch.stack(
+            [s[m].median() if bool(m.any()) else points.new_tensor(MIN_SCALE) for s, m in zip(sigma, ok)]
+        )
         sigma = torch.where(ok, sigma, fallback[:, None]).clamp_min(MIN_SCALE)
         precision = 1.0 / (2 * (float(kappa) * sigma) ** 2)
         phi = torch.exp(-0.5 * precision[:, None, :] * torch.cdist(points, centres) ** 2)  # (G, N, C)
@@ -124,8 +138,9 @@ class RBFMetric:
     def height(self, y: Tensor, group: Tensor) -> Tensor:
         """h(y), shape (B, r, 1), for blocks of r points y (B, r, D), block b in group ``group[b]``."""
         centres = _gather(self.centres, group)  # (B, C, D)
-        dist = ((centres**2).sum(-1)[:, None, :] - 2 * torch.bmm(y, centres.transpose(1, 2))
-                + (y**2).sum(-1, keepdim=True)).clamp_min(0.0)  # (B, r, C)
+        dist = (
+            (centres**2).sum(-1)[:, None, :] - 2 * torch.bmm(y, centres.transpose(1, 2)) + (y**2).sum(-1, keepdim=True)
+        ).clamp_min(0.0)  # (B, r, C)
         phi = torch.exp(-0.5 * _gather(self.precision, group)[:, None, :] * dist)
         return (phi * _gather(self.weights, group)[:, None, :]).sum(-1, keepdim=True)
 

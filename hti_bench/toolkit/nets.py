@@ -18,13 +18,17 @@ class Conditioner(nn.Module):
     condition (C = 0) it returns γ = 1, β = 0.
     """
 
-    def __init__(self, cond_dim: int, n_classes: int | None, width: int, embed: int = 16, act: type[nn.Module] = nn.ReLU) -> None:
+    def __init__(
+        self, cond_dim: int, n_classes: int | None, width: int, embed: int = 16, act: type[nn.Module] = nn.ReLU
+    ) -> None:
         super().__init__()
         self.width = width
         self.n_classes = n_classes
         self.cond_dim = cond_dim
         if n_classes is not None:
-            self.net = nn.Sequential(nn.Embedding(n_classes, embed), nn.Linear(embed, embed), act(), nn.Linear(embed, 2 * width))
+            self.net = nn.Sequential(
+                nn.Embedding(n_classes, embed), nn.Linear(embed, embed), act(), nn.Linear(embed, 2 * width)
+            )
         elif cond_dim > 0:
             self.net = nn.Sequential(nn.Linear(cond_dim, embed), act(), nn.Linear(embed, 2 * width))
         else:
@@ -157,7 +161,9 @@ def check_device(name: str) -> None:
     try:
         torch.device(name)
     except (RuntimeError, TypeError, ValueError):
-        raise ConfigError(f"device must be 'auto' or a torch device such as cpu, cuda or cuda:1, got {name!r}") from None
+        raise ConfigError(
+            f"device must be 'auto' or a torch device such as cpu, cuda or cuda:1, got {name!r}"
+        ) from None
 
 
 def check_hidden(hidden: object, key: str = "hidden") -> None:

@@ -41,8 +41,9 @@ def _fusable(params: list[Tensor]) -> bool:
     return bool(params) and all(p.device.type in _FUSED_DEVICES and p.dtype.is_floating_point for p in params)
 
 
-def adam(params: Iterable[Tensor | nn.Parameter], lr: float, *, weight_decay: float = 0.0,
-         decoupled: bool = False) -> torch.optim.Optimizer:
+def adam(
+    params: Iterable[Tensor | nn.Parameter], lr: float, *, weight_decay: float = 0.0, decoupled: bool = False
+) -> torch.optim.Optimizer:
     """``torch.optim.Adam`` (``decoupled=True``: ``AdamW``) over the parameters that need gradients."""
     params = [p for p in params if p.requires_grad]
     cls = torch.optim.AdamW if decoupled else torch.optim.Adam
@@ -58,8 +59,14 @@ def cosine(opt: torch.optim.Optimizer, steps: int) -> torch.optim.lr_scheduler.L
     )
 
 
-def step(opt: torch.optim.Optimizer, loss: Tensor, *, clip: float | None = None, schedule: object = None,
-         at: int | None = None) -> None:
+def step(
+    opt: torch.optim.Optimizer,
+    loss: Tensor,
+    *,
+    clip: float | None = None,
+    schedule: object = None,
+    at: int | None = None,
+) -> None:
     """One optimiser step on ``loss``: refuse a non-finite loss (naming step ``at``), backward, clip the
     gradient norm of ``opt``'s parameters to ``clip`` (None: no clipping), step, advance ``schedule``."""
     if not torch.isfinite(loss):
@@ -74,9 +81,16 @@ def step(opt: torch.optim.Optimizer, loss: Tensor, *, clip: float | None = None,
         schedule.step()
 
 
-def train_loop(params: Sequence[nn.Parameter] | Iterable[nn.Parameter], loss_fn: Callable[[int], Tensor], *,
-               steps: int, lr: float, clip: float | None, weight_decay: float = 0.0,
-               decoupled: bool = False) -> list[float]:
+def train_loop(
+    params: Sequence[nn.Parameter] | Iterable[nn.Parameter],
+    loss_fn: Callable[[int], Tensor],
+    *,
+    steps: int,
+    lr: float,
+    clip: float | None,
+    weight_decay: float = 0.0,
+    decoupled: bool = False,
+) -> list[float]:
     """``steps`` optimiser steps on ``loss_fn(step)`` with :func:`adam` and a :func:`cosine` schedule;
     returns the loss of every step."""
     opt = adam(params, lr, weight_decay=weight_decay, decoupled=decoupled)

@@ -106,7 +106,9 @@ def verified_groups(network: nn.Module, probe: Callable[[nn.Module], Tensor], se
     return kept
 
 
-def weight_matching(a: State, b: State, groups: list[Group], max_rounds: int = 100, seed: int = 0) -> dict[Group, Tensor]:
+def weight_matching(
+    a: State, b: State, groups: list[Group], max_rounds: int = 100, seed: int = 0
+) -> dict[Group, Tensor]:
     """Permutations of ``b``'s hidden units (one per group) that align them with ``a``'s.
 
     For one group the cost of pairing unit i of a with unit j of b is the inner product of everything

@@ -51,7 +51,9 @@ def make_inputs(seed: int = 0) -> dict[str, np.ndarray]:
     inp: dict[str, np.ndarray] = {"seed": np.int64(seed)}
     inp["points_cat"] = cat_points(16)
     inp["points_cont3"] = rng.normal(0, 1, (16, 5)).astype(np.float32)
-    support = [np.concatenate([rng.normal((-1 + 2 * c, 0.5 * c), 0.5, (40, 2)), np.full((40, 1), c)], 1) for c in (0, 1)]
+    support = [
+        np.concatenate([rng.normal((-1 + 2 * c, 0.5 * c), 0.5, (40, 2)), np.full((40, 1), c)], 1) for c in (0, 1)
+    ]
     inp["support_cat"] = np.concatenate(support).astype(np.float32)
     inp["support_cont"] = rng.normal(0, 1, (80, 4)).astype(np.float32)
     inp["points_cont"] = rng.normal(0, 1, (16, 4)).astype(np.float32)
@@ -80,8 +82,12 @@ def run_reference(python: str, nlot: str, inputs: dict[str, np.ndarray]) -> dict
     with tempfile.TemporaryDirectory() as tmp:
         src, dst = Path(tmp) / "inputs.npz", Path(tmp) / "reference.npz"
         np.savez(src, **inputs)
-        done = subprocess.run([python, str(REFERENCE_SIDE), "--nlot", nlot, "--inputs", str(src), "--out", str(dst)],
-                              capture_output=True, text=True, env={**os.environ, "WANDB_MODE": "disabled"})
+        done = subprocess.run(
+            [python, str(REFERENCE_SIDE), "--nlot", nlot, "--inputs", str(src), "--out", str(dst)],
+            capture_output=True,
+            text=True,
+            env={**os.environ, "WANDB_MODE": "disabled"},
+        )
         if done.returncode:
             raise RuntimeError(f"the reference side failed:\n{done.stdout[-2000:]}\n{done.stderr[-4000:]}")
         return dict(np.load(dst))
@@ -106,7 +112,9 @@ def load_film_mlp(net: nn.Module, params: dict[str, np.ndarray], prefix: str, bo
     _load_dense(net.first, params, f"{prefix}/spatial_dense_0")
     film = net.film.net
     if f"{prefix}/category_embedding/embedding" in params:
-        for module, name in zip((film[0], film[1], film[3]), ("category_embedding", "cat_film_dense_0", "cat_film_dense_1")):
+        for module, name in zip(
+            (film[0], film[1], film[3]), ("category_embedding", "cat_film_dense_0", "cat_film_dense_1")
+        ):
             _load_dense(module, params, f"{prefix}/{name}")
     else:
         for module, name in zip((film[0], film[2]), ("film_dense_0", "film_dense_1")):
@@ -133,10 +141,18 @@ def _clot(inp: dict[str, np.ndarray], metric: str = "learned", potential: bool =
     from hti_bench.harness.registry import surrogate_classes
 
     return surrogate_classes()["clot"](
-        metric=metric, potential=potential, cost="reference", spline_basis="reference", path_points=19,
-        spline_nodes=int(inp["spline_nodes"]), spline_hidden=int(inp["spline_hidden"]),
-        hidden=tuple(int(w) for w in inp["potential_hidden"]), ctransform_iters=int(inp["ctransform_iters"]),
-        potential_grid=0, metric_grid=0)
+        metric=metric,
+        potential=potential,
+        cost="reference",
+        spline_basis="reference",
+        path_points=19,
+        spline_nodes=int(inp["spline_nodes"]),
+        spline_hidden=int(inp["spline_hidden"]),
+        hidden=tuple(int(w) for w in inp["potential_hidden"]),
+        ctransform_iters=int(inp["ctransform_iters"]),
+        potential_grid=0,
+        metric_grid=0,
+    )
 
 
 def port_modules(inp: dict[str, np.ndarray], ref: dict[str, np.ndarray], gname: str) -> dict:
@@ -150,8 +166,11 @@ def port_modules(inp: dict[str, np.ndarray], ref: dict[str, np.ndarray], gname: 
     if metric.learnable:
         load_film_mlp(metric.net, ref, f"{gname}/metric_module", ["dense_1"], "output_dense")
     support = inp["support_cat"]
-    kde = KDEPotential(_t(support[:, :2]), _t(support[:, 2:]), True, float(inp["h"]), 1.0, float(inp["alpha"])) \
-        if potential else None
+    kde = (
+        KDEPotential(_t(support[:, :2]), _t(support[:, 2:]), True, float(inp["h"]), 1.0, float(inp["alpha"]))
+        if potential
+        else None
+    )
     load_film_mlp(spline, ref, f"{gname}/spline_model", ["Dense_0"], "Dense_1")
     body = [f"common_dense_{i}" for i in range(len(inp["potential_hidden"]) - 1)]
     load_film_mlp(g[0], ref, f"{gname}_g", body, "output_dense")
@@ -188,7 +207,9 @@ def port_outputs(inp: dict[str, np.ndarray], ref: dict[str, np.ndarray]) -> dict
         cat, cont = inp["support_cat"], inp["support_cont"]
         kde = KDEPotential(_t(cat[:, :2]), _t(cat[:, 2:]), True, float(inp["h"]), 1.0, float(inp["alpha"]))
         out["kde_cat:U"] = kde(_t(inp["points_cat"][:, None, :2]), _t(inp["points_cat"][:, 2:]))[:, 0].numpy()
-        kde = KDEPotential(_t(cont[:, :2]), _t(cont[:, 2:]), False, float(inp["h"]), float(inp["hx"]), float(inp["alpha"]))
+        kde = KDEPotential(
+            _t(cont[:, :2]), _t(cont[:, 2:]), False, float(inp["h"]), float(inp["hx"]), float(inp["alpha"])
+        )
         out["kde_cont:U"] = kde(_t(inp["points_cont"][:, None, :2]), _t(inp["points_cont"][:, 2:]))[:, 0].numpy()
 
         nodes = int(inp["spline_nodes"])
@@ -209,7 +230,9 @@ def port_outputs(inp: dict[str, np.ndarray], ref: dict[str, np.ndarray]) -> dict
             phi = spline(torch.cat([src[:, :2], tgt[:, :2]], 1), x).reshape(-1, nodes, 2)
             out[f"{gname}:phi"] = phi.reshape(phi.shape[0], -1).numpy()
             ref_phi = _t(ref[f"{gname}:phi"]).reshape(-1, nodes, 2)
-            out[f"{gname}:cost_given_phi"] = path_cost(path, metric, kde, src[:, :2], tgt[:, :2], ref_phi, x, "reference").numpy()
+            out[f"{gname}:cost_given_phi"] = path_cost(
+                path, metric, kde, src[:, :2], tgt[:, :2], ref_phi, x, "reference"
+            ).numpy()
             out[f"{gname}:cost"] = path_cost(path, metric, kde, src[:, :2], tgt[:, :2], phi, x, "reference").numpy()
             out[f"{gname}:T"] = t(src[:, :2], x).numpy()
             # One training step's losses at the reference's c-transform solution ŷ (a constant).
@@ -236,7 +259,9 @@ def _jaxopt_ctransform(mods: dict, src: torch.Tensor) -> torch.Tensor:
     import jaxopt_like
 
     with torch.no_grad():
-        solution = jaxopt_like.clot_ctransform(mods["clot"], src[:, :2], src[:, 2:], torch.zeros(src.shape[0], dtype=torch.long))
+        solution = jaxopt_like.clot_ctransform(
+            mods["clot"], src[:, :2], src[:, 2:], torch.zeros(src.shape[0], dtype=torch.long)
+        )
     return torch.cat([solution, src[:, 2:]], 1)
 
 
@@ -305,7 +330,13 @@ for _g, _label in (("geo_eig_pot", "K_θ − Û"), ("geo_eucl_pot", "K_I − Û"
     CHECKS += [
         (f"discretised energy, {_label}", "E on given nodes", f"{_g}:energy", f"{_g}:energy", ""),
         (f"spline amortiser, {_label}", "φ(y0, y1 | x)", f"{_g}:phi", f"{_g}:phi", ""),
-        (f"path cost (reference form), {_label}", "½E² for the reference's φ", f"{_g}:cost", f"{_g}:cost_given_phi", ""),
+        (
+            f"path cost (reference form), {_label}",
+            "½E² for the reference's φ",
+            f"{_g}:cost",
+            f"{_g}:cost_given_phi",
+            "",
+        ),
         (f"path cost (reference form), {_label}", "½E², φ from the amortiser", f"{_g}:cost", f"{_g}:cost", ""),
         (f"source map T_k (residual), {_label}", "T(y | x)", f"{_g}:T", f"{_g}:T", ""),
         (f"dual loss of one step, {_label}", "−E[c(y, ŷ) − g(ŷ)] − E g(y')", f"{_g}:dual_loss", f"{_g}:dual_loss", ""),
@@ -325,19 +356,49 @@ def compare(ref: dict[str, np.ndarray], port: dict[str, np.ndarray]) -> list[Row
         a, r = _diff(ref[f"{gname}:ctransform"][:, :2], port[f"{gname}:ctransform"][:, :2])
         obj_ref = float(np.mean(ref[f"{gname}:objective_at_solution"]))
         obj_port = float(np.mean(port[f"{gname}:objective_at_port"]))
-        rows.append(Row(f"one c-transform solve, {label}", "ŷ = argmin c(y, ·) − g", "", a, r,
-                        f"objective c(y, ŷ) − g(ŷ) reached, mean over rows: reference {obj_ref:.4g}, port {obj_port:.4g}"))
+        rows.append(
+            Row(
+                f"one c-transform solve, {label}",
+                "ŷ = argmin c(y, ·) − g",
+                "",
+                a,
+                r,
+                f"objective c(y, ŷ) − g(ŷ) reached, mean over rows: reference {obj_ref:.4g}, port {obj_port:.4g}",
+            )
+        )
         rowwise = np.abs(ref[f"{gname}:ctransform"][:, :2] - port[f"{gname}:ctransform_jaxopt"][:, :2]).max(1)
         a, r = _diff(ref[f"{gname}:ctransform"][:, :2], port[f"{gname}:ctransform_jaxopt"][:, :2])
-        rows.append(Row(f"one c-transform solve, {label}", "ŷ with the reference's solver re-implemented", "", a, r,
-                        f"{int((rowwise < 1e-2).sum())} of {len(rowwise)} rows within 1e-2 (median {np.median(rowwise):.1e})"))
+        rows.append(
+            Row(
+                f"one c-transform solve, {label}",
+                "ŷ with the reference's solver re-implemented",
+                "",
+                a,
+                r,
+                f"{int((rowwise < 1e-2).sum())} of {len(rowwise)} rows within 1e-2 (median {np.median(rowwise):.1e})",
+            )
+        )
         a, r = _diff(ref[f"{gname}:objective_at_solution"], port[f"{gname}:objective_at_solution"])
-        rows.append(Row(f"c-transform objective, {label}", "c(y, z) − g(z) at the reference's ŷ",
-                        f"{float(np.abs(ref[f'{gname}:objective_at_solution']).max()):.3g}", a, r))
+        rows.append(
+            Row(
+                f"c-transform objective, {label}",
+                "c(y, z) − g(z) at the reference's ŷ",
+                f"{float(np.abs(ref[f'{gname}:objective_at_solution']).max()):.3g}",
+                a,
+                r,
+            )
+        )
         if f"{gname}:objective_at_port" in ref:  # the reference's evaluation of the port's solution
             a, r = _diff(ref[f"{gname}:objective_at_port"], port[f"{gname}:objective_at_port"])
-            rows.append(Row(f"c-transform objective, {label}", "c(y, z) − g(z) at the port's ŷ",
-                            f"{float(np.abs(ref[f'{gname}:objective_at_port']).max()):.3g}", a, r))
+            rows.append(
+                Row(
+                    f"c-transform objective, {label}",
+                    "c(y, z) − g(z) at the port's ŷ",
+                    f"{float(np.abs(ref[f'{gname}:objective_at_port']).max()):.3g}",
+                    a,
+                    r,
+                )
+            )
     return rows
 
 
@@ -345,10 +406,14 @@ def markdown(rows: list[Row]) -> str:
     def cell(text: str) -> str:
         return text.replace("|", "\\|")
 
-    lines = ["| component | quantity | largest reference value | max abs diff | max rel diff | note |",
-             "|---|---|---|---|---|---|"]
-    lines += [f"| {cell(r.component)} | {cell(r.quantity)} | {r.reference} | {r.max_abs:.2e} | {r.max_rel:.2e} | {cell(r.note)} |"
-              for r in rows]
+    lines = [
+        "| component | quantity | largest reference value | max abs diff | max rel diff | note |",
+        "|---|---|---|---|---|---|",
+    ]
+    lines += [
+        f"| {cell(r.component)} | {cell(r.quantity)} | {r.reference} | {r.max_abs:.2e} | {r.max_rel:.2e} | {cell(r.note)} |"
+        for r in rows
+    ]
     return "\n".join(lines)
 
 
@@ -374,8 +439,9 @@ def main(argv: list[str] | None = None) -> int:
         ref = run_reference(args.reference_python, args.nlot, inp)
         if args.write_fixture:
             Path(args.write_fixture).parent.mkdir(parents=True, exist_ok=True)
-            np.savez_compressed(args.write_fixture, **{f"inp:{k}": v for k, v in inp.items()},
-                                **{f"ref:{k}": v for k, v in ref.items()})
+            np.savez_compressed(
+                args.write_fixture, **{f"inp:{k}": v for k, v in inp.items()}, **{f"ref:{k}": v for k, v in ref.items()}
+            )
     else:
         p.error("give --reference-python and --nlot, or --fixture")
     rows = compare(ref, port_outputs(inp, ref))

@@ -23,9 +23,21 @@ import torch
 from torch import Tensor
 
 
-def lbfgs(objective: Callable[[Tensor], Tensor], z0: Tensor, *, max_iter: int, tol: float = 1e-5, history: int = 10,
-          maxls: int = 30, decrease: float = 0.66, increase: float = 1.5, max_step: float = 1.0,
-          min_step: float = 1e-6, c1: float = 1e-4, c2: float = 0.9) -> tuple[Tensor, Tensor]:
+def lbfgs(
+    objective: Callable[[Tensor], Tensor],
+    z0: Tensor,
+    *,
+    max_iter: int,
+    tol: float = 1e-5,
+    history: int = 10,
+    maxls: int = 30,
+    decrease: float = 0.66,
+    increase: float = 1.5,
+    max_step: float = 1.0,
+    min_step: float = 1e-6,
+    c1: float = 1e-4,
+    c2: float = 0.9,
+) -> tuple[Tensor, Tensor]:
     """Minimise the rows of ``objective`` (z (B, D) → (B,), rows independent) from ``z0``, each row on its
     own as above. Returns (solutions (B, D), iterations per row (B,))."""
 
@@ -118,7 +130,10 @@ def clot_ctransform(clot, y: Tensor, x: Tensor, groups: Tensor) -> Tensor:
                     phi = clot._phi(yk, zc, xk)
             else:
                 phi = zc.new_zeros(zc.shape[0], clot.spline_nodes, zc.shape[1])
-            return path_cost(clot.path_, clot.geometry_, clot.potential_, yk, zc, phi, xk, clot.cost) - clot.g_[k](zc, xk)[:, 0]
+            return (
+                path_cost(clot.path_, clot.geometry_, clot.potential_, yk, zc, phi, xk, clot.cost)
+                - clot.g_[k](zc, xk)[:, 0]
+            )
 
         solution, _ = lbfgs(objective, init, max_iter=int(clot.ctransform_iters))
         out.append(clip(solution))

@@ -46,8 +46,14 @@ def main() -> int:
     torch.save(torch.from_numpy(np.asarray(data["anchors"], np.float32)), os.path.join(workdir, "anchors.pt"))
     cfg = OmegaConf.load(os.path.join(nlot, "train.yaml"))
     cfg.pop("hydra", None)
-    for key, value in {**overrides, "dataset_path": os.path.join(workdir, "anchors.pt"), "wandb": False,
-                       "plotting": {"disable": True}, "collect_save_dir": None, "save_frequency": 10**9}.items():
+    for key, value in {
+        **overrides,
+        "dataset_path": os.path.join(workdir, "anchors.pt"),
+        "wandb": False,
+        "plotting": {"disable": True},
+        "collect_save_dir": None,
+        "save_frequency": 10**9,
+    }.items():
         OmegaConf.update(cfg, key, value, merge=True)
     os.chdir(workdir)  # the Workspace writes its log next to itself
 
@@ -68,8 +74,9 @@ def main() -> int:
         for t in [float(v) for v in data["eval_times"]]:
             if times[k] < t < times[k + 1] or (k == 0 and t == times[0]):
                 s = (t - times[k]) / (times[k + 1] - times[k])
-                point = jax.vmap(lambda a, b: geometry.apply({"params": ws.params_geometry}, a, b, s,
-                                                             method=geometry.point_on_path))(current, end)
+                point = jax.vmap(
+                    lambda a, b: geometry.apply({"params": ws.params_geometry}, a, b, s, method=geometry.point_on_path)
+                )(current, end)
                 preds[t] = np.asarray(geometry.batch_project(point))
         current = end
     order = [float(v) for v in data["eval_times"]]

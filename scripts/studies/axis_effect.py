@@ -7,6 +7,7 @@ mean per-condition W₂ between their outputs, grouped by the axis that changed;
 floor (the network at the box's lowest corner against one trained with the next seed), the size below which
 a difference is noise. Trains what the target cache lacks (the anchors and one twin).
 """
+
 import sys
 from collections import defaultdict
 
@@ -22,7 +23,7 @@ def main() -> None:
         samples = {a: task.sample(a, conds, n, 11) for a in task.anchors}
         moved = defaultdict(list)
         for i, a in enumerate(task.anchors):
-            for b in task.anchors[i + 1:]:
+            for b in task.anchors[i + 1 :]:
                 differ = [k for k in range(space.d) if a[k] != b[k]]
                 if len(differ) == 1:
                     moved[space.names[differ[0]]].append(score_panel(samples[a], samples[b]).mean()["w2"])
@@ -34,8 +35,10 @@ def main() -> None:
         print(f"  seed-to-seed floor W2 at {space.describe(corner)}: {floor:.3f} (resampling floor {resample:.3f})")
         for axis, values in moved.items():
             values = sorted(values)
-            print(f"  one step along {axis}: W2 median {values[len(values) // 2]:.3f}, min {values[0]:.3f}, "
-                  f"max {values[-1]:.3f} over {len(values)} anchor pairs ({values[len(values) // 2] / floor:.1f}x floor)")
+            print(
+                f"  one step along {axis}: W2 median {values[len(values) // 2]:.3f}, min {values[0]:.3f}, "
+                f"max {values[-1]:.3f} over {len(values)} anchor pairs ({values[len(values) // 2] / floor:.1f}x floor)"
+            )
 
 
 if __name__ == "__main__":

@@ -69,10 +69,17 @@ def decompose(task_spec: str, spec: str, seed: int) -> dict[str, float]:
             q = torch.maximum(torch.minimum(clot.path_.at(z0, z1, phi, s), clot.hi_), clot.lo_)
         path.append(dist(q * clot.y_scale_ + clot.y_mean_, truth))
         mccann.append(dist((1 - s) * y0 + s * y1, truth))
-    return {"task": task_spec, "spec": spec, "seed": seed, "w2": float(np.mean(w2)),
-            "endpoint_error": dist(end, y1), "straight_to_own_endpoint": float(np.mean(straight)),
-            "path_to_true_endpoint": float(np.mean(path)), "mccann_w2": float(np.mean(mccann)),
-            "fit_seconds": seconds}
+    return {
+        "task": task_spec,
+        "spec": spec,
+        "seed": seed,
+        "w2": float(np.mean(w2)),
+        "endpoint_error": dist(end, y1),
+        "straight_to_own_endpoint": float(np.mean(straight)),
+        "path_to_true_endpoint": float(np.mean(path)),
+        "mccann_w2": float(np.mean(mccann)),
+        "fit_seconds": seconds,
+    }
 
 
 def main() -> int:
@@ -88,8 +95,10 @@ def main() -> int:
         for seed in args.seeds:
             row = decompose(args.task, spec, seed)
             rows.append(row)
-            print(f"{spec} seed {seed}: " + ", ".join(f"{k} {v:.3f}" for k, v in row.items()
-                                                     if isinstance(v, float)), flush=True)
+            print(
+                f"{spec} seed {seed}: " + ", ".join(f"{k} {v:.3f}" for k, v in row.items() if isinstance(v, float)),
+                flush=True,
+            )
     if args.csv:
         old = pd.read_csv(args.csv) if args.csv.exists() else pd.DataFrame()
         tmp = args.csv.with_suffix(".tmp")

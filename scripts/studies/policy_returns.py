@@ -9,6 +9,7 @@ the task's closed-loop episodes, run seed 0), and, from the same episodes scored
 of the task, the split of the return into its base part and the λ-weighted term: cancer's NK-penalty sum,
 reacher's control effort Σ‖a‖².
 """
+
 import sys
 
 import torch
@@ -23,8 +24,10 @@ TERM = {"cancer": "NK deviation", "reacher": "control effort"}
 def main() -> None:
     task = make_task(sys.argv[1], cache=TargetCache())
     lo, hi = task.anchors[0], task.anchors[-1]
-    print(f"{task.spec}: each policy's return at its own λ, and its episodes scored at λ = {lo} and {hi} "
-          f"(run seed 0, {task.config.closed_loop_episodes} episodes)")
+    print(
+        f"{task.spec}: each policy's return at its own λ, and its episodes scored at λ = {lo} and {hi} "
+        f"(run seed 0, {task.config.closed_loop_episodes} episodes)"
+    )
     for lam in sorted(task.anchors + task.heldout):
         seeds = (task.config.model_seed, task.twin_seed) if lam in task.heldout else (task.config.model_seed,)
         for seed in seeds:
@@ -38,9 +41,11 @@ def main() -> None:
             term = (at_lo - at_hi) / (hi - lo)  # the episodes' Σ of the λ-weighted term, negated
             base = at_lo + lo * term
             kind = "anchor" if lam in task.anchors else ("held-out" if seed == task.config.model_seed else "twin")
-            print(f"λ={lam:5.2f} {kind:8s} return {own['return']:8.2f} ± {own['return_ci95']:.2f}   base {base:8.2f}   "
-                  f"{TERM.get(task.name, 'λ term')} {term:7.3f}   steps {own['episode_steps']:5.1f}   "
-                  f"trained in {task.train_seconds(lam, seed):.0f} s")
+            print(
+                f"λ={lam:5.2f} {kind:8s} return {own['return']:8.2f} ± {own['return_ci95']:.2f}   base {base:8.2f}   "
+                f"{TERM.get(task.name, 'λ term')} {term:7.3f}   steps {own['episode_steps']:5.1f}   "
+                f"trained in {task.train_seconds(lam, seed):.0f} s"
+            )
 
 
 if __name__ == "__main__":

@@ -61,7 +61,9 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("-t", "--task", action="append", help="Trained task (repeatable; default: all).")
     p.add_argument("--cache", default=None, help="Target cache (default $HTI_BENCH_CACHE).")
-    p.add_argument("--csv", default=str(Path(__file__).resolve().parents[2] / "results" / "weight_interpolation_init.csv"))
+    p.add_argument(
+        "--csv", default=str(Path(__file__).resolve().parents[2] / "results" / "weight_interpolation_init.csv")
+    )
     args = p.parse_args(argv)
     rows = []
     for spec in args.task or TRAINED:
@@ -76,17 +78,35 @@ def main(argv: list[str] | None = None) -> int:
                     s = make_surrogate(f"weight-interpolation[align={align}]").fit(anchors, view, seed=seed)
                     for lam in task.heldout:
                         truth = task.sample(lam, conds, task.n_samples, seed=1000 + seed)
-                        rows.append({"task": task.spec, "init": init, "align": align, "seed": seed, "lam": lam,
-                                     "w2": distance(s.sample(lam, conds, task.n_samples, seed=seed), truth)})
+                        rows.append(
+                            {
+                                "task": task.spec,
+                                "init": init,
+                                "align": align,
+                                "seed": seed,
+                                "lam": lam,
+                                "w2": distance(s.sample(lam, conds, task.n_samples, seed=seed), truth),
+                            }
+                        )
             mccann = make_surrogate("mccann").fit(anchors)
             for lam in task.heldout:
                 truth = task.sample(lam, conds, task.n_samples, seed=1000 + seed)
-                rows.append({"task": task.spec, "init": "shared", "align": "mccann", "seed": seed, "lam": lam,
-                             "w2": distance(mccann.sample(lam, conds, task.n_samples, seed=seed), truth)})
+                rows.append(
+                    {
+                        "task": task.spec,
+                        "init": "shared",
+                        "align": "mccann",
+                        "seed": seed,
+                        "lam": lam,
+                        "w2": distance(mccann.sample(lam, conds, task.n_samples, seed=seed), truth),
+                    }
+                )
         print(f"{task.spec}: done", flush=True)
     frame = pd.DataFrame(rows)
     frame.to_csv(args.csv, index=False)
-    table = frame.assign(align=frame["align"].astype(str)).pivot_table(index="task", columns=["init", "align"], values="w2", aggfunc="mean")
+    table = frame.assign(align=frame["align"].astype(str)).pivot_table(
+        index="task", columns=["init", "align"], values="w2", aggfunc="mean"
+    )
     print(table.round(3).to_string())
     print(f"rows written to {args.csv}")
     return 0

@@ -1,6 +1,5 @@
 """Best-response baselines (issue 5): hypernetwork, STN, Δ-STN, anchored Δ-STN, and their machinery."""
 
-
 import pytest
 import torch
 
@@ -38,7 +37,9 @@ def test_the_ridge_task_is_what_it_claims(ridge):
     lam = 2.0
     torch.manual_seed(0)
     with torch.no_grad():
-        mc = torch.stack([task.per_example_loss(net, (x, y), torch.full((len(y),), lam)).mean() for _ in range(400)]).mean()
+        mc = torch.stack(
+            [task.per_example_loss(net, (x, y), torch.full((len(y),), lam)).mean() for _ in range(400)]
+        ).mean()
     w = net.weight.detach()[0]
     exact = ((x @ w - y) ** 2).mean() + lam * w.pow(2).sum()
     assert abs(float(mc) - float(exact)) < 0.02 * float(exact)
@@ -69,7 +70,9 @@ def test_delta_stn_is_exactly_w0_at_the_centre(ridge):
 
 def test_delta_stn_response_matches_the_finite_difference_of_the_best_response(ridge):
     task, anchors = ridge
-    d = make_surrogate("delta-stn[epochs=300,lr=0.01,center=1.0,tune_scale=False,sigma0=0.1]").fit(anchors, TaskView(task, BEST_RESPONSE), seed=0)
+    d = make_surrogate("delta-stn[epochs=300,lr=0.01,center=1.0,tune_scale=False,sigma0=0.1]").fit(
+        anchors, TaskView(task, BEST_RESPONSE), seed=0
+    )
     assert relative_error(d.weights(1.0)["weight"][0], task.best_response(1.0)) < 0.05
     h = 1e-3
     slope = (d.weights(1 + h)["weight"][0] - d.weights(1 - h)["weight"][0]) / (2 * h)
@@ -116,7 +119,11 @@ def test_per_example_weights_give_the_same_outputs_as_looping_over_lambda():
     fnet = FunctionalNetwork(net, HyperGenerator(net, 8, 4, torch.Generator().manual_seed(0))).eval()
     groups, k = 5, 3
     h = torch.linspace(-1, 1, groups)[:, None]
-    y, t, label = torch.randn(groups * k, 2), torch.randint(0, 10, (groups * k,)), torch.randint(0, 2, (groups * k,)).float()
+    y, t, label = (
+        torch.randn(groups * k, 2),
+        torch.randint(0, 10, (groups * k,)),
+        torch.randint(0, 2, (groups * k,)).float(),
+    )
     with fnet.at(h):
         batched = fnet(y, t, label)
     looped = []
@@ -160,12 +167,17 @@ def test_linearised_output_at_one_point_equals_the_per_example_jvp():
         torch.nn.init.normal_(v, std=0.3)
     fnet = FunctionalNetwork(net, response).eval()
     groups, k = 5, 3
-    y, t, label = torch.randn(groups * k, 2), torch.randint(0, 10, (groups * k,)), torch.randint(0, 2, (groups * k,)).float()
+    y, t, label = (
+        torch.randn(groups * k, 2),
+        torch.randint(0, 10, (groups * k,)),
+        torch.randint(0, 2, (groups * k,)).float(),
+    )
     h, tangent = torch.zeros(groups, 1), torch.randn(groups, 1)
     with fnet.at(h, linearize=tangent):
         fast = fnet(y, t, label)
     out, lin = jvp(lambda hh: fnet._apply(fnet.weights(hh), (y, t, label), {}), (h,), (tangent,))
     assert torch.allclose(fast, out + lin, atol=1e-6)
+
     # a generator without an analytic direction: the one-point path differentiates it with jvp
     class NoDirection(torch.nn.Module):
         def __init__(self, inner):
@@ -226,8 +238,13 @@ def test_lambda_axis_round_trips_and_stays_in_range():
 
 
 def test_best_response_surrogates_skip_tasks_without_a_loss_and_record_costs(tmp_path):
-    summary = run(tasks=["gaussian-path", "noisy-regression[epochs=20]"], surrogates=["hypernetwork[epochs=2]", "mccann"],
-                  seeds=[0], results_dir=tmp_path, progress=False)
+    summary = run(
+        tasks=["gaussian-path", "noisy-regression[epochs=20]"],
+        surrogates=["hypernetwork[epochs=2]", "mccann"],
+        seeds=[0],
+        results_dir=tmp_path,
+        progress=False,
+    )
     rows = summary.results
     skipped = rows[(rows.task == "gaussian-path") & (rows.surrogate.str.startswith("hypernetwork"))]
     assert (skipped.status == "skipped").all() and skipped.error.str.contains("training loss").all()

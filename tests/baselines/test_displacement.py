@@ -101,7 +101,9 @@ def test_batched_query_draws_what_the_per_condition_loop_draws_from(gaussian, na
         loop = s.interpolate(k, frac, i, anchors.n_samples, torch.Generator().manual_seed(0))  # every point (n = N)
         allowed = set(map(tuple, loop.tolist()))
         if name == "mixture":
-            allowed = set(map(tuple, anchors.samples[k, i].tolist())) | set(map(tuple, anchors.samples[k + 1, i].tolist()))
+            allowed = set(map(tuple, anchors.samples[k, i].tolist())) | set(
+                map(tuple, anchors.samples[k + 1, i].tolist())
+            )
         rows = list(map(tuple, batched[c].tolist()))
         assert all(r in allowed for r in rows) and len(set(rows)) == len(rows), f"{name}, condition {c}"
     more = s.sample(0.3, conds, anchors.n_samples + 7, seed=3)  # more than the set: with repeats

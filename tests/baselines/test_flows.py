@@ -147,7 +147,9 @@ def test_lambda_flow_is_closest_to_the_anchor_it_is_asked_for(gaussian):
     conds = task.eval_conditions()
     for k, lam in enumerate(task.anchors):
         out = flow.sample(lam, conds, 300, seed=0)
-        dists = [float(per_condition_wasserstein(out, anchors.samples[j]).mean()["w2"]) for j in range(anchors.n_anchors)]
+        dists = [
+            float(per_condition_wasserstein(out, anchors.samples[j]).mean()["w2"]) for j in range(anchors.n_anchors)
+        ]
         assert min(range(len(dists)), key=dists.__getitem__) == k, dists
 
 

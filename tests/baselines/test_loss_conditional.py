@@ -76,8 +76,11 @@ def test_at_initialisation_it_is_the_network_itself():
 
 @pytest.mark.parametrize(
     "spec, match",
-    [("loss-conditional[layers=hiden]", "Did you mean 'hidden'"), ("loss-conditional[width=0]", "width must be ≥ 1"),
-     ("loss-conditional[lambda_draws=500]", "lambda_draws must be between")],
+    [
+        ("loss-conditional[layers=hiden]", "Did you mean 'hidden'"),
+        ("loss-conditional[width=0]", "width must be ≥ 1"),
+        ("loss-conditional[lambda_draws=500]", "lambda_draws must be between"),
+    ],
 )
 def test_bad_options_are_refused_with_the_choices(spec, match):
     with pytest.raises(ConfigError, match=match):

@@ -89,8 +89,15 @@ def test_land_samples_between_anchors_stay_closer_to_the_data_than_cfm(semicircl
 # --------------------------------------------------------------------------------- the other settings
 
 
-@pytest.mark.parametrize("extra", ["metric=rbf", "metric_data=pooled", "metric=rbf,metric_data=pooled",
-                                   "bandwidth=0.3,coupling=independent,sigma=0.1"])
+@pytest.mark.parametrize(
+    "extra",
+    [
+        "metric=rbf",
+        "metric_data=pooled",
+        "metric=rbf,metric_data=pooled",
+        "bandwidth=0.3,coupling=independent,sigma=0.1",
+    ],
+)
 def test_other_metric_settings_fit_and_sample(extra):
     task = GaussianPath(n_samples=24)
     anchors = build_anchor_set(task, seed=0)

@@ -42,7 +42,11 @@ def test_with_two_anchors_it_is_mccann_in_one_dimension_too():
     samples = torch.stack([torch.randn(3, 50, 1, generator=g), 2 + 3 * torch.randn(3, 50, 1, generator=g)])
     anchors = AnchorSet(HP, (0.0, 1.0), torch.arange(3.0)[:, None], samples, torch.ones(3, dtype=torch.bool), True)
     spline, mccann = make_surrogate("transport-spline").fit(anchors), make_surrogate("mccann").fit(anchors)
-    assert torch.allclose(spline.sample(0.3, anchors.conditions, 50, seed=0), mccann.sample(0.3, anchors.conditions, 50, seed=0), atol=1e-6)
+    assert torch.allclose(
+        spline.sample(0.3, anchors.conditions, 50, seed=0),
+        mccann.sample(0.3, anchors.conditions, 50, seed=0),
+        atol=1e-6,
+    )
 
 
 def test_not_a_knot_recovers_a_cubic_path_exactly_from_four_anchors():

@@ -43,9 +43,13 @@ def test_on_the_ridge_task_its_error_is_the_closed_form_one(ridge):
             interp = (1 - s) * task.best_response(lo) + s * task.best_response(hi)
             closed_form = float((x @ (interp - task.best_response(lam))).abs().mean())
             slack = float(((1 - s) * off(lo) + s * off(hi) + off(lam)).mean())
-            measured = float(per_condition_wasserstein(surrogate.sample(lam, x, 8, 0), task.sample(lam, x, 8, 0)).mean()["w2"])
+            measured = float(
+                per_condition_wasserstein(surrogate.sample(lam, x, 8, 0), task.sample(lam, x, 8, 0)).mean()["w2"]
+            )
             assert closed_form > 3 * slack  # the test can tell the two apart
-            assert abs(measured - closed_form) <= slack, f"{spec} at λ={lam}: {measured:.4f} vs closed form {closed_form:.4f}"
+            assert abs(measured - closed_form) <= slack, (
+                f"{spec} at λ={lam}: {measured:.4f} vs closed form {closed_form:.4f}"
+            )
 
 
 def test_at_each_anchor_it_is_that_anchor_network(tiny_moons):
@@ -79,7 +83,10 @@ def test_only_layers_that_feed_each_other_are_permuted():
     vae = BetaVAE().build_network()
     # enc: 64 → h → 2·latent, dec: latent → h → 64; the encoder's output feeds the decoder only
     # through the reparameterisation, so it is not a candidate.
-    assert hidden_groups(vae) == [Group("enc.0", "enc.2", vae.enc[0].out_features), Group("dec.0", "dec.2", vae.dec[0].out_features)]
+    assert hidden_groups(vae) == [
+        Group("enc.0", "enc.2", vae.enc[0].out_features),
+        Group("dec.0", "dec.2", vae.dec[0].out_features),
+    ]
 
 
 def test_tasks_without_networks_are_skipped_with_the_reason():
@@ -87,8 +94,13 @@ def test_tasks_without_networks_are_skipped_with_the_reason():
     assert reason and "architecture" in reason
 
 
-@pytest.mark.parametrize("spec, match", [("weight-interpolation[path=lineer]", "Did you mean 'linear'"),
-                                         ("weight-interpolation[align=3]", "True or False")])
+@pytest.mark.parametrize(
+    "spec, match",
+    [
+        ("weight-interpolation[path=lineer]", "Did you mean 'linear'"),
+        ("weight-interpolation[align=3]", "True or False"),
+    ],
+)
 def test_bad_options_list_the_choices(spec, match):
     with pytest.raises(ConfigError, match=match):
         make_surrogate(spec).validate_params()

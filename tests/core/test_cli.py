@@ -18,17 +18,51 @@ def test_help_is_fast_and_lists_commands():
 def test_list_shows_tasks_surrogates(capsys):
     assert main(["list"]) == 0
     out = capsys.readouterr().out
-    for name in ("semicircles", "moons-dropout", "gaussian-path", "quantile", "noisy-regression", "tensor", "mccann",
-                 "mixture", "nearest-anchor", "hypernetwork", "stn", "delta-stn", "anchored-delta-stn", "mfm",
-                 "transport-spline", "weight-interpolation", "loss-conditional"):
+    for name in (
+        "semicircles",
+        "moons-dropout",
+        "gaussian-path",
+        "quantile",
+        "noisy-regression",
+        "tensor",
+        "mccann",
+        "mixture",
+        "nearest-anchor",
+        "hypernetwork",
+        "stn",
+        "delta-stn",
+        "anchored-delta-stn",
+        "mfm",
+        "transport-spline",
+        "weight-interpolation",
+        "loss-conditional",
+    ):
         assert name in out
     assert "needs options: task 'tensor' needs path=FILE" in out
 
 
 def test_run_then_leaderboard(tmp_path, capsys):
     res = tmp_path / "res"
-    assert main(["run", "-t", "gaussian-path[n_samples=30]", "-s", "mccann", "-s", "mixture",
-                 "--seeds", "0", "1", "--results", str(res), "--no-progress"]) == 0
+    assert (
+        main(
+            [
+                "run",
+                "-t",
+                "gaussian-path[n_samples=30]",
+                "-s",
+                "mccann",
+                "-s",
+                "mixture",
+                "--seeds",
+                "0",
+                "1",
+                "--results",
+                str(res),
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
     out = capsys.readouterr().out
     assert "== gaussian-path[n_samples=30] ==" in out and "4 runs done" in out
     board = pd.read_csv(res / "leaderboard.csv")
@@ -59,8 +93,25 @@ def test_offline_wandb_logs_each_unit_without_a_server(tmp_path, monkeypatch):
     monkeypatch.setenv("WANDB_CACHE_DIR", str(tmp_path / "cache"))
     monkeypatch.setenv("WANDB_MODE", "offline")
     res = tmp_path / "res"
-    assert main(["run", "-t", "gaussian-path[n_samples=20]", "-s", "mixture", "--seeds", "0",
-                 "--results", str(res), "--wandb", "offline", "--no-progress"]) == 0
+    assert (
+        main(
+            [
+                "run",
+                "-t",
+                "gaussian-path[n_samples=20]",
+                "-s",
+                "mixture",
+                "--seeds",
+                "0",
+                "--results",
+                str(res),
+                "--wandb",
+                "offline",
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
     df = pd.read_csv(res / "results.csv")
     run_ids = df["wandb_run_id"].dropna().unique()
     assert len(run_ids) == 1
@@ -76,8 +127,23 @@ def test_broken_plugin_is_reported_by_run(tmp_path, capsys, monkeypatch):
     monkeypatch.setenv("HTI_BENCH_PLUGIN_PATH", str(folder))
     registry.refresh()
     try:
-        assert main(["run", "-t", "gaussian-path[n_samples=20]", "-s", "mixture", "--seeds", "0",
-                     "--results", str(tmp_path / "res"), "--no-progress"]) == 0
+        assert (
+            main(
+                [
+                    "run",
+                    "-t",
+                    "gaussian-path[n_samples=20]",
+                    "-s",
+                    "mixture",
+                    "--seeds",
+                    "0",
+                    "--results",
+                    str(tmp_path / "res"),
+                    "--no-progress",
+                ]
+            )
+            == 0
+        )
     finally:
         registry.refresh()
     assert "plugin 'bad' not loaded" in capsys.readouterr().err
@@ -85,11 +151,40 @@ def test_broken_plugin_is_reported_by_run(tmp_path, capsys, monkeypatch):
 
 def test_leaderboard_takes_several_tasks_and_names_an_unknown_one(tmp_path, capsys):
     res = tmp_path / "res"
-    assert main(["run", "-t", "gaussian-path[n_samples=20]", "-t", "semicircles[n_samples=20]", "-s", "mixture",
-                 "--seeds", "0", "--results", str(res), "--no-progress"]) == 0
+    assert (
+        main(
+            [
+                "run",
+                "-t",
+                "gaussian-path[n_samples=20]",
+                "-t",
+                "semicircles[n_samples=20]",
+                "-s",
+                "mixture",
+                "--seeds",
+                "0",
+                "--results",
+                str(res),
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
     capsys.readouterr()
-    assert main(["leaderboard", "--results", str(res), "-t", "gaussian-path[n_samples=20]",
-                 "-t", "semicircles[n_samples=20]"]) == 0
+    assert (
+        main(
+            [
+                "leaderboard",
+                "--results",
+                str(res),
+                "-t",
+                "gaussian-path[n_samples=20]",
+                "-t",
+                "semicircles[n_samples=20]",
+            ]
+        )
+        == 0
+    )
     out = capsys.readouterr().out
     assert "== gaussian-path[n_samples=20] ==" in out and "== semicircles[n_samples=20] ==" in out
     assert main(["leaderboard", "--results", str(res), "-t", "semicircles[n_samples=20]"]) == 0
@@ -132,9 +227,11 @@ def test_old_sweep_spellings_still_work_with_a_deprecation_message(tmp_path, cap
 
     monkeypatch.setattr(controller, "run_sweep", fake_run_sweep)
     sweep = tmp_path / "s.yaml"
-    sweep.write_text("program: hti_bench/sweeping/program.py\nmethod: grid\nmetric: {name: w2, goal: minimize}\n"
-                     "parameters:\n  task: {value: gaussian-path}\n  surrogate: {value: mccann}\n  seed: {value: 0}\n"
-                     "command:\n  - ${env}\n  - ${interpreter}\n  - -m\n  - hti_bench.sweeping.program\n  - ${args}\n")
+    sweep.write_text(
+        "program: hti_bench/sweeping/program.py\nmethod: grid\nmetric: {name: w2, goal: minimize}\n"
+        "parameters:\n  task: {value: gaussian-path}\n  surrogate: {value: mccann}\n  seed: {value: 0}\n"
+        "command:\n  - ${env}\n  - ${interpreter}\n  - -m\n  - hti_bench.sweeping.program\n  - ${args}\n"
+    )
     with pytest.raises(SystemExit):
         main(["sweep", str(sweep), "--workers", "2", "--seed", "7", "--results", str(tmp_path / "r")])
     err = capsys.readouterr().err

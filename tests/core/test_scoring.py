@@ -104,7 +104,15 @@ def assert_same(got, want):
 
 @pytest.mark.parametrize(
     "m, n, k, dim",
-    [(3, 40, 40, 1), (3, 40, 57, 1), (4, 60, 60, 2), (3, 200, 200, 2), (3, 150, 150, 64), (3, 70, 45, 2), (2, 30, 80, 64)],
+    [
+        (3, 40, 40, 1),
+        (3, 40, 57, 1),
+        (4, 60, 60, 2),
+        (3, 200, 200, 2),
+        (3, 150, 150, 64),
+        (3, 70, 45, 2),
+        (2, 30, 80, 64),
+    ],
 )
 def test_exact_path_equals_network_simplex(m, n, k, dim):
     # n = m below 192 samples goes through scipy's assignment solver, the rest through ot.emd2
@@ -145,8 +153,9 @@ def test_parallel_workers_equal_serial():
     np.testing.assert_array_equal(parallel.w1, serial.w1)
     np.testing.assert_array_equal(parallel.w2, serial.w2)
     xe, ye = r.standard_normal((5, 30, 2)), r.standard_normal((5, 41, 2))  # network simplex, n ≠ m
-    np.testing.assert_array_equal(per_condition_wasserstein(xe, ye, workers=2).w2,
-                                  per_condition_wasserstein(xe, ye, workers=1).w2)
+    np.testing.assert_array_equal(
+        per_condition_wasserstein(xe, ye, workers=2).w2, per_condition_wasserstein(xe, ye, workers=1).w2
+    )
 
 
 def test_worker_count_is_automatic_and_capped():
@@ -175,7 +184,9 @@ def test_methods_are_checked():
     from hti_bench.errors import ConfigError
 
     x = np.zeros((2, 5, 2))
-    with pytest.raises(ConfigError, match="Unknown value for method 'sinkorn'.*sinkhorn.*Available: auto, emd, exact, sinkhorn, sort"):
+    with pytest.raises(
+        ConfigError, match="Unknown value for method 'sinkorn'.*sinkhorn.*Available: auto, emd, exact, sinkhorn, sort"
+    ):
         per_condition_wasserstein(x, x, method="sinkorn")
     with pytest.raises(ConfigError, match="one-dimensional"):
         per_condition_wasserstein(x, x, method="sort")
@@ -196,8 +207,9 @@ def test_sinkhorn_is_close_to_exact_and_batched():
     x = r.standard_normal((4, 64, 8))
     y = r.standard_normal((4, 64, 8)) * 1.3 + 0.5
     exact = per_condition_wasserstein(x, y)
-    approx = per_condition_wasserstein(torch.tensor(x, dtype=torch.float32), torch.tensor(y, dtype=torch.float32),
-                                       method="sinkhorn")
+    approx = per_condition_wasserstein(
+        torch.tensor(x, dtype=torch.float32), torch.tensor(y, dtype=torch.float32), method="sinkhorn"
+    )
     assert isinstance(approx.w2, np.ndarray) and approx.w2.shape == (4,)
     np.testing.assert_allclose(approx.w2, exact.w2, rtol=0.02)
     np.testing.assert_allclose(approx.w1, exact.w1, rtol=0.05)
@@ -218,18 +230,37 @@ def test_scoring_benchmark_quick(tmp_path):
     root = Path(__file__).resolve().parents[2]
     csv = tmp_path / "perf.csv"
     proc = subprocess.run(
-        [sys.executable, str(root / "perf" / "scoring.py"), "--quick", "--threads", "1", "--repeats", "1",
-         "--csv", str(csv)],
-        cwd=tmp_path, capture_output=True, text=True, timeout=120,
+        [
+            sys.executable,
+            str(root / "perf" / "scoring.py"),
+            "--quick",
+            "--threads",
+            "1",
+            "--repeats",
+            "1",
+            "--csv",
+            str(csv),
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
     rows = pd.read_csv(csv, keep_default_na=False)
     assert set(rows["benchmark"]) == {"scoring"}
     got = set(zip(rows["case"], rows["quantity"]))
     for case in ("12x64 D=2", "12x64 D=64"):
-        for quantity in ("old_loop_seconds_w1_w2", "exact_seconds_w1_w2", "exact_workers", "speedup_exact_vs_old",
-                         "exact_max_rel_diff_vs_old", "old_ms_per_condition_emd2_w2",
-                         "sinkhorn_cpu_seconds_w1_w2_extrapolated", "sinkhorn_max_rel_error_w2"):
+        for quantity in (
+            "old_loop_seconds_w1_w2",
+            "exact_seconds_w1_w2",
+            "exact_workers",
+            "speedup_exact_vs_old",
+            "exact_max_rel_diff_vs_old",
+            "old_ms_per_condition_emd2_w2",
+            "sinkhorn_cpu_seconds_w1_w2_extrapolated",
+            "sinkhorn_max_rel_error_w2",
+        ):
             assert (case, quantity) in got
     assert ("12x64 D=1", "sort_seconds_w1_w2") in got
     assert ("scaling vs N (D=2)", "fitted_exponent") in got and ("scaling vs D (N=64)", "fitted_exponent") in got

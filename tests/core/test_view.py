@@ -44,8 +44,25 @@ def test_the_view_refuses_a_held_out_network_and_anything_that_is_not_an_anchor(
     assert not torch.equal(next(net.parameters()), next(task.network(0.5).parameters()))
 
 
-@pytest.mark.parametrize("name", ["network", "sample", "floor_sample", "seed_twin_sample", "task", "_task", "cache",
-                                  "_cache", "heldout", "config", "spec", "prepare", "metrics", "__dict__"])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "network",
+        "sample",
+        "floor_sample",
+        "seed_twin_sample",
+        "task",
+        "_task",
+        "cache",
+        "_cache",
+        "heldout",
+        "config",
+        "spec",
+        "prepare",
+        "metrics",
+        "__dict__",
+    ],
+)
 def test_the_task_its_cache_and_its_held_out_lambdas_are_not_attributes_of_the_view(task, name):
     view = TaskView(task, requires=EVERYTHING)
     with pytest.raises(NotOnViewError, match="not reachable from a surrogate, by design"):
@@ -84,7 +101,9 @@ def test_walking_every_attribute_of_the_view_finds_no_task_cache_network_or_held
         except LeakError:
             continue
         for reached in _reachable(value):
-            assert not isinstance(reached, (Task, TargetCache, nn.Module)), f"view.{name} reaches {type(reached).__name__}"
+            assert not isinstance(reached, (Task, TargetCache, nn.Module)), (
+                f"view.{name} reaches {type(reached).__name__}"
+            )
             if isinstance(reached, float) and not isinstance(reached, bool):
                 assert reached not in HELDOUT, f"view.{name} reveals the held-out λ {reached}"
             if callable(reached) and getattr(reached, "__self__", view) is not view and not isinstance(reached, type):
@@ -109,7 +128,9 @@ def test_the_training_loss_and_data_end_with_fit(task):
     assert view.per_example_loss(net, batch, torch.full((8,), 0.3)).shape == (8,)
     seal(view)  # what the harness does when fit() returns
     for call in (lambda: view.training_data(), lambda: view.per_example_loss(net, batch, torch.full((8,), 0.25))):
-        with pytest.raises(LeakError, match="during fit\\(\\) only: a surrogate may not train at a λ it is asked to sample"):
+        with pytest.raises(
+            LeakError, match="during fit\\(\\) only: a surrogate may not train at a λ it is asked to sample"
+        ):
             call()
     assert view.sample_network(net, task.eval_conditions(), 3, torch.Generator().manual_seed(0)).shape == (2, 3, 2)
 
@@ -124,7 +145,7 @@ def test_what_was_not_declared_is_refused(task):
 
 # ------------------------------------------------------------------------------ cheating plugins
 
-CHEATER = '''
+CHEATER = """
 import torch
 from hti_bench.surrogate import Surrogate
 
@@ -143,7 +164,7 @@ class Cheater(Surrogate):
         {sample}
         net = self.task_.anchor_network(0.5)
         return self.task_.sample_network(net, conditions, n, self.generator(seed)).float()
-'''
+"""
 
 #: name → (what fit() does, what sample() does first)
 CHEATS = {
@@ -152,8 +173,11 @@ CHEATS = {
     "peek-cache": ("net = task.cache.get_or_train(None, 0.25, 0)", "pass"),
     "peek-heldout": ("lams = task.heldout", "pass"),
     # fits honestly, then trains at the queried λ inside sample()
-    "retrain-at-query": ("pass", "batch = tuple(d[:64] for d in self.task_.training_data()); "
-                         "self.task_.per_example_loss(self.task_.build_network(), batch, torch.full((64,), float(lam)))"),
+    "retrain-at-query": (
+        "pass",
+        "batch = tuple(d[:64] for d in self.task_.training_data()); "
+        "self.task_.per_example_loss(self.task_.build_network(), batch, torch.full((64,), float(lam)))",
+    ),
 }
 
 
@@ -181,8 +205,9 @@ EXPECTED = {
 
 @pytest.mark.parametrize("jobs", [1, 2])
 def test_a_cheating_plugin_ends_as_failed_rows_with_the_reason(cheaters, tmp_path, jobs):
-    summary = run(tasks=[TINY], surrogates=cheaters, seeds=[0], results_dir=tmp_path / f"res{jobs}", progress=False,
-                  jobs=jobs)
+    summary = run(
+        tasks=[TINY], surrogates=cheaters, seeds=[0], results_dir=tmp_path / f"res{jobs}", progress=False, jobs=jobs
+    )
     rows = summary.results
     assert len(rows) == len(cheaters) * len(HELDOUT)
     assert (rows.status == "failed").all(), rows[["surrogate", "status", "error"]]

@@ -132,8 +132,13 @@ def test_help_and_import_do_not_import_torch(env):
     for args in (["--help"], *([cmd, "--help"] for cmd in ("list", "run", "leaderboard", "sweep", "plot", "check"))):
         out, torch_loaded = hti(env, *args)
         assert "usage: hti-bench" in out and not torch_loaded, args
-    proc = subprocess.run([sys.executable, "-c", "import sys, hti_bench; print('torch' in sys.modules)"],
-                          env=env, capture_output=True, text=True, check=True)
+    proc = subprocess.run(
+        [sys.executable, "-c", "import sys, hti_bench; print('torch' in sys.modules)"],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     assert proc.stdout.strip() == "False"
 
 

@@ -8,6 +8,7 @@ import pandas as pd
 import pytest
 import torch
 
+from baselines.barycenter import barycenter
 from hti_bench.errors import ConfigError
 from hti_bench.harness.registry import make_surrogate, make_task
 from hti_bench.harness.results import SCHEMA_VERSION, parse_anchors
@@ -15,8 +16,6 @@ from hti_bench.harness.runner import run
 from hti_bench.harness.targets import TargetCache
 from hti_bench.harness.unit import build_anchor_set, evaluate
 from hti_bench.view import TaskView
-
-from baselines.barycenter import barycenter
 
 BEST_RESPONSE = frozenset({"training_loss", "architecture"})
 
@@ -43,7 +42,7 @@ def test_a_two_hyperparameter_task_declares_its_space_and_refuses_bad_points():
     assert task.d == 2 and task.hyperparameters.names == ("a", "b")
     assert len(task.anchors) == 9 and (0.5, 0.5) in task.anchors  # grid:3x3 over the box
     with pytest.raises(ConfigError, match="hyperparameters"):
-        task.hyperparameter  # noqa: B018: a d > 1 task has no single axis
+        task.hyperparameter  # noqa: B018 (a d > 1 task has no single axis)
     assert len(make_task("gaussian-plane[design=sobol:7]").anchors) == 7
     with pytest.raises(ConfigError, match="convex hull"):
         make_task("gaussian-plane[anchors=[[0,0],[1,0],[0,1]],heldout=[[0.9,0.9]]]")
@@ -74,7 +73,11 @@ def test_held_out_points_from_a_design_leave_out_the_anchors_and_draw_a_heat_map
 
 def test_the_barycenter_of_gaussians_is_the_bures_barycenter():
     gen = torch.Generator().manual_seed(0)
-    covs = [np.array([[1.0, 0.6], [0.6, 0.8]]), np.array([[0.3, -0.2], [-0.2, 1.5]]), np.array([[2.0, 0.0], [0.0, 0.2]])]
+    covs = [
+        np.array([[1.0, 0.6], [0.6, 0.8]]),
+        np.array([[0.3, -0.2], [-0.2, 1.5]]),
+        np.array([[2.0, 0.0], [0.0, 0.2]]),
+    ]
     means = [np.array([0.0, 0.0]), np.array([3.0, 1.0]), np.array([-1.0, 2.0])]
     weights = [0.5, 0.3, 0.2]
     n = 1500
@@ -107,8 +110,14 @@ def test_one_output_dimension_uses_the_exact_quantile_average():
 
 
 def test_gaussian_plane_end_to_end_the_barycenter_is_at_the_floor_and_rows_carry_the_point(tmp_path):
-    results = run(["gaussian-plane"], ["nearest-anchor", "mixture", "barycenter", "mccann", "transport-spline"], seeds=[0],
-                  results_dir=tmp_path, jobs=1, progress=False)
+    results = run(
+        ["gaussian-plane"],
+        ["nearest-anchor", "mixture", "barycenter", "mccann", "transport-spline"],
+        seeds=[0],
+        results_dir=tmp_path,
+        jobs=1,
+        progress=False,
+    )
     df = pd.read_csv(tmp_path / "results.csv")
     ok = df[df.status == "ok"]
     assert set(ok.surrogate) == {"nearest-anchor", "mixture", "barycenter"}
@@ -140,8 +149,10 @@ def test_cfm_on_a_plane_flows_along_the_segment_from_the_nearest_anchor():
     task = make_task("gaussian-plane")
     anchors = build_anchor_set(task, seed=0)
     conditions = task.eval_conditions().float()
-    fitted = {name: make_surrogate(name).fit(anchors, None, seed=0)
-              for name in ("cfm[steps=600,solver=rk4,step_size=0.05]", "nearest-anchor")}
+    fitted = {
+        name: make_surrogate(name).fit(anchors, None, seed=0)
+        for name in ("cfm[steps=600,solver=rk4,step_size=0.05]", "nearest-anchor")
+    }
     w2 = {name: np.mean([evaluate_w2(task, s, lam, conditions) for lam in task.heldout]) for name, s in fitted.items()}
     cfm, nearest = w2["cfm[steps=600,solver=rk4,step_size=0.05]"], w2["nearest-anchor"]
     # the flow has to move the nearest anchor's samples most of the way: a D×d field applied wrongly
@@ -166,8 +177,10 @@ def test_mfm_on_a_plane_bends_the_edges_paths_and_is_cfm_under_the_euclidean_met
     assert mfm.path_net_ is not None and len(mfm.edges_) == 32
     assert mfm.interpolant(len(mfm.edges_) - 1, 0.5).shape == (anchors.n_conditions, anchors.n_samples, 2)
     nearest = make_surrogate("nearest-anchor").fit(anchors, None, seed=0)
-    w2 = {name: np.mean([evaluate_w2(task, s, lam, conditions) for lam in task.heldout])
-          for name, s in (("mfm", mfm), ("nearest", nearest))}
+    w2 = {
+        name: np.mean([evaluate_w2(task, s, lam, conditions) for lam in task.heldout])
+        for name, s in (("mfm", mfm), ("nearest", nearest))
+    }
     assert w2["mfm"] < 0.6 * w2["nearest"], w2
     with pytest.raises(ValueError, match="outside|hull"):
         mfm.sample((5.0, 5.0), conditions, 4, seed=0)
@@ -216,14 +229,17 @@ def test_the_two_penalty_ridge_task_is_what_it_claims(ridge2):
     lam = (2.0, 0.5)
     torch.manual_seed(0)
     with torch.no_grad():
-        mc = torch.stack([task.per_example_loss(net, (x, y), torch.tensor([lam] * len(y))).mean()
-                          for _ in range(400)]).mean()
+        mc = torch.stack(
+            [task.per_example_loss(net, (x, y), torch.tensor([lam] * len(y))).mean() for _ in range(400)]
+        ).mean()
     w = net.weight.detach()[0]
     exact = ((x @ w - y) ** 2).mean() + 2.0 * w[:2].pow(2).sum() + 0.5 * w[2] ** 2
     assert abs(float(mc) - float(exact)) < 0.02 * float(exact)
     for a in task.anchors[:3]:
-        assert float((task.network(a).weight.detach()[0] - task.best_response(a)).norm()
-                     / task.best_response(a).norm()) < 0.2
+        assert (
+            float((task.network(a).weight.detach()[0] - task.best_response(a)).norm() / task.best_response(a).norm())
+            < 0.2
+        )
 
 
 def test_a_vector_lambda_hypernetwork_approaches_the_closed_form_best_response(ridge2):

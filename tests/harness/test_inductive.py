@@ -77,7 +77,9 @@ def test_bad_row_ranges_say_what_is_wrong(tmp_path, tensor_file):
 
 
 def test_quantile_inductive_fits_on_the_first_windows_and_scores_the_last():
-    task = make_task("quantile[epochs=1,hidden=8,heldout=(0.5,),mode=inductive,n_fit=300,n_eval=30]", cache=TargetCache())
+    task = make_task(
+        "quantile[epochs=1,hidden=8,heldout=(0.5,),mode=inductive,n_fit=300,n_eval=30]", cache=TargetCache()
+    )
     x = task._windows[0]
     assert torch.equal(task.eval_conditions(), x[-30:])
     anchors = build_anchor_set(task, seed=0)

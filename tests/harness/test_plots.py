@@ -6,11 +6,11 @@ import warnings
 import numpy as np
 import pandas as pd
 import pytest
-from support import row
 
 from hti_bench.cli import main
 from hti_bench.harness.leaderboard import leaderboard
 from hti_bench.harness.results import ResultsStore, safe_name
+from support import row
 
 TRICKY = ("tensor[path=../data/x.npz]", "tensor[path='../data/x.npz']")
 
@@ -65,7 +65,9 @@ def test_leaderboard_columns_are_documented_in_the_results_readme():
     undocumented = [c for c in board.columns if c not in LEADERBOARD_COLUMNS and not c.startswith("metric_")]
     assert not undocumented
     text = (Path(__file__).resolve().parents[2] / "results" / "README.md").read_text()
-    assert leaderboard_markdown() in text, "regenerate results/README.md's leaderboard table from leaderboard_markdown()"
+    assert leaderboard_markdown() in text, (
+        "regenerate results/README.md's leaderboard table from leaderboard_markdown()"
+    )
 
 
 def test_safe_name_is_readable_stable_and_collision_free():
@@ -73,7 +75,7 @@ def test_safe_name_is_readable_stable_and_collision_free():
     assert safe_name("moons-dropout[epochs=250]").startswith("moons-dropout_epochs=250-")
     names = [safe_name(t) for t in TRICKY]
     assert names[0] != names[1]
-    for name in names + [safe_name(".."), safe_name("a/b\\c(d),\"e\"")]:
+    for name in names + [safe_name(".."), safe_name('a/b\\c(d),"e"')]:
         assert set(name) <= set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._=-")
         assert name.strip(".")
     assert safe_name(TRICKY[0]) == safe_name(TRICKY[0])  # stable
@@ -106,7 +108,11 @@ def test_per_task_leaderboards_written_and_stale_ones_removed(tmp_path):
 def fake_clouds(task="t1", surrogate="a", seed=0, m=3, n=50):
     rng = np.random.default_rng(seed)
     return {
-        "task": task, "surrogate_spec": surrogate, "seed": seed, "hyperparameter": "lambda", "lam": 0.5,
+        "task": task,
+        "surrogate_spec": surrogate,
+        "seed": seed,
+        "hyperparameter": "lambda",
+        "lam": 0.5,
         "conditions": np.arange(m, dtype=np.float32)[:, None],
         "surrogate": rng.normal(size=(m, n, 2)).astype(np.float32),
         "reference": rng.normal(size=(m, n, 2)).astype(np.float32),
@@ -177,14 +183,25 @@ def test_plot_command_on_fabricated_results(tmp_path, capsys):
     assert sorted(p.split("/")[-1] for p in printed) == names
     # The critical-difference diagram compares a and b over t1 and t2 (c is skipped on t2; the third
     # task ranks a alone).
-    assert names == sorted(["cost_vs_accuracy.png", "critical_difference_default.png", "leaderboard.png",
-                            "samples_t1.png", "w2_vs_lambda_t1.png",
-                            "w2_vs_lambda_t2.png", f"w2_vs_lambda_{safe_name(TRICKY[0])}.png"])
+    assert names == sorted(
+        [
+            "cost_vs_accuracy.png",
+            "critical_difference_default.png",
+            "leaderboard.png",
+            "samples_t1.png",
+            "w2_vs_lambda_t1.png",
+            "w2_vs_lambda_t2.png",
+            f"w2_vs_lambda_{safe_name(TRICKY[0])}.png",
+        ]
+    )
     for name in names:
         check_png(out / name)
     assert main(["plot", "--results", str(store.root), "-t", "t2"]) == 0
     assert sorted(p.name for p in (store.root / "figures").glob("*.png")) == [
-        "cost_vs_accuracy.png", "leaderboard.png", "w2_vs_lambda_t2.png"]
+        "cost_vs_accuracy.png",
+        "leaderboard.png",
+        "w2_vs_lambda_t2.png",
+    ]
 
 
 def test_plot_is_a_command():
@@ -246,10 +263,12 @@ def _run_without_torch(*args):
     from pathlib import Path
 
     root = str(Path(__file__).resolve().parents[2])
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")])),
-               MPLBACKEND="Agg")
-    proc = subprocess.run([sys.executable, "-c", _TORCH_PROBE, *args], capture_output=True, text=True, env=env,
-                          timeout=300, check=False)
+    env = dict(
+        os.environ, PYTHONPATH=os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")])), MPLBACKEND="Agg"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", _TORCH_PROBE, *args], capture_output=True, text=True, env=env, timeout=300, check=False
+    )
     lines = proc.stdout.strip().splitlines()
     assert lines and lines[-1].startswith("TORCH_IMPORTED="), proc.stdout + proc.stderr
     return proc.returncode, proc.stdout + proc.stderr, lines[-1] == "TORCH_IMPORTED=True"
@@ -271,7 +290,9 @@ def test_leaderboard_and_plot_of_stored_results_never_import_torch(tmp_path):
     code, out, torch_imported = _run_without_torch("leaderboard", "--results", str(res))
     assert code == 0 and "mccann" in out, out
     assert not torch_imported, "hti-bench leaderboard imported torch"
-    code, out, torch_imported = _run_without_torch("plot", "--results", str(res), "-t", "gaussian-path[ n_samples = 40 ]")
+    code, out, torch_imported = _run_without_torch(
+        "plot", "--results", str(res), "-t", "gaussian-path[ n_samples = 40 ]"
+    )
     assert code == 0 and f"w2_vs_lambda_{safe_name(task)}.png" in out, out
     assert not torch_imported, "hti-bench plot imported torch"
     # the probe does see torch when a command imports it
@@ -299,8 +320,11 @@ def test_w2_vs_lambda_takes_anchors_and_clock_from_the_rows(tmp_path, monkeypatc
     (ax,) = drawn
     assert ax.get_xscale() == "logit"
     assert [lam for lam in ax.get_xticks() if lam in (0.1, 0.5, 0.9)] == [0.1, 0.5, 0.9]
-    anchor_lines = [line for line in ax.get_lines() if len(set(np.atleast_1d(line.get_xdata()))) == 1
-                    and np.atleast_1d(line.get_xdata())[0] in (0.1, 0.5, 0.9)]
+    anchor_lines = [
+        line
+        for line in ax.get_lines()
+        if len(set(np.atleast_1d(line.get_xdata()))) == 1 and np.atleast_1d(line.get_xdata())[0] in (0.1, 0.5, 0.9)
+    ]
     assert len(anchor_lines) == 3
     assert "logit clock" in ax.get_xlabel()
 
@@ -332,7 +356,9 @@ def test_w2_vs_lambda_refuses_a_malformed_anchors_cell_or_clock(tmp_path):
 
     good = [row("a", 0, lam, 1.0) for lam in (0.25, 0.75)]
     with pytest.raises(ResultsError, match="Malformed anchors"):
-        plot_w2_vs_lambda(pd.DataFrame([dict(r, anchors="0.1,0.9", clock="identity") for r in good]), tmp_path / "x.png")
+        plot_w2_vs_lambda(
+            pd.DataFrame([dict(r, anchors="0.1,0.9", clock="identity") for r in good]), tmp_path / "x.png"
+        )
     with pytest.raises(ResultsError, match="clock 'sqrt'"):
         plot_w2_vs_lambda(pd.DataFrame([dict(r, anchors="0.1;0.9", clock="sqrt") for r in good]), tmp_path / "x.png")
 

@@ -40,8 +40,13 @@ def _rows(summary):
 
 
 def test_two_workers_give_the_serial_rows(tmp_path):
-    kw = dict(tasks=[TRAINED, "semicircles[n_samples=64]"], surrogates=SURROGATES, seeds=[0, 1], progress=False,
-              cache_dir=tmp_path / "cache")
+    kw = dict(
+        tasks=[TRAINED, "semicircles[n_samples=64]"],
+        surrogates=SURROGATES,
+        seeds=[0, 1],
+        progress=False,
+        cache_dir=tmp_path / "cache",
+    )
     serial = run(results_dir=tmp_path / "serial", jobs=1, **kw)
     parallel = run(results_dir=tmp_path / "parallel", jobs=2, **kw)
     a, b = _rows(serial), _rows(parallel)
@@ -54,13 +59,27 @@ def test_two_workers_give_the_serial_rows(tmp_path):
 
 
 def test_workers_train_each_missing_target_once(tmp_path):
-    summary = run(tasks=[TRAINED], surrogates=["mixture", "mccann"], seeds=[0], results_dir=tmp_path / "r",
-                  cache_dir=tmp_path / "cache", progress=False, jobs=2)
+    summary = run(
+        tasks=[TRAINED],
+        surrogates=["mixture", "mccann"],
+        seeds=[0],
+        results_dir=tmp_path / "r",
+        cache_dir=tmp_path / "cache",
+        progress=False,
+        jobs=2,
+    )
     assert summary.targets_trained == 3 + 2 + 2
     files = list((tmp_path / "cache").rglob("*.pt"))
     assert len(files) == 7
-    again = run(tasks=[TRAINED], surrogates=["mixture"], seeds=[1], results_dir=tmp_path / "r",
-                cache_dir=tmp_path / "cache", progress=False, jobs=2)
+    again = run(
+        tasks=[TRAINED],
+        surrogates=["mixture"],
+        seeds=[1],
+        results_dir=tmp_path / "r",
+        cache_dir=tmp_path / "cache",
+        progress=False,
+        jobs=2,
+    )
     assert again.targets_trained == 0
 
 
@@ -73,8 +92,14 @@ def test_a_dying_worker_fails_its_unit_and_the_run_goes_on(tmp_path, monkeypatch
 
     registry.refresh()
     try:
-        summary = run(tasks=["semicircles[n_samples=64]"], surrogates=["crasher", "mixture"], seeds=[0, 1, 2],
-                      results_dir=tmp_path / "r", progress=False, jobs=2)
+        summary = run(
+            tasks=["semicircles[n_samples=64]"],
+            surrogates=["crasher", "mixture"],
+            seeds=[0, 1, 2],
+            results_dir=tmp_path / "r",
+            progress=False,
+            jobs=2,
+        )
     finally:
         registry.refresh()
     rows = summary.results
@@ -106,16 +131,36 @@ def test_killing_the_run_kills_its_workers(tmp_path, when):
     from hti_bench.harness.pool import available_cores
 
     def alive(pids):
-        return [p for p in pids if os.path.exists(f"/proc/{p}") and "Z" not in open(f"/proc/{p}/stat").read().split()[2]]
+        return [
+            p for p in pids if os.path.exists(f"/proc/{p}") and "Z" not in open(f"/proc/{p}/stat").read().split()[2]
+        ]
 
     burners = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(available_cores())]
     workers: list[int] = []
     try:
         env = {**os.environ, "HTI_BENCH_CACHE": str(tmp_path / "cache"), "WANDB_MODE": "disabled"}
         proc = subprocess.Popen(
-            [sys.executable, "-m", "hti_bench", "run", "-t", "semicircles", "-s", "cfm[steps=100000]", "--seeds", "0", "1",
-             "--jobs", "2", "--no-progress", "--results", str(tmp_path / "r")],
-            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            [
+                sys.executable,
+                "-m",
+                "hti_bench",
+                "run",
+                "-t",
+                "semicircles",
+                "-s",
+                "cfm[steps=100000]",
+                "--seeds",
+                "0",
+                "1",
+                "--jobs",
+                "2",
+                "--no-progress",
+                "--results",
+                str(tmp_path / "r"),
+            ],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
         )
 
         def children():

@@ -35,8 +35,13 @@ def test_a_copied_template_is_discovered_and_runs(project, tmp_path):
     assert "my-method" not in registry.surrogate_classes()  # template_ files are skipped
     add_plugin_from_template(project, "my_method.py", "my-method")
     assert "my-method" in registry.surrogate_classes()
-    summary = run(tasks=["gaussian-path[n_samples=40]"], surrogates=["my-method", "mccann"], seeds=[0],
-                  results_dir=tmp_path / "res", progress=False)
+    summary = run(
+        tasks=["gaussian-path[n_samples=40]"],
+        surrogates=["my-method", "mccann"],
+        seeds=[0],
+        results_dir=tmp_path / "res",
+        progress=False,
+    )
     board = summary.leaderboard.set_index("surrogate")
     assert board.loc["my-method", "status"] == "ok"
     assert board.loc["my-method", "n_rows"] == 2
@@ -87,7 +92,9 @@ def test_unknown_surrogate_lists_available_and_closest():
 
 
 def test_unknown_task_lists_available_and_closest():
-    with pytest.raises(UnknownNameError, match=r"Unknown task 'moons-dropuot'\. Did you mean 'moons-dropout'\?.*semicircles"):
+    with pytest.raises(
+        UnknownNameError, match=r"Unknown task 'moons-dropuot'\. Did you mean 'moons-dropout'\?.*semicircles"
+    ):
         registry.make_task("moons-dropuot")
 
 
@@ -119,7 +126,11 @@ def test_entry_point_plugins_are_discovered(monkeypatch):
         def load(self):
             raise ImportError("No module named 'otherpkg.missing'")
 
-    monkeypatch.setattr(registry, "entry_points", lambda group: [FakeEntryPoint(), Broken()] if group == registry.SURROGATE_GROUP else [])
+    monkeypatch.setattr(
+        registry,
+        "entry_points",
+        lambda group: [FakeEntryPoint(), Broken()] if group == registry.SURROGATE_GROUP else [],
+    )
     registry.refresh()
     try:
         assert registry.surrogate_classes()["from-package"] is cls
@@ -136,7 +147,9 @@ def test_a_missing_plugin_folder_is_reported_as_broken(tmp_path, monkeypatch):
     registry.refresh()
     try:
         broken = {b.source: b for b in registry.broken_plugins()}
-        assert broken[str(missing)].error == f"plugin folder {missing} does not exist (listed in $HTI_BENCH_PLUGIN_PATH)"
+        assert (
+            broken[str(missing)].error == f"plugin folder {missing} does not exist (listed in $HTI_BENCH_PLUGIN_PATH)"
+        )
         assert broken[str(missing)].name == "no-such-folder/"
         assert broken[str(a_file)].error == f"plugin folder {a_file} is not a folder (listed in $HTI_BENCH_PLUGIN_PATH)"
         assert "mccann" in registry.surrogate_classes()  # the others load as usual
@@ -151,11 +164,26 @@ def test_run_warns_about_a_missing_plugin_folder(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("HTI_BENCH_PLUGIN_PATH", str(missing))
     registry.refresh()
     try:
-        main(["run", "-t", "gaussian-path[n_samples=16]", "-s", "mixture", "--seeds", "0", "--no-progress",
-              "--results", str(tmp_path / "res")])
+        main(
+            [
+                "run",
+                "-t",
+                "gaussian-path[n_samples=16]",
+                "-s",
+                "mixture",
+                "--seeds",
+                "0",
+                "--no-progress",
+                "--results",
+                str(tmp_path / "res"),
+            ]
+        )
     finally:
         registry.refresh()
-    assert f"warning: plugin 'gone/' not loaded ({missing}): plugin folder {missing} does not exist" in capsys.readouterr().err
+    assert (
+        f"warning: plugin 'gone/' not loaded ({missing}): plugin folder {missing} does not exist"
+        in capsys.readouterr().err
+    )
 
 
 def test_packaged_plugin_folders_replace_the_checkouts(tmp_path, monkeypatch):

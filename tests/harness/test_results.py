@@ -7,7 +7,7 @@ import pytest
 
 from hti_bench.errors import ResultsError
 from hti_bench.harness.leaderboard import leaderboard
-from hti_bench.harness.results import COLUMNS, KEY, SCHEMA_VERSION, ResultsStore, merge
+from hti_bench.harness.results import KEY, SCHEMA_VERSION, ResultsStore, merge
 from support import row
 
 
@@ -85,7 +85,9 @@ def test_results_readme_documents_the_current_schema():
     from hti_bench.harness.results import schema_markdown
 
     text = (Path(__file__).resolve().parents[2] / "results" / "README.md").read_text()
-    assert schema_markdown() in text, "regenerate results/README.md's table from hti_bench.harness.results.schema_markdown()"
+    assert schema_markdown() in text, (
+        "regenerate results/README.md's table from hti_bench.harness.results.schema_markdown()"
+    )
 
 
 def test_version_1_files_are_read_with_the_anchor_cost_unknown(tmp_path):
@@ -118,8 +120,14 @@ def test_version_6_files_read_as_one_hyperparameter_with_the_point_as_text(tmp_p
 def test_by_lambda_averages_seeds_per_heldout_lambda_and_adds_the_floor():
     from hti_bench.harness.leaderboard import by_lambda
 
-    rows = pd.DataFrame([row(seed=0, lam=0.25, w2=1.0), row(seed=1, lam=0.25, w2=3.0), row(seed=0, lam=0.75, w2=5.0),
-                         row(seed=0, lam=0.75, w2=99.0, status="failed", surrogate="b")])
+    rows = pd.DataFrame(
+        [
+            row(seed=0, lam=0.25, w2=1.0),
+            row(seed=1, lam=0.25, w2=3.0),
+            row(seed=0, lam=0.75, w2=5.0),
+            row(seed=0, lam=0.75, w2=99.0, status="failed", surrogate="b"),
+        ]
+    )
     table = by_lambda(rows)
     assert table.loc[("t", "a"), 0.25] == 2.0 and table.loc[("t", "a"), 0.75] == 5.0
     assert table.loc[("t", "(noise floor)"), 0.25] == pytest.approx(0.1)
@@ -146,7 +154,11 @@ def test_anchors_and_clock_survive_a_store_round_trip(tmp_path):
     store.write_unit([dict(row(lam=0.25), anchors="0.5", clock="log"), dict(row(lam=0.75), anchors="0.5", clock="log")])
     store.write_unit([dict(row(seed=1), anchors="0.0;0.5;1.0", clock="identity")])
     loaded, _ = store.write_tables()
-    assert list(loaded["anchors"]) == ["0.5", "0.5", "0.0;0.5;1.0"] and list(loaded["clock"]) == ["log", "log", "identity"]
+    assert list(loaded["anchors"]) == ["0.5", "0.5", "0.0;0.5;1.0"] and list(loaded["clock"]) == [
+        "log",
+        "log",
+        "identity",
+    ]
     again = pd.read_csv(tmp_path / "results.csv", dtype=str)
     assert list(again["anchors"]) == list(loaded["anchors"])
 

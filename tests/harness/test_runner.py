@@ -73,9 +73,12 @@ def with_test_plugins(monkeypatch):
         ("sample-crash", "ZeroDivisionError: boom in sample", 1),
     ],
 )
-def test_faulty_surrogates_become_failed_rows_and_the_run_continues(with_test_plugins, tmp_path, mode, fragment, failed_rows):
-    summary = run(tasks=[TASK], surrogates=[f"faulty[mode={mode}]", "mccann"], seeds=[0],
-                  results_dir=tmp_path, progress=False)
+def test_faulty_surrogates_become_failed_rows_and_the_run_continues(
+    with_test_plugins, tmp_path, mode, fragment, failed_rows
+):
+    summary = run(
+        tasks=[TASK], surrogates=[f"faulty[mode={mode}]", "mccann"], seeds=[0], results_dir=tmp_path, progress=False
+    )
     df = summary.results
     bad = df[df["surrogate"] == f"faulty[mode={mode}]"]
     assert (bad["status"] == "failed").sum() == failed_rows
@@ -133,8 +136,14 @@ def test_same_seed_reproduces_scores(tmp_path):
 
 
 def test_trained_tasks_report_the_seed_to_seed_floor(tmp_path):
-    summary = run(tasks=["noisy-regression[epochs=20]", TASK], surrogates=["mccann"], seeds=[0],
-                  results_dir=tmp_path / "res", cache_dir=tmp_path / "cache", progress=False)
+    summary = run(
+        tasks=["noisy-regression[epochs=20]", TASK],
+        surrogates=["mccann"],
+        seeds=[0],
+        results_dir=tmp_path / "res",
+        cache_dir=tmp_path / "cache",
+        progress=False,
+    )
     rows = summary.results
     trained = rows[rows.task.str.startswith("noisy-regression")]
     # deterministic outputs: the finite-sample floor is 0, two training seeds still disagree
@@ -143,6 +152,12 @@ def test_trained_tasks_report_the_seed_to_seed_floor(tmp_path):
     assert rows[rows.task == TASK].seed_floor_w2.isna().all()
     # the twins are cached next to the networks: anchors + held-out + one twin per held-out λ
     assert summary.targets_trained == 3 + 2 + 2
-    again = run(tasks=["noisy-regression[epochs=20]"], surrogates=["mccann"], seeds=[0], results_dir=tmp_path / "res2",
-                cache_dir=tmp_path / "cache", progress=False)
+    again = run(
+        tasks=["noisy-regression[epochs=20]"],
+        surrogates=["mccann"],
+        seeds=[0],
+        results_dir=tmp_path / "res2",
+        cache_dir=tmp_path / "cache",
+        progress=False,
+    )
     assert again.targets_trained == 0

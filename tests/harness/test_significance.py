@@ -16,10 +16,27 @@ def rows(task, surrogate, values, track="default"):
     out = []
     for seed, per_lam in enumerate(values):
         for lam, w2 in zip((0.25, 0.5, 0.75, 0.9), per_lam):
-            out.append({"task": task, "track": track, "surrogate": surrogate, "config": surrogate, "seed": seed,
-                        "lambda_heldout": lam, "status": "ok", "error": "", "w2": w2, "w1": w2, "w2sq": w2**2,
-                        "floor_w2": 0.0, "seed_floor_w2": np.nan, "fit_seconds": 1.0, "sample_seconds": 0.1,
-                        "anchor_train_seconds": np.nan, "uses_training_loss": False})
+            out.append(
+                {
+                    "task": task,
+                    "track": track,
+                    "surrogate": surrogate,
+                    "config": surrogate,
+                    "seed": seed,
+                    "lambda_heldout": lam,
+                    "status": "ok",
+                    "error": "",
+                    "w2": w2,
+                    "w1": w2,
+                    "w2sq": w2**2,
+                    "floor_w2": 0.0,
+                    "seed_floor_w2": np.nan,
+                    "fit_seconds": 1.0,
+                    "sample_seconds": 0.1,
+                    "anchor_train_seconds": np.nan,
+                    "uses_training_loss": False,
+                }
+            )
     return out
 
 
@@ -31,8 +48,11 @@ def test_holm_matches_its_definition():
 def test_a_consistent_difference_is_significant_and_noise_is_not():
     r = np.random.default_rng(0)
     base = r.uniform(0.5, 1.0, size=(5, 4))
-    df = pd.DataFrame(rows("t", "good", base) + rows("t", "bad", base + 0.2 + r.uniform(0, 0.01, (5, 4)))
-                      + rows("t", "same", base + r.normal(0, 0.05, (5, 4))))
+    df = pd.DataFrame(
+        rows("t", "good", base)
+        + rows("t", "bad", base + 0.2 + r.uniform(0, 0.01, (5, 4)))
+        + rows("t", "same", base + r.normal(0, 0.05, (5, 4)))
+    )
     pairs = pairwise(df).set_index(["a", "b"])
     assert pairs.loc[("bad", "good"), "n_units"] == 20
     # 20 units, all favouring 'good': the exact two-sided signed-rank p is 2 / 2^20.
@@ -75,14 +95,21 @@ def test_both_tracks_side_by_side_with_the_trivial_answer():
     from hti_bench.harness.leaderboard import tracks, tracks_markdown
 
     data = []
-    for surrogate, default, tuned in (("nearest-anchor", 1.2, 1.0), ("mccann", 0.9, 0.8), ("m", 0.7, 0.5), ("n", 0.6, 0.85)):
+    for surrogate, default, tuned in (
+        ("nearest-anchor", 1.2, 1.0),
+        ("mccann", 0.9, 0.8),
+        ("m", 0.7, 0.5),
+        ("n", 0.6, 0.85),
+    ):
         data += rows("t", surrogate, [[default] * 4] * 3)
         tuned_rows = rows("t", surrogate, [[tuned] * 4] * 3, track="tuned")
         for r in tuned_rows:
             r["config"] = f"{surrogate}[clock=logit]"
         data += tuned_rows
     board = leaderboard(pd.DataFrame(data))
-    assert board["trivial_w2"].to_numpy() == pytest.approx([0.8] * len(board))  # mccann, tuned: the better trivial answer
+    assert board["trivial_w2"].to_numpy() == pytest.approx(
+        [0.8] * len(board)
+    )  # mccann, tuned: the better trivial answer
     beats = board.set_index(["track", "surrogate"])["beats_trivial"]
     assert beats[("tuned", "m")] and not beats[("tuned", "n")] and beats[("default", "n")]
     table = tracks(board).set_index("surrogate")

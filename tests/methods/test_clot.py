@@ -195,7 +195,9 @@ def test_batched_lbfgs_solves_independent_quadratics():
     a = torch.randn(40, 3, 3)
     a = a @ a.transpose(1, 2) + 0.5 * torch.eye(3)
     b = torch.randn(40, 3)
-    x = batched_lbfgs(lambda z: 0.5 * torch.einsum("bi,bij,bj->b", z, a, z) - (b * z).sum(-1), torch.zeros(40, 3), max_iter=30)
+    x = batched_lbfgs(
+        lambda z: 0.5 * torch.einsum("bi,bij,bj->b", z, a, z) - (b * z).sum(-1), torch.zeros(40, 3), max_iter=30
+    )
     assert torch.allclose(x, torch.linalg.solve(a, b), atol=1e-3)
 
 
@@ -203,8 +205,14 @@ def gaussian_shift_anchors(n=300, shift=(1.5, -1.0)):
     g = torch.Generator().manual_seed(0)
     y0 = torch.randn(1, n, 2, generator=g)
     y1 = torch.randn(1, n, 2, generator=g) + torch.tensor(shift)
-    return AnchorSet(Hyperparameter("lam", 0.0, 1.0), (0.0, 1.0), torch.zeros(1, 1), torch.stack([y0, y1]),
-                     torch.ones(1, dtype=torch.bool), categorical=True)
+    return AnchorSet(
+        Hyperparameter("lam", 0.0, 1.0),
+        (0.0, 1.0),
+        torch.zeros(1, 1),
+        torch.stack([y0, y1]),
+        torch.ones(1, dtype=torch.bool),
+        categorical=True,
+    )
 
 
 def test_euclidean_clot_learns_the_exact_ot_map_between_shifted_gaussians():
@@ -248,7 +256,9 @@ def test_bad_parameters_give_clear_errors(spec, message):
 
 def test_nlot_metric_refuses_other_output_dimensions():
     y = torch.randn(2, 1, 10, 3)
-    anchors = AnchorSet(Hyperparameter("lam", 0.0, 1.0), (0.0, 1.0), torch.zeros(1, 1), y, torch.ones(1, dtype=torch.bool), True)
+    anchors = AnchorSet(
+        Hyperparameter("lam", 0.0, 1.0), (0.0, 1.0), torch.zeros(1, 1), y, torch.ones(1, dtype=torch.bool), True
+    )
     with pytest.raises(ValueError, match="metric='nlot' is defined for D = 2 outputs only; this task has D = 3"):
         make_surrogate("clot[metric=nlot]").fit(anchors)
 
@@ -327,8 +337,9 @@ def test_grid_lookup_matches_grid_sample_with_its_gradient():
     q = (torch.rand(300, 2) * 8 - 4).requires_grad_(True)  # partly outside the box: border values, zero slope
     x = torch.randint(0, 3, (300, 1)).float()
     u = 2 * (q - lo) / (hi - lo) - 1
-    sampled = torch.nn.functional.grid_sample(grid.table, u.reshape(1, 1, -1, 2), mode="bilinear",
-                                              padding_mode="border", align_corners=True)[0, :, 0, :]
+    sampled = torch.nn.functional.grid_sample(
+        grid.table, u.reshape(1, 1, -1, 2), mode="bilinear", padding_mode="border", align_corners=True
+    )[0, :, 0, :]
     expected = sampled.reshape(3, 3, -1)[x[:, 0].long(), :, torch.arange(300)]
     got = grid._entries(q, x)
     w = torch.randn(300, 3)
@@ -348,7 +359,12 @@ def test_fused_grid_lookup_and_prepared_cost_equal_the_separate_pieces(form):
     kde = KDEPotential(torch.randn(200, 2), torch.randint(0, 2, (200, 1)).float(), True, 0.3, 1.0, 0.5)
     pot = GridPotential(kde, lo, hi, 64)
     path = SplinePath(15, 8)
-    y0, y1, phi, x = torch.randn(30, 2), torch.randn(30, 2), torch.randn(30, 15, 2) * 0.1, torch.randint(0, 2, (30, 1)).float()
+    y0, y1, phi, x = (
+        torch.randn(30, 2),
+        torch.randn(30, 2),
+        torch.randn(30, 15, 2) * 0.1,
+        torch.randint(0, 2, (30, 1)).float(),
+    )
 
     def separate(y1):  # the cost written out from the pieces, without the fused lookup
         xr = x.repeat_interleave(path.num_points, 0)
@@ -382,14 +398,20 @@ def test_grouped_lbfgs_moves_every_row_as_separate_calls_do():
     b = torch.randn(60, 2)
 
     def f(z, rows=slice(None)):  # independent non-quadratic problems: curvature and line searches differ
-        return 0.5 * torch.einsum("bi,bij,bj->b", z, a[rows], z) - (b[rows] * z).sum(-1) + 0.3 * torch.cos(3 * z).sum(-1)
+        return (
+            0.5 * torch.einsum("bi,bij,bj->b", z, a[rows], z) - (b[rows] * z).sum(-1) + 0.3 * torch.cos(3 * z).sum(-1)
+        )
 
     x0 = torch.randn(60, 2)
     kw = dict(max_iter=4, accept_fraction=0.6, max_step=2.0)
     groups = torch.arange(3).repeat_interleave(20)
     together = batched_lbfgs(f, x0, groups=groups, **kw)
-    apart = torch.cat([batched_lbfgs(lambda z, r=slice(20 * k, 20 * k + 20): f(z, r), x0[20 * k: 20 * k + 20], **kw)
-                       for k in range(3)])
+    apart = torch.cat(
+        [
+            batched_lbfgs(lambda z, r=slice(20 * k, 20 * k + 20): f(z, r), x0[20 * k : 20 * k + 20], **kw)
+            for k in range(3)
+        ]
+    )
     assert torch.allclose(together, apart, atol=1e-5)
     # evaluating only the rows still searching, once few are, moves no row differently
     calls = []
@@ -408,18 +430,26 @@ def test_grouped_lbfgs_moves_every_row_as_separate_calls_do():
 def test_clot_batched_ctransform_equals_one_interval_at_a_time():
     g = torch.Generator().manual_seed(0)
     y = torch.randn(3, 2, 60, 2, generator=g) + torch.arange(3.0)[:, None, None, None]
-    anchors = AnchorSet(Hyperparameter("lam", 0.0, 1.0), (0.0, 0.5, 1.0), torch.tensor([[0.0], [1.0]]), y,
-                        torch.ones(2, dtype=torch.bool), categorical=True)
-    clot = make_surrogate("clot[steps=6,batch_size=32,spline_pretrain=4,spline_every=3,spline_iters=2,"
-                          "hidden=(16, 16),spline_hidden=32,kde_support=64,path_points=6,metric_grid=32,"
-                          "potential_grid=32]").fit(anchors, seed=0)
+    anchors = AnchorSet(
+        Hyperparameter("lam", 0.0, 1.0),
+        (0.0, 0.5, 1.0),
+        torch.tensor([[0.0], [1.0]]),
+        y,
+        torch.ones(2, dtype=torch.bool),
+        categorical=True,
+    )
+    clot = make_surrogate(
+        "clot[steps=6,batch_size=32,spline_pretrain=4,spline_every=3,spline_iters=2,"
+        "hidden=(16, 16),spline_hidden=32,kde_support=64,path_points=6,metric_grid=32,"
+        "potential_grid=32]"
+    ).fit(anchors, seed=0)
     for m in (clot.g_, clot.T_):
         m.requires_grad_(True)
     ys = torch.randn(64, 2, generator=g)
     xs = torch.randint(0, 2, (64, 1), generator=g).float()
     groups = torch.arange(2).repeat_interleave(32)
     together = clot._ctransform_all(ys, xs, groups)
-    apart = torch.cat([clot._ctransform(k, ys[32 * k: 32 * k + 32], xs[32 * k: 32 * k + 32]) for k in range(2)])
+    apart = torch.cat([clot._ctransform(k, ys[32 * k : 32 * k + 32], xs[32 * k : 32 * k + 32]) for k in range(2)])
     assert torch.allclose(together, apart, atol=1e-5)
 
 
@@ -438,7 +468,10 @@ def test_prepared_cost_on_a_subset_of_rows_equals_those_rows_of_the_full_cost(ki
     elif kind == "euclidean":
         metric, potential = EuclideanMetric(2), None
     else:
-        metric, potential = EigenBudgetMetric(2, cond_dim=1 if categorical else 3, n_classes=2 if categorical else None), kde
+        metric, potential = (
+            EigenBudgetMetric(2, cond_dim=1 if categorical else 3, n_classes=2 if categorical else None),
+            kde,
+        )
     path = SplinePath(15, 7)
     n = 40
     y0, y1, phi = torch.randn(n, 2), torch.randn(n, 2), torch.randn(n, 15, 2) * 0.1
@@ -454,8 +487,13 @@ def test_clot_fit_benchmark_quick_writes_perf_rows(tmp_path):
     root = Path(__file__).resolve().parents[2]
     csv = tmp_path / "perf.csv"
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(root), os.environ.get("PYTHONPATH", "")])}
-    proc = subprocess.run([sys.executable, str(root / "perf" / "clot_fit.py"), "--quick", "--repeats", "1",
-                           "--csv", str(csv)], capture_output=True, text=True, env=env, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, str(root / "perf" / "clot_fit.py"), "--quick", "--repeats", "1", "--csv", str(csv)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     rows = pd.read_csv(csv, keep_default_na=False)
     assert set(rows.benchmark) == {"clot_fit"}
@@ -478,8 +516,14 @@ def test_the_default_clot_is_scale_free(metric):
 
     anchors = gaussian_shift_anchors(n=120)
     scale, shift = 10.0, torch.tensor([3.0, -7.0])
-    moved = AnchorSet(anchors.hyperparameter, anchors.lambdas, anchors.conditions, anchors.samples * scale + shift,
-                      anchors.eval_mask, categorical=True)
+    moved = AnchorSet(
+        anchors.hyperparameter,
+        anchors.lambdas,
+        anchors.conditions,
+        anchors.samples * scale + shift,
+        anchors.eval_mask,
+        categorical=True,
+    )
     spec = f"clot[metric={metric},steps=40,batch_size=64,hidden=(16, 16),spline_hidden=32,spline_pretrain=10,spline_iters=5]"
     a = make_surrogate(spec).fit(anchors, seed=3).sample(0.4, torch.zeros(1, 1), 120, seed=1)
     b = make_surrogate(spec).fit(moved, seed=3).sample(0.4, torch.zeros(1, 1), 120, seed=1)
@@ -494,14 +538,25 @@ def test_reference_options_shared_init_and_metric_targets():
     # step (c-transform re-solved with the updated potentials), used by the parity runs.
     g = torch.Generator().manual_seed(0)
     y = torch.randn(3, 2, 30, 2, generator=g) + torch.arange(3.0)[:, None, None, None]
-    anchors = AnchorSet(Hyperparameter("lam", 0.0, 1.0), (0.0, 0.5, 1.0), torch.tensor([[0.0], [1.0]]), y,
-                        torch.ones(2, dtype=torch.bool), categorical=True)
-    quick = ("steps=1,lr=1e-20,spline_pretrain=1,spline_iters=1,hidden=(8, 8),spline_hidden=16,kde_support=32,"
-             "potential_grid=16,metric_grid=16,metric=learned,metric_targets=resolve")
+    anchors = AnchorSet(
+        Hyperparameter("lam", 0.0, 1.0),
+        (0.0, 0.5, 1.0),
+        torch.tensor([[0.0], [1.0]]),
+        y,
+        torch.ones(2, dtype=torch.bool),
+        categorical=True,
+    )
+    quick = (
+        "steps=1,lr=1e-20,spline_pretrain=1,spline_iters=1,hidden=(8, 8),spline_hidden=16,kde_support=32,"
+        "potential_grid=16,metric_grid=16,metric=learned,metric_targets=resolve"
+    )
 
     def same(model):
-        return all(torch.allclose(a, b) for nets in (model.g_, model.T_)
-                   for a, b in zip(nets[0].parameters(), nets[1].parameters()))
+        return all(
+            torch.allclose(a, b)
+            for nets in (model.g_, model.T_)
+            for a, b in zip(nets[0].parameters(), nets[1].parameters())
+        )
 
     assert same(make_surrogate(f"clot[{quick},shared_init=True]").fit(anchors, seed=0))
     assert not same(make_surrogate(f"clot[{quick}]").fit(anchors, seed=0))
@@ -522,8 +577,10 @@ def test_schedule_sets_the_learning_rate_the_fit_ends_at(schedule, final, monkey
         lrs.setdefault(id(opt), []).append(opt.param_groups[0]["lr"])
 
     monkeypatch.setattr(training, "step", spy)
-    quick = ("steps=8,lr=1e-3,spline_pretrain=1,spline_iters=1,hidden=(8, 8),spline_hidden=16,kde_support=32,"
-             f"potential_grid=16,ctransform_iters=1,schedule={schedule}")
+    quick = (
+        "steps=8,lr=1e-3,spline_pretrain=1,spline_iters=1,hidden=(8, 8),spline_hidden=16,kde_support=32,"
+        f"potential_grid=16,ctransform_iters=1,schedule={schedule}"
+    )
     make_surrogate(f"clot[{quick}]").fit(gaussian_shift_anchors(n=20), seed=0)
     dual = next(v for v in lrs.values() if len(v) == 8)  # (g_k, T_k): one step per fit step; the amortiser's: 2
     assert dual[0] < 1e-3 if schedule == "cosine" else dual[0] == 1e-3

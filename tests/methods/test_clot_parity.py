@@ -69,8 +69,11 @@ def test_every_component_matches_the_reference_to_float32_precision(outputs):
     _, ref, port = outputs
     rows = [r for r in clot_parity.compare(ref, port) if not r.component.startswith("one c-transform solve")]
     assert len(rows) == 34
-    bad = [f"{r.component} / {r.quantity}: max abs diff {r.max_abs:.2e} (max |ref| {r.reference})" for r in rows
-           if r.max_abs > 1e-5 * max(1.0, float(r.reference))]
+    bad = [
+        f"{r.component} / {r.quantity}: max abs diff {r.max_abs:.2e} (max |ref| {r.reference})"
+        for r in rows
+        if r.max_abs > 1e-5 * max(1.0, float(r.reference))
+    ]
     assert not bad, "\n".join(bad)
 
 
@@ -89,8 +92,8 @@ def test_the_reference_spline_family_is_not_c2_and_ours_is():
     rows = []
     for j in range(1, 14):  # curvature continuity at each interior knot: 2 c2 + 6 t c3 on both sides
         r = np.zeros(56)
-        r[4 * (j - 1): 4 * j] = [0, 0, 2, 6 * knots[j]]
-        r[4 * j: 4 * j + 4] = [0, 0, -2, -6 * knots[j]]
+        r[4 * (j - 1) : 4 * j] = [0, 0, 2, 6 * knots[j]]
+        r[4 * j : 4 * j + 4] = [0, 0, -2, -6 * knots[j]]
         rows.append(r)
     curvature = np.array(rows)
     assert np.abs(curvature @ _spline_null_basis(15, "c2")).max() < 1e-10

@@ -25,8 +25,13 @@ def _script(name):
 def test_record_replaces_a_remeasured_figure_and_keeps_the_others(tmp_path):
     path = tmp_path / "perf.csv"
     perf.record([perf.row("b", "c1", "seconds", 1.0, "s", goal="≤ 2 s", meets_goal=True)], path)
-    perf.record([perf.row("b", "c1", "seconds", 3.0, "s", goal="≤ 2 s", meets_goal=False),
-                 perf.row("b", "c2", "seconds", 5.0, "s")], path)
+    perf.record(
+        [
+            perf.row("b", "c1", "seconds", 3.0, "s", goal="≤ 2 s", meets_goal=False),
+            perf.row("b", "c2", "seconds", 5.0, "s"),
+        ],
+        path,
+    )
     df = pd.read_csv(path)
     assert len(df) == 2
     assert df.set_index("case").loc["c1", "value"] == 3.0
@@ -52,13 +57,16 @@ def test_fitted_exponent_and_timed():
 def test_report_writes_between_the_markers_only(tmp_path):
     report = _script("report")
     csv = tmp_path / "perf.csv"
-    perf.record([
-        perf.row("query_vs_retrain", "taskA", "retrain_seconds", 2.0, "s"),
-        perf.row("query_vs_retrain", "taskA/mccann", "speedup", 4000.0, "×", goal="≥ 1000×", meets_goal=True),
-        perf.row("query_vs_retrain", "taskA/cfm", "speedup", 20.0, "×", goal="≥ 1000×", meets_goal=False),
-        perf.row("fit_cost", "taskA/cfm", "fit_seconds", 9.5, "s"),
-        perf.row("scoring", "1000×256, D=2", "seconds", 1.5, "s", goal="≤ 2 s", meets_goal=True),
-    ], csv)
+    perf.record(
+        [
+            perf.row("query_vs_retrain", "taskA", "retrain_seconds", 2.0, "s"),
+            perf.row("query_vs_retrain", "taskA/mccann", "speedup", 4000.0, "×", goal="≥ 1000×", meets_goal=True),
+            perf.row("query_vs_retrain", "taskA/cfm", "speedup", 20.0, "×", goal="≥ 1000×", meets_goal=False),
+            perf.row("fit_cost", "taskA/cfm", "fit_seconds", 9.5, "s"),
+            perf.row("scoring", "1000×256, D=2", "seconds", 1.5, "s", goal="≤ 2 s", meets_goal=True),
+        ],
+        csv,
+    )
     doc = tmp_path / "PERFORMANCE.md"
     doc.write_text(f"intro\n{report.START}\nstale\n{report.END}\noutro\n")
     assert report.main(["--csv", str(csv), "--doc", str(doc)]) == 0
@@ -77,19 +85,40 @@ def test_performance_page_shows_what_perf_csv_holds():
     assert report.DOC == Path("docs") / "PERFORMANCE.md"
     text = (ROOT / report.DOC).read_text(encoding="utf-8")
     assert report.rendered_part(text) == report.render(report.read(ROOT / perf.PERF_CSV)), (
-        "docs/PERFORMANCE.md is stale: run perf/report.py")
+        "docs/PERFORMANCE.md is stale: run perf/report.py"
+    )
 
 
 def test_surrogates_benchmark_writes_query_fit_and_ratio_rows(tmp_path):
     csv = tmp_path / "perf.csv"
     bench = _script("surrogates")
-    bench.main(["-t", "noisy-regression[epochs=2]", "-s", "mixture", "-s", "stn[epochs=1]", "-s", "loss-conditional[epochs=1]",
-                "--train-repeats", "1", "--query-repeats", "2", "--csv", str(csv)])
+    bench.main(
+        [
+            "-t",
+            "noisy-regression[epochs=2]",
+            "-s",
+            "mixture",
+            "-s",
+            "stn[epochs=1]",
+            "-s",
+            "loss-conditional[epochs=1]",
+            "--train-repeats",
+            "1",
+            "--query-repeats",
+            "2",
+            "--csv",
+            str(csv),
+        ]
+    )
     df = pd.read_csv(csv)
     got = set(zip(df.benchmark, df.case, df.quantity))
     task = "noisy-regression[epochs=2]"
-    assert {("query_vs_retrain", task, "retrain_seconds"), ("fit_cost", f"{task}/mixture", "fit_seconds"),
-            ("query_vs_retrain", f"{task}/mixture", "speedup"), ("query_vs_retrain", f"{task}/stn[epochs=1]", "speedup")} <= got
+    assert {
+        ("query_vs_retrain", task, "retrain_seconds"),
+        ("fit_cost", f"{task}/mixture", "fit_seconds"),
+        ("query_vs_retrain", f"{task}/mixture", "speedup"),
+        ("query_vs_retrain", f"{task}/stn[epochs=1]", "speedup"),
+    } <= got
     assert (df.value > 0).all() and df.value.map(math.isfinite).all()
     ratio = df[(df.quantity == "speedup")].set_index("case")
     assert ratio.loc[f"{task}/mixture", "goal"] == "≥ 1000×"

@@ -12,8 +12,9 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def test_the_layers_contract_is_kept():
     # `lint-imports` reads [tool.importlinter] in pyproject.toml: no module imports a layer above it.
-    out = subprocess.run([str(Path(sys.executable).parent / "lint-imports"), "--no-cache"], cwd=ROOT,
-                         capture_output=True, text=True)
+    out = subprocess.run(
+        [str(Path(sys.executable).parent / "lint-imports"), "--no-cache"], cwd=ROOT, capture_output=True, text=True
+    )
     assert out.returncode == 0, out.stdout + out.stderr
     assert "1 kept, 0 broken" in out.stdout
 
@@ -45,8 +46,17 @@ def test_the_readme_layout_table_names_real_paths():
     readme = (ROOT / "README.md").read_text()
     table = readme.split("## Where things live", 1)[1].split("\n## ", 1)[0]
     paths = re.findall(r"^\| `([^`]+)`", table, re.M)
-    assert {"hti_bench/", "hti_bench/harness/", "hti_bench/toolkit/", "hti_bench/tasks/", "baselines/", "methods/",
-            "sweeps/", "results/", "tests/"} <= set(paths)
+    assert {
+        "hti_bench/",
+        "hti_bench/harness/",
+        "hti_bench/toolkit/",
+        "hti_bench/tasks/",
+        "baselines/",
+        "methods/",
+        "sweeps/",
+        "results/",
+        "tests/",
+    } <= set(paths)
     for path in paths:
         assert (ROOT / path).exists(), f"README's layout table names {path}, which does not exist"
     harness = {p.stem for p in (ROOT / "hti_bench" / "harness").glob("*.py") if p.stem != "__init__"}

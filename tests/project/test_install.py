@@ -51,7 +51,9 @@ def test_pyproject_lists_every_package():
     # package-dir (the built-in plugins ship inside hti_bench) rules out packages.find: the list is by hand.
     tomllib = pytest.importorskip("tomllib")
     config = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
-    assert sorted(config["packages"]) == sorted(source_packages()), "update [tool.setuptools] packages in pyproject.toml"
+    assert sorted(config["packages"]) == sorted(source_packages()), (
+        "update [tool.setuptools] packages in pyproject.toml"
+    )
     assert config["package-dir"] == {dest.replace("/", "."): src for src, dest in BUILTIN.items()}
 
 
@@ -83,33 +85,69 @@ def test_a_wheel_install_lists_and_runs_every_builtin_surrogate(tmp_path):
     for name in ("hti_bench", *BUILTIN):
         shutil.copytree(ROOT / name, src / name, ignore=shutil.ignore_patterns("__pycache__"))
     pip = [sys.executable, "-m", "pip", "--disable-pip-version-check", "--no-input"]
-    _check(subprocess.run([*pip, "wheel", "--no-deps", "--no-build-isolation", "--no-index", "-q",
-                           "-w", str(tmp_path / "dist"), str(src)], capture_output=True, text=True))
+    _check(
+        subprocess.run(
+            [
+                *pip,
+                "wheel",
+                "--no-deps",
+                "--no-build-isolation",
+                "--no-index",
+                "-q",
+                "-w",
+                str(tmp_path / "dist"),
+                str(src),
+            ],
+            capture_output=True,
+            text=True,
+        )
+    )
     (wheel,) = (tmp_path / "dist").glob("hti_bench-*.whl")
 
     with zipfile.ZipFile(wheel) as zf:
         shipped = set(zf.namelist())
     assert {n.split("/")[0] for n in shipped if not n.split("/")[0].endswith(".dist-info")} == {"hti_bench"}
-    expected = {p.relative_to(ROOT).as_posix() for p in (ROOT / "hti_bench").rglob("*.py") if "__pycache__" not in p.parts}
+    expected = {
+        p.relative_to(ROOT).as_posix() for p in (ROOT / "hti_bench").rglob("*.py") if "__pycache__" not in p.parts
+    }
     expected |= {f"{dest}/{p.name}" for folder, dest in BUILTIN.items() for p in (ROOT / folder).glob("*.py")}
     assert expected <= shipped, f"not in the wheel: {sorted(expected - shipped)}"
 
     venv = tmp_path / "venv"
     _check(subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], capture_output=True, text=True))
     python = venv / "bin" / "python"
-    _check(subprocess.run([*pip, "--python", str(python), "install", "--no-deps", "--no-index", "-q", str(wheel)],
-                          capture_output=True, text=True))
-    site = Path(_check(subprocess.run([python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-                                      capture_output=True, text=True)).strip())
+    _check(
+        subprocess.run(
+            [*pip, "--python", str(python), "install", "--no-deps", "--no-index", "-q", str(wheel)],
+            capture_output=True,
+            text=True,
+        )
+    )
+    site = Path(
+        _check(
+            subprocess.run(
+                [python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                capture_output=True,
+                text=True,
+            )
+        ).strip()
+    )
     ours = dict.fromkeys(sysconfig.get_paths()[k] for k in ("purelib", "platlib"))
     (site / "_hti_bench_test_stack.pth").write_text("".join(f"{p}\n" for p in ours))
 
     outside = tmp_path / "elsewhere"
     outside.mkdir()
-    env = {k: v for k, v in os.environ.items()
-           if k not in ("PYTHONPATH", "PYTHONHOME", "HTI_BENCH_PLUGIN_PATH", "HTI_BENCH_WANDB", "VIRTUAL_ENV")}
-    env.update(HTI_BENCH_CACHE=str(tmp_path / "cache"), WANDB_MODE="disabled", WANDB_DIR=str(tmp_path / "wandb"),
-               WANDB_CACHE_DIR=str(tmp_path / "wandb-cache"))
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("PYTHONPATH", "PYTHONHOME", "HTI_BENCH_PLUGIN_PATH", "HTI_BENCH_WANDB", "VIRTUAL_ENV")
+    }
+    env.update(
+        HTI_BENCH_CACHE=str(tmp_path / "cache"),
+        WANDB_MODE="disabled",
+        WANDB_DIR=str(tmp_path / "wandb"),
+        WANDB_CACHE_DIR=str(tmp_path / "wandb-cache"),
+    )
 
     def run(*args):
         return _check(subprocess.run(args, cwd=outside, env=env, capture_output=True, text=True))
@@ -124,14 +162,31 @@ def test_a_wheel_install_lists_and_runs_every_builtin_surrogate(tmp_path):
     sources = [Path(s) for s in re.findall(r"^     from (.+)$", listing, re.M)]
     assert len(sources) == len(builtin) and all(s.is_relative_to(packaged) for s in sources), listing
 
-    trained = ("moons-dropout[epochs=1,n_train=256,hidden=16,diffusion_steps=10,n_samples=24,"
-               "anchors=(0.0,0.5,0.9),heldout=(0.25,0.7)]")
+    trained = (
+        "moons-dropout[epochs=1,n_train=256,hidden=16,diffusion_steps=10,n_samples=24,"
+        "anchors=(0.0,0.5,0.9),heldout=(0.25,0.7)]"
+    )
     specs = [arg for name, cls in builtin.items() for arg in ("-s", format_spec(name, cls.test_config))]
     results = tmp_path / "results"
     # gaussian-plane (two hyperparameters) for the surrogates that only run on several
-    run(venv / "bin" / "hti-bench", "run", "-t", "gaussian-path[n_samples=24]", "-t", trained,
-        "-t", "gaussian-plane[n_samples=24]", *specs,
-        "--seeds", "0", "--jobs", "1", "--no-progress", "--results", str(results))
+    run(
+        venv / "bin" / "hti-bench",
+        "run",
+        "-t",
+        "gaussian-path[n_samples=24]",
+        "-t",
+        trained,
+        "-t",
+        "gaussian-plane[n_samples=24]",
+        *specs,
+        "--seeds",
+        "0",
+        "--jobs",
+        "1",
+        "--no-progress",
+        "--results",
+        str(results),
+    )
     board = pd.read_csv(results / "leaderboard.csv")
     board["name"] = [parse_spec(s)[0] for s in board["surrogate"]]
     ok = set(board.loc[board["status"] == "ok", "name"])

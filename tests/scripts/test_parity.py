@@ -55,8 +55,14 @@ def test_quantile_experiment_scores_mccann_as_the_harness_does(e2e):
 
 def test_quantile_experiment_runs_the_port_in_the_reference_units(e2e):
     data = e2e.load_suite_quantile("quantile", SMALL)
-    args = e2e.argparse.Namespace(port_set=["hidden=(8, 8)", "spline_hidden=16"], steps=2, lr=1e-3, ctransform_iters=1,
-                                  spline_pretrain=1, spline_iters=1)
+    args = e2e.argparse.Namespace(
+        port_set=["hidden=(8, 8)", "spline_hidden=16"],
+        steps=2,
+        lr=1e-3,
+        ctransform_iters=1,
+        spline_pretrain=1,
+        spline_iters=1,
+    )
     spec = e2e.port_spec("quantile", "K_I-U", args, data["anchors"].shape[1])
     times = [t for t, _ in data["heldout"]] + [e2e.ENDPOINT_S]
     preds, seconds = e2e.run_port(spec, data, times, seed=0)
@@ -100,9 +106,20 @@ def test_reproduce_quantile_scores_mccann_exactly_on_forecasts_linear_in_tau(tmp
     path = tmp_path / "q.pt"
     torch.save(data, path)
     out = tmp_path / "rows.csv"
-    monkeypatch.setattr(sys, "argv", ["reproduce_quantile.py", str(path), "--specs",
-                                      "clot[steps=1,spline_pretrain=1,spline_iters=1,hidden=(8, 8),spline_hidden=16]",
-                                      "--seeds", "0", "--csv", str(out)])
+    monkeypatch.setattr(
+        sys,
+        "argv",
+        [
+            "reproduce_quantile.py",
+            str(path),
+            "--specs",
+            "clot[steps=1,spline_pretrain=1,spline_iters=1,hidden=(8, 8),spline_hidden=16]",
+            "--seeds",
+            "0",
+            "--csv",
+            str(out),
+        ],
+    )
     assert module.main() == 0
     rows = pd.read_csv(out)
     mccann = rows[rows.spec == "mccann"].set_index("clock").mse

@@ -33,10 +33,18 @@ TINY_MULTI_TASK = "gaussian-plane[n_samples=24]"
 
 # A plugin for controller tests: the template's mean-shift surrogate, with a fit that takes `delay`
 # seconds (so a controller can be killed mid-run) and a `scale` that makes it worse away from 1.
-SLOW_PLUGIN = (ROOT / "methods" / "template_surrogate.py").read_text().replace('"my-method"', '"slow-shift"').replace(
-    "        self.anchors_ = anchors\n", "        import time\n        time.sleep(self.delay)\n        self.anchors_ = anchors\n"
-).replace(
-    "def __init__(self, *, scale: float = 1.0) -> None:", "def __init__(self, *, scale: float = 1.0, delay: float = 0.0) -> None:\n        self.delay = delay"
+SLOW_PLUGIN = (
+    (ROOT / "methods" / "template_surrogate.py")
+    .read_text()
+    .replace('"my-method"', '"slow-shift"')
+    .replace(
+        "        self.anchors_ = anchors\n",
+        "        import time\n        time.sleep(self.delay)\n        self.anchors_ = anchors\n",
+    )
+    .replace(
+        "def __init__(self, *, scale: float = 1.0) -> None:",
+        "def __init__(self, *, scale: float = 1.0, delay: float = 0.0) -> None:\n        self.delay = delay",
+    )
 )
 
 
@@ -59,7 +67,11 @@ def write_sweep(path: Path, config: dict) -> Path:
 
 
 def grid(tasks, surrogates, seeds=(0, 1), **extra) -> dict:
-    params = {"task": {"values": list(tasks)}, "surrogate": {"values": list(surrogates)}, "seed": {"values": list(seeds)}}
+    params = {
+        "task": {"values": list(tasks)},
+        "surrogate": {"values": list(surrogates)},
+        "seed": {"values": list(seeds)},
+    }
     params.update({k: v if isinstance(v, dict) else {"value": v} for k, v in extra.items()})
     return {"method": "grid", "metric": {"name": "w2", "goal": "minimize"}, "parameters": params}
 
@@ -87,7 +99,11 @@ def test_sweep_file_is_valid_and_one_point_runs(path, tmp_path):
     budget = registry.surrogate_classes()[name].test_config
     extra = {k: v for k, v in params.items() if k not in program.PROGRAM_KEYS}
     tiny = TINY_MULTI_TASK if registry.make_task(params["task"]).d > 1 else TINY_TASK
-    params.update(task=tiny, surrogate=format_spec(name, {**base, **budget}), **{k: v for k, v in extra.items() if k not in budget})
+    params.update(
+        task=tiny,
+        surrogate=format_spec(name, {**base, **budget}),
+        **{k: v for k, v in extra.items() if k not in budget},
+    )
     for k in [k for k in extra if k in budget]:
         params.pop(k)
     if "seeds" in params:
@@ -108,7 +124,9 @@ def test_leaderboard_sweeps_cover_every_task_and_surrogate():
     # The multi-hyperparameter leaderboard: every task of d > 1 axes, every surrogate that runs there.
     params = load_sweep(ROOT / "sweeps" / "leaderboard_multi.yaml").config["parameters"]
     assert multi and set(params["task"]["values"]) == multi
-    assert set(params["surrogate"]["values"]) == {n for n, c in registry.surrogate_classes().items() if c.supports_multi}
+    assert set(params["surrogate"]["values"]) == {
+        n for n, c in registry.surrogate_classes().items() if c.supports_multi
+    }
 
 
 # --------------------------------------------------------------------------------- the program
@@ -145,10 +163,19 @@ def test_program_honours_wandb_sweep_param_path_like_an_agent(tmp_path):
     """The agent's way: CLI ${args} give defaults, WANDB_SWEEP_PARAM_PATH's values win."""
     param_path = tmp_path / "params.yaml"
     param_path.write_text(yaml.safe_dump({"surrogate": {"value": "mixture"}, "seed": {"value": 5}}))
-    env = {**os.environ, "WANDB_MODE": "disabled", "WANDB_SWEEP_PARAM_PATH": str(param_path), "HTI_BENCH_RESULTS": str(tmp_path / "res")}
+    env = {
+        **os.environ,
+        "WANDB_MODE": "disabled",
+        "WANDB_SWEEP_PARAM_PATH": str(param_path),
+        "HTI_BENCH_RESULTS": str(tmp_path / "res"),
+    }
     proc = subprocess.run(
         [sys.executable, "-m", "hti_bench.sweeping.program", "--task=gaussian-path", "--surrogate=mccann", "--seed=0"],
-        capture_output=True, text=True, env=env, cwd=tmp_path, timeout=120,
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+        timeout=120,
     )
     assert proc.returncode == 0, proc.stderr
     final = json.loads(proc.stdout.strip().splitlines()[-1])
@@ -159,7 +186,11 @@ def test_program_honours_wandb_sweep_param_path_like_an_agent(tmp_path):
     param_path.write_text(yaml.safe_dump({"lrr": {"value": 0.1}}))
     proc = subprocess.run(
         [sys.executable, "-m", "hti_bench.sweeping.program", "--task=gaussian-path", "--surrogate=cfm"],
-        capture_output=True, text=True, env={**env, "HTI_BENCH_RESULTS": str(tmp_path / "res2")}, cwd=tmp_path, timeout=120,
+        capture_output=True,
+        text=True,
+        env={**env, "HTI_BENCH_RESULTS": str(tmp_path / "res2")},
+        cwd=tmp_path,
+        timeout=120,
     )
     assert proc.returncode == 2 and "Did you mean 'lr'" in proc.stderr and "Traceback" not in proc.stderr
     assert not (tmp_path / "res2").exists()
@@ -169,7 +200,9 @@ def test_program_honours_wandb_sweep_param_path_like_an_agent(tmp_path):
 
 
 def test_two_workers_give_the_same_rows_as_one(tmp_path):
-    path = write_sweep(tmp_path / "tiny.yaml", grid(["gaussian-path", TINY_TASK], ["mccann", "mixture", "hypernetwork[epochs=2]"]))
+    path = write_sweep(
+        tmp_path / "tiny.yaml", grid(["gaussian-path", TINY_TASK], ["mccann", "mixture", "hypernetwork[epochs=2]"])
+    )
     one = run_sweep(path, jobs=1, results_dir=tmp_path / "one", threads=1, progress=False, wandb_mode="disabled")
     two = run_sweep(path, jobs=2, results_dir=tmp_path / "two", threads=1, progress=False, wandb_mode="disabled")
     assert one.exhausted and two.exhausted and len(one.records) == len(two.records) == 12
@@ -185,13 +218,32 @@ def test_two_workers_give_the_same_rows_as_one(tmp_path):
 
 
 def test_killed_sweep_resumes_with_every_run_recorded_once(tmp_path, slow_plugin):
-    config = grid(["gaussian-path"], ["slow-shift[delay=1.5]", "slow-shift[delay=1.5,scale=2.0]", "mccann"], seeds=(0, 1))
+    config = grid(
+        ["gaussian-path"], ["slow-shift[delay=1.5]", "slow-shift[delay=1.5,scale=2.0]", "mccann"], seeds=(0, 1)
+    )
     path = write_sweep(tmp_path / "kill.yaml", config)
     results = tmp_path / "res"
     env = {**os.environ, "WANDB_MODE": "disabled"}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "hti_bench", "sweep", str(path), "-j", "2", "--results", str(results), "--no-progress", "--no-figures", "--threads", "1"],
-        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+        [
+            sys.executable,
+            "-m",
+            "hti_bench",
+            "sweep",
+            str(path),
+            "-j",
+            "2",
+            "--results",
+            str(results),
+            "--no-progress",
+            "--no-figures",
+            "--threads",
+            "1",
+        ],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
     )
     runs = results / "sweeps"
     deadline = time.time() + 120
@@ -277,7 +329,7 @@ def test_second_controller_on_the_same_sweep_is_refused(tmp_path):
     code = textwrap.dedent(f"""
         from hti_bench.sweeping.controller import SweepState
         from hti_bench.sweeping.sweepfile import load_sweep
-        SweepState(load_sweep({str(path)!r}), {str(tmp_path / 'res')!r}).lock()
+        SweepState(load_sweep({str(path)!r}), {str(tmp_path / "res")!r}).lock()
     """)
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert proc.returncode != 0 and "being run by another controller" in proc.stderr
@@ -292,7 +344,10 @@ def test_second_controller_on_the_same_sweep_is_refused(tmp_path):
 
 MALFORMED = {
     "bad-yaml": ("method: grid\nparameters:\n  task: {values: [a, b]\n", "not valid YAML at line"),
-    "unknown-method": ("method: gird\nparameters:\n  task: {value: gaussian-path}\n  surrogate: {value: mccann}\n", "Did you mean 'grid'"),
+    "unknown-method": (
+        "method: gird\nparameters:\n  task: {value: gaussian-path}\n  surrogate: {value: mccann}\n",
+        "Did you mean 'grid'",
+    ),
     "bad-distribution": (
         "method: random\nparameters:\n  task: {value: gaussian-path}\n  surrogate: {value: cfm}\n  lr: {distribution: unifrm, min: 0.1, max: 1}\n",
         "does not follow the W&B sweep schema",
@@ -301,8 +356,14 @@ MALFORMED = {
         "method: grid\nparameters:\n  task: {value: gaussian-path}\n  surrogate: {value: cfm}\n  lrr: {values: [0.1]}\n",
         "Unknown sweep parameter 'lrr'. Did you mean 'lr'",
     ),
-    "unknown-surrogate": ("method: grid\nparameters:\n  task: {value: gaussian-path}\n  surrogate: {values: [mcann]}\n", "Did you mean 'mccann'"),
-    "unknown-task": ("method: grid\nparameters:\n  task: {value: moons}\n  surrogate: {value: mccann}\n", "Unknown task 'moons'"),
+    "unknown-surrogate": (
+        "method: grid\nparameters:\n  task: {value: gaussian-path}\n  surrogate: {values: [mcann]}\n",
+        "Did you mean 'mccann'",
+    ),
+    "unknown-task": (
+        "method: grid\nparameters:\n  task: {value: moons}\n  surrogate: {value: mccann}\n",
+        "Unknown task 'moons'",
+    ),
     "unknown-metric": (
         "method: bayes\nmetric: {name: loss, goal: minimize}\nparameters:\n  task: {value: gaussian-path}\n  surrogate: {value: cfm}\n  lr: {min: 0.001, max: 0.1}\n",
         "Unknown metric 'loss'",
@@ -356,7 +417,13 @@ def test_leaderboard_from_wandb_rebuilds_the_same_tables(tmp_path, monkeypatch, 
     from hti_bench.harness.runner import run
     from hti_bench.harness.tracking import ROWS_SUMMARY_KEY, results_from_wandb, rows_json
 
-    local = run(tasks=["gaussian-path"], surrogates=["mccann", "mixture", "hypernetwork"], seeds=[0, 1], results_dir=tmp_path / "local", progress=False)
+    local = run(
+        tasks=["gaussian-path"],
+        surrogates=["mccann", "mixture", "hypernetwork"],
+        seeds=[0, 1],
+        results_dir=tmp_path / "local",
+        progress=False,
+    )
     rows = local.results.to_dict("records")
     units = {}
     for row in rows:

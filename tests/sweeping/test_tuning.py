@@ -9,13 +9,13 @@ import torch
 import yaml
 
 from hti_bench.errors import ConfigError, LeakError
-from hti_bench.sweeping import tuning
 from hti_bench.harness.registry import make_surrogate, make_task, surrogate_classes
 from hti_bench.harness.results import ResultsStore
 from hti_bench.harness.targets import TargetCache
-from hti_bench.sweeping.tuning import Fold, fold_task, search_space, tune, tuned_unit, validation_folds
 from hti_bench.harness.unit import evaluate
 from hti_bench.surrogate import Surrogate
+from hti_bench.sweeping import tuning
+from hti_bench.sweeping.tuning import Fold, fold_task, search_space, tune, tuned_unit, validation_folds
 from hti_bench.tasks.gaussian_path import GaussianPath
 
 SMALL = "gaussian-path[n_samples=24]"
@@ -44,7 +44,9 @@ def test_two_anchors_use_the_tasks_validation_lambdas_or_say_what_to_do():
     assert validation_folds(make_task("quantile"))[0].validation == (0.05, 0.35, 0.65, 0.95)
 
 
-@pytest.mark.parametrize("validation, message", [((0.25,), "also an anchor or a held-out"), ((1.0,), "strictly between")])
+@pytest.mark.parametrize(
+    "validation, message", [((0.25,), "also an anchor or a held-out"), ((1.0,), "strictly between")]
+)
 def test_validation_lambdas_never_coincide_with_held_out_or_anchors(validation, message):
     with pytest.raises(ConfigError, match=message):
         make_task(f"gaussian-path[anchors=(0.0,1.0),heldout=(0.25,0.75),validation={validation}]")
@@ -197,10 +199,18 @@ def test_tuning_resumes_after_a_kill_without_refitting_or_changing_its_choice(tm
             raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        tune(task, "cfm[steps=20,batch_size=32,hidden=(16,16)]", trials=4, results_dir=tmp_path, on_trial=killed_after_two)
+        tune(
+            task,
+            "cfm[steps=20,batch_size=32,hidden=(16,16)]",
+            trials=4,
+            results_dir=tmp_path,
+            on_trial=killed_after_two,
+        )
     fits = []
     real_fit = surrogate_classes()["cfm"].fit
-    monkeypatch.setattr(surrogate_classes()["cfm"], "fit", lambda self, *a, **k: fits.append(1) or real_fit(self, *a, **k))
+    monkeypatch.setattr(
+        surrogate_classes()["cfm"], "fit", lambda self, *a, **k: fits.append(1) or real_fit(self, *a, **k)
+    )
     resumed = tune(task, "cfm[steps=20,batch_size=32,hidden=(16,16)]", trials=4, results_dir=tmp_path)
     assert [t.spec for t in resumed.trials[:2]] == done and len(fits) == 2  # only trials 3 and 4 were fitted
     monkeypatch.undo()
@@ -233,10 +243,51 @@ def test_hti_bench_tune_writes_both_tracks_side_by_side(tmp_path, capsys):
     from hti_bench.cli import main
 
     results = tmp_path / "results"
-    assert main(["run", "-t", SMALL, "-s", "mccann", "-s", "nearest-anchor", "--seeds", "0", "1",
-                 "--results", str(results), "--no-progress"]) == 0
-    assert main(["tune", "-t", SMALL, "-s", "mccann", "-s", "nearest-anchor", "--trials", "3", "--seeds", "0", "1",
-                 "--results", str(results), "--no-progress", "--no-figures", "-j", "1"]) == 0
+    assert (
+        main(
+            [
+                "run",
+                "-t",
+                SMALL,
+                "-s",
+                "mccann",
+                "-s",
+                "nearest-anchor",
+                "--seeds",
+                "0",
+                "1",
+                "--results",
+                str(results),
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
+    assert (
+        main(
+            [
+                "tune",
+                "-t",
+                SMALL,
+                "-s",
+                "mccann",
+                "-s",
+                "nearest-anchor",
+                "--trials",
+                "3",
+                "--seeds",
+                "0",
+                "1",
+                "--results",
+                str(results),
+                "--no-progress",
+                "--no-figures",
+                "-j",
+                "1",
+            ]
+        )
+        == 0
+    )
     out = capsys.readouterr().out
     assert "tuned track" in out and "default track" in out
     board = ResultsStore(results).write_tables()[1]
@@ -245,8 +296,31 @@ def test_hti_bench_tune_writes_both_tracks_side_by_side(tmp_path, capsys):
     assert tuned["tuning_fit_seconds"].notna().all() and tuned["config"].str.startswith(tuple(tuned.index)).all()
     # Running it again resumes: nothing new is fitted, the rows are the same.
     before = ResultsStore(results).load()
-    assert main(["tune", "-t", SMALL, "-s", "mccann", "-s", "nearest-anchor", "--trials", "3", "--seeds", "0", "1",
-                 "--results", str(results), "--no-progress", "--no-figures", "-j", "1"]) == 0
+    assert (
+        main(
+            [
+                "tune",
+                "-t",
+                SMALL,
+                "-s",
+                "mccann",
+                "-s",
+                "nearest-anchor",
+                "--trials",
+                "3",
+                "--seeds",
+                "0",
+                "1",
+                "--results",
+                str(results),
+                "--no-progress",
+                "--no-figures",
+                "-j",
+                "1",
+            ]
+        )
+        == 0
+    )
     after = ResultsStore(results).load()
     assert len(after) == len(before) and after["w2"].tolist() == before["w2"].tolist()
 

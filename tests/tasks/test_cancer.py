@@ -21,9 +21,20 @@ from hti_bench.view import TaskView
 pytest.importorskip("stable_baselines3")
 
 #: PPO runs one 2 × 64-step rollout: enough to exercise training and the cache, not to learn.
-TINY = dict(anchors=(0.0, 10.0), heldout=(5.0,), ppo_steps=128, n_envs=2, ppo_n_steps=64, hidden=(8,),
-            behaviour_episodes=2, n_conditions=12, closed_loop_episodes=3, closed_loop_draws=4, max_days=12,
-            n_samples=16)
+TINY = dict(
+    anchors=(0.0, 10.0),
+    heldout=(5.0,),
+    ppo_steps=128,
+    n_envs=2,
+    ppo_n_steps=64,
+    hidden=(8,),
+    behaviour_episodes=2,
+    n_conditions=12,
+    closed_loop_episodes=3,
+    closed_loop_draws=4,
+    max_days=12,
+    n_samples=16,
+)
 
 
 @pytest.fixture(scope="module")
@@ -169,8 +180,9 @@ def test_on_a_small_budget_policies_beat_random_and_lambda_changes_their_behavio
     """16k PPO steps (≈ 7 s a policy): both anchors' policies are far better than random actions, and
     the λ = 10 policy lets the NK cells deviate less than the λ = 0 policy (the behaviour λ rewards).
     At the default 10⁵ steps: base return 119.4 / 119.2, NK penalty sum −3.43 / −1.27 (λ = 0 / 10)."""
-    task = Cancer(cache=TargetCache(tmp_path), ppo_steps=16_384, anchors=(0.0, 10.0), heldout=(5.0,),
-                  closed_loop_episodes=8)
+    task = Cancer(
+        cache=TargetCache(tmp_path), ppo_steps=16_384, anchors=(0.0, 10.0), heldout=(5.0,), closed_loop_episodes=8
+    )
 
     def returns(act):
         base = task.closed_loop_metrics(0.0, act, seed=0)["return"]
@@ -181,6 +193,7 @@ def test_on_a_small_budget_policies_beat_random_and_lambda_changes_their_behavio
         return lambda s, n, sd: task.sample(lam, s, n, sd)
 
     gen = torch.Generator().manual_seed(0)
+
     def uniform(s, n, sd):  # one uniform action per state, whatever the closed loop's averaging
         return (torch.rand(s.shape[0], 1, 2, generator=gen) * torch.tensor([10.0, 8.0])).expand(-1, n, -1)
 

@@ -19,8 +19,19 @@ pytest.importorskip("stable_baselines3")
 
 from hti_bench.tasks.reacher import ENV_ID, Reacher  # noqa: E402
 
-TINY = dict(anchors=(1.0, 5.0), heldout=(3.0,), ppo_steps=256, n_envs=2, ppo_n_steps=64, hidden=(8,),
-            behaviour_episodes=2, n_conditions=12, closed_loop_episodes=3, closed_loop_draws=4, n_samples=16)
+TINY = dict(
+    anchors=(1.0, 5.0),
+    heldout=(3.0,),
+    ppo_steps=256,
+    n_envs=2,
+    ppo_n_steps=64,
+    hidden=(8,),
+    behaviour_episodes=2,
+    n_conditions=12,
+    closed_loop_episodes=3,
+    closed_loop_draws=4,
+    n_samples=16,
+)
 
 
 @pytest.fixture(scope="module")
@@ -80,8 +91,14 @@ def test_on_a_small_budget_policies_beat_random_and_lambda_changes_their_behavio
     """40k PPO steps (≈ 15 s a policy): both anchors' policies score far above uniform random torques,
     and the λ = 5 policy spends less control effort than the λ = 1 policy. At the default 2·10⁵
     steps the effort falls ≈ 6× from λ = 1 to λ = 5 (see the closing note of issue 19)."""
-    task = Reacher(cache=TargetCache(tmp_path), ppo_steps=40_960, anchors=(1.0, 5.0), heldout=(3.0,),
-                   behaviour_episodes=2, closed_loop_episodes=8)
+    task = Reacher(
+        cache=TargetCache(tmp_path),
+        ppo_steps=40_960,
+        anchors=(1.0, 5.0),
+        heldout=(3.0,),
+        behaviour_episodes=2,
+        closed_loop_episodes=8,
+    )
 
     def split(act):
         at1 = task.closed_loop_metrics(1.0, act, seed=0)["return"]
@@ -91,7 +108,9 @@ def test_on_a_small_budget_policies_beat_random_and_lambda_changes_their_behavio
 
     gen = torch.Generator().manual_seed(0)
     random1, _ = split(lambda s, n, sd: (torch.rand(s.shape[0], 1, 2, generator=gen) * 2 - 1).expand(-1, n, -1))
-    (ret1, effort1), (ret5, effort5) = (split(lambda s, n, sd, lam=lam: task.sample(lam, s, n, sd)) for lam in (1.0, 5.0))
+    (ret1, effort1), (ret5, effort5) = (
+        split(lambda s, n, sd, lam=lam: task.sample(lam, s, n, sd)) for lam in (1.0, 5.0)
+    )
     assert random1 < -30
     assert min(ret1, ret5) > random1 + 20, (ret1, ret5, random1)
     assert 0 < effort5 < 0.9 * effort1, (effort1, effort5)

@@ -30,8 +30,13 @@ def test_an_npz_file_runs_end_to_end(tmp_path):
     stored = torch.as_tensor(gaussian_tensor()[1, :40, :2])
     got = task.sample(0.25, torch.tensor([[0.0]]), 40, seed=3)[0]
     assert torch.equal(got[got[:, 0].argsort()], stored[stored[:, 0].argsort()])
-    summary = run(tasks=[f"tensor[path={path}]"], surrogates=["mccann", "nearest-anchor", "stn"], seeds=[0],
-                  results_dir=tmp_path / "res", progress=False)
+    summary = run(
+        tasks=[f"tensor[path={path}]"],
+        surrogates=["mccann", "nearest-anchor", "stn"],
+        seeds=[0],
+        results_dir=tmp_path / "res",
+        progress=False,
+    )
     board = summary.leaderboard.set_index("surrogate")
     # the family is a W₂ geodesic, so McCann beats nearest-anchor and the floor is a bootstrap's, > 0
     assert board.loc["mccann", "w2_mean"] < board.loc["nearest-anchor", "w2_mean"]
@@ -58,14 +63,25 @@ def write(tmp_path, name="bad.npz", **arrays):
     [
         (dict(data=np.zeros((5, 10))), "", r"wrong rank: 'data' must be \[T, N, D\+C\], got shape \(5, 10\)"),
         (dict(data=gaussian_tensor(), lambdas=LAMBDAS[:4], y_dim=2), "", "4 λ values but 'data' has T = 5 slices"),
-        (dict(data=np.where(np.arange(3)[None, None] == 0, np.nan, gaussian_tensor()), lambdas=LAMBDAS, y_dim=2), "",
-         "'data' has 600 non-finite values"),
+        (
+            dict(data=np.where(np.arange(3)[None, None] == 0, np.nan, gaussian_tensor()), lambdas=LAMBDAS, y_dim=2),
+            "",
+            "'data' has 600 non-finite values",
+        ),
         (dict(data=gaussian_tensor(), y_dim=2), "", "no λ values"),
         (dict(data=gaussian_tensor(), lambdas=LAMBDAS), "", "y_dim must be between 1 and 2"),
         (dict(data=gaussian_tensor(), lambdas=LAMBDAS[::-1], y_dim=2), "", "strictly increasing"),
-        (dict(data=gaussian_tensor(), lambdas=LAMBDAS, y_dim=2), ",anchors=(0.0,0.6,1.0)", r"λ=0.6 is not one of the file's values"),
+        (
+            dict(data=gaussian_tensor(), lambdas=LAMBDAS, y_dim=2),
+            ",anchors=(0.0,0.6,1.0)",
+            r"λ=0.6 is not one of the file's values",
+        ),
         (dict(other=np.zeros(3)), "", "no 'data' array"),
-        (dict(data=gaussian_tensor()[:3], lambdas=LAMBDAS[:3], y_dim=2), "", "are all anchors"),  # like the paper's semicircles file
+        (
+            dict(data=gaussian_tensor()[:3], lambdas=LAMBDAS[:3], y_dim=2),
+            "",
+            "are all anchors",
+        ),  # like the paper's semicircles file
     ],
 )
 def test_malformed_files_are_refused_naming_the_file_and_the_problem(tmp_path, arrays, extra, message):
@@ -103,8 +119,12 @@ def test_read_per_class_splits_the_papers_layout_and_names_a_bad_file(tmp_path):
 
     y = torch.randn(3, 10, 2)
     labels = torch.tensor([1.0, 0.0] * 5)
-    np.savez(tmp_path / "ok.npz", data=torch.cat([y, labels.expand(3, 10)[..., None]], -1).numpy(),
-             lambdas=np.array([0.0, 0.5, 1.0]), y_dim=2)
+    np.savez(
+        tmp_path / "ok.npz",
+        data=torch.cat([y, labels.expand(3, 10)[..., None]], -1).numpy(),
+        lambdas=np.array([0.0, 0.5, 1.0]),
+        y_dim=2,
+    )
     per_class, lams, classes = read_per_class(tmp_path / "ok.npz")
     assert per_class.shape == (3, 2, 5, 2) and lams == [0.0, 0.5, 1.0] and classes.tolist() == [[0.0], [1.0]]
     assert torch.equal(per_class[:, 1], y[:, labels == 1])
@@ -122,8 +142,10 @@ def plane_tensor(n_per_class=60, classes=2, seed=0):
     rng = np.random.default_rng(seed)
     label = np.repeat(np.arange(classes), n_per_class).astype(np.float32)
     z = rng.standard_normal((len(label), 2))
-    data = [np.column_stack([np.column_stack([label + 2 * a, np.full_like(label, b)]) + (0.2 + 0.3 * a) * z, label])
-            for a, b in GRID]
+    data = [
+        np.column_stack([np.column_stack([label + 2 * a, np.full_like(label, b)]) + (0.2 + 0.3 * a) * z, label])
+        for a, b in GRID
+    ]
     return np.stack(data).astype(np.float32)
 
 
@@ -138,8 +160,13 @@ def test_a_file_of_two_dimensional_lambda_runs_on_the_plane(tmp_path):
     stored = torch.as_tensor(plane_tensor()[GRID.index((0.75, 0.5)), :60, :2])
     got = task.sample((0.75, 0.5), torch.tensor([[0.0]]), 60, seed=1)[0]
     assert torch.equal(got[got[:, 0].argsort()], stored[stored[:, 0].argsort()])
-    summary = run(tasks=[task.spec], surrogates=["barycenter", "nearest-anchor", "mccann"], seeds=[0],
-                  results_dir=tmp_path / "res", progress=False)
+    summary = run(
+        tasks=[task.spec],
+        surrogates=["barycenter", "nearest-anchor", "mccann"],
+        seeds=[0],
+        results_dir=tmp_path / "res",
+        progress=False,
+    )
     board = summary.leaderboard.set_index("surrogate")
     assert board.loc["barycenter", "w2_mean"] < 0.6 * board.loc["nearest-anchor", "w2_mean"]
     assert board.loc["mccann", "status"].startswith("skipped: one-dimensional")
@@ -151,8 +178,10 @@ def test_two_dimensional_lambda_from_the_spec_and_its_errors(tmp_path):
     path = tmp_path / "plane.pt"
     torch.save({"data": torch.as_tensor(plane_tensor()), "y_dim": 2}, path)
     lams = "(" + ",".join(f"({a},{b})" for a, b in GRID) + ")"
-    task = make_task(f"tensor[path={path},lambdas={lams},anchors=((0,0),(1,0),(0,1),(1,1),(0.5,0.5)),"
-                     "heldout=((0.25,0.25),(0.75,0.5)),clock='identity,identity']")
+    task = make_task(
+        f"tensor[path={path},lambdas={lams},anchors=((0,0),(1,0),(0,1),(1,1),(0.5,0.5)),"
+        "heldout=((0.25,0.25),(0.75,0.5)),clock='identity,identity']"
+    )
     assert task.anchors[-1] == (0.5, 0.5) and task.heldout == ((0.25, 0.25), (0.75, 0.5))
     bad = [
         ("lambdas=(" + ",".join(f"({a},{b})" for a, b in GRID[:-1] + [(0.0, 0.0)]) + ")", "appears more than once"),

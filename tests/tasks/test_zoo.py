@@ -42,15 +42,16 @@ def test_a_higher_penalty_gives_smaller_actions():
     assert abs(task.metrics(3.0, conds, zero)["step_reward"] - float(expected)) < 1e-5
 
 
-
-
-@pytest.mark.parametrize("spec", [
-    "quantile[epochs=1,hidden=8]",
-    "beta-vae[epochs=1,hidden=16]",
-    "reward-weighting[epochs=1,n_train=256,hidden=8]",
-    "moons-dropout[epochs=1,n_train=256,hidden=16,diffusion_steps=10]",
-    "noisy-regression[epochs=2]",
-])
+@pytest.mark.parametrize(
+    "spec",
+    [
+        "quantile[epochs=1,hidden=8]",
+        "beta-vae[epochs=1,hidden=16]",
+        "reward-weighting[epochs=1,n_train=256,hidden=8]",
+        "moons-dropout[epochs=1,n_train=256,hidden=16,diffusion_steps=10]",
+        "noisy-regression[epochs=2]",
+    ],
+)
 def test_every_trained_task_is_cached_after_its_first_training(spec):
     cache = TargetCache()
     task = make_task(spec, cache=cache)

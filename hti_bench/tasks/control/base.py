@@ -58,15 +58,22 @@ class PolicyTaskConfig(TaskConfig):
     n_envs: int = option(8, "Environments PPO collects from in parallel.")
     ppo_n_steps: int = option(256, "PPO rollout length per environment (n_steps; the batch is n_envs × it).")
     hidden: tuple[int, ...] = option((64, 64), "Hidden widths of the policy MLP (stable-baselines3's default).")
-    behaviour_episodes: int = option(20, "Episodes driven by the behaviour policy (the last anchor's) to collect "
-                                     "the evaluation states.", cache=False)
+    behaviour_episodes: int = option(
+        20, "Episodes driven by the behaviour policy (the last anchor's) to collect the evaluation states.", cache=False
+    )
     behaviour_seed: int = option(1, "Seed of the behaviour episodes and of their actions.", cache=False)
-    n_conditions: int = option(100, "Evaluation states, spread evenly over the behaviour episodes' states.",
-                               cache=False)
-    closed_loop_episodes: int = option(16, "Closed-loop episodes per held-out λ (the same seeds for every policy).",
-                                       cache=False)
-    closed_loop_action: str = option("mean", "What a closed loop executes: the mean of closed_loop_draws draws "
-                                     "('mean') or one draw ('sample'), clipped to the action bounds.", cache=False)
+    n_conditions: int = option(
+        100, "Evaluation states, spread evenly over the behaviour episodes' states.", cache=False
+    )
+    closed_loop_episodes: int = option(
+        16, "Closed-loop episodes per held-out λ (the same seeds for every policy).", cache=False
+    )
+    closed_loop_action: str = option(
+        "mean",
+        "What a closed loop executes: the mean of closed_loop_draws draws "
+        "('mean') or one draw ('sample'), clipped to the action bounds.",
+        cache=False,
+    )
     closed_loop_draws: int = option(16, "Draws averaged per state when closed_loop_action is 'mean'.", cache=False)
 
 
@@ -93,7 +100,7 @@ class PolicyTask(TrainedTask):
     capabilities: ClassVar[frozenset[str]] = frozenset({"architecture"})
     capability_notes: ClassVar[dict[str, str]] = {
         "training_loss": "the targets are trained by PPO on environment returns, which is not a per-example, "
-                         "λ-aware loss of the policy's weights that a best-response method could differentiate"
+        "λ-aware loss of the policy's weights that a best-response method could differentiate"
     }
     closed_loop: ClassVar[bool] = True
     normalize: ClassVar[bool] = False
@@ -112,8 +119,15 @@ class PolicyTask(TrainedTask):
         super().__init__(cache=cache, **overrides)
         c = self.config
         where = f"task '{self.name}'"
-        for key in ("ppo_steps", "n_envs", "ppo_n_steps", "behaviour_episodes", "n_conditions",
-                    "closed_loop_episodes", "closed_loop_draws"):
+        for key in (
+            "ppo_steps",
+            "n_envs",
+            "ppo_n_steps",
+            "behaviour_episodes",
+            "n_conditions",
+            "closed_loop_episodes",
+            "closed_loop_draws",
+        ):
             value = getattr(c, key)
             if not (isinstance(value, int) and not isinstance(value, bool) and value >= 1):
                 raise ConfigError(f"{where}: {key} must be a positive integer, got {value!r}")
@@ -174,8 +188,14 @@ class PolicyTask(TrainedTask):
         threads = torch.get_num_threads()
         torch.set_num_threads(1)
         try:
-            net, _ = train_ppo(lambda s: self.vec_env(lam, s), steps=int(self.config.ppo_steps), seed=int(seed),
-                               hidden=self.config.hidden, normalize=self.normalize, ppo=self.ppo_kwargs())
+            net, _ = train_ppo(
+                lambda s: self.vec_env(lam, s),
+                steps=int(self.config.ppo_steps),
+                seed=int(seed),
+                hidden=self.config.hidden,
+                normalize=self.normalize,
+                ppo=self.ppo_kwargs(),
+            )
         finally:
             torch.set_num_threads(threads)
         return net
@@ -195,7 +215,9 @@ class PolicyTask(TrainedTask):
         """``n_conditions`` of the states the behaviour policy (an anchor's) visits, spread evenly."""
         if self._conditions is None:
             states = self.behaviour_states()
-            pick = np.unique(np.linspace(0, states.shape[0] - 1, min(self.config.n_conditions, states.shape[0])).round())
+            pick = np.unique(
+                np.linspace(0, states.shape[0] - 1, min(self.config.n_conditions, states.shape[0])).round()
+            )
             rows = torch.unique(states[torch.as_tensor(pick, dtype=torch.long)], dim=0, sorted=False)
             self._conditions = rows
         return self._conditions.clone()
@@ -256,12 +278,16 @@ class PolicyTask(TrainedTask):
             states = torch.as_tensor(obs[rows], dtype=torch.float32)
             out = torch.as_tensor(act(states, draws, (int(seed) * 1_000_003 + 7919 * t) % 2**31))
             if tuple(out.shape) != (rows.size, draws, self.output_dim):
-                raise ValueError(f"step {t}: the actions have shape {tuple(out.shape)}, expected "
-                                 f"{(rows.size, draws, self.output_dim)}")
+                raise ValueError(
+                    f"step {t}: the actions have shape {tuple(out.shape)}, expected "
+                    f"{(rows.size, draws, self.output_dim)}"
+                )
             a = out.double().mean(dim=1).numpy()
             if not np.isfinite(a).all():
-                raise ValueError(f"step {t}: the policy's action at {int((~np.isfinite(a)).any(1).sum())} state(s) "
-                                 "is not finite (NaN or inf)")
+                raise ValueError(
+                    f"step {t}: the policy's action at {int((~np.isfinite(a)).any(1).sum())} state(s) "
+                    "is not finite (NaN or inf)"
+                )
             action[rows] = np.clip(a, low, high)
             obs, reward, ended = env.step(action)
             returns[rows] += reward[rows]
@@ -276,4 +302,3 @@ class PolicyTask(TrainedTask):
         ``episode_steps`` (mean episode length)."""
         returns, steps = self.rollout(lam, act, seed)
         return {"return": float(returns.mean()), "return_ci95": ci95(returns), "episode_steps": float(steps.mean())}
-

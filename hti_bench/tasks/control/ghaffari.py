@@ -37,15 +37,61 @@ import numpy as np
 #: Nominal model parameters, in DTRGym's dictionary order (§3; its order fixes the random draws of
 #: the PK/PD noise). ``K_2C`` is in the dictionary (and perturbed) but used nowhere (§14.8).
 PARAMETERS: dict[str, float] = {
-    "delta": 0.15, "a1": 0.431, "b1": 1.02e-9, "c1": 6.41e-11, "d1": 2.34, "l": 2.09, "s": 8.39e-2,
-    "e1": 2.08e-7, "f1": 4.12e-2, "p1": 3.42e-6, "m1": 2.04e-1, "j1": 2.49e-2, "k1": 3.66e7,
-    "q1": 1.42e-6, "r11": 1.1e-7, "r12": 6.5e-11, "u1": 3e-10, "K_1T": 100.0, "K_1L": 10.0,
-    "K_1N": 10.0, "K_1C": 10.0, "alpha": 7.5e8, "beta": 1.2e-2, "mu": 0.9, "a2": 5.0, "b2": 1e-7,
-    "c2": 6.41e-12, "d2": 5.0, "e2": 2.08e-7, "f2": 3.5e-2, "p2": 1e-6, "m2": 1.8e-1, "j2": 1.6e-2,
-    "k2": 3.66e7, "q2": 1e-6, "r21": 2e-7, "r22": 7.5e-11, "u2": 3e-10, "K_2T": 100.0, "K_2L": 10.0,
-    "K_2N": 10.0, "K_2C": 10.0, "gamma1": 0.04, "gamma2": 0.1, "gamma3": 0.1, "epsilon": 0.05,
-    "alpha1": 1e-4, "alpha2": 1e-5, "W_1T": 0.01, "W_1N": 1.0, "W_1L": 1.0, "W_1C": 1.0, "W_2T": 1.0,
-    "W_2N": 1.0, "W_2L": 1.0,
+    "delta": 0.15,
+    "a1": 0.431,
+    "b1": 1.02e-9,
+    "c1": 6.41e-11,
+    "d1": 2.34,
+    "l": 2.09,
+    "s": 8.39e-2,
+    "e1": 2.08e-7,
+    "f1": 4.12e-2,
+    "p1": 3.42e-6,
+    "m1": 2.04e-1,
+    "j1": 2.49e-2,
+    "k1": 3.66e7,
+    "q1": 1.42e-6,
+    "r11": 1.1e-7,
+    "r12": 6.5e-11,
+    "u1": 3e-10,
+    "K_1T": 100.0,
+    "K_1L": 10.0,
+    "K_1N": 10.0,
+    "K_1C": 10.0,
+    "alpha": 7.5e8,
+    "beta": 1.2e-2,
+    "mu": 0.9,
+    "a2": 5.0,
+    "b2": 1e-7,
+    "c2": 6.41e-12,
+    "d2": 5.0,
+    "e2": 2.08e-7,
+    "f2": 3.5e-2,
+    "p2": 1e-6,
+    "m2": 1.8e-1,
+    "j2": 1.6e-2,
+    "k2": 3.66e7,
+    "q2": 1e-6,
+    "r21": 2e-7,
+    "r22": 7.5e-11,
+    "u2": 3e-10,
+    "K_2T": 100.0,
+    "K_2L": 10.0,
+    "K_2N": 10.0,
+    "K_2C": 10.0,
+    "gamma1": 0.04,
+    "gamma2": 0.1,
+    "gamma3": 0.1,
+    "epsilon": 0.05,
+    "alpha1": 1e-4,
+    "alpha2": 1e-5,
+    "W_1T": 0.01,
+    "W_1N": 1.0,
+    "W_1L": 1.0,
+    "W_1C": 1.0,
+    "W_2T": 1.0,
+    "W_2N": 1.0,
+    "W_2L": 1.0,
 }
 
 #: Initial populations before noise (§2: T_p, N_p, L_p, C, T_s, N_s, L_s); M, u, v, x start at 0.
@@ -107,22 +153,59 @@ def _rhs(t: np.ndarray, y: np.ndarray, action: np.ndarray, p: dict[str, np.ndarr
     kill_p = p["d1"] * lpl / np.maximum(1.0, p["s"] * tp ** p["l"] + lpl)
     kill_s = p["d2"] * lsl / np.maximum(1.0, p["s"] * ts ** p["l"] + lsl)
     out = np.empty_like(y)
-    out[:, 0] = (p["a1"] * tp * (1 - p["b1"] * tp) - p["c1"] * np_ * tp - kill_p * tp - p["alpha1"] * tp
-                 - dose * tp + p["gamma1"] * u - p["K_1T"] * m * tp / (p["W_1T"] + tp))
-    out[:, 1] = (p["e1"] * c - p["p1"] * np_ * tp - p["f1"] * np_ - p["epsilon"] * dose * np_ + p["gamma2"] * v
-                 - p["K_1N"] * m * np_ / (p["W_1N"] + np_))
-    out[:, 2] = (-p["m1"] * lp + p["j1"] * tp / (p["k1"] + tp) * lp - p["q1"] * lp * tp + p["r11"] * np_ * tp
-                 + p["r12"] * c * tp - p["u1"] * np_ * lp**2 - p["epsilon"] * dose * lp + p["gamma3"] * x
-                 - p["K_1L"] * m * lp / (p["W_1L"] + lp))
+    out[:, 0] = (
+        p["a1"] * tp * (1 - p["b1"] * tp)
+        - p["c1"] * np_ * tp
+        - kill_p * tp
+        - p["alpha1"] * tp
+        - dose * tp
+        + p["gamma1"] * u
+        - p["K_1T"] * m * tp / (p["W_1T"] + tp)
+    )
+    out[:, 1] = (
+        p["e1"] * c
+        - p["p1"] * np_ * tp
+        - p["f1"] * np_
+        - p["epsilon"] * dose * np_
+        + p["gamma2"] * v
+        - p["K_1N"] * m * np_ / (p["W_1N"] + np_)
+    )
+    out[:, 2] = (
+        -p["m1"] * lp
+        + p["j1"] * tp / (p["k1"] + tp) * lp
+        - p["q1"] * lp * tp
+        + p["r11"] * np_ * tp
+        + p["r12"] * c * tp
+        - p["u1"] * np_ * lp**2
+        - p["epsilon"] * dose * lp
+        + p["gamma3"] * x
+        - p["K_1L"] * m * lp / (p["W_1L"] + lp)
+    )
     out[:, 3] = p["alpha"] - p["beta"] * c - p["K_1C"] * m * c / (p["W_1C"] + c)
     seeded = t > tau  # the metastatic site switches on strictly after τ days
-    out[:, 4] = np.where(seeded, p["a2"] * ts * (1 - p["b2"] * ts) - p["c2"] * ns * ts - kill_s * ts
-                         + p["alpha2"] * tp * (t - tau) - p["K_2T"] * m * ts / (p["W_2T"] + ts), 0.0)
-    out[:, 5] = np.where(seeded, p["e2"] * c - p["p2"] * ns * ts - p["f2"] * ns
-                         - p["K_2N"] * m * ns / (p["W_2N"] + ns), 0.0)
-    out[:, 6] = np.where(seeded, -p["m2"] * ls + p["j2"] * ts / (p["k2"] + ts) * ls - p["q2"] * ls * ts
-                         + p["r21"] * ns * ts + p["r22"] * c * ts - p["u2"] * ns * ls**2
-                         - p["K_2L"] * m * ls / (p["W_2L"] + ls), 0.0)
+    out[:, 4] = np.where(
+        seeded,
+        p["a2"] * ts * (1 - p["b2"] * ts)
+        - p["c2"] * ns * ts
+        - kill_s * ts
+        + p["alpha2"] * tp * (t - tau)
+        - p["K_2T"] * m * ts / (p["W_2T"] + ts),
+        0.0,
+    )
+    out[:, 5] = np.where(
+        seeded, p["e2"] * c - p["p2"] * ns * ts - p["f2"] * ns - p["K_2N"] * m * ns / (p["W_2N"] + ns), 0.0
+    )
+    out[:, 6] = np.where(
+        seeded,
+        -p["m2"] * ls
+        + p["j2"] * ts / (p["k2"] + ts) * ls
+        - p["q2"] * ls * ts
+        + p["r21"] * ns * ts
+        + p["r22"] * c * ts
+        - p["u2"] * ns * ls**2
+        - p["K_2L"] * m * ls / (p["W_2L"] + ls),
+        0.0,
+    )
     out[:, 7] = -p["mu"] * m + infusion
     out[:, 8] = dose * tp - (p["gamma1"] + p["delta"]) * u
     out[:, 9] = dose * np_ - (p["gamma2"] + p["delta"]) * v
@@ -134,8 +217,9 @@ def _rms(z: np.ndarray) -> np.ndarray:
     return np.sqrt(np.mean(z * z, axis=1))
 
 
-def integrate_day(y0: np.ndarray, t0: np.ndarray, action: np.ndarray, p: dict[str, np.ndarray],
-                  tau: np.ndarray, compiled: bool = True) -> tuple[np.ndarray, np.ndarray]:
+def integrate_day(
+    y0: np.ndarray, t0: np.ndarray, action: np.ndarray, p: dict[str, np.ndarray], tau: np.ndarray, compiled: bool = True
+) -> tuple[np.ndarray, np.ndarray]:
     """Integrate every episode of the batch over [t0, t0 + 1] (§5); returns (y, right-hand-side calls).
 
     Each episode has its own adaptive step, as scipy's RK23 would take for it alone. With numba
@@ -224,10 +308,63 @@ def integrate_day(y0: np.ndarray, t0: np.ndarray, action: np.ndarray, p: dict[st
 # day takes ~3,900 calls (perf/ghaffari.py). Without numba the numpy path above runs.
 
 #: The parameter names of the compiled right-hand side, in PARAMETERS order (checked at import).
-_SHORT = ("delta", "a1", "b1", "c1", "d1", "l", "s", "e1", "f1", "p1", "m1", "j1", "k1", "q1", "r11", "r12",
-          "u1", "K_1T", "K_1L", "K_1N", "K_1C", "alpha", "beta", "mu", "a2", "b2", "c2", "d2", "e2", "f2", "p2",
-          "m2", "j2", "k2", "q2", "r21", "r22", "u2", "K_2T", "K_2L", "K_2N", "K_2C", "gamma1", "gamma2",
-          "gamma3", "epsilon", "alpha1", "alpha2", "W_1T", "W_1N", "W_1L", "W_1C", "W_2T", "W_2N", "W_2L")
+_SHORT = (
+    "delta",
+    "a1",
+    "b1",
+    "c1",
+    "d1",
+    "l",
+    "s",
+    "e1",
+    "f1",
+    "p1",
+    "m1",
+    "j1",
+    "k1",
+    "q1",
+    "r11",
+    "r12",
+    "u1",
+    "K_1T",
+    "K_1L",
+    "K_1N",
+    "K_1C",
+    "alpha",
+    "beta",
+    "mu",
+    "a2",
+    "b2",
+    "c2",
+    "d2",
+    "e2",
+    "f2",
+    "p2",
+    "m2",
+    "j2",
+    "k2",
+    "q2",
+    "r21",
+    "r22",
+    "u2",
+    "K_2T",
+    "K_2L",
+    "K_2N",
+    "K_2C",
+    "gamma1",
+    "gamma2",
+    "gamma3",
+    "epsilon",
+    "alpha1",
+    "alpha2",
+    "W_1T",
+    "W_1N",
+    "W_1L",
+    "W_1C",
+    "W_2T",
+    "W_2N",
+    "W_2L",
+)
 assert _SHORT == tuple(PARAMETERS), "the compiled right-hand side unpacks the parameters in this order"
 
 
@@ -239,30 +376,101 @@ def _compiled_kernels():  # noqa: C901 - one compiled unit
         for i in range(11):
             if y[i] < 0.0:
                 y[i] = 0.0  # in place, as DTRGym's right-hand side (§5)
-        delta = P[0]; a1 = P[1]; b1 = P[2]; c1 = P[3]; d1 = P[4]; l = P[5]
-        s = P[6]; e1 = P[7]; f1 = P[8]; p1 = P[9]; m1 = P[10]; j1 = P[11]
-        k1 = P[12]; q1 = P[13]; r11 = P[14]; r12 = P[15]; u1 = P[16]; K1T = P[17]
-        K1L = P[18]; K1N = P[19]; K1C = P[20]; alpha = P[21]; beta = P[22]; mu = P[23]
-        a2 = P[24]; b2 = P[25]; c2 = P[26]; d2 = P[27]; e2 = P[28]; f2 = P[29]
-        p2 = P[30]; m2 = P[31]; j2 = P[32]; k2 = P[33]; q2 = P[34]; r21 = P[35]
-        r22 = P[36]; u2 = P[37]; K2T = P[38]; K2L = P[39]; K2N = P[40]; K2C = P[41]
-        g1 = P[42]; g2 = P[43]; g3 = P[44]; eps = P[45]; al1 = P[46]; al2 = P[47]
-        W1T = P[48]; W1N = P[49]; W1L = P[50]; W1C = P[51]; W2T = P[52]; W2N = P[53]
+        delta = P[0]
+        a1 = P[1]
+        b1 = P[2]
+        c1 = P[3]
+        d1 = P[4]
+        l = P[5]  # noqa: E741 (the spec's name)
+        s = P[6]
+        e1 = P[7]
+        f1 = P[8]
+        p1 = P[9]
+        m1 = P[10]
+        j1 = P[11]
+        k1 = P[12]
+        q1 = P[13]
+        r11 = P[14]
+        r12 = P[15]
+        u1 = P[16]
+        K1T = P[17]
+        K1L = P[18]
+        K1N = P[19]
+        K1C = P[20]
+        alpha = P[21]
+        beta = P[22]
+        mu = P[23]
+        a2 = P[24]
+        b2 = P[25]
+        c2 = P[26]
+        d2 = P[27]
+        e2 = P[28]
+        f2 = P[29]
+        p2 = P[30]
+        m2 = P[31]
+        j2 = P[32]
+        k2 = P[33]
+        q2 = P[34]
+        r21 = P[35]
+        r22 = P[36]
+        u2 = P[37]
+        K2T = P[38]
+        K2L = P[39]
+        K2N = P[40]
+        K2C = P[41]  # noqa: F841 (unused by the right-hand side, named to keep the spec's order)
+        g1 = P[42]
+        g2 = P[43]
+        g3 = P[44]
+        eps = P[45]
+        al1 = P[46]
+        al2 = P[47]
+        W1T = P[48]
+        W1N = P[49]
+        W1L = P[50]
+        W1C = P[51]
+        W2T = P[52]
+        W2N = P[53]
         W2L = P[54]
         tp, np_, lp, c, ts, ns, ls, m, u, v, x = y[0], y[1], y[2], y[3], y[4], y[5], y[6], y[7], y[8], y[9], y[10]
         lpl, lsl = lp**l, ls**l
         kill_p = d1 * lpl / max(1.0, s * tp**l + lpl)
         kill_s = d2 * lsl / max(1.0, s * ts**l + lsl)
-        out[0] = a1 * tp * (1 - b1 * tp) - c1 * np_ * tp - kill_p * tp - al1 * tp - dose * tp + g1 * u - K1T * m * tp / (W1T + tp)
+        out[0] = (
+            a1 * tp * (1 - b1 * tp)
+            - c1 * np_ * tp
+            - kill_p * tp
+            - al1 * tp
+            - dose * tp
+            + g1 * u
+            - K1T * m * tp / (W1T + tp)
+        )
         out[1] = e1 * c - p1 * np_ * tp - f1 * np_ - eps * dose * np_ + g2 * v - K1N * m * np_ / (W1N + np_)
-        out[2] = (-m1 * lp + j1 * tp / (k1 + tp) * lp - q1 * lp * tp + r11 * np_ * tp + r12 * c * tp - u1 * np_ * lp**2
-                  - eps * dose * lp + g3 * x - K1L * m * lp / (W1L + lp))
+        out[2] = (
+            -m1 * lp
+            + j1 * tp / (k1 + tp) * lp
+            - q1 * lp * tp
+            + r11 * np_ * tp
+            + r12 * c * tp
+            - u1 * np_ * lp**2
+            - eps * dose * lp
+            + g3 * x
+            - K1L * m * lp / (W1L + lp)
+        )
         out[3] = alpha - beta * c - K1C * m * c / (W1C + c)
         if t > tau:
-            out[4] = a2 * ts * (1 - b2 * ts) - c2 * ns * ts - kill_s * ts + al2 * tp * (t - tau) - K2T * m * ts / (W2T + ts)
+            out[4] = (
+                a2 * ts * (1 - b2 * ts) - c2 * ns * ts - kill_s * ts + al2 * tp * (t - tau) - K2T * m * ts / (W2T + ts)
+            )
             out[5] = e2 * c - p2 * ns * ts - f2 * ns - K2N * m * ns / (W2N + ns)
-            out[6] = (-m2 * ls + j2 * ts / (k2 + ts) * ls - q2 * ls * ts + r21 * ns * ts + r22 * c * ts - u2 * ns * ls**2
-                      - K2L * m * ls / (W2L + ls))
+            out[6] = (
+                -m2 * ls
+                + j2 * ts / (k2 + ts) * ls
+                - q2 * ls * ts
+                + r21 * ns * ts
+                + r22 * c * ts
+                - u2 * ns * ls**2
+                - K2L * m * ls / (W2L + ls)
+            )
         else:
             out[4] = 0.0
             out[5] = 0.0
@@ -505,6 +713,7 @@ def vec_env(n_envs: int, lam: float, seed: int, noise: Noise | None = None, max_
 
     class CancerVecEnv(VecEnv):
         render_mode = None  # nothing to render; SB3 asks for it
+
         def __init__(self) -> None:
             super().__init__(n_envs, obs_space, act_space)
             self.sim = GhaffariBatch(noise, max_t)

@@ -28,7 +28,9 @@ from torch import Tensor, nn
 class PolicyNetwork(nn.Module):
     """A Gaussian policy π(a | s): normalise s, MLP (tanh) → mean; log σ a parameter; clip a to bounds."""
 
-    def __init__(self, obs_dim: int, low: Sequence[float], high: Sequence[float], hidden: Sequence[int] = (64, 64)) -> None:
+    def __init__(
+        self, obs_dim: int, low: Sequence[float], high: Sequence[float], hidden: Sequence[int] = (64, 64)
+    ) -> None:
         super().__init__()
         act_dim = len(low)
         layers: list[nn.Module] = []
@@ -87,8 +89,15 @@ def from_sb3(model: Any, hidden: Sequence[int], obs_rms: Any = None, clip_obs: f
     return net.eval()
 
 
-def train_ppo(make_env: Callable[[int], Any], *, steps: int, seed: int, hidden: Sequence[int] = (64, 64),
-              normalize: bool = False, ppo: dict[str, Any] | None = None) -> tuple[PolicyNetwork, dict[str, Any]]:
+def train_ppo(
+    make_env: Callable[[int], Any],
+    *,
+    steps: int,
+    seed: int,
+    hidden: Sequence[int] = (64, 64),
+    normalize: bool = False,
+    ppo: dict[str, Any] | None = None,
+) -> tuple[PolicyNetwork, dict[str, Any]]:
     """Train a PPO policy for ``steps`` environment steps on ``make_env(seed)`` (a stable-baselines3
     ``VecEnv``), with SB3's PPO defaults updated by ``ppo``; returns the policy and what training did
     (seconds, steps, steps per second)."""

@@ -80,8 +80,9 @@ class BoxAxes:
     every coordinate in [−1, 1] over the anchors' bounding box (which anchor designs make their hull)."""
 
     def __init__(self, space: Any, anchors: Sequence[Sequence[float]]) -> None:
-        self.axes = [LambdaAxis(hp, min(a[i] for a in anchors), max(a[i] for a in anchors))
-                     for i, hp in enumerate(space.axes)]
+        self.axes = [
+            LambdaAxis(hp, min(a[i] for a in anchors), max(a[i] for a in anchors)) for i, hp in enumerate(space.axes)
+        ]
 
     @property
     def d(self) -> int:
@@ -150,7 +151,9 @@ class BatchStream:
         return self
 
 
-def split_training_data(data: Sequence[Tensor], fraction: float, gen: torch.Generator) -> tuple[tuple[Tensor, ...], tuple[Tensor, ...]]:
+def split_training_data(
+    data: Sequence[Tensor], fraction: float, gen: torch.Generator
+) -> tuple[tuple[Tensor, ...], tuple[Tensor, ...]]:
     """(train, validation) rows of the task's training set; ``fraction`` of it held out."""
     n = int(data[0].shape[0])
     order = torch.randperm(n, generator=gen)

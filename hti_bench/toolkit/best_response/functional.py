@@ -119,6 +119,7 @@ class FunctionalNetwork(nn.Module):
             out = tree_unflatten([p[0] for p in pairs], spec)
             lin = tree_unflatten([p[1] for p in pairs], spec)
         else:
+
             def output(hh: Tensor) -> Any:
                 return self._apply(self.weights(hh), args, kwargs)
 
@@ -128,7 +129,9 @@ class FunctionalNetwork(nn.Module):
             if dl is None:  # an output that does not depend on the weights: its tangent is zero
                 return o
             if not isinstance(o, Tensor) or o.ndim == 0 or o.shape[0] != total:
-                raise ValueError(f"linearised outputs must have one row per example ({total}), got {getattr(o, 'shape', o)}")
+                raise ValueError(
+                    f"linearised outputs must have one row per example ({total}), got {getattr(o, 'shape', o)}"
+                )
             return o + per_row.reshape(total, *([1] * (o.ndim - 1))) * dl
 
         return tree_map(combine, out, lin)
@@ -153,7 +156,9 @@ class FunctionalNetwork(nn.Module):
             return functional_call(self.network, w, a, kw)
 
         out = vmap(one, in_dims=in_dims, randomness="different")(weights, s_args, s_kwargs)
-        return tree_map(lambda o: o.reshape(n_sets * k, *o.shape[2:]) if isinstance(o, Tensor) and o.ndim >= 2 else o, out)
+        return tree_map(
+            lambda o: o.reshape(n_sets * k, *o.shape[2:]) if isinstance(o, Tensor) and o.ndim >= 2 else o, out
+        )
 
 
 def _total_rows(n_sets: int, args: tuple, kwargs: dict) -> int:

@@ -24,7 +24,9 @@ class HyperGenerator(nn.Module):
         self.shapes = parameter_shapes(network)
         init = [p.detach().reshape(-1) for p in network.parameters()]
         self.base = nn.Parameter(torch.cat(init).clone())
-        self.code = nn.Sequential(nn.Linear(n_inputs, width), nn.SiLU(), nn.Linear(width, width), nn.SiLU(), nn.Linear(width, rank))
+        self.code = nn.Sequential(
+            nn.Linear(n_inputs, width), nn.SiLU(), nn.Linear(width, width), nn.SiLU(), nn.Linear(width, rank)
+        )
         # Each weight block's response starts at a tenth of its initial spread: big enough to carry
         # gradient to the code network, small enough that w(s) ≈ w_init everywhere at step 0.
         blocks = []
@@ -48,7 +50,9 @@ class StructuredResponse(nn.Module):
     ``general_parameters()`` are the P_elem, ``response_parameters()`` the P_hyper and V_P.
     """
 
-    def __init__(self, network: nn.Module, dim: int, gen: torch.Generator, elem: dict[str, Tensor] | None = None) -> None:
+    def __init__(
+        self, network: nn.Module, dim: int, gen: torch.Generator, elem: dict[str, Tensor] | None = None
+    ) -> None:
         super().__init__()
         self.names = [n for n, _ in network.named_parameters()]
         source = elem or {n: p.detach() for n, p in network.named_parameters()}
@@ -72,7 +76,9 @@ class StructuredResponse(nn.Module):
     def direction(self, h: Tensor, u: Tensor) -> dict[str, Tensor]:
         """dw/dh at ``h`` along ``u`` (B, d): the weights are affine in h, so (V_P u) ⊙_row P_hyper.
         :class:`FunctionalNetwork` uses it to linearise without differentiating the generator."""
-        return {name: _row_scale(u, v, e) * w for name, e, w, v in zip(self.names, self.elem, self.hyper, self.bottleneck)}
+        return {
+            name: _row_scale(u, v, e) * w for name, e, w, v in zip(self.names, self.elem, self.hyper, self.bottleneck)
+        }
 
     def forward(self, h: Tensor) -> dict[str, Tensor]:
         out = {}
@@ -95,8 +101,9 @@ class FiLMGenerator(nn.Module):
     fewer than the hypernetwork's r·|w|.
     """
 
-    def __init__(self, network: nn.Module, width: int, layers: list[str], gen: torch.Generator,
-                 n_inputs: int = 1) -> None:
+    def __init__(
+        self, network: nn.Module, width: int, layers: list[str], gen: torch.Generator, n_inputs: int = 1
+    ) -> None:
         super().__init__()
         self.shapes = parameter_shapes(network)
         params = dict(network.named_parameters())
@@ -105,7 +112,9 @@ class FiLMGenerator(nn.Module):
         self.layers = list(layers)
         self.units = [int(params[_qualified(layer, "weight")].shape[0]) for layer in self.layers]
         total = sum(self.units)
-        self.film = nn.Sequential(nn.Linear(n_inputs, width), nn.SiLU(), nn.Linear(width, width), nn.SiLU(), nn.Linear(width, 2 * total))
+        self.film = nn.Sequential(
+            nn.Linear(n_inputs, width), nn.SiLU(), nn.Linear(width, width), nn.SiLU(), nn.Linear(width, 2 * total)
+        )
         with torch.no_grad():
             for m in self.film:
                 if isinstance(m, nn.Linear):

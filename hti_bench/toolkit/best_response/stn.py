@@ -152,12 +152,23 @@ class StnBase(BestResponseSurrogate):
         self.s0_ = axis.s(center) if d > 1 else float(axis.s(torch.tensor(center)))
         response = StructuredResponse(network, d, gen)
         self.net_ = FunctionalNetwork(network, response).train()
-        train, val = split_training_data(task.training_data(), float(self.val_fraction), gen) if self.tune_scale else (task.training_data(), None)
+        train, val = (
+            split_training_data(task.training_data(), float(self.val_fraction), gen)
+            if self.tune_scale
+            else (task.training_data(), None)
+        )
         center_u = axis.u(center) if d > 1 else float(axis.u(torch.tensor(center)))
         self.scale_ = PerturbationScale(float(self.sigma0), center_u, float(self.entropy_weight), float(self.scale_lr))
         steps = self._steps(task, int(train[0].shape[0]))
-        self.losses_, self.sigmas_ = self._train(task, axis, response, BatchStream(train, int(self.batch_size), gen),
-                                                 BatchStream(val, int(self.batch_size), gen) if val else None, steps, gen)
+        self.losses_, self.sigmas_ = self._train(
+            task,
+            axis,
+            response,
+            BatchStream(train, int(self.batch_size), gen),
+            BatchStream(val, int(self.batch_size), gen) if val else None,
+            steps,
+            gen,
+        )
         self.net_.eval()
 
     def _h(self, s: Tensor) -> Tensor:
@@ -165,8 +176,16 @@ class StnBase(BestResponseSurrogate):
         h = s - self.s0_ if self.centred else s
         return h if h.ndim == 2 else h[:, None]
 
-    def _perturbed_loss(self, task: TaskView, axis: LambdaAxis, batch: tuple[Tensor, ...], gen: torch.Generator,
-                        *, scale: Tensor, detach_lam: bool = False) -> Tensor:
+    def _perturbed_loss(
+        self,
+        task: TaskView,
+        axis: LambdaAxis,
+        batch: tuple[Tensor, ...],
+        gen: torch.Generator,
+        *,
+        scale: Tensor,
+        detach_lam: bool = False,
+    ) -> Tensor:
         """The task's loss at λ̃ perturbed around λ0; through the linearised output for Δ-STN."""
         batch, groups, k = self._grouped(batch)
         lam, s = axis.perturbed(self.scale_.center_u, scale, groups, gen)
@@ -176,8 +195,15 @@ class StnBase(BestResponseSurrogate):
         with context:
             return task.per_example_loss(self.net_, batch, lam.repeat_interleave(k, dim=0)).mean()
 
-    def _scale_step(self, task: TaskView, axis: LambdaAxis, val_batches: BatchStream | None, gen: torch.Generator,
-                    step: int, sigmas: list[float]) -> None:
+    def _scale_step(
+        self,
+        task: TaskView,
+        axis: LambdaAxis,
+        val_batches: BatchStream | None,
+        gen: torch.Generator,
+        step: int,
+        sigmas: list[float],
+    ) -> None:
         """Every ``scale_every`` steps, one σ step on held-out rows with the network in eval mode."""
         if val_batches is None or (step + 1) % int(self.scale_every):
             return

@@ -64,7 +64,9 @@ class BestResponseSurrogate(Surrogate):
         if int(self.batch_size) < 1:
             raise ConfigError(f"batch_size must be ≥ 1, got {self.batch_size}")
         if not 1 <= int(self.lambda_draws) <= int(self.batch_size):
-            raise ConfigError(f"lambda_draws must be between 1 and batch_size ({self.batch_size}), got {self.lambda_draws}")
+            raise ConfigError(
+                f"lambda_draws must be between 1 and batch_size ({self.batch_size}), got {self.lambda_draws}"
+            )
         if self.lr is not None and not float(self.lr) > 0:
             raise ConfigError(f"lr must be > 0 (or None for the task's own), got {self.lr}")
 
@@ -84,8 +86,14 @@ class BestResponseSurrogate(Surrogate):
         epochs = float(task.epochs if self.epochs is None else self.epochs)
         return max(1, int(round(epochs * n_rows / int(self.batch_size))))
 
-    def _train_over_range(self, network: torch.nn.Module, generator: torch.nn.Module, task: TaskView,
-                          axis: LambdaAxis, gen: torch.Generator) -> None:
+    def _train_over_range(
+        self,
+        network: torch.nn.Module,
+        generator: torch.nn.Module,
+        task: TaskView,
+        axis: LambdaAxis,
+        gen: torch.Generator,
+    ) -> None:
         """The global scheme: ``generator``'s weights trained on the task's loss, each batch's λ drawn
         uniformly over the anchor range on the clock (``lambda_draws`` of them), for the budget of
         :meth:`_steps`; stores ``net_`` (in eval mode) and ``losses_``."""
@@ -104,7 +112,9 @@ class BestResponseSurrogate(Surrogate):
                 return task.per_example_loss(self.net_, batch, lam.repeat_interleave(k, dim=0)).mean()
 
         steps = self._steps(task, int(data[0].shape[0]))
-        self.losses_ = training.train_loop(generator.parameters(), loss_fn, steps=steps, lr=self._lr(task), clip=self.clip)
+        self.losses_ = training.train_loop(
+            generator.parameters(), loss_fn, steps=steps, lr=self._lr(task), clip=self.clip
+        )
         self.net_.eval()
 
     def _fit(self, task: TaskView, axis: LambdaAxis, gen: torch.Generator) -> None:
@@ -129,5 +139,7 @@ class BestResponseSurrogate(Surrogate):
         self.anchors_.simplex(lam) if self.anchors_.d > 1 else self.anchors_.locate(lam)
         net = self.net_.eval()
         with torch.no_grad(), self._at(lam):
-            out = self.task_.sample_network(net, torch.as_tensor(conditions, dtype=torch.float32), int(n), self.generator(seed))
+            out = self.task_.sample_network(
+                net, torch.as_tensor(conditions, dtype=torch.float32), int(n), self.generator(seed)
+            )
         return out.float()

@@ -27,8 +27,17 @@ class PreparedCost:
     it to some of its rows (paths), for evaluations that only need those (a line search's tail).
     """
 
-    def __init__(self, path: SplinePath, metric: Metric, potential: nn.Module | None, form: str, energy: bool,
-                 rows: dict[str, Tensor], points: dict[str, Tensor], fused: Tensor | None) -> None:
+    def __init__(
+        self,
+        path: SplinePath,
+        metric: Metric,
+        potential: nn.Module | None,
+        form: str,
+        energy: bool,
+        rows: dict[str, Tensor],
+        points: dict[str, Tensor],
+        fused: Tensor | None,
+    ) -> None:
         self.path, self.metric, self.potential, self.form, self.energy = path, metric, potential, form, energy
         self.rows, self.points, self.fused = rows, points, fused  # per path, per path point, shared
 
@@ -36,9 +45,16 @@ class PreparedCost:
         """The same cost for the paths ``idx`` only (a 1-D index)."""
         p = self.path.num_points
         pts = (idx[:, None] * p + torch.arange(p, device=idx.device)).reshape(-1)
-        return PreparedCost(self.path, self.metric, self.potential, self.form, self.energy,
-                            {k: v.index_select(0, idx) for k, v in self.rows.items()},
-                            {k: v.index_select(0, pts) for k, v in self.points.items()}, self.fused)
+        return PreparedCost(
+            self.path,
+            self.metric,
+            self.potential,
+            self.form,
+            self.energy,
+            {k: v.index_select(0, idx) for k, v in self.rows.items()},
+            {k: v.index_select(0, pts) for k, v in self.points.items()},
+            self.fused,
+        )
 
     def _field(self, q: Tensor, v: Tensor) -> tuple[Tensor, Tensor | None]:
         """(vᵀG(q)v (B·P,), Û(q) (B, P) or None) at the points q (B·P, D)."""
@@ -75,8 +91,14 @@ class PreparedCost:
 
 
 def prepare_cost(
-    path: SplinePath, metric: Metric, potential: nn.Module | None, y0: Tensor, phi: Tensor, x: Tensor,
-    form: str = "paper", energy: bool = False,
+    path: SplinePath,
+    metric: Metric,
+    potential: nn.Module | None,
+    y0: Tensor,
+    phi: Tensor,
+    x: Tensor,
+    form: str = "paper",
+    energy: bool = False,
 ) -> PreparedCost:
     """The cost from y0 along φ at conditions x as a function of the end point (:class:`PreparedCost`)."""
     if form not in COSTS:
@@ -92,8 +114,13 @@ def prepare_cost(
         s = path.grid[None, :, None]
         base = (1 - s) * y0[:, None] + path._offsets(path.grid_val_t, phi)
         rows = {"a": base[:, :-1].contiguous(), "c": base[:, 1:] - base[:, :-1] + 1e-6}
-    if isinstance(metric, GridMetric) and isinstance(potential, GridPotential) and metric.same_grid(potential) \
-            and metric.cells.shape[0] == potential.cells.shape[0] and bool(metric.n_classes) == potential.categorical:
+    if (
+        isinstance(metric, GridMetric)
+        and isinstance(potential, GridPotential)
+        and metric.same_grid(potential)
+        and metric.cells.shape[0] == potential.cells.shape[0]
+        and bool(metric.n_classes) == potential.categorical
+    ):
         points = metric.state(xr)  # the class offsets of the points, shared by both tables
         return PreparedCost(path, metric, potential, form, energy, rows, points, metric.fused_table(potential))
     points = {f"met.{k}": t for k, t in metric.state(xr).items()}
@@ -103,8 +130,14 @@ def prepare_cost(
 
 
 def path_cost(
-    path: SplinePath, metric: Metric, potential: nn.Module | None, y0: Tensor, y1: Tensor, phi: Tensor,
-    x: Tensor, form: str = "paper",
+    path: SplinePath,
+    metric: Metric,
+    potential: nn.Module | None,
+    y0: Tensor,
+    y1: Tensor,
+    phi: Tensor,
+    x: Tensor,
+    form: str = "paper",
 ) -> Tensor:
     """Cost of moving y0 → y1 along the spline φ, per path: (B,).
 
@@ -117,8 +150,14 @@ def path_cost(
 
 
 def path_energy(
-    path: SplinePath, metric: Metric, potential: nn.Module | None, y0: Tensor, y1: Tensor, phi: Tensor,
-    x: Tensor, form: str = "paper",
+    path: SplinePath,
+    metric: Metric,
+    potential: nn.Module | None,
+    y0: Tensor,
+    y1: Tensor,
+    phi: Tensor,
+    x: Tensor,
+    form: str = "paper",
 ) -> Tensor:
     """What the spline amortiser minimises: the action (``paper``), or E rather than ½E² (``reference``)."""
     return prepare_cost(path, metric, potential, y0, phi, x, form, energy=True)(y1)

@@ -77,8 +77,7 @@ class _GridBox:
         return torch.addcmul(self.pix_shift, q, self.pix_scale)  # (q − lo)·(R − 1)/(hi − lo)
 
     def same_grid(self, other: _GridBox) -> bool:
-        return (self.resolution == other.resolution and torch.equal(self.lo, other.lo)
-                and torch.equal(self.hi, other.hi))
+        return self.resolution == other.resolution and torch.equal(self.lo, other.lo) and torch.equal(self.hi, other.hi)
 
     def _offsets(self, classes: Tensor | None) -> Tensor | None:
         return None if classes is None else classes * (self.resolution * self.resolution)

@@ -36,7 +36,9 @@ class _GroupRule:
         self.needed = accept_fraction * (size - inactive)
 
     def _count(self, mask: Tensor) -> Tensor:
-        return torch.zeros(self.n, dtype=torch.float64, device=mask.device).index_add_(0, self.groups, mask.to(torch.float64))
+        return torch.zeros(self.n, dtype=torch.float64, device=mask.device).index_add_(
+            0, self.groups, mask.to(torch.float64)
+        )
 
     def done(self, accepted: Tensor) -> Tensor:
         """(B,): whether the row's group has stopped searching."""
@@ -44,8 +46,17 @@ class _GroupRule:
         return ((count == self.size) | (count - self.inactive >= self.needed))[self.groups]
 
 
-def _tail_values(f_rows: Callable[[Tensor, Tensor], Tensor], proj: Callable[[Tensor], Tensor], x: Tensor, d: Tensor,
-                 t: Tensor, val: Tensor, searching: Tensor, shrink: float, n_steps: int) -> list[Tensor]:
+def _tail_values(
+    f_rows: Callable[[Tensor, Tensor], Tensor],
+    proj: Callable[[Tensor], Tensor],
+    x: Tensor,
+    d: Tensor,
+    t: Tensor,
+    val: Tensor,
+    searching: Tensor,
+    shrink: float,
+    n_steps: int,
+) -> list[Tensor]:
     """f at the next ``n_steps`` backtracking steps t, t·shrink, … of the rows still searching, in one
     evaluation of f on those rows only: one (B,) tensor per step (inf for the other rows). The steps
     are formed by the same float operations as one trial at a time, so the points are the same."""
@@ -146,8 +157,17 @@ def batched_lbfgs(
             n_searching = int(searching.sum())
             with torch.no_grad():
                 if f_rows is not None and 0 < n_searching < rows_below * len(searching):
-                    values = _tail_values(f_rows, proj, x, d, t, val, searching, shrink,
-                                          min(max_linesearch - trials, max(1, int(rows_below * len(searching)) // n_searching)))
+                    values = _tail_values(
+                        f_rows,
+                        proj,
+                        x,
+                        d,
+                        t,
+                        val,
+                        searching,
+                        shrink,
+                        min(max_linesearch - trials, max(1, int(rows_below * len(searching)) // n_searching)),
+                    )
                 else:
                     values = [f(proj(x + t[:, None] * d))]
             for v in values:  # the trials in backtracking order, each with the rule as if evaluated alone
@@ -155,7 +175,9 @@ def batched_lbfgs(
                 accepted = accepted | ok
                 trials += 1
                 if rule is None:
-                    done = bool(accepted.all()) or float((accepted & active).sum()) >= accept_fraction * float(active.sum())
+                    done = bool(accepted.all()) or float((accepted & active).sum()) >= accept_fraction * float(
+                        active.sum()
+                    )
                 else:
                     stopped = stopped | rule.done(accepted)
                     done = bool(stopped.all())

@@ -160,7 +160,9 @@ class _NeuralMetric(Metric):
         self.dim = dim
         self.net = FiLMMLP(dim, n_out, [hidden, hidden], cond_dim, n_classes, act=nn.LeakyReLU, embed=32)
 
-    def eig_cos_sin(self, q: Tensor, x: Tensor, film: tuple[Tensor, Tensor] | None = None) -> tuple[Tensor, Tensor, Tensor]:
+    def eig_cos_sin(
+        self, q: Tensor, x: Tensor, film: tuple[Tensor, Tensor] | None = None
+    ) -> tuple[Tensor, Tensor, Tensor]:
         """Eigenvalues (B, D) and the cosines and sines (B, D(D−1)/2 each) of the Givens angles of G(q | x)."""
         raise NotImplementedError
 
@@ -204,14 +206,24 @@ class EigenBudgetMetric(_NeuralMetric):
     each.
     """
 
-    def __init__(self, dim: int, cond_dim: int, n_classes: int | None, e_min: float = 0.1, e_max: float = 1.0,
-                 budget: float | None = None, temp: float = 1.0) -> None:
+    def __init__(
+        self,
+        dim: int,
+        cond_dim: int,
+        n_classes: int | None,
+        e_min: float = 0.1,
+        e_max: float = 1.0,
+        budget: float | None = None,
+        temp: float = 1.0,
+    ) -> None:
         n_angles = dim * (dim - 1) // 2
         super().__init__(dim, dim + 2 * n_angles, cond_dim, n_classes)
         self.e_min, self.e_max, self.temp = e_min, e_max, temp
         self.budget = float(dim if budget is None else budget)
 
-    def eig_cos_sin(self, q: Tensor, x: Tensor, film: tuple[Tensor, Tensor] | None = None) -> tuple[Tensor, Tensor, Tensor]:
+    def eig_cos_sin(
+        self, q: Tensor, x: Tensor, film: tuple[Tensor, Tensor] | None = None
+    ) -> tuple[Tensor, Tensor, Tensor]:
         o = self.net(q, x, film)
         d = self.dim
         e = self.e_min + F.softmax(self.temp * o[:, :d], dim=-1) * (self.budget / d) * (self.e_max - self.e_min)
@@ -231,7 +243,9 @@ class NLOTMetric(_NeuralMetric):
         super().__init__(dim, 2, cond_dim, n_classes)
         self.register_buffer("eig", torch.tensor([1.0, 0.1]))
 
-    def eig_cos_sin(self, q: Tensor, x: Tensor, film: tuple[Tensor, Tensor] | None = None) -> tuple[Tensor, Tensor, Tensor]:
+    def eig_cos_sin(
+        self, q: Tensor, x: Tensor, film: tuple[Tensor, Tensor] | None = None
+    ) -> tuple[Tensor, Tensor, Tensor]:
         o = self.net(q, x, film)
         cos, sin = unit_angle(o[:, :1], o[:, 1:2])  # θ = atan2(o_0, o_1)
         return self.eig.expand(q.shape[0], 2), cos, sin
@@ -252,7 +266,9 @@ class GridMetric(Metric, _GridBox):
 
     learnable = False
 
-    def __init__(self, metric: _NeuralMetric, lo: Tensor, hi: Tensor, n_classes: int | None, resolution: int = 192) -> None:
+    def __init__(
+        self, metric: _NeuralMetric, lo: Tensor, hi: Tensor, n_classes: int | None, resolution: int = 192
+    ) -> None:
         super().__init__()
         if metric.dim != 2:
             raise ValueError("GridMetric tabulates two-dimensional outputs only")
@@ -263,8 +279,9 @@ class GridMetric(Metric, _GridBox):
         mesh = torch.stack(torch.meshgrid(g0, g1, indexing="xy"), -1).reshape(-1, 2)
         self.register_buffer("mesh", mesh.to(lo.device))
         self._set_box(lo, hi)
-        self.register_buffer("table", torch.zeros(1, 3 * (n_classes or 1), self.resolution, self.resolution,
-                                                  device=lo.device))
+        self.register_buffer(
+            "table", torch.zeros(1, 3 * (n_classes or 1), self.resolution, self.resolution, device=lo.device)
+        )
         self.version = 0
         self._fused_key: tuple[int, int] | None = None
         self._fused = self.table

@@ -29,12 +29,12 @@ def _constraints(num_nodes: int) -> np.ndarray:
 
     rows = [np.zeros(4 * pieces), np.zeros(4 * pieces)]
     rows[0][0:4] = mono(0.0, 0)
-    rows[1][4 * (pieces - 1):] = mono(1.0, 0)
+    rows[1][4 * (pieces - 1) :] = mono(1.0, 0)
     for deriv in range(3):
         for j in range(1, pieces):
             r = np.zeros(4 * pieces)
-            r[4 * (j - 1): 4 * j] = mono(knots[j], deriv)
-            r[4 * j: 4 * j + 4] = -mono(knots[j], deriv)
+            r[4 * (j - 1) : 4 * j] = mono(knots[j], deriv)
+            r[4 * j : 4 * j + 4] = -mono(knots[j], deriv)
             rows.append(r)
     return np.array(rows)
 
@@ -51,11 +51,14 @@ def _reference_constraints(num_nodes: int) -> Tensor:
     for deriv in range(3):
         for i in range(pieces - 1):
             ti = t[i]
-            fill = [torch.stack([ti**0, ti, ti**2, ti**3]), torch.stack([0 * ti, ti**0, 2.0 * ti, 3.0 * ti**2]),
-                    torch.stack([0 * ti, 0 * ti, 6.0 * ti, 2.0 + 0 * ti])][deriv]
+            fill = [
+                torch.stack([ti**0, ti, ti**2, ti**3]),
+                torch.stack([0 * ti, ti**0, 2.0 * ti, 3.0 * ti**2]),
+                torch.stack([0 * ti, 0 * ti, 6.0 * ti, 2.0 + 0 * ti]),
+            ][deriv]
             r = 2 + deriv * (pieces - 1) + i
-            rows[r, 4 * i: 4 * i + 4] = fill
-            rows[r, 4 * i + 4: 4 * i + 8] = -fill
+            rows[r, 4 * i : 4 * i + 4] = fill
+            rows[r, 4 * i + 4 : 4 * i + 8] = -fill
     return rows
 
 
@@ -72,7 +75,7 @@ def _spline_null_basis(num_nodes: int, basis: str = "c2") -> np.ndarray:
         raise ValueError(f"Unknown spline basis {basis!r}; valid: {', '.join(BASES)}")
     if basis == "reference":
         _, sing, vh = torch.linalg.svd(_reference_constraints(num_nodes), full_matrices=True)
-        return vh.T[:, sing.numel():].double().numpy()
+        return vh.T[:, sing.numel() :].double().numpy()
     _, sing, vt = np.linalg.svd(_constraints(num_nodes))
     rank = int((sing > 1e-10).sum())
     return vt[rank:].T
@@ -86,7 +89,7 @@ def spline_matrices(num_nodes: int, s: Tensor, basis: str = "c2") -> tuple[Tenso
     val, der = np.zeros((len(s_np), coeffs.shape[1])), np.zeros((len(s_np), coeffs.shape[1]))
     for i, si in enumerate(s_np):
         p = min(max(int(np.floor(si * pieces)), 0), pieces - 1)
-        block = coeffs[4 * p: 4 * p + 4]
+        block = coeffs[4 * p : 4 * p + 4]
         val[i] = np.array([1, si, si * si, si**3]) @ block
         der[i] = np.array([0, 1, 2 * si, 3 * si * si]) @ block
     return torch.tensor(val, dtype=torch.float32), torch.tensor(der, dtype=torch.float32)

@@ -72,13 +72,26 @@ class KDEPotential(nn.Module):
     and one logsumexp per evaluation, instead of a distance matrix and several passes over it.
     """
 
-    def __init__(self, support_y: Tensor, support_x: Tensor, categorical: bool, bandwidth: float,
-                 cond_bandwidth: float, alpha: float, eps: float = 1e-8) -> None:
+    def __init__(
+        self,
+        support_y: Tensor,
+        support_x: Tensor,
+        categorical: bool,
+        bandwidth: float,
+        cond_bandwidth: float,
+        alpha: float,
+        eps: float = 1e-8,
+    ) -> None:
         super().__init__()
         if not bandwidth > 0 or not cond_bandwidth > 0:
             raise ValueError(f"bandwidths must be > 0, got bandwidth={bandwidth}, cond_bandwidth={cond_bandwidth}")
         support_y, support_x = support_y.float(), support_x.float()
-        self.categorical, self.h, self.hx, self.alpha = categorical, float(bandwidth), float(cond_bandwidth), float(alpha)
+        self.categorical, self.h, self.hx, self.alpha = (
+            categorical,
+            float(bandwidth),
+            float(cond_bandwidth),
+            float(alpha),
+        )
         self.log_eps = math.log(eps)
         inv = 1.0 / self.h**2
         if categorical:
@@ -192,8 +205,9 @@ class GridPotential(nn.Module, _GridBox):
     equals; an x that equals none of them (a query at new conditions) is answered by the exact KDE.
     """
 
-    def __init__(self, kde: KDEPotential, lo: Tensor, hi: Tensor, resolution: int = 192,
-                 conditions: Tensor | None = None) -> None:
+    def __init__(
+        self, kde: KDEPotential, lo: Tensor, hi: Tensor, resolution: int = 192, conditions: Tensor | None = None
+    ) -> None:
         super().__init__()
         if kde.ys.shape[-1] != 2:
             raise ValueError("GridPotential tabulates two-dimensional outputs only")
@@ -210,8 +224,10 @@ class GridPotential(nn.Module, _GridBox):
         else:
             rows = torch.zeros(1, 0, device=kde.ys.device)
         with torch.no_grad():
-            tables = [kde(mesh.to(kde.ys.device), rows[c:c + 1]).reshape(resolution, resolution).cpu()
-                      for c in range(rows.shape[0])]
+            tables = [
+                kde(mesh.to(kde.ys.device), rows[c : c + 1]).reshape(resolution, resolution).cpu()
+                for c in range(rows.shape[0])
+            ]
         self.register_buffer("table", torch.stack(tables)[None])  # (1, tables, H, W)
         self.register_buffer("cells", cell_coefficients(self.table[0, :, :, :, None]))  # what the lookups read
         self.resolution = int(resolution)

@@ -33,9 +33,11 @@ def test_seeded_reset_reproduces_the_environment():
 def test_first_days_under_treatment_match_the_environment():
     env = GhaffariBatch()
     env.reset([0])
-    want_obs = [[15.4803, 10.5472, 11.3151, 21.43, 0, 8.9225, 4.3768],
-                [14.8687, 10.7279, 11.5137, 21.884, 0, 8.9651, 4.4014],
-                [14.4548, 10.9929, 11.5893, 21.9443, 0, 8.9201, 4.4547]]
+    want_obs = [
+        [15.4803, 10.5472, 11.3151, 21.43, 0, 8.9225, 4.3768],
+        [14.8687, 10.7279, 11.5137, 21.884, 0, 8.9651, 4.4014],
+        [14.4548, 10.9929, 11.5893, 21.9443, 0, 8.9201, 4.4547],
+    ]
     for obs_ref, r_ref in zip(want_obs, [0.0, 0.03405, 0.06498]):
         obs, r, terminated, truncated = env.step([[1.0, 1.0]])
         np.testing.assert_allclose(obs[0], obs_ref, atol=1e-4)
@@ -43,13 +45,16 @@ def test_first_days_under_treatment_match_the_environment():
         assert not terminated[0] and not truncated[0]
 
 
-@pytest.mark.parametrize("policy, noise, want, steps, cleared", [
-    ((1.0, 1.0), QUIET, 124.6773, 53, True),    # tumour cleared: +100
-    ((1.0, 0.0), QUIET, -55.0968, 85, True),    # NK/CD8 cells leave their bounds: −100
-    ((2.0, 2.0), QUIET, -78.6873, 47, True),
-    ((1.0, 1.0), None, 123.9125, 52, True),     # the paper's noisy setting, seed 0
-    ((1.0, 0.0), None, 141.6972, 73, True),
-])
+@pytest.mark.parametrize(
+    "policy, noise, want, steps, cleared",
+    [
+        ((1.0, 1.0), QUIET, 124.6773, 53, True),  # tumour cleared: +100
+        ((1.0, 0.0), QUIET, -55.0968, 85, True),  # NK/CD8 cells leave their bounds: −100
+        ((2.0, 2.0), QUIET, -78.6873, 47, True),
+        ((1.0, 1.0), None, 123.9125, 52, True),  # the paper's noisy setting, seed 0
+        ((1.0, 0.0), None, 141.6972, 73, True),
+    ],
+)
 def test_whole_episodes_match_the_environment(policy, noise, want, steps, cleared):
     total, n, terminated = run(policy, noise)
     assert n == steps and terminated == cleared

@@ -31,8 +31,14 @@ def test_the_copied_actor_is_sb3s_policy(normalize):
         captured["env"] = env
         return env
 
-    net, info = train_ppo(make, steps=256, seed=0, hidden=(16, 16), normalize=normalize,
-                          ppo={"n_steps": 64, "batch_size": 64, "n_epochs": 1})
+    net, info = train_ppo(
+        make,
+        steps=256,
+        seed=0,
+        hidden=(16, 16),
+        normalize=normalize,
+        ppo={"n_steps": 64, "batch_size": 64, "n_epochs": 1},
+    )
     assert info["ppo_steps"] >= 256 and info["steps_per_second"] > 0
     obs = torch.randn(32, 3) * 2
     mean, log_std = net(obs)
