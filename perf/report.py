@@ -1,6 +1,6 @@
-"""Render ``results/perf.csv`` as Markdown tables, into docs/PERFORMANCE.md between the perf markers.
+"""Render ``results/perf.csv`` as Markdown tables, into docs/evidence/performance.md between the perf markers.
 
-    .venv/bin/python perf/report.py              # rewrite docs/PERFORMANCE.md's tables
+    .venv/bin/python perf/report.py              # rewrite docs/evidence/performance.md's tables
     .venv/bin/python perf/report.py --print      # print them instead
 
 Query-vs-retrain speed-ups and fit costs are pivoted (surrogates × tasks); every other benchmark is
@@ -17,7 +17,7 @@ import pandas as pd
 import perftools as perf
 
 START, END = "<!-- perf:start (perf/report.py writes this part) -->", "<!-- perf:end -->"
-DOC = Path("docs") / "PERFORMANCE.md"
+DOC = Path("docs") / "evidence" / "performance.md"
 ORDER = ["end_to_end", "query_vs_retrain", "scoring", "fit_cost", "clot_fit", "scaling", "startup", "training"]
 TITLES = {
     "end_to_end": "End to end: the default `hti-bench run` (`perf/end_to_end.py`)",

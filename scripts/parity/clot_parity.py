@@ -4,9 +4,9 @@ The reference (JAX; github harrya32/hyperparameter-trajectory-inference, folder 
 own environment, in a subprocess (``scripts/parity/reference_side.py``), with fixed PRNG keys; it
 returns its modules' parameters and outputs as a file. This script loads those very parameters into
 the port's PyTorch modules, computes the same quantities and prints, per component, the largest
-absolute and relative differences. docs/PARITY.md shows the table and explains every difference.
+absolute and relative differences. docs/evidence/parity.md shows the table and explains every difference.
 
-    # with the reference environment (see docs/PARITY.md for how to build it):
+    # with the reference environment (see docs/evidence/parity.md for how to build it):
     python scripts/parity/clot_parity.py --reference-python /path/venv/bin/python --nlot /path/NLOT \\
         --write-fixture tests/methods/fixtures/clot_parity.npz
     # without JAX, from the stored reference outputs (what tests/methods/test_clot_parity.py does):

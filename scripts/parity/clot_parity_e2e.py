@@ -2,7 +2,7 @@
 settings and seeds, evaluated by the same code.
 
     python scripts/parity/clot_parity_e2e.py --data-dir DIR --reference-python REFVENV/bin/python --nlot REF/NLOT \\
-        --experiments moons semicircles --variants K_I-U K_theta-U --seeds 0 1 2 3 4 --csv docs/parity_e2e.csv
+        --experiments moons semicircles --variants K_I-U K_theta-U --seeds 0 1 2 3 4 --csv docs/evidence/parity_e2e.csv
 
 ``DIR`` holds the HTI paper's published ``moons_dropout.npz`` and ``semicircles.npz`` (``[T, N, D + 1]``,
 outputs then a class-id column). Both codes train on the same subsample of the anchors (``--rows`` per
@@ -12,9 +12,9 @@ scores both: two-moons, W₂² per class (POT, squared Euclidean cost) against t
 8 held-out p, averaged; semicircles, NLL under the analytic density and circle distance at t = 0.25
 and 0.75, averaged. ``--experiments quantile`` needs no file: it trains both codes on the suite's own
 ``quantile`` anchors (continuous 12-D conditions, D = 3) and scores them with the suite's distance on two
-clocks, McCann beside them (docs/PARITY.md). Rows go to ``--csv`` as they finish (atomically; a rerun
+clocks, McCann beside them (docs/evidence/parity.md). Rows go to ``--csv`` as they finish (atomically; a rerun
 resumes). The reference's runs take minutes each on 2 CPU cores, which is why the size is reduced
-(docs/PARITY.md).
+(docs/evidence/parity.md).
 """
 
 from __future__ import annotations

@@ -7,7 +7,7 @@ code by
     python scripts/parity/clot_parity.py --reference-python REFVENV/bin/python --nlot REF/NLOT \\
         --write-fixture tests/methods/fixtures/clot_parity.npz
 
-(docs/PARITY.md: how to build that environment). These tests need no JAX: they load the reference's
+(docs/evidence/parity.md: how to build that environment). These tests need no JAX: they load the reference's
 parameters into the port's modules and recompute every component.
 """
 

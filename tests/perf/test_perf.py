@@ -1,4 +1,4 @@
-"""The benchmark plumbing: perf rows merge without duplicates, docs/PERFORMANCE.md's tables render, scripts run."""
+"""The benchmark plumbing: perf rows merge without duplicates, docs/evidence/performance.md's tables render, scripts run."""
 
 import importlib.util
 import math
@@ -67,7 +67,7 @@ def test_report_writes_between_the_markers_only(tmp_path):
         ],
         csv,
     )
-    doc = tmp_path / "PERFORMANCE.md"
+    doc = tmp_path / "performance.md"
     doc.write_text(f"intro\n{report.START}\nstale\n{report.END}\noutro\n")
     assert report.main(["--csv", str(csv), "--doc", str(doc)]) == 0
     text = doc.read_text()
@@ -79,13 +79,13 @@ def test_report_writes_between_the_markers_only(tmp_path):
 
 
 def test_performance_page_shows_what_perf_csv_holds():
-    # docs/PERFORMANCE.md's tables are rendered from results/perf.csv, never edited by hand: after a
+    # docs/evidence/performance.md's tables are rendered from results/perf.csv, never edited by hand: after a
     # benchmark, run `python perf/report.py` and commit both.
     report = _script("report")
-    assert report.DOC == Path("docs") / "PERFORMANCE.md"
+    assert report.DOC == Path("docs") / "evidence" / "performance.md"
     text = (ROOT / report.DOC).read_text(encoding="utf-8")
     assert report.rendered_part(text) == report.render(report.read(ROOT / perf.PERF_CSV)), (
-        "docs/PERFORMANCE.md is stale: run perf/report.py"
+        "docs/evidence/performance.md is stale: run perf/report.py"
     )
 
 

@@ -6,7 +6,7 @@ noise), re-implemented from the model's equations and the environment's document
 Ghaffari, Nazari & Ahmadi, "A mixed radiotherapy and chemotherapy model for treatment of cancer
 with metastasis", Math. Methods Appl. Sci. 39 (2016), doi:10.1002/mma.3887, with the constants,
 scaling, bounds, episode rules and reward of DTRGym 0.1.0 (github GilesLuo/DTRGym, file
-``DTRGym/ghaffari_cancer_env.py``, tag v0.1.0). docs/dev/ghaffari_spec.md restates all of it with
+``DTRGym/ghaffari_cancer_env.py``, tag v0.1.0). docs/evidence/ghaffari_spec.md restates all of it with
 line references; section numbers below (§n) point there. No DTRGym code is used or copied.
 
 One environment step is one day. The state has 11 entries (§2): tumour T_p, natural-killer cells

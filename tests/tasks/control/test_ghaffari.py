@@ -1,4 +1,4 @@
-"""The cancer model against the reference values of docs/dev/ghaffari_spec.md (§6, §8), measured
+"""The cancer model against the reference values of docs/evidence/ghaffari_spec.md (§6, §8), measured
 there by running DTRGym 0.1.0 itself: a faithful port reproduces them to the printed digits."""
 
 import numpy as np
