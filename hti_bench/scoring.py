@@ -223,7 +223,7 @@ METHODS = ("auto", "exact", "emd", "sort", "sinkhorn")
 # simplex wins (measured on 2 cores with scipy 1.17 and POT 0.9, W₁ + W₂ per condition, D = 2:
 # 1.6 vs 1.7 ms at 128, 8.4 vs 7.0 ms at 256, 55 vs 36 ms at 512, 330 vs 145 ms at 1,000). A
 # Sinkhorn warm start of the assignment solver, used before, lost at every size below 1,000
-# (11.2 ms at 256). perf/scoring.py re-measures the exact path (docs/PERFORMANCE.md).
+# (11.2 ms at 256). perf/scoring.py re-measures the exact path (docs/evidence/performance.md).
 _ASSIGNMENT_BELOW_N = 192
 # Estimated serial cost of the exact path per cost-matrix cell (W₁ and W₂ together), and the least
 # estimated work that pays for forking a process pool (whose start-up is a fixed cost).

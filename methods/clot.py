@@ -18,17 +18,17 @@ The default is K_I − Û with 6 c-transform iterations: the paper's own ablatio
 its dropout task, and a learned metric's fit is chaotic (a 1e-6 relative change of the data moves
 its answer as much as a change of seed; ``tests/methods/test_clot.py``), which on the default suite made
 K_θ − Û 0.60 ± 0.20 W₂ on ``moons-dropout`` against K_I − Û's 0.39 ± 0.07. That comparison (six
-configurations, three seeds, docs/LEADERBOARD.md) used held-out scores, i.e. the default was chosen
+configurations, three seeds, docs/evidence/leaderboards.md) used held-out scores, i.e. the default was chosen
 on test data; the anchors-only tuning protocol (issue 18) is what should choose it.
 
 At a query λ the answer is read off a path to T_k(y_k | x), a *predicted* image of the anchor-k
 samples; the anchor-(k+1) outputs at the query condition are never read. Where outputs are deterministic
 (``quantile``: one forecast per window) that prediction's error is an error McCann does not have, and on
 ``quantile`` it alone exceeds McCann's whole error; the authors' code does no better there
-(docs/PARITY.md, ``scripts/studies/clot_decompose.py``).
+(docs/evidence/parity.md, ``scripts/studies/clot_decompose.py``).
 
 Against the authors' JAX reference code (github.com/harrya32/hyperparameter-trajectory-inference), every
-component agrees to float32 precision when run as the reference (docs/PARITY.md; ``scripts/parity/clot_parity.py``
+component agrees to float32 precision when run as the reference (docs/evidence/parity.md; ``scripts/parity/clot_parity.py``
 and ``tests/methods/test_clot_parity.py``), and end to end, run with the reference's behaviours below
 (``init="reference"``, ``shared_init``, ``metric_targets="resolve"`` and its solver), the port's scores
 over 5 seeds fall inside the reference's 95 % interval on both of the paper's data sets. The
@@ -36,7 +36,7 @@ differences that remain are choices, each a parameter:
 - ``cost="paper"`` (default) integrates the Lagrangian, ∫ ½ q̇ᵀGq̇ − Û ds; ``cost="reference"`` uses the
   code's ½ (Σ √(ΔᵀGΔ) − Σ Û)², where the potential sits inside the square and is summed without ds,
   so the same α weighs the potential about (path points)× more. ``alpha`` therefore defaults to 3 for
-  the paper form; the reference runs use 0.01–0.05 with ``cost="reference"`` (docs/REPRODUCTION.md).
+  the paper form; the reference runs use 0.01–0.05 with ``cost="reference"`` (docs/evidence/reproduction.md).
 - ``spline_basis="c2"`` (default): cubic splines that are C² at the knots; ``"reference"``: the
   reference's family, whose spline library writes the curvature row wrongly, so it is not C².
 - Minibatches of ``batch_size`` rows instead of full batches; the c-transform moves only the output
@@ -63,10 +63,10 @@ differences that remain are choices, each a parameter:
   ``init="reference"`` uses flax's default initialisation, as the reference's networks.
 - ``schedule="constant"`` (default) keeps the (g_k, T_k) learning rate fixed, as the reference;
   ``"cosine"`` decays it to 5 %. On ``semicircles`` (5 seeds) cosine lowered the mean W₂ (0.239 vs 0.272)
-  but widened the seed-to-seed interval (± 44 % vs ± 13 %), so it is not the default (docs/PARITY.md).
+  but widened the seed-to-seed interval (± 44 % vs ± 13 %), so it is not the default (docs/evidence/parity.md).
 - Tasks with more than ``max_output_dim`` (16) outputs are skipped with the reason: the metric's
   D(D−1)/2 rotations and the path cost grow steeply with D, so on beta-vae (D = 64) a fit is far
-  beyond the suite's budget (``perf/clot_fit.py`` measures the growth; docs/PERFORMANCE.md).
+  beyond the suite's budget (``perf/clot_fit.py`` measures the growth; docs/evidence/performance.md).
 """
 
 from __future__ import annotations
@@ -160,8 +160,7 @@ class CLOT(Surrogate):
         "Conditional Lagrangian OT (the HTI paper's method): a Lagrangian path cost with a density potential."
     )
     one_dimensional_reason: ClassVar[str] = (
-        "CLOT's Lagrangian paths are parameterised by one time (a path through λ-space would extend it: "
-        "docs/dev/multi_lambda.md)"
+        "CLOT's Lagrangian paths are parameterised by one time (a path through λ-space would extend it: docs/design.md)"
     )
     name_parameters: ClassVar[tuple[str, ...]] = ("metric", "potential")
     references: ClassVar[tuple[str, ...]] = (
@@ -445,7 +444,7 @@ class CLOT(Surrogate):
     ) -> tuple[nn.ModuleList, nn.ModuleList, nn.Module, SplinePath, FiLMMLP]:
         """The untrained networks for D = ``d`` outputs, conditions of ``cdim`` columns (``n_classes``
         classes, or None when continuous) and ``intervals`` anchor intervals: (g_k, T_k, the metric,
-        the path family, the spline amortiser). Each has the reference's shape (docs/PARITY.md)."""
+        the path family, the spline amortiser). Each has the reference's shape (docs/evidence/parity.md)."""
         hidden = tuple(int(h) for h in self.hidden)
         g = nn.ModuleList([FiLMMLP(d, 1, hidden, cdim, n_classes) for _ in range(intervals)])
         # T_k(y | x) = y + MLP(y | x), as the reference's source map; the zero last layer starts it at the identity.

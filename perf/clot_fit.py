@@ -18,7 +18,7 @@ Rows go to ``results/perf.csv`` (``--csv``) through ``perf/perftools.py``, bench
   cost form (``cost=reference``), KDE bandwidth 0.2 and α 0.01, 10 L-BFGS c-transform iterations
   (its two-moons script) and 2,001 training steps (``num_train_iters``), a metric update every 10
   steps. The rest are the suite's CPU economies, documented in ``methods/clot.py`` and
-  docs/REPRODUCTION.md: minibatches of 256 instead of all 1,000 rows, a 256-wide amortiser refit for
+  docs/evidence/reproduction.md: minibatches of 256 instead of all 1,000 rows, a 256-wide amortiser refit for
   50 iterations every 50 steps (reference: 1,024 wide, up to 1,001 iterations every 25 steps),
   12 path points (19), a KDE support of ≤ 512 points per class and the 192² grids for Û and G.
   The reference code's literal budget (its ≈ 80k steps of a 1,024-wide amortiser alone) is hours

@@ -7,7 +7,7 @@ Per action regime, on a batch of episodes stepped together (seeds 0…B−1, fre
 - ``treated``: constant (D, v_M) = (1, 1), the kind of policy PPO converges to (the day is barely stiff);
 - ``random``: uniform actions in the bounds, an untrained policy's regime;
 - ``untreated``: (0, 0), timed from day 25 on, once the tumour has grown: the stiffest days
-  (DTRGym's own RK23 takes ~1,300 steps a day there, docs/dev/ghaffari_spec.md §5).
+  (DTRGym's own RK23 takes ~1,300 steps a day there, docs/evidence/ghaffari_spec.md §5).
 
 Rows: ``days_per_second`` (episode-days over wall time, the numba-compiled integrator; the first
 call's compilation is untimed) and ``rhs_calls_per_day``. These set the

@@ -3,7 +3,7 @@
 Every benchmark writes its figures as rows of ``results/perf.csv`` through :func:`record`. A row is
 one measured quantity of one case; re-measuring a (benchmark, case, quantity) replaces its row, so the
 file always holds the latest figure of each, with the machine, torch version, thread count and date it
-was measured on. ``perf/report.py`` renders the file into docs/PERFORMANCE.md's tables.
+was measured on. ``perf/report.py`` renders the file into docs/evidence/performance.md's tables.
 
 Timings are medians over repeats (:func:`timed`); ratios are formed from numbers measured in the same
 process, never across runs, because these machines are noisy.

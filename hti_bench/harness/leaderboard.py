@@ -238,7 +238,7 @@ def tracks(board: pd.DataFrame) -> pd.DataFrame:
 
 
 def tracks_markdown(board: pd.DataFrame) -> str:
-    """:func:`tracks` as one Markdown table per task (what the README's leaderboard shows)."""
+    """:func:`tracks` as one Markdown table per task (the tables of docs/evidence/leaderboards.md)."""
     table = tracks(board)
     if table.empty:
         return "(no results)"

@@ -1,7 +1,7 @@
 """Worker processes: the one pool behind ``hti-bench run --jobs N`` and the sweep controller.
 
 Why processes: the networks trained and fitted here are small, so one process with many torch threads
-leaves cores idle between short kernels; N single-threaded processes keep them busy (docs/PERFORMANCE.md
+leaves cores idle between short kernels; N single-threaded processes keep them busy (docs/evidence/performance.md
 has the measured ratio). The parent stays the only writer of the results store and the only caller of
 the tracker, so the resume guarantees of the serial path hold.
 

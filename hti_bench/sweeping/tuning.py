@@ -14,7 +14,8 @@ held-out λ:
   may declare validation λ too (``moons-dropout`` and ``semicircles`` do; any task takes
   ``validation=(…)``): they add that fold to the left-out ones. With 3 anchors, leaving one out
   validates at the middle anchor only, from an interval twice as wide as the ones scored, and cannot
-  see the clock (README, "The clock"): validation λ inside the real intervals are a closer rehearsal.
+  see the clock (docs/evidence/leaderboards.md, "The clock"): validation λ inside the real intervals
+  are a closer rehearsal.
 - each fold is a task of its own (:func:`fold_task`): the same task with ``anchors`` and ``heldout``
   replaced, so it is fitted and scored by the one scoring path (:func:`hti_bench.harness.unit.evaluate`)
   and its units are stored, for resuming, in ``<results>/tuning/`` (never in the leaderboard's store).

@@ -63,7 +63,7 @@ class MoonsDropoutConfig(TrainedTaskConfig):
     )
     # Leaving the one interior anchor out scores every trial at p = 0.5 only, where every clock makes
     # nearest-anchor answer with the same anchor: the clock that matters here (logit: W₂ 0.61 → 0.26)
-    # is invisible without validation rates off the anchors (README, "The clock").
+    # is invisible without validation rates off the anchors (docs/evidence/leaderboards.md, "The clock").
     validation: tuple[float, ...] = option(
         (0.25, 0.75), "Validation dropout rates (tuning only; trained like anchors, never held out).", cache=False
     )

@@ -159,7 +159,7 @@ class RewardWeighting2D(RewardWeighting):
     """Two reward weights at once: r = r_task + λ_effort·r_effort + λ_speed·r_speed, the second
     penalising the point mass's speed −‖v‖² after each step. Effort makes the policy push less;
     speed makes it brake (actions against the current velocity), so the two weights move the action
-    distribution in different directions (measured in docs/LEADERBOARD.md, "Several hyperparameters": effort
+    distribution in different directions (measured in docs/evidence/leaderboards.md, "Several hyperparameters": effort
     3.5× and speed 1.6× the seed-to-seed floor per grid step)."""
 
     name: ClassVar[str] = "reward-weighting-2d"

@@ -101,7 +101,7 @@ class FunctionalNetwork(nn.Module):
         are drawn from the same distribution), and forward-mode AD under vmap costs far more per op
         (it re-dispatches each op through Python references). With
         :meth:`StructuredResponse.direction` this is what makes delta-stn's fit affordable; the
-        measured effect is in docs/PERFORMANCE.md.
+        measured effect is in docs/evidence/performance.md.
         """
         n_sets = tangent.shape[0]
         total = _total_rows(n_sets, args, kwargs)

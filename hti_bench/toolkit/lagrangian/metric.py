@@ -257,7 +257,7 @@ class GridMetric(Metric, _GridBox):
     Same idea as :class:`GridPotential`, for the metric: with D = 2 and categorical x, G(q | x) depends
     on nothing continuous but q, yet the c-transform's line searches evaluate the metric network at
     every path point tens of times per step (a large share of a K_θ fit on CPU; see
-    ``perf/clot_fit.py`` and docs/PERFORMANCE.md). The three entries
+    ``perf/clot_fit.py`` and docs/evidence/performance.md). The three entries
     of G are tabulated from the network and :meth:`refresh` re-tabulates after each metric update.
     Bilinear weights are a convex combination, so the interpolated G stays symmetric positive definite
     with the same trace. Gradients flow to q (the c-transform needs them), not to the network: the

@@ -14,7 +14,7 @@ from torch import Tensor, nn
 
 #: Spline families: ``c2``, cubic splines that are C² at the knots; ``reference``, the family of the HTI
 #: authors' code, whose spline library (stochman 0.3.0) writes the second-derivative continuity row at
-#: a knot t as (0, 0, 6t, 2) instead of (0, 0, 2, 6t): its 15-dimensional space is not C² (docs/PARITY.md).
+#: a knot t as (0, 0, 6t, 2) instead of (0, 0, 2, 6t): its 15-dimensional space is not C² (docs/evidence/parity.md).
 BASES = ("c2", "reference")
 
 
