@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT / "scripts"))
+sys.path.insert(0, str(ROOT / "scripts" / "parity"))
 import clot_parity  # noqa: E402
 
 FIXTURE = ROOT / "tests" / "methods" / "fixtures" / "clot_parity.npz"
