@@ -3,10 +3,6 @@
 Importing the package is cheap; torch, POT and Lightning load when first used.
 """
 
-from hti_bench import _compat
-
 __all__ = ["__version__"]
 
 __version__ = "0.2.0"
-
-_compat.install()

@@ -18,10 +18,6 @@ WANDB_HELP = "wandb mode of the runs (default: $HTI_BENCH_WANDB, else disabled).
 JOBS_HELP = "Worker processes ('auto': one per core; 1: in this process). Default: $HTI_BENCH_JOBS, else auto."
 
 
-def _deprecated(old: str, new: str) -> None:
-    print(f"hti-bench: warning: {old} is deprecated and will be removed in 0.3; use {new}.", file=sys.stderr)
-
-
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="hti-bench",
@@ -100,7 +96,6 @@ def _parser() -> argparse.ArgumentParser:
     )
     sw.add_argument("file", metavar="SWEEP.yaml", help="A wandb sweep file, e.g. sweeps/leaderboard.yaml.")
     sw.add_argument("-j", "--jobs", default=None, metavar="N", help=JOBS_HELP)
-    sw.add_argument("--workers", type=int, default=None, help=argparse.SUPPRESS)  # deprecated: --jobs
     sw.add_argument(
         "--count",
         type=int,
@@ -124,7 +119,6 @@ def _parser() -> argparse.ArgumentParser:
         metavar="S",
         help="Seed of the search: random and bayes proposals (default 0). Run seeds are the sweep file's 'seed'/'seeds'.",
     )
-    sw.add_argument("--seed", type=int, default=None, help=argparse.SUPPRESS)  # deprecated: --search-seed
     sw.add_argument(
         "--threads", type=int, default=None, metavar="T", help="torch threads per worker (default: cores / workers)."
     )
@@ -348,21 +342,14 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
     from hti_bench.sweeping.controller import run_sweep
     from hti_bench.sweeping.sweepfile import load_sweep
 
-    jobs, search_seed = args.jobs, args.search_seed
-    if args.workers is not None:
-        _deprecated("--workers", "-j/--jobs")
-        jobs = args.workers if jobs is None else jobs
-    if args.seed is not None:
-        _deprecated("hti-bench sweep --seed (the search's seed)", "--search-seed")
-        search_seed = args.seed if search_seed is None else search_seed
     sweep = load_sweep(args.file)  # a bad file fails here, before any worker starts
     summary = run_sweep(
         args.file,
-        jobs=_jobs(jobs),
+        jobs=_jobs(args.jobs),
         count=args.count,
         results_dir=args.results,
         cache_dir=args.cache,
-        search_seed=search_seed or 0,
+        search_seed=args.search_seed or 0,
         threads=args.threads,
         wandb_mode=args.wandb,
         progress=not args.no_progress,

@@ -25,10 +25,6 @@ class PluginError(HTIBenchError):
     """A surrogate plugin that cannot be loaded, or two plugins with the same name."""
 
 
-class CacheError(HTIBenchError):
-    """A cache entry that is missing, truncated or does not match its checksum."""
-
-
 class ResultsError(HTIBenchError):
     """A results file that cannot be read or does not follow the schema."""
 

@@ -33,6 +33,7 @@ from hti_bench.clock import Hyperparameter
 from hti_bench.harness.registry import make_surrogate
 from hti_bench.scoring import per_condition_wasserstein
 from hti_bench.specs import format_spec, parse_spec
+from hti_bench.stats import ci95
 from hti_bench.tasks.semicircles import Semicircles
 from hti_bench.tasks.tensor import read_per_class
 
@@ -72,16 +73,6 @@ PAPER = {
     },
     "moons": {"K_I-U": "W₂² 0.060", "K_theta-U": "0.079"},
 }
-
-
-def ci95(values: np.ndarray) -> float:
-    from scipy import stats
-
-    return (
-        float(stats.t.ppf(0.975, len(values) - 1) * values.std(ddof=1) / np.sqrt(len(values)))
-        if len(values) > 1
-        else float("nan")
-    )
 
 
 def main() -> None:

@@ -12,7 +12,8 @@
   the tasks every compared surrogate is ranked on. Two surrogates differ significantly when their mean
   ranks differ by more than the Nemenyi critical difference CD = q_α √(k(k + 1) / 6N) (k surrogates,
   N tasks; q_α from the studentized range, ``scipy.stats.studentized_range``, over √2). The figure
-  (:func:`hti_bench.harness.plots.plot_critical_difference`) joins surrogates within one CD.
+  (:func:`hti_bench.harness.plots.critical_difference.plot_critical_difference`) joins surrogates
+  within one CD.
 """
 
 from __future__ import annotations

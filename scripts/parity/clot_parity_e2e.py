@@ -31,6 +31,8 @@ import numpy as np
 import pandas as pd
 import torch
 
+from hti_bench.stats import ci95
+
 ROOT = Path(__file__).resolve().parents[2]
 REFERENCE_RUN = ROOT / "scripts" / "parity" / "reference_run.py"
 
@@ -320,16 +322,6 @@ def evaluate(exp: str, data: dict, preds: np.ndarray) -> dict[str, float]:
     }
 
 
-def _ci95(values: np.ndarray) -> float:
-    from scipy import stats
-
-    return (
-        float(stats.t.ppf(0.975, len(values) - 1) * values.std(ddof=1) / np.sqrt(len(values)))
-        if len(values) > 1
-        else float("nan")
-    )
-
-
 def report(frame: pd.DataFrame) -> str:
     """Per experiment, variant and metric: each (code, label)'s mean ± 95 % t-interval over seeds, and
     whether each port configuration's mean lies inside the reference's interval."""
@@ -349,11 +341,11 @@ def report(frame: pd.DataFrame) -> str:
         for metric in metrics:
             lo = hi = None
             if len(ref) > 1:
-                m, c = ref[metric].mean(), _ci95(ref[metric].to_numpy())
+                m, c = ref[metric].mean(), ci95(ref[metric].to_numpy())
                 lo, hi = m - c, m + c
             for (code, label), g in group.groupby(["code", "label"], sort=False):
                 values = g.sort_values("seed")[metric].to_numpy()
-                mean, ci = values.mean(), _ci95(values)
+                mean, ci = values.mean(), ci95(values)
                 inside = "–" if code == "reference" or lo is None else ("yes" if lo <= mean <= hi else "no")
                 name = code if code == "reference" else f"port ({label})"
                 lines.append(

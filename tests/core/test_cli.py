@@ -216,7 +216,7 @@ def test_wandb_default_is_the_same_rule_everywhere(monkeypatch):
         default_mode()
 
 
-def test_old_sweep_spellings_still_work_with_a_deprecation_message(tmp_path, capsys, monkeypatch):
+def test_sweep_passes_jobs_and_search_seed_and_refuses_the_removed_spellings(tmp_path, capsys, monkeypatch):
     from hti_bench.sweeping import controller
 
     seen = {}
@@ -233,7 +233,9 @@ def test_old_sweep_spellings_still_work_with_a_deprecation_message(tmp_path, cap
         "command:\n  - ${env}\n  - ${interpreter}\n  - -m\n  - hti_bench.sweeping.program\n  - ${args}\n"
     )
     with pytest.raises(SystemExit):
-        main(["sweep", str(sweep), "--workers", "2", "--seed", "7", "--results", str(tmp_path / "r")])
-    err = capsys.readouterr().err
-    assert "--workers is deprecated" in err and "use -j/--jobs" in err and "--search-seed" in err
-    assert seen["jobs"] == 2 and seen["search_seed"] == 7
+        main(["sweep", str(sweep), "-j", "2", "--search-seed", "7", "--results", str(tmp_path / "r")])
+    assert seen["jobs"] == "2" and seen["search_seed"] == 7  # run_sweep reads "2" or "auto"
+    for old in (["--workers", "2"], ["--seed", "7"]):  # the 0.1 spellings are gone, not silently ignored
+        with pytest.raises(SystemExit) as exit_:
+            main(["sweep", str(sweep), *old, "--results", str(tmp_path / "r")])
+        assert exit_.value.code == 2 and f"unrecognized arguments: {' '.join(old)}" in capsys.readouterr().err

@@ -302,10 +302,10 @@ def test_leaderboard_and_plot_of_stored_results_never_import_torch(tmp_path):
 
 def _drawn_axes(monkeypatch):
     """Replace the figure writer so a test can look at what was drawn: returns the list of axes drawn."""
-    from hti_bench.harness import plots
+    from hti_bench.harness.plots import lambda_curves
 
     drawn = []
-    monkeypatch.setattr(plots, "_save", lambda fig, path: drawn.append(fig.axes[0]) or path)
+    monkeypatch.setattr(lambda_curves, "save", lambda fig, path: drawn.append(fig.axes[0]) or path)
     return drawn
 
 

@@ -118,3 +118,14 @@ def test_both_tracks_side_by_side_with_the_trivial_answer():
     assert table.loc["m", "tuned_config"] == "m[clock=logit]"
     text = tracks_markdown(board)
     assert "(trivial answer: W₂ 0.800)" in text and "| m | 0.700 (2) | 0.500 (1) | `m[clock=logit]` |" in text
+
+
+def test_results_readme_documents_the_significance_columns():
+    from pathlib import Path
+
+    from hti_bench.harness.significance import significance_markdown
+
+    text = (Path(__file__).resolve().parents[2] / "results" / "README.md").read_text()
+    assert significance_markdown() in text, (
+        "regenerate results/README.md's significance.csv table from hti_bench.harness.significance.significance_markdown()"
+    )

@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from hti_bench.harness.registry import make_task
@@ -127,3 +128,24 @@ def test_reproduce_quantile_scores_mccann_exactly_on_forecasts_linear_in_tau(tmp
     assert len(rows) == 4 and np.isfinite(rows.mse).all()
     assert module.main() == 0  # measured again: rows replaced, not duplicated
     assert len(pd.read_csv(out)) == 4
+
+
+def test_parity_report_states_the_suites_95_percent_interval(e2e):
+    from hti_bench.stats import ci95
+
+    w2sq = [0.23, 0.21, 0.26]
+    frame = pd.DataFrame(
+        {
+            "experiment": "moons",
+            "variant": "K_I-U",
+            "code": "reference",
+            "label": "parity",
+            "seed": [0, 1, 2],
+            "w2sq": w2sq,
+            "train_seconds": 1.0,
+        }
+    )
+    row = e2e.report(frame).splitlines()[-1]
+    assert f"| {np.mean(w2sq):.4g} ± {ci95(w2sq):.2g} |" in row, row
+    # Student's t with n − 1 = 2 degrees of freedom: t₀.₉₇₅ = 4.3027
+    assert ci95(w2sq) == pytest.approx(4.3027 * np.std(w2sq, ddof=1) / np.sqrt(3), rel=1e-4)

@@ -115,10 +115,6 @@ class SplinePath(nn.Module):
         self.register_buffer("val_der_t", torch.cat([val, der]).T.contiguous())  # (F, 2P)
         self.register_buffer("grid_val_t", gval.T.contiguous())  # (F, P + 1)
 
-    @property
-    def n_params(self) -> int:
-        return self.num_nodes
-
     @staticmethod
     def _offsets(mat_t: Tensor, phi: Tensor) -> Tensor:
         """Spline offsets: φ (B, F, D) through matᵀ (F, K) → (B, K, D), as one matrix product."""

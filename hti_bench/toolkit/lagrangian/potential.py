@@ -123,14 +123,6 @@ class KDEPotential(nn.Module):
     def _log_kernel(self, u2: Tensor, h: float, d: int) -> Tensor:
         return -0.5 * u2 / h**2 - self._log_norm(h, d)
 
-    @staticmethod
-    def _sq_dist(q: Tensor, y: Tensor) -> Tensor:
-        """‖q_p − y_n‖² for q (B, P, D) and y (B, N, D) or (N, D) → (B, P, N)."""
-        qq = (q * q).sum(-1, keepdim=True)
-        if y.ndim == 2:
-            return (qq + (y * y).sum(-1)[None, None, :] - 2 * q @ y.T).clamp_min(0)
-        return (qq + (y * y).sum(-1)[:, None, :] - 2 * q @ y.transpose(1, 2)).clamp_min(0)
-
     def _conditional(self, x: Tensor) -> tuple[Tensor, Tensor | None, Tensor]:
         """What depends on x alone: (support term (y/h²)ᵀ, per-row bias over the support, offset (B,)).
 
