@@ -6,6 +6,9 @@ and ``hti-bench check NAME`` runs them from the shell. Each check fits on a tiny
 contract takes seconds per surrogate when its ``test_config`` keeps the budget small. A surrogate is
 handed what the harness hands it (:class:`~hti_bench.view.TaskView`, never the task), and one check
 scores it through the harness's own unit evaluation (:func:`hti_bench.harness.unit.evaluate`).
+
+The task contract follows, the same way: ``check_task("moons-dropout[epochs=2]")``, ``hti-bench check --task
+SPEC`` and ``tests/contract/test_tasks.py`` (docs/guides/add-a-task.md lists its checks).
 """
 
 from __future__ import annotations
@@ -342,11 +345,10 @@ def check_surrogate(cls: type[Surrogate], verbose: bool = False) -> list[tuple[s
 
 # ---------------------------------------------------------------------------------------- the task contract
 #
-# The same idea for tasks: ``check_task("moons-dropout[epochs=2]")`` builds the task from its spec (as
-# ``hti-bench run -t`` does) and runs every check below; ``hti-bench check --task SPEC`` runs them from the
-# shell and tests/contract/test_tasks.py runs them over every built-in task on tiny budgets. A task's λ is
-# read through ``task.hyperparameters`` (its axes and ``check``), so a 1-D task may give λ as a float or as
-# a one-value point.
+# ``check_task("moons-dropout[epochs=2]")`` builds the task from its spec (as ``hti-bench run -t`` does) and
+# runs every check below; tests/contract/test_tasks.py runs them over every built-in task on tiny budgets. A
+# task's λ is read through ``task.hyperparameters`` (its axes and ``check``) and handed back in the form the
+# task gave it, so the checks hold whether a 1-D task gives λ as a float or as a point of one value.
 
 #: The capabilities a task may declare, and what each promises (see :class:`hti_bench.task.Task`).
 KNOWN_CAPABILITIES = ("architecture", "training_loss")
@@ -472,7 +474,8 @@ def check_task_refuses_bad_options(task: TaskUnderCheck) -> None:
     space = probe.hyperparameters
     axis = space.axes[0]
     outside = axis.high + (axis.high - axis.low)
-    point = outside if space.d == 1 else (outside, *(a.low for a in space.axes[1:]))
+    # In the form the task gives its own held-out λ: a float, or a point of d values.
+    point = (outside, *(a.low for a in space.axes[1:])) if isinstance(probe.heldout[0], tuple) else outside
     try:
         task.make(heldout=(point,))
     except ConfigError:
@@ -491,9 +494,8 @@ def check_task_refuses_bad_options(task: TaskUnderCheck) -> None:
 
 def check_task_lambdas(task: TaskUnderCheck) -> None:
     """Anchors, held-out and validation λ lie inside the hyperparameters' ranges and are disjoint: at least
-    d + 1 distinct anchors (increasing for one hyperparameter), at least one held-out λ, each held-out and
-    validation λ inside the anchors' range (their convex hull for several hyperparameters), none of them an
-    anchor, no validation λ a held-out one."""
+    d + 1 distinct anchors, at least one held-out λ, each held-out and validation λ inside the anchors' range
+    (their convex hull for several hyperparameters), none of them an anchor, no validation λ a held-out one."""
     t = task.make(cache=KeyProbe())
     space = t.hyperparameters
     where = f"{space.name} ∈ " + " × ".join(f"[{a.low}, {a.high}]" for a in space.axes)
@@ -521,10 +523,6 @@ def check_task_lambdas(task: TaskUnderCheck) -> None:
     for what, values in points.items():
         for i, p in enumerate(values):
             assert not any(same(p, q) for q in values[:i]), f"the {what} λ {lists[what][i]!r} is listed twice"
-    if space.d == 1:
-        assert all(a[0] < b[0] for a, b in zip(anchors, anchors[1:])), (
-            f"the anchors {lists['anchor']} are not increasing: list one hyperparameter's anchors in increasing order"
-        )
     for what, values, others in (
         ("held-out", heldout, anchors),
         ("validation", validation, anchors + heldout),

@@ -304,7 +304,7 @@ class CrashesInTheHarness(GaussianPath):
         ("check_task_lambdas", NoValidation, "no-validation[heldout=(1.5,)]", "outside the task's range"),
         ("check_task_lambdas", NoValidation, "no-validation[validation=(0.25,)]", "is also an anchor or a held-out"),
         ("check_task_lambdas", NoValidation, "no-validation[anchors=(0.0,0.5),heldout=(0.75,)]", "outside the anchors"),
-        ("check_task_lambdas", NoValidation, "no-validation[anchors=(0.5,0.0,1.0)]", "not increasing"),
+        ("check_task_lambdas", NoValidation, "no-validation[anchors=(0.0,0.5,0.5,1.0)]", "listed twice"),
         ("check_task_lambdas", NoValidation, "no-validation[anchors=(0.5,)]", "need at least 2 anchors"),
         ("check_task_refuses_bad_options", Lenient, None, "no_such_option=1 was accepted"),
         ("check_task_refuses_bad_options", WrongError, None, "raised KeyError .* not ConfigError"),
@@ -374,14 +374,17 @@ def test_the_guide_s_worked_task_passes_the_task_checks(worked_task_plugin, caps
 def test_the_check_command_fails_a_broken_plugin_task(worked_task_plugin, capsys):
     with open(worked_task_plugin / "my_tasks.py", "a") as module:
         module.write(
-            "\n\nclass BrokenSine(SmoothSine):\n"
-            "    name = 'broken-sine'\n\n"
-            "    def per_example_loss(self, network, batch, lam):\n"
-            "        return super().per_example_loss(network, batch, lam).mean()\n"
+            "\n\nfrom hti_bench.tasks.gaussian_path import GaussianPath  # noqa: E402\n\n\n"
+            "class Unexplained(GaussianPath):\n"
+            "    name = 'unexplained'\n"
+            "    capability_notes = {}\n"
         )
     with open(worked_task_plugin / "my_tasks-0.1.dist-info" / "entry_points.txt", "a") as points:
-        points.write("broken-sine = my_tasks:BrokenSine\n")
-    assert main(["check", "--task", "broken-sine", "--cache", str(worked_task_plugin / "cache")]) == 1
+        points.write("unexplained = my_tasks:Unexplained\n")
+    assert main(["check", "--task", "unexplained[n_samples=8]"]) == 1
     out = capsys.readouterr().out
-    assert "FAIL broken-sine check_task_capabilities: AssertionError: per_example_loss() on a batch of 4" in out
-    assert "ok   broken-sine check_task_outputs" in out and "1 of the task checks failed" in out
+    assert (
+        "FAIL unexplained[n_samples=8] check_task_capabilities: AssertionError: the task does not offer "
+        "'architecture' and does not say why" in out
+    )
+    assert "ok   unexplained[n_samples=8] check_task_outputs" in out and "1 of the task checks failed" in out
