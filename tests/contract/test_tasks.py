@@ -32,7 +32,7 @@ from hti_bench.testing import (
 
 GUIDE = Path(__file__).resolve().parents[2] / "docs" / "guides" / "add-a-task.md"
 
-#: Each built-in task on a budget that trains in about a second (``{tensor}``: a small data file).
+#: Each built-in task on the smallest budget that still trains every network (``{tensor}``: a small data file).
 TINY = {
     "beta-vae": "beta-vae[epochs=1,hidden=16,latent=2,n_eval=4,n_fit=4,n_samples=8]",
     "cancer": "cancer[anchors=(0.0,10.0),heldout=(5.0,),ppo_steps=128,n_envs=2,ppo_n_steps=64,hidden=(8,),"
@@ -90,7 +90,7 @@ def test_task_contract(name, check, tensor_file):
     assert failure is None, f"{name} fails {check}:\n{failure}"
 
 
-def test_target_keys_are_the_same_in_a_new_process(tensor_file):
+def test_target_keys_are_the_same_in_a_new_process():
     """One new process for every trained task: the cache-key check's fresh-process part, at once."""
     specs = [TINY[n] for n, cls in task_classes().items() if issubclass(cls, TrainedTask)]
     assert len(specs) >= 8
