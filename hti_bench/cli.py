@@ -190,8 +190,27 @@ def _parser() -> argparse.ArgumentParser:
     pl.add_argument("--out", default=None, metavar="DIR", help="Where the figures go (default: <results>/figures).")
     pl.add_argument("-t", "--task", action="append", metavar="TASK", help="Only this task (repeatable; default: all).")
 
-    ck = sub.add_parser("check", help="Run the surrogate contract checks on one surrogate.")
-    ck.add_argument("surrogate", metavar="SURROGATE")
+    ck = sub.add_parser(
+        "check",
+        help="Run the contract checks on one surrogate, or on one task (--task).",
+        description="Prints one line per check (ok or FAIL with what to fix); exit code 1 when a check fails, "
+        "2 for an unknown name or a malformed spec. A task's checks train its networks on its budget: pass "
+        "small options for a quick check, e.g. --task 'moons-dropout[epochs=2]'.",
+    )
+    ck.add_argument("surrogate", nargs="?", metavar="SURROGATE", help="The surrogate to check.")
+    ck.add_argument(
+        "-t",
+        "--task",
+        metavar="TASK",
+        help="Check this task instead: a built-in task or one registered under the hti_bench.tasks entry points, "
+        "with options, e.g. 'moons-dropout[epochs=2]'.",
+    )
+    ck.add_argument(
+        "--cache",
+        default=None,
+        metavar="DIR",
+        help="Target-network cache of --task (default $HTI_BENCH_CACHE or ~/.cache/hti-bench).",
+    )
     return p
 
 
@@ -433,11 +452,23 @@ def _cmd_plot(args: argparse.Namespace) -> int:
     return 0
 
 
-def _cmd_check(name: str) -> int:
+def _cmd_check(args: argparse.Namespace) -> int:
+    from hti_bench.errors import ConfigError
+
+    if (args.surrogate is None) == (args.task is None):
+        raise ConfigError("hti-bench check: name one surrogate (hti-bench check NAME) or one task (--task SPEC)")
+    if args.task is not None:
+        from hti_bench.testing import TaskUnderCheck, check_task
+
+        subject = TaskUnderCheck(args.task, cache_dir=args.cache)
+        subject.make()  # an unknown name or option is a usage error (exit 2), not a failed check
+        failures = check_task(subject, verbose=True)
+        print(f"{len(failures)} of the task checks failed" if failures else "every task check passed")
+        return 1 if failures else 0
     from hti_bench.harness.registry import make_surrogate
     from hti_bench.testing import check_surrogate
 
-    surrogate = make_surrogate(name)
+    surrogate = make_surrogate(args.surrogate)
     failures = check_surrogate(type(surrogate), verbose=True)
     return 1 if failures else 0
 
@@ -460,7 +491,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "plot":
             return _cmd_plot(args)
         if args.command == "check":
-            return _cmd_check(args.surrogate)
+            return _cmd_check(args)
     except HTIBenchError as err:
         print(f"hti-bench: error: {err}", file=sys.stderr)
         return 2

@@ -88,6 +88,17 @@ def test_check_command_runs_the_contract(capsys):
     assert "ok   mixture check_sample_shape" in capsys.readouterr().out
 
 
+def test_check_task_runs_the_task_contract_and_refuses_a_bad_spec(capsys):
+    assert main(["check", "--task", "gaussian-path[n_samples=8]"]) == 0
+    assert "ok   gaussian-path[n_samples=8] check_task_outputs" in capsys.readouterr().out
+    assert main(["check", "--task", "gaussian-pat"]) == 2
+    assert "Did you mean 'gaussian-path'?" in capsys.readouterr().err
+    assert main(["check", "--task", "gaussian-path[epochs=2]"]) == 2
+    assert "Unknown option for task 'gaussian-path' 'epochs'" in capsys.readouterr().err
+    assert main(["check"]) == 2 and main(["check", "mixture", "--task", "gaussian-path"]) == 2
+    assert "name one surrogate" in capsys.readouterr().err
+
+
 def test_offline_wandb_logs_each_unit_without_a_server(tmp_path, monkeypatch):
     monkeypatch.setenv("WANDB_DIR", str(tmp_path))
     monkeypatch.setenv("WANDB_CACHE_DIR", str(tmp_path / "cache"))
