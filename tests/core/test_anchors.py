@@ -34,7 +34,7 @@ def test_samples_at_keeps_stored_rows_and_asks_the_oracle_only_for_new_ones(task
     assert torch.equal(out[:, :2], anchors.samples[:, :2])
     # the new row comes from the anchor networks at that row: mean (1 + λ)·x at each anchor λ
     means = out[:, 2].mean(dim=1)
-    for k, lam in enumerate(task.anchors):
+    for k, (lam,) in enumerate(task.anchors):
         assert torch.allclose(means[k], (1 + lam) * new[0], atol=0.25)
     assert torch.equal(out, anchors.samples_at(torch.cat([known, new]), seed=3))
 
@@ -73,7 +73,7 @@ def test_the_oracle_never_reaches_a_held_out_network():
 
     class Refusing(TargetCache):
         def get_or_train(self, task, lam, seed):
-            if any(abs(lam - h) < 1e-12 for h in task.heldout):
+            if any(abs(lam[0] - h[0]) < 1e-12 for h in task.heldout):
                 raise LeakError(f"held-out λ={lam} reached")
             return super().get_or_train(task, lam, seed)
 
