@@ -285,7 +285,7 @@ def test_leaderboard_and_plot_of_stored_results_never_import_torch(tmp_path):
     stored = ResultsStore(res).load()  # the rows carry what the figures need
     built = make_task(task)
     assert set(stored["anchors"]) == {format_anchors(built.anchors)}
-    assert set(stored["clock"]) == {built.hyperparameter.clock.value}
+    assert set(stored["clock"]) == {built.hyperparameters.axis.clock.value}
 
     code, out, torch_imported = _run_without_torch("leaderboard", "--results", str(res))
     assert code == 0 and "mccann" in out, out
