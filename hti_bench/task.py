@@ -228,11 +228,17 @@ class Task(ABC):
 
     @property
     def heldout(self) -> tuple[Point, ...]:
-        """The held-out λ. It may also be a design name (``heldout=grid:9x9``, ``sobol:N``): its points
-        over the anchor design's box, anchors left out, so an analytic task of several hyperparameters
-        can be scored densely enough for a heat map of its error over the plane."""
+        """The held-out λ. A task with a ``design`` option (several hyperparameters) also takes a design
+        name here (``heldout=grid:9x9``, ``sobol:N``): its points over the anchor design's box, anchors
+        left out, so an analytic task can be scored densely enough for a heat map of its error over the
+        plane."""
         values = self.config.heldout
         if isinstance(values, str):
+            if "design" not in {f.name for f in dataclasses.fields(self.config)}:
+                raise ConfigError(
+                    f"task '{self.name}': heldout={values!r} is a design of points, for tasks of "
+                    "several hyperparameters (those with a design option); list the held-out values of λ instead"
+                )
             anchors = self.anchors
             points = self.hyperparameters.design(values, getattr(self.config, "design_box", None) or None)
             values = tuple(p for p in points if not any(_same(p, a) for a in anchors))

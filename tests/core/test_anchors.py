@@ -92,3 +92,14 @@ def test_interpolators_at_a_new_row_equal_a_fit_that_had_the_row(task, name):
     local, _ = anchors.restrict(new, seed=2)
     closed_answer = make_surrogate(name).fit(local).sample(0.25, new, 16, seed=2)
     assert torch.allclose(open_answer, closed_answer)
+
+
+def test_simplex_on_one_hyperparameter_is_locate_bit_for_bit(task):
+    anchors = build_anchor_set(task, seed=0)
+    assert anchors.lambdas == task.anchors and all(len(a) == 1 for a in anchors.lambdas)
+    for lam in (0.0, 0.13, 0.5, 0.77, 1.0):
+        k, s = anchors.locate((lam,))
+        assert anchors.locate(lam) == (k, s)  # a bare number too
+        assert anchors.simplex((lam,)) == ((k, k + 1), (1.0 - s, s))
+    with pytest.raises(ValueError, match="outside the anchors' range"):
+        anchors.simplex((1.5,))
