@@ -25,7 +25,7 @@ from typing import ClassVar
 import torch
 from torch import Tensor, nn
 
-from hti_bench.clock import Clock, Hyperparameter, HyperparameterSpace
+from hti_bench.clock import Clock, Hyperparameter, HyperparameterSpace, Point
 from hti_bench.task import TrainedTask, TrainedTaskConfig, option
 
 DT = 0.1
@@ -126,7 +126,7 @@ class RewardWeighting(TrainedTask):
         eps = torch.randn(mean.shape[0], n, 2, generator=generator)
         return mean[:, None, :] + log_std.exp()[:, None, :] * eps
 
-    def metrics(self, lam: float, conditions: Tensor, samples: Tensor) -> dict[str, float]:
+    def metrics(self, lam: Point, conditions: Tensor, samples: Tensor) -> dict[str, float]:
         m, n, _ = samples.shape
         states = conditions.repeat_interleave(n, dim=0)
         actions = samples.reshape(m * n, 2)
