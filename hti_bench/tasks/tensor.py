@@ -39,7 +39,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from hti_bench.clock import Clock, Hyperparameter, HyperparameterSpace, Point, as_point
+from hti_bench.clock import Clock, Hyperparameter, HyperparameterSpace, Point, as_point, stored_form
 from hti_bench.errors import ConfigError
 from hti_bench.task import Task, TaskConfig, option
 
@@ -219,8 +219,8 @@ class TensorTask(Task):
         for i, v in enumerate(self._lambdas):
             if len(point) == self._file_d and _same(v, point):
                 return i
-        shown = ";".join(map(repr, point))
-        raise ConfigError(f"task 'tensor': λ={shown} is not one of the file's values {list(self._lambdas)}")
+        values = tuple(stored_form(v) for v in self._lambdas)  # as the user writes them
+        raise ConfigError(f"task 'tensor': λ={stored_form(point)} is not one of the file's values {values}")
 
     # ------------------------------------------------------------------ the task contract
 
