@@ -28,6 +28,7 @@ from scipy.interpolate import CubicSpline
 from torch import Tensor
 
 from hti_bench.anchors import AnchorSet
+from hti_bench.clock import Point
 from hti_bench.errors import check_choice
 from hti_bench.surrogate import Surrogate
 from hti_bench.toolkit.transport import draw, draw_many, exact_coupling
@@ -97,19 +98,19 @@ class TransportSpline(Surrogate):
         paths = torch.stack([samples[k][idx] for k, idx in enumerate(index)])
         return paths, first.mass
 
-    def weights(self, lam: float) -> Tensor:
+    def weights(self, lam: Point) -> Tensor:
         """The spline's weights on the K anchors at λ: the answer is Σ_k w_k · (trajectory at anchor k)."""
         self.anchors_.locate(lam)  # refuses λ outside the anchor range
-        t = self.anchors_.hyperparameter.to_time(float(lam))
+        t = self.anchors_.space.axis.to_time(self.anchors_.space.check(lam)[0])
         return torch.as_tensor(self.spline_(t), dtype=torch.float32)
 
-    def positions(self, lam: float, cond: int) -> Tensor:
+    def positions(self, lam: Point, cond: int) -> Tensor:
         """Every trajectory of anchor condition ``cond`` at λ: (P, D)."""
         self.check_fitted()
         paths, _ = self.paths_[cond]
         return torch.einsum("k,kpd->pd", self.weights(lam), paths)
 
-    def sample(self, lam: float, conditions: Tensor, n: int, seed: int) -> Tensor:
+    def sample(self, lam: Point, conditions: Tensor, n: int, seed: int) -> Tensor:
         self.check_sample_args(n)
         w = self.weights(lam)
         index = self.anchors_.lookup(conditions)

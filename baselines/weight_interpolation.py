@@ -30,6 +30,7 @@ import torch
 from torch import Tensor
 
 from hti_bench.anchors import AnchorSet
+from hti_bench.clock import Point
 from hti_bench.errors import ConfigError, check_choice
 from hti_bench.surrogate import Surrogate
 from hti_bench.toolkit.weights import lerp, permute, slerp, verified_groups, weight_matching
@@ -85,22 +86,24 @@ class WeightInterpolation(Surrogate):
         ]
         self.net_ = task.build_network().eval()
         self.groups_ = verified_groups(self.net_, self._probe(anchors), seed=0) if self.align else []
-        if anchors.d > 1:
-            if self.path != "linear":
-                raise ConfigError(
-                    f"{self.name}: path={self.path!r} interpolates between two networks; on a task of "
-                    f"{anchors.d} hyperparameters use path=linear (barycentric weights of the anchor simplex)"
-                )
-            # One reference for every anchor: a soup of several networks needs all their units matched alike.
-            self.aligned_ = [
-                permute(b, self.groups_, weight_matching(self.states_[0], b, self.groups_)) if self.groups_ and i else b
-                for i, b in enumerate(self.states_)
+        self.upper_ = None
+        if anchors.d == 1:
+            # A line: each interval's upper network with its units matched to the lower one (the same
+            # function), so that slerp and lerp move between two aligned networks.
+            self.upper_ = [
+                permute(b, self.groups_, weight_matching(a, b, self.groups_)) if self.groups_ else b
+                for a, b in zip(self.states_, self.states_[1:])
             ]
             return self
-        # The interval's upper network with its units matched to the lower one (the same function).
-        self.upper_ = [
-            permute(b, self.groups_, weight_matching(a, b, self.groups_)) if self.groups_ else b
-            for a, b in zip(self.states_, self.states_[1:])
+        if self.path != "linear":
+            raise ConfigError(
+                f"{self.name}: path={self.path!r} interpolates between two networks; on a task of "
+                f"{anchors.d} hyperparameters use path=linear (barycentric weights of the anchor simplex)"
+            )
+        # One reference for every anchor: a soup of several networks needs all their units matched alike.
+        self.aligned_ = [
+            permute(b, self.groups_, weight_matching(self.states_[0], b, self.groups_)) if self.groups_ and i else b
+            for i, b in enumerate(self.states_)
         ]
         return self
 
@@ -114,12 +117,13 @@ class WeightInterpolation(Surrogate):
 
         return run
 
-    def weights(self, lam: float) -> dict[str, Tensor]:
+    def weights(self, lam: Point) -> dict[str, Tensor]:
         """The interpolated state dict at λ (the anchor network's own at an anchor)."""
         self.check_fitted()
-        if self.anchors_.d > 1:
-            return self._soup(lam)
-        k, s = self.anchors_.locate(lam)
+        vertices, weights = self.anchors_.simplex(lam)
+        if self.upper_ is None:
+            return self._soup(vertices, weights)
+        k, s = vertices[0], weights[1]
         if s == 0.0:
             return self.states_[k]
         if s == 1.0:
@@ -127,8 +131,7 @@ class WeightInterpolation(Surrogate):
         mix = lerp if self.path == "linear" else slerp
         return mix(self.states_[k], self.upper_[k], s)
 
-    def _soup(self, lam: tuple[float, ...]) -> dict[str, Tensor]:
-        vertices, weights = self.anchors_.simplex(lam)
+    def _soup(self, vertices: tuple[int, ...], weights: tuple[float, ...]) -> dict[str, Tensor]:
         for i, w in zip(vertices, weights):
             if w == 1.0:
                 return self.states_[i]
@@ -139,7 +142,7 @@ class WeightInterpolation(Surrogate):
             for k in heaviest
         }
 
-    def sample(self, lam: float, conditions: Tensor, n: int, seed: int) -> Tensor:
+    def sample(self, lam: Point, conditions: Tensor, n: int, seed: int) -> Tensor:
         self.check_sample_args(n)
         self.net_.load_state_dict(self.weights(lam))
         with torch.no_grad():

@@ -6,14 +6,13 @@ anchor networks only, so nothing a surrogate is given can leak a held-out networ
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import torch
 from torch import Tensor
 
-from hti_bench.clock import Hyperparameter, HyperparameterSpace
+from hti_bench.clock import Hyperparameter, HyperparameterSpace, Point
 from hti_bench.errors import OpenConditionError
 
 #: What answers at new condition rows: ``oracle(conditions (M', C), n, seed)`` → anchor samples
@@ -28,13 +27,15 @@ class AnchorSet:
 
     Attributes
     ----------
-    hyperparameter : Hyperparameter or HyperparameterSpace
-        What λ is, its range and its clock; interpolate in ``hyperparameter.to_time(λ)``. On a task of
-        d > 1 hyperparameters, the :class:`~hti_bench.clock.HyperparameterSpace` of its axes (:attr:`space`
-        is the space in either case).
-    lambdas : tuple of float (length K ≥ 2), or of points
-        Anchor values of λ, strictly increasing; for d > 1, K ≥ d + 1 distinct points (tuples of d floats),
-        in the task's order (use :meth:`simplex` and :meth:`nearest` to find the ones around a λ).
+    space : HyperparameterSpace
+        What λ is: its d named axes, their ranges and their clocks (one axis for a task of one
+        hyperparameter). Interpolate in clock time, never in raw λ: :meth:`unit` and
+        :attr:`unit_points` (every axis's clock time rescaled to [0, 1]), :meth:`simplex`,
+        :meth:`nearest`; on one axis also :attr:`times` and :meth:`locate`. The constructor also takes
+        a single :class:`~hti_bench.clock.Hyperparameter` and stores its one-axis space.
+    lambdas : tuple of points (K ≥ d + 1)
+        Anchor values of λ, each a tuple of d floats, distinct, in the task's order; on one axis
+        strictly increasing. The constructor also takes bare numbers on one axis.
     conditions : Tensor, shape (M, C), float32
         The condition inputs x. Every anchor network was run on every row.
     samples : Tensor, shape (K, M, n, D), float32
@@ -54,8 +55,8 @@ class AnchorSet:
         those raise :class:`~hti_bench.errors.OpenConditionError` for unseen rows).
     """
 
-    hyperparameter: Hyperparameter
-    lambdas: tuple[float, ...]
+    space: HyperparameterSpace
+    lambdas: tuple[Point, ...]
     conditions: Tensor
     samples: Tensor
     eval_mask: Tensor
@@ -64,26 +65,12 @@ class AnchorSet:
     _index: dict[tuple[float, ...], int] = field(default_factory=dict, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        if isinstance(self.hyperparameter, HyperparameterSpace) and self.hyperparameter.d > 1:
-            space = self.hyperparameter
-            lambdas = tuple(space.check(v) for v in self.lambdas)
-            object.__setattr__(self, "lambdas", lambdas)
-            if len(lambdas) < space.d + 1:
-                raise ValueError(
-                    f"an AnchorSet over {space.d} hyperparameters needs at least {space.d + 1} anchors, "
-                    f"got {len(lambdas)}"
-                )
-            if len(set(lambdas)) != len(lambdas):
-                raise ValueError(f"anchor points must be distinct, got {lambdas}")
-        else:
-            if isinstance(self.hyperparameter, HyperparameterSpace):  # a 1-axis space is its axis
-                object.__setattr__(self, "hyperparameter", self.hyperparameter.axes[0])
-            lambdas = tuple(float(v[0] if isinstance(v, (tuple, list)) else v) for v in self.lambdas)
-            object.__setattr__(self, "lambdas", lambdas)
-            if len(lambdas) < 2:
-                raise ValueError(f"an AnchorSet needs at least 2 anchors, got {len(lambdas)}")
-            if any(b <= a for a, b in zip(lambdas, lambdas[1:])):
-                raise ValueError(f"anchor λ must be strictly increasing, got {lambdas}")
+        space = self.space
+        if isinstance(space, Hyperparameter):  # a convenience: one hyperparameter is its one-axis space
+            space = HyperparameterSpace((space,))
+            object.__setattr__(self, "space", space)
+        lambdas = space.check_anchors(self.lambdas)
+        object.__setattr__(self, "lambdas", lambdas)
         if self.samples.ndim != 4:
             raise ValueError(f"samples must have shape (K, M, n, D), got {tuple(self.samples.shape)}")
         k, m = self.samples.shape[:2]
@@ -117,21 +104,17 @@ class AnchorSet:
         return self.samples.shape[3]
 
     @property
-    def space(self) -> HyperparameterSpace:
-        """The hyperparameters' space (d axes; one for a 1-D task)."""
-        hp = self.hyperparameter
-        return hp if isinstance(hp, HyperparameterSpace) else HyperparameterSpace((hp,))
-
-    @property
     def d(self) -> int:
         """How many hyperparameters λ has."""
         return self.space.d
 
     @property
     def times(self) -> tuple[float, ...]:
-        """Anchor positions on the task's clock (d = 1; for d > 1 see :attr:`unit_points`)."""
-        self._one_dimensional("times", "unit_points")
-        return tuple(self.hyperparameter.to_time(v) for v in self.lambdas)
+        """Anchor positions on the clock of a single axis (:attr:`HyperparameterSpace.axis
+        <hti_bench.clock.HyperparameterSpace.axis>`: a :class:`~hti_bench.errors.ConfigError` for
+        several hyperparameters, which have :attr:`unit_points`)."""
+        axis = self.space.axis
+        return tuple(axis.to_time(v[0]) for v in self.lambdas)
 
     @property
     def unit_points(self) -> Tensor:
@@ -140,44 +123,32 @@ class AnchorSet:
         surrogate conditioned on the λ vector feeds its network."""
         return torch.tensor([self.space.to_unit(v) for v in self.lambdas], dtype=torch.float32)
 
-    def unit(self, lam: float | tuple[float, ...]) -> Tensor:
+    def unit(self, lam: Point) -> Tensor:
         """λ in unit clock time, shape (d,)."""
         return torch.tensor(self.space.to_unit(lam), dtype=torch.float32)
 
-    def simplex(self, lam: float | tuple[float, ...]) -> tuple[tuple[int, ...], tuple[float, ...]]:
-        """(anchor indices, barycentric weights) of the anchor simplex containing λ, from the Delaunay
-        triangulation of the anchors in unit clock time (d = 1: the enclosing interval, weights
-        (1 − s, s)). The weighted anchors reproduce λ. ``ValueError`` outside the anchors' hull."""
+    def simplex(self, lam: Point) -> tuple[tuple[int, ...], tuple[float, ...]]:
+        """(anchor indices, barycentric weights) of the anchor simplex containing λ: from the Delaunay
+        triangulation of the anchors in unit clock time, or on a single axis the enclosing anchor
+        interval of :meth:`locate`, ((k, k + 1), (1 − s, s)). The weighted anchors reproduce λ.
+        ``ValueError`` outside the anchors' hull (their range, on one axis)."""
         return self.space.simplex(self.lambdas, lam)
 
-    def nearest(self, lam: float | tuple[float, ...]) -> int:
+    def nearest(self, lam: Point) -> int:
         """Index of the anchor closest to λ in unit clock time (the first on a tie)."""
         return self.space.nearest(self.lambdas, lam)
 
-    def _one_dimensional(self, what: str, instead: str) -> None:
-        if self.d > 1:
-            raise ValueError(
-                f"AnchorSet.{what} is for one hyperparameter; this one has {self.d} ({self.space.name}): use {instead}"
-            )
-
-    def locate(self, lam: float) -> tuple[int, float]:
-        """Return (k, s): λ lies in anchor interval [λ_k, λ_k+1] at clock fraction s ∈ [0, 1].
+    def locate(self, lam: Point | float) -> tuple[int, float]:
+        """Return (k, s): λ, on a single axis (a 1-tuple or a number), lies in anchor interval
+        [λ_k, λ_k+1] at clock fraction s ∈ [0, 1].
 
         Raises ``ValueError`` for λ outside [λ_0, λ_K-1]: HTI is interpolation, and surrogates that
-        cannot extrapolate must say so rather than return something.
+        cannot extrapolate must say so rather than return something; and
+        :class:`~hti_bench.errors.ConfigError` (a ``ValueError``) on several hyperparameters, whose
+        anchors have :meth:`simplex` (barycentric weights) or :meth:`nearest` instead.
         """
-        self._one_dimensional("locate", "simplex (barycentric weights) or nearest")
-        lam = float(lam)
-        lo, hi = self.lambdas[0], self.lambdas[-1]
-        if math.isnan(lam) or not lo <= lam <= hi:
-            raise ValueError(f"λ={lam} is outside the anchor range [{lo}, {hi}]; this surrogate only interpolates.")
-        times = self.times
-        t = self.hyperparameter.to_time(lam)
-        for k in range(len(times) - 1):
-            if t <= times[k + 1] or k == len(times) - 2:
-                s = (t - times[k]) / (times[k + 1] - times[k])
-                return k, min(max(s, 0.0), 1.0)
-        raise AssertionError("unreachable")
+        k, _, s = self.space.interval(self.lambdas, lam)
+        return k, s
 
     def index_of(self, conditions: Tensor) -> Tensor:
         """Row indices into ``self.conditions`` of each row of ``conditions`` (shape (M', C)).
@@ -235,7 +206,7 @@ class AnchorSet:
         conditions = self._check_rows(conditions)
         distinct, inverse = torch.unique(conditions, dim=0, return_inverse=True)
         local = AnchorSet(
-            hyperparameter=self.hyperparameter,
+            space=self.space,
             lambdas=self.lambdas,
             conditions=distinct,
             samples=self.samples_at(distinct, seed),

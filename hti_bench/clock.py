@@ -1,4 +1,7 @@
-"""The hyperparameter a task varies, and the *clock* that places its values on a line.
+"""The hyperparameters a task varies, and the *clock* that places each one's values on a line.
+
+λ is always a :data:`Point` of a :class:`HyperparameterSpace`: a tuple of d floats, one per named axis
+(a :class:`Hyperparameter`). A task of one hyperparameter is the case d = 1, its λ a 1-tuple ``(0.3,)``.
 
 Every surrogate interpolates in clock time t = g(λ), never in raw λ: a quantile level or a β spread
 over orders of magnitude moves along a very different path in raw units than on a logit or log scale,
@@ -21,6 +24,9 @@ from dataclasses import dataclass
 from enum import Enum
 
 from hti_bench.errors import ConfigError
+
+#: λ as every part of the suite passes it around: one float per axis of the task's space, also for d = 1.
+Point = tuple[float, ...]
 
 #: The surrogate-name parameter every surrogate accepts: the clock the harness gives it ('' = the task's).
 CLOCK_PARAM = "clock"
@@ -70,7 +76,7 @@ class Clock(str, Enum):
 
 @dataclass(frozen=True)
 class Hyperparameter:
-    """The scalar λ a task varies.
+    """One axis of a :class:`HyperparameterSpace`: a scalar hyperparameter, its range and its clock.
 
     Attributes
     ----------
@@ -145,8 +151,9 @@ class Hyperparameter:
 
 @dataclass(frozen=True)
 class HyperparameterSpace:
-    """λ as a point of a box of d named axes, each a :class:`Hyperparameter` with its own range and clock
-    (the multi-hyperparameter contract of issue 20; a 1-D task's space is its one axis).
+    """λ as a point of a box of d named axes, each a :class:`Hyperparameter` with its own range and clock.
+    Every task declares one (a task of one hyperparameter: a one-axis space, :meth:`single`), and every
+    λ is a :data:`Point` of it, a tuple of d floats.
 
     Surrogates compare points in *unit clock time*: each axis's clock time rescaled so that its range
     spans [0, 1] (:meth:`to_unit`), so that a log-clocked β and an identity-clocked weight count alike
@@ -164,22 +171,56 @@ class HyperparameterSpace:
         if len(set(names)) != len(names):
             raise ConfigError(f"hyperparameter axes need distinct names, got {names}")
 
+    @classmethod
+    def single(cls, name: str, low: float, high: float, clock: str | Clock = Clock.IDENTITY) -> HyperparameterSpace:
+        """The space of one hyperparameter: ``HyperparameterSpace.single("dropout", 0.0, 0.99, Clock.LOGIT)``."""
+        return cls((Hyperparameter(name, low, high, clock),))
+
     @property
     def d(self) -> int:
         return len(self.axes)
 
     @property
+    def axis(self) -> Hyperparameter:
+        """The one axis of a one-hyperparameter space: what the tools of the line (an anchor interval on
+        the clock, :meth:`interval`) read. :class:`ConfigError` for a space of several axes."""
+        if self.d != 1:
+            raise ConfigError(
+                f"the space ({', '.join(self.names)}) has {self.d} hyperparameters, not a single axis: "
+                "use its points (simplex, nearest, unit time) instead"
+            )
+        return self.axes[0]
+
+    @property
     def names(self) -> tuple[str, ...]:
         return tuple(a.name for a in self.axes)
 
-    def check(self, point: float | tuple[float, ...]) -> tuple[float, ...]:
-        """The point as a tuple of d floats, or ``ValueError`` naming the axis that is out of range."""
-        values = (point,) if isinstance(point, (int, float)) else tuple(point)
+    def check(self, point: float | Point) -> Point:
+        """The point as a tuple of d floats, or ``ValueError`` naming the axis that is out of range (a
+        bare number is taken as a one-axis point, for convenience where λ is typed by a user)."""
+        values = as_point(point)
         if len(values) != self.d:
             raise ValueError(
                 f"a point of ({', '.join(self.names)}) needs {self.d} values, got {len(values)}: {point!r}"
             )
         return tuple(axis.check(v) for axis, v in zip(self.axes, values))
+
+    def check_anchors(self, anchors: list[Point] | tuple) -> tuple[Point, ...]:
+        """Anchor points as tuples of d floats, or ``ValueError`` saying what is wrong with them: at
+        least d + 1 (the vertices of a simplex around a point), distinct, and on a single axis strictly
+        increasing (the order the tools of the line, :meth:`interval`, walk)."""
+        points = tuple(as_point(a) for a in anchors)
+        if any(len(p) != self.d for p in points):
+            raise ValueError(f"each anchor of ({self.name}) is a point of {self.d} values, got {points}")
+        if len(points) < self.d + 1:
+            raise ValueError(f"{self.d} hyperparameter(s) need at least {self.d + 1} anchors, got {len(points)}.")
+        if self.d == 1 and any(b <= a for a, b in zip(points, points[1:])):
+            raise ValueError(
+                f"anchors must be strictly increasing, got {', '.join(POINT_SEP.join(map(repr, p)) for p in points)}."
+            )
+        if len(set(points)) != len(points):
+            raise ValueError(f"anchors must be distinct points, got {points}.")
+        return points
 
     @property
     def name(self) -> str:
@@ -191,17 +232,16 @@ class HyperparameterSpace:
         """The axes' clocks joined by ``;`` (the results' ``clock`` column)."""
         return POINT_SEP.join(a.clock.value for a in self.axes)
 
-    def point(self, value: float | tuple[float, ...] | list) -> float | tuple[float, ...]:
-        """λ in its canonical form, checked: a float for d = 1 (what 1-D code has always received), a
-        tuple of d floats for d > 1. ``ValueError`` naming the axis for a value out of range."""
-        values = self.check(value)
-        return values[0] if self.d == 1 else values
+    def point(self, value: float | Point | list) -> Point:
+        """λ in its canonical form, checked: a tuple of d floats. ``ValueError`` naming the axis for a
+        value out of range."""
+        return self.check(value)
 
-    def label(self, point: float | tuple[float, ...]) -> str:
+    def label(self, point: float | Point) -> str:
         """A point as text, ``repr`` of each coordinate joined by ``;`` (the results' ``lambda_point``)."""
         return POINT_SEP.join(repr(float(v)) for v in self.check(point))
 
-    def describe(self, point: float | tuple[float, ...]) -> str:
+    def describe(self, point: float | Point) -> str:
         """``name=value`` of each axis, for messages: ``penalty=0.5, drag=1.0``."""
         return ", ".join(f"{n}={v}" for n, v in zip(self.names, self.check(point)))
 
@@ -213,7 +253,7 @@ class HyperparameterSpace:
         """The clocks every axis can read."""
         return tuple(c for c in Clock if all(c in axis.clocks() for axis in self.axes))
 
-    def to_unit(self, point: float | tuple[float, ...]) -> tuple[float, ...]:
+    def to_unit(self, point: float | Point) -> tuple[float, ...]:
         """Each coordinate's clock time, rescaled so that the axis's (clipped) range spans [0, 1]."""
         out = []
         for axis, v in zip(self.axes, self.check(point)):
@@ -221,29 +261,25 @@ class HyperparameterSpace:
             out.append((axis.to_time(v) - lo) / (hi - lo))
         return tuple(out)
 
-    def distance(self, a: float | tuple[float, ...], b: float | tuple[float, ...]) -> float:
+    def distance(self, a: float | Point, b: float | Point) -> float:
         """Euclidean distance of two points in unit clock time."""
         return math.dist(self.to_unit(a), self.to_unit(b))
 
     def simplex(
-        self, anchors: list[tuple[float, ...]] | tuple, point: float | tuple[float, ...]
+        self, anchors: list[tuple[float, ...]] | tuple, point: float | Point
     ) -> tuple[tuple[int, ...], tuple[float, ...]]:
         """The anchors around ``point`` and its barycentric weights over them: (indices into ``anchors``,
         weights ≥ 0 summing to 1, one per index), from the Delaunay triangulation of the anchors in
-        unit clock time (for d = 1, the enclosing anchor interval). The weighted anchors reproduce the
-        point in unit clock time. ``ValueError`` when the point lies outside the anchors' convex hull."""
+        unit clock time; on a single axis, the enclosing anchor interval of :meth:`interval`, weights
+        (1 − s, s). The weighted anchors reproduce the point in (unit) clock time. ``ValueError`` when
+        the point lies outside the anchors' convex hull."""
         import numpy as np
 
+        if self.d == 1:  # a line: the enclosing clock interval, as AnchorSet.locate finds it
+            lo, hi, s = self.interval(anchors, point)
+            return (lo, hi), (1.0 - s, s)
         pts = np.array([self.to_unit(a) for a in anchors], dtype=float)
         x = np.array(self.to_unit(point), dtype=float)
-        if self.d == 1:
-            order = np.argsort(pts[:, 0])
-            t = pts[order, 0]
-            if not t[0] - 1e-12 <= x[0] <= t[-1] + 1e-12:
-                raise ValueError(f"{self.names[0]}={point!r} is outside the anchors' range")
-            k = int(min(max(np.searchsorted(t, x[0]) - 1, 0), len(t) - 2))
-            s = float(np.clip((x[0] - t[k]) / (t[k + 1] - t[k]), 0.0, 1.0))
-            return (int(order[k]), int(order[k + 1])), (1.0 - s, s)
         from scipy.spatial import Delaunay
 
         if len(pts) < self.d + 1:
@@ -262,7 +298,27 @@ class HyperparameterSpace:
         weights = weights / weights.sum()
         return tuple(int(v) for v in vertices), tuple(float(w) for w in weights)
 
-    def nearest(self, anchors: list[tuple[float, ...]] | tuple, point: float | tuple[float, ...]) -> int:
+    def interval(self, anchors: list[Point] | tuple, point: float | Point) -> tuple[int, int, float]:
+        """On a single axis (:attr:`axis`): the anchors (i, j) whose values enclose λ, next to each other
+        in increasing order, and λ's clock fraction s ∈ [0, 1] between them. ``ValueError`` for λ
+        outside the anchors' range: HTI is interpolation, and a surrogate that cannot extrapolate must
+        say so rather than return something."""
+        axis = self.axis
+        lam = float(as_point(point)[0])
+        values = [float(as_point(a)[0]) for a in anchors]
+        order = sorted(range(len(values)), key=values.__getitem__)
+        lo, hi = values[order[0]], values[order[-1]]
+        if math.isnan(lam) or not lo <= lam <= hi:
+            raise ValueError(f"λ={lam} is outside the anchors' range [{lo}, {hi}]; this surrogate only interpolates.")
+        times = [axis.to_time(values[i]) for i in order]
+        t = axis.to_time(lam)
+        for k in range(len(times) - 1):
+            if t <= times[k + 1] or k == len(times) - 2:
+                s = (t - times[k]) / (times[k + 1] - times[k])
+                return order[k], order[k + 1], min(max(s, 0.0), 1.0)
+        raise ValueError(f"an interval needs at least 2 anchors, got {len(values)}")
+
+    def nearest(self, anchors: list[tuple[float, ...]] | tuple, point: float | Point) -> int:
         """Index of the anchor closest to ``point`` in unit clock time (the first one on a tie)."""
         dists = [self.distance(a, point) for a in anchors]
         best = min(dists)
@@ -336,3 +392,20 @@ class HyperparameterSpace:
             raise ConfigError(f"unknown anchor design {spec!r}: valid designs are grid:<n>x<n> and sobol:<N>")
         # 12 significant digits: a log axis's grid reads 0.1, not 0.10000000000000002 (names and cache keys stay clean).
         return tuple(tuple(float(f"{v:.12g}") for v in self.from_unit(u)) for u in units)
+
+
+def as_point(value: float | Point | list) -> Point:
+    """λ as a tuple of floats, unchecked: a bare number (how a user may type a one-hyperparameter λ)
+    becomes a 1-tuple."""
+    if isinstance(value, (int, float)) or getattr(value, "ndim", None) == 0:
+        return (float(value),)
+    return tuple(float(v) for v in value)
+
+
+def stored_form(point: float | Point) -> float | Point:
+    """How λ is written where a stored number derives from it (the seeds of the harness's draws, the
+    target cache's keys, the results' ``lambda_heldout``): a one-axis point as its bare float, as one
+    hyperparameter always was written, so that stored targets, draws and results stay valid."""
+    point = as_point(point)
+    d = len(point)
+    return point[0] if d == 1 else point

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import torch
 from torch import Tensor
 
-from hti_bench.clock import CLOCK_PARAM, Clock
+from hti_bench.clock import CLOCK_PARAM, Clock, Point
 from hti_bench.errors import ConfigError, check_choice
 from hti_bench.specs import format_spec
 
@@ -24,8 +24,15 @@ if TYPE_CHECKING:
 class Surrogate(ABC):
     """Base class of every surrogate: the plugin author's guide.
 
-    A surrogate learns, from networks trained at a few *anchor* values of a hyperparameter λ, how the
+    A surrogate learns, from networks trained at a few *anchor* values of the hyperparameters λ, how the
     conditional output distribution p(y | x, λ) moves with λ, and answers for λ it has not seen.
+
+    λ is always a *point* (:data:`hti_bench.clock.Point`): a tuple of d floats, one per axis of the
+    task's :class:`~hti_bench.clock.HyperparameterSpace`, also on a task of one hyperparameter, where
+    it is a 1-tuple such as ``(0.3,)``. The anchors are points, ``sample`` receives a point, and
+    ``anchors.simplex(λ)`` finds the anchors around any point (for one hyperparameter, the enclosing
+    interval on the clock). Write ``sample`` once for every d; a method that is one-dimensional by
+    nature leaves ``supports_multi`` False.
 
     Writing one
     -----------
@@ -48,26 +55,29 @@ class Surrogate(ABC):
         starts. Type checks against the defaults come free (an integer parameter refuses ``"abc"``).
 
     ``fit(self, anchors, task, *, seed=0) -> self``
-        ``anchors`` is an :class:`~hti_bench.anchors.AnchorSet`: anchor λ values, condition rows x of
-        shape (M, C) and output samples of shape (K, M, n, D). ``task`` is a
-        :class:`~hti_bench.view.TaskView`: the task's name, hyperparameter and clock, anchors and
+        ``anchors`` is an :class:`~hti_bench.anchors.AnchorSet`: the hyperparameter space
+        (``anchors.space``), the anchor points, condition rows x of shape (M, C) and output samples of
+        shape (K, M, n, D). ``task`` is a :class:`~hti_bench.view.TaskView`: the task's name, its
+        hyperparameter space (``hyperparameters``, with each axis's range and clock), anchors and
         dimensions, and, for surrogates that declare ``requires``, its architecture, the anchor
         networks, its training data and per-example loss. Never a held-out network: the view refuses.
         Draw all randomness from ``seed``. Store learned state in attributes ending in ``_``. A second
         call replaces the first. Return ``self``.
 
     ``sample(self, lam, conditions, n, seed) -> Tensor``
-        Draw n samples of y ~ p̂(y | x, λ=lam) for each row of ``conditions`` (shape (M', C)); return
-        a float tensor of shape (M', n, D). The same ``seed`` must give the same samples. For λ
-        outside the anchor range raise ``ValueError`` unless ``supports_extrapolation`` is True.
-        Interpolate on the task's clock, ``anchors.hyperparameter.to_time(λ)``; ``anchors.locate``
-        does it for you.
+        Draw n samples of y ~ p̂(y | x, λ=lam) for each row of ``conditions`` (shape (M', C)) at the
+        point ``lam`` (a tuple of d floats); return a float tensor of shape (M', n, D). The same
+        ``seed`` must give the same samples. For λ outside the anchors' range (their convex hull)
+        raise ``ValueError`` unless ``supports_extrapolation`` is True. Interpolate in clock time,
+        never in raw λ: ``anchors.simplex(λ)`` (the anchors around λ and its barycentric weights),
+        ``anchors.nearest(λ)``, ``anchors.unit(λ)`` and ``anchors.unit_points`` (each axis's clock
+        time rescaled to [0, 1]) do it for you, and raise ``ValueError`` outside the anchors.
 
     The clock is the harness's business, not yours: every surrogate's name also takes
     ``clock=identity|log|logit`` (e.g. ``mccann[clock=logit]``), and the harness then hands ``fit``
-    an AnchorSet and a view whose ``hyperparameter`` is on that clock. Use
-    ``anchors.hyperparameter`` (or ``task.hyperparameter``) for every clock reading and you support
-    it for free; never hard-code a task's clock.
+    an AnchorSet and a view whose space has every axis on that clock. Read clocks only through
+    ``anchors.space`` (or ``task.hyperparameters``) and the AnchorSet's tools, and you support it for
+    free; never hard-code a task's clock.
 
     ``skip(self, task) -> str | None`` (optional)
         Why the surrogate cannot run on this task (a :class:`~hti_bench.view.TaskView`), or None.
@@ -87,11 +97,13 @@ class Surrogate(ABC):
     supports_extrapolation : bool
         Whether ``sample`` answers outside [λ_0, λ_K-1].
     supports_multi : bool
-        Whether the surrogate runs on tasks of several hyperparameters (d > 1; ``task.d``). There
-        ``lam`` is a tuple of d floats, the anchors are points, and ``anchors.simplex(λ)`` (barycentric
-        weights of the enclosing anchors), ``anchors.nearest(λ)`` and ``anchors.unit_points`` (the
-        anchors in unit clock time, (K, d)) replace ``locate`` and ``times``. False (the default): the
-        harness skips the surrogate on those tasks, with :attr:`one_dimensional_reason` as the reason.
+        Whether the surrogate runs on tasks of several hyperparameters (``task.d`` of 2 or more). True
+        for a surrogate written with the tools that work for every d (``anchors.simplex``,
+        ``anchors.nearest``, ``anchors.unit_points``). False (the default) for a method that is
+        one-dimensional by nature, one that needs the order of a line (``anchors.times``,
+        ``anchors.locate``: the clock interval around λ, and ``anchors.space.axis``, which raise on
+        several hyperparameters): the harness skips it on those tasks, with
+        :attr:`one_dimensional_reason` as the reason.
     one_dimensional_reason : str
         Why a surrogate without ``supports_multi`` is one-dimensional, shown in its skipped rows
         (default: it has not been written for several hyperparameters).
@@ -116,10 +128,12 @@ class Surrogate(ABC):
 
     - on ``self``: :meth:`check_sample_args` (fitted? n ≥ 1?), :meth:`check_fitted`,
       :meth:`generator` (a seeded ``torch.Generator``);
-    - on the anchors: :meth:`AnchorSet.locate <hti_bench.anchors.AnchorSet.locate>` (λ → anchor
-      interval and clock fraction, ``ValueError`` outside the range),
-      :meth:`AnchorSet.index_of <hti_bench.anchors.AnchorSet.index_of>` (query conditions → anchor rows),
-      ``AnchorSet.times`` (anchors on the clock);
+    - on the anchors: :meth:`AnchorSet.simplex <hti_bench.anchors.AnchorSet.simplex>` (λ → the
+      anchors around it and its barycentric weights, ``ValueError`` outside them),
+      :meth:`AnchorSet.nearest <hti_bench.anchors.AnchorSet.nearest>`, ``AnchorSet.unit_points``;
+      for one hyperparameter also :meth:`AnchorSet.locate <hti_bench.anchors.AnchorSet.locate>` (λ →
+      anchor interval and clock fraction) and ``AnchorSet.times`` (anchors on the clock);
+      :meth:`AnchorSet.index_of <hti_bench.anchors.AnchorSet.index_of>` (query conditions → anchor rows);
     - :mod:`hti_bench.toolkit`: ``transport`` (``draw``, ``draw_many``, ``exact_coupling``),
       ``interpolation.AnchorInterpolator`` (a base for surrogates built from anchor samples),
       ``nets`` (``FiLMMLP``, ``ConditionEncoder``, ``seeded``, ``resolve_device``), ``training``
@@ -155,8 +169,9 @@ class Surrogate(ABC):
         """Learn from the anchor networks' outputs (and what the task view offers)."""
 
     @abstractmethod
-    def sample(self, lam: float, conditions: Tensor, n: int, seed: int) -> Tensor:
-        """Return samples of shape (M', n, D) of p̂(y | x, λ=lam) at each condition row."""
+    def sample(self, lam: Point, conditions: Tensor, n: int, seed: int) -> Tensor:
+        """Return samples of shape (M', n, D) of p̂(y | x, λ=lam) at each condition row; ``lam`` is a
+        point, a tuple of d floats."""
 
     def check_params(self) -> None:
         """Optional: raise :class:`~hti_bench.errors.ConfigError` for bad parameter values, without data."""
@@ -207,6 +222,7 @@ class Surrogate(ABC):
     @classmethod
     def multi_skip_reason(cls, d: int) -> str | None:
         """Why the harness skips this surrogate on a task of ``d`` hyperparameters (None: it runs)."""
+        # The one place a surrogate's declared dimension meets the task's: past one axis a line's order is gone.
         if d > 1 and not cls.supports_multi:
             return f"one-dimensional: the task has {d} hyperparameters and {cls.one_dimensional_reason}"
         return None

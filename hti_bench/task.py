@@ -1,4 +1,4 @@
-"""The task contract: a named family of target networks indexed by one hyperparameter λ.
+"""The task contract: a named family of target networks indexed by λ, a point of a hyperparameter space.
 
 Read the :class:`Task` docstring to add a task; tasks that train a network subclass
 :class:`TrainedTask`, whose networks are trained and kept by the target cache it is given
@@ -17,7 +17,7 @@ from typing import Any, ClassVar, Protocol
 import torch
 from torch import Tensor, nn
 
-from hti_bench.clock import Clock, Hyperparameter, HyperparameterSpace
+from hti_bench.clock import Clock, Hyperparameter, HyperparameterSpace, Point, as_point, stored_form
 from hti_bench.errors import ConfigError, check_choice, unknown_name_message
 from hti_bench.specs import format_spec
 
@@ -29,10 +29,10 @@ class NetworkStore(Protocol):
     checked and atomic on-disk cache); the task only needs these two methods.
     """
 
-    def get_or_train(self, task: TrainedTask, lam: float, seed: int) -> nn.Module:
+    def get_or_train(self, task: TrainedTask, lam: Point, seed: int) -> nn.Module:
         """The network of ``task`` trained at λ with training seed ``seed``, in eval mode."""
 
-    def train_seconds(self, task: TrainedTask, lam: float, seed: int) -> float:
+    def train_seconds(self, task: TrainedTask, lam: Point, seed: int) -> float:
         """What training that network took, in seconds (NaN if unknown)."""
 
 
@@ -46,6 +46,8 @@ def option(default: Any, help: str, *, cache: bool = True) -> Any:
 class TaskConfig:
     """Fields every task has. Subclass it (frozen dataclass, every field made with :func:`option`)."""
 
+    # A one-hyperparameter task's λ may be given as bare numbers (``anchors=(0.1, 0.5)``); every other
+    # part of the suite reads them as points, through Task.anchors / heldout / validation.
     anchors: tuple[float, ...] = option((), "Anchor values of λ the surrogates see.")
     heldout: tuple[float, ...] = option((), "Held-out values of λ the surrogates are scored at.", cache=False)
     validation: tuple[float, ...] = option(
@@ -62,7 +64,13 @@ class Task(ABC):
     """Base class of every task: a family of target networks p_θλ(y | x) indexed by λ.
 
     A task declares
-    - ``hyperparameter``: λ's name, range and clock (:class:`~hti_bench.clock.Hyperparameter`);
+    - ``hyperparameters``: the :class:`~hti_bench.clock.HyperparameterSpace` λ lives in, d named axes
+      with their ranges and clocks; a task of one hyperparameter declares a one-axis space,
+      ``HyperparameterSpace.single("dropout", 0.0, 0.99, Clock.LOGIT)``. Every λ the task takes and
+      gives (anchors, held-out, validation, the ``lam`` of ``sample``, ``metrics``, ``network``…) is a
+      :data:`~hti_bench.clock.Point`, a tuple of d floats, also for d = 1 (``(0.3,)``); read a
+      one-axis task's value as ``(lam,) = self.hyperparameters.check(lam)``, which also accepts a
+      bare number where a user typed one;
     - ``anchors`` and ``heldout``: the λ values surrogates see and are scored at (from its config);
       a task with only 2 anchors also declares ``validation`` λ, whose networks tuning scores its
       trials on (a task with ≥ 3 anchors is tuned by leaving one interior anchor out instead:
@@ -111,7 +119,7 @@ class Task(ABC):
             default = fields[key].default
             if isinstance(default, tuple) and isinstance(value, (list, tuple, int, float)):
                 value = tuple(value) if isinstance(value, (list, tuple)) else (value,)
-                # A list of points (d > 1 anchors from YAML or a name) becomes a tuple of tuples.
+                # A list of points (anchors of several hyperparameters, from YAML or a name) becomes a tuple of tuples.
                 value = tuple(tuple(v) if isinstance(v, list) else v for v in value)
             values[key] = value
         try:
@@ -132,33 +140,21 @@ class Task(ABC):
         # or held-out λ, the defaults that coincide with them or leave the anchor range are dropped
         # (validation given explicitly is checked, never edited).
         anchors, heldout = self.anchors, self.heldout
-        if self.d > 1:
-            kept = tuple(
-                v for v in self.validation if self._inside_hull(v) and not any(_same(v, u) for u in anchors + heldout)
-            )
-        else:
-            kept = tuple(
-                v
-                for v in self.config.validation
-                if anchors and anchors[0] < v < anchors[-1] and not any(math.isclose(v, u) for u in anchors + heldout)
-            )
+        kept = tuple(
+            v for v in self.validation if self._inside_hull(v) and not any(_same(v, u) for u in anchors + heldout)
+        )
         if kept != self.validation:
-            self.config = dataclasses.replace(self.config, validation=kept)
+            # Written back as the user would write it (one hyperparameter as bare numbers): the spec is the task's name.
+            self.config = dataclasses.replace(self.config, validation=tuple(stored_form(v) for v in kept))
 
     # ------------------------------------------------------------------ declared by subclasses
 
     @property
     @abstractmethod
-    def hyperparameter(self) -> Hyperparameter:
-        """λ's name, range and clock (a task of d > 1 axes declares :attr:`hyperparameters` instead and
-        makes this raise, via :func:`multi_axis_error`)."""
-
-    @property
     def hyperparameters(self) -> HyperparameterSpace:
-        """The box λ lives in: d named axes, each with its range and clock. The default is the one axis
-        of :attr:`hyperparameter`; a task of several hyperparameters overrides this. For d > 1 every λ
-        the task takes and gives (anchors, held-out, ``sample``'s ``lam``) is a tuple of d floats."""
-        return HyperparameterSpace((self.hyperparameter,))
+        """The box λ lives in: d named axes, each with its range and clock (one axis for a task of one
+        hyperparameter: ``HyperparameterSpace.single(name, low, high, clock)``). Every λ the task takes
+        and gives is a point of it, a tuple of d floats."""
 
     @property
     def d(self) -> int:
@@ -180,8 +176,8 @@ class Task(ABC):
         """Condition rows (M, C) at which surrogates are scored."""
 
     @abstractmethod
-    def sample(self, lam: float, conditions: Tensor, n: int, seed: int) -> Tensor:
-        """n draws of y ~ p_θλ(y | x) per condition row: shape (M, n, D), float32."""
+    def sample(self, lam: Point, conditions: Tensor, n: int, seed: int) -> Tensor:
+        """n draws of y ~ p_θλ(y | x) per condition row at the point λ: shape (M, n, D), float32."""
 
     # ------------------------------------------------------------------ defaults
 
@@ -189,26 +185,26 @@ class Task(ABC):
         """Extra condition rows (M', C) anchor data covers beyond ``eval_conditions`` (default none)."""
         return torch.empty(0, self.condition_dim)
 
-    def prepare(self, lambdas: Iterable[float], progress: Callable[[str], None] | None = None) -> None:
+    def prepare(self, lambdas: Iterable[Point], progress: Callable[[str], None] | None = None) -> None:
         """Make every network at ``lambdas`` ready (train or load from cache). No-op by default."""
 
-    def floor_sample(self, lam: float, conditions: Tensor, n: int, seed: int) -> Tensor:
+    def floor_sample(self, lam: Point, conditions: Tensor, n: int, seed: int) -> Tensor:
         """A second, independent sample set at λ for the finite-sample noise floor (default: another
         :meth:`sample` call; tasks with a fixed stored set resample it instead)."""
         return self.sample(lam, conditions, n, seed)
 
-    def seed_twin_sample(self, lam: float, conditions: Tensor, n: int, seed: int) -> Tensor | None:
+    def seed_twin_sample(self, lam: Point, conditions: Tensor, n: int, seed: int) -> Tensor | None:
         """n draws per condition from a second target at λ that differs only in its training seed,
         or None when the task has no training randomness (analytic tasks). The harness scores the
         held-out network against it: the *seed-to-seed* noise floor, below which no surrogate can be
         judged."""
         return None
 
-    def metrics(self, lam: float, conditions: Tensor, samples: Tensor) -> dict[str, float]:
+    def metrics(self, lam: Point, conditions: Tensor, samples: Tensor) -> dict[str, float]:
         """Task-specific metrics of ``samples`` (M, n, D) at λ; lower is better unless documented."""
         return {}
 
-    def closed_loop_metrics(self, lam: float, act: Callable[[Tensor, int, int], Tensor], seed: int) -> dict[str, float]:
+    def closed_loop_metrics(self, lam: Point, act: Callable[[Tensor, int, int], Tensor], seed: int) -> dict[str, float]:
         """Scores at λ of the policy ``act(states (B, C), n, seed) -> (B, n, D)`` acting in closed loop,
         for run seed ``seed`` (the same episodes for every ``act``); only for tasks with
         ``closed_loop = True``. Higher is better unless documented."""
@@ -222,25 +218,26 @@ class Task(ABC):
         return self._cache
 
     @property
-    def anchors(self) -> tuple[Any, ...]:
-        """The anchor λ: floats, increasing (d = 1), or points (d > 1; from the ``design`` option when
-        the config lists none)."""
+    def anchors(self) -> tuple[Point, ...]:
+        """The anchor λ, points (increasing on one axis; from the ``design`` option when the config of a
+        task that has one lists none)."""
         values = self.config.anchors
-        if not values and self.d > 1 and getattr(self.config, "design", ""):
+        if not values and getattr(self.config, "design", ""):
             values = self.hyperparameters.design(self.config.design, getattr(self.config, "design_box", None) or None)
         return self._points(values, "anchors")
 
     @property
-    def heldout(self) -> tuple[Any, ...]:
-        """The held-out λ. A task of several hyperparameters also takes a design name here
-        (``heldout=grid:9x9``, ``sobol:N``): its points over the anchor design's box, anchors left out, so
-        an analytic task can be scored densely enough for a heat map of its error over the plane."""
+    def heldout(self) -> tuple[Point, ...]:
+        """The held-out λ. A task with a ``design`` option (several hyperparameters) also takes a design
+        name here (``heldout=grid:9x9``, ``sobol:N``): its points over the anchor design's box, anchors
+        left out, so an analytic task can be scored densely enough for a heat map of its error over the
+        plane."""
         values = self.config.heldout
         if isinstance(values, str):
-            if self.d == 1:
+            if "design" not in {f.name for f in dataclasses.fields(self.config)}:
                 raise ConfigError(
                     f"task '{self.name}': heldout={values!r} is a design of points, for tasks of "
-                    "several hyperparameters; list the held-out values of λ instead"
+                    "several hyperparameters (those with a design option); list the held-out values of λ instead"
                 )
             anchors = self.anchors
             points = self.hyperparameters.design(values, getattr(self.config, "design_box", None) or None)
@@ -248,21 +245,23 @@ class Task(ABC):
         return self._points(values, "heldout")
 
     @property
-    def validation(self) -> tuple[Any, ...]:
+    def validation(self) -> tuple[Point, ...]:
         """Validation λ (tuning only; see :class:`TaskConfig`)."""
         return self._points(self.config.validation, "validation")
 
-    def _points(self, values: Sequence[Any], what: str) -> tuple[Any, ...]:
-        if self.d == 1:
-            return tuple(float(v) for v in values)
-        out = []
+    def _points(self, values: Sequence[Any], what: str) -> tuple[Point, ...]:
+        space, out = self.hyperparameters, []
         for v in values:
-            if isinstance(v, (int, float)) or len(v) != self.d:
+            try:
+                point = as_point(v)
+            except (TypeError, ValueError):
+                point = ()
+            if len(point) != space.d:
                 raise ConfigError(
-                    f"task '{self.name}': each of its {what} is a point of {self.d} values "
-                    f"({', '.join(self.hyperparameters.names)}), got {v!r}"
+                    f"task '{self.name}': each of its {what} is a point of {space.d} values "
+                    f"({', '.join(space.names)}), got {v!r}"
                 )
-            out.append(tuple(float(c) for c in v))
+            out.append(point)
         return tuple(out)
 
     @property
@@ -299,20 +298,20 @@ class Task(ABC):
             except ValueError as err:
                 raise ConfigError(f"{where}: {err}") from None
 
-    def _validate_points(self) -> None:
-        """d > 1: anchors distinct, every held-out and validation point strictly new and inside the
-        anchors' convex hull on the clocks (HTI interpolates)."""
+    def _validate_lambdas(self) -> None:
+        """Anchors: at least d + 1, distinct (increasing on one axis); every held-out and validation point
+        strictly new and inside the anchors (between them on one axis, in their convex hull on the
+        clocks otherwise): HTI interpolates."""
         space, where = self.hyperparameters, f"task '{self.name}'"
         anchors, heldout = self.anchors, self.heldout
-        if len(anchors) < space.d + 1:
-            raise ConfigError(
-                f"{where}: {space.d} hyperparameters need at least {space.d + 1} anchors, got {len(anchors)}."
-            )
+        shown = ", ".join(space.label(a) for a in anchors)
+        try:
+            space.check_anchors(anchors)
+        except ValueError as err:
+            raise ConfigError(f"{where}: {err}") from None
         if not heldout:
-            raise ConfigError(f"{where}: has no held-out ({space.name}) to score surrogates at.")
+            raise ConfigError(f"{where}: has no held-out {space.name} to score surrogates at (anchors {shown}).")
         self._check_ranges(where)
-        if len({space.label(a) for a in anchors}) != len(anchors):
-            raise ConfigError(f"{where}: anchors must be distinct points, got {anchors}.")
         for what, points, others in (
             ("held-out", heldout, anchors),
             ("validation", self.validation, anchors + heldout),
@@ -320,52 +319,22 @@ class Task(ABC):
             for p in points:
                 if not self._inside_hull(p):
                     raise ConfigError(
-                        f"{where}: {what} ({space.describe(p)}) lies outside the convex hull of the "
-                        "anchors on the clocks (HTI interpolates)."
+                        f"{where}: {what} {space.describe(p)} must lie strictly between the anchors ({shown}): "
+                        "inside their range, or their convex hull on the clocks (HTI interpolates)."
                     )
                 if any(_same(p, o) for o in others):
                     raise ConfigError(
-                        f"{where}: {what} ({space.describe(p)}) is also an anchor"
-                        + (" or a held-out point." if what == "validation" else ".")
+                        f"{where}: {what} {space.describe(p)} is also an anchor"
+                        + (
+                            " or a held-out value: tuning on it would score trials on what the leaderboard scores "
+                            "(or on what the surrogates see)."
+                            if what == "validation"
+                            else ""
+                        )
+                        + "; it must lie strictly between the anchors, never on one."
                     )
         if len({space.label(h) for h in heldout}) != len(heldout):
             raise ConfigError(f"{where}: held-out points must be distinct, got {heldout}.")
-        if self.n_samples < 1:
-            raise ConfigError(f"{where}: n_samples must be ≥ 1, got {self.n_samples}.")
-
-    def _validate_lambdas(self) -> None:
-        if self.d > 1:
-            self._validate_points()
-            return
-        hp = self.hyperparameter
-        anchors, heldout = self.anchors, self.heldout
-        where = f"task '{self.name}'"
-        if len(anchors) < 2:
-            raise ConfigError(f"{where}: needs at least 2 anchors, got {anchors}.")
-        if not heldout:
-            raise ConfigError(f"{where}: has no held-out {hp.name} to score surrogates at (anchors {anchors}).")
-        if any(b <= a for a, b in zip(anchors, anchors[1:])):
-            raise ConfigError(f"{where}: anchors must be strictly increasing, got {anchors}.")
-        self._check_ranges(where)
-        for lam in heldout:
-            if not anchors[0] < lam < anchors[-1]:
-                raise ConfigError(
-                    f"{where}: held-out {hp.name}={lam} must lie strictly between the first and last "
-                    f"anchors {anchors[0]} and {anchors[-1]} (HTI interpolates)."
-                )
-            if any(math.isclose(lam, a) for a in anchors):
-                raise ConfigError(f"{where}: held-out {hp.name}={lam} is also an anchor.")
-        for lam in self.validation:
-            if not anchors[0] < lam < anchors[-1]:
-                raise ConfigError(
-                    f"{where}: validation {hp.name}={lam} must lie strictly between the first and last anchors "
-                    f"{anchors[0]} and {anchors[-1]}."
-                )
-            if any(math.isclose(lam, v) for v in anchors + heldout):
-                raise ConfigError(
-                    f"{where}: validation {hp.name}={lam} is also an anchor or a held-out value: tuning on it "
-                    "would score trials on what the leaderboard scores (or on what the surrogates see)."
-                )
         if self.n_samples < 1:
             raise ConfigError(f"{where}: n_samples must be ≥ 1, got {self.n_samples}.")
 
@@ -423,7 +392,8 @@ class TrainedTask(Task):
       example where λ enters the forward pass (e.g. a dropout rate), so one batch may mix λ values.
     - :meth:`training_data` → tuple of tensors with equal first dimension: the training set.
     - :meth:`per_example_loss` ``(network, batch, lam)`` → (B,): the loss of each example of
-      ``batch`` (a tuple from ``training_data``) at its own λ, ``lam`` of shape (B,). Call
+      ``batch`` (a tuple from ``training_data``) at its own λ, ``lam`` of shape (B,) for one
+      hyperparameter and (B, d) for several (a tensor of per-example values, not points). Call
       ``network`` only through its forward, on inputs whose rows are the batch's examples in order
       (B rows, or B·k rows grouped example by example, e.g. k noise draws per example): the
       best-response surrogates pass a network whose weights differ per example
@@ -456,7 +426,7 @@ class TrainedTask(Task):
     def sample_network(self, network: nn.Module, conditions: Tensor, n: int, generator: torch.Generator) -> Tensor:
         """Outputs of a trained network, shape (M, n, D)."""
 
-    def train_target(self, lam: float, seed: int) -> nn.Module | None:
+    def train_target(self, lam: Point, seed: int) -> nn.Module | None:
         """Train the target at λ yourself and return it in eval mode, or return None (the default) to
         have the target cache train :meth:`build_network` on :meth:`per_example_loss` with Lightning.
         Tasks whose targets come from another learner (PPO for the policy tasks) override it; the
@@ -474,7 +444,7 @@ class TrainedTask(Task):
             },
         }
 
-    def network(self, lam: float, seed: int | None = None) -> nn.Module:
+    def network(self, lam: Point, seed: int | None = None) -> nn.Module:
         """The network trained at λ (from the cache, or trained now and cached), in eval mode.
 
         The harness's own access: surrogates reach anchor networks only, through
@@ -487,7 +457,7 @@ class TrainedTask(Task):
             self._networks[key] = self._store().get_or_train(self, lam, seed)
         return self._networks[key]
 
-    def train_seconds(self, lam: float, seed: int | None = None) -> float:
+    def train_seconds(self, lam: Point, seed: int | None = None) -> float:
         """What training the network at λ took (recorded by the cache; NaN if unknown)."""
         seed = self.config.model_seed if seed is None else int(seed)
         return float(self._store().train_seconds(self, self.hyperparameters.point(lam), seed))
@@ -501,7 +471,7 @@ class TrainedTask(Task):
             )
         return self._cache
 
-    def prepare(self, lambdas: Iterable[float], progress: Callable[[str], None] | None = None) -> None:
+    def prepare(self, lambdas: Iterable[Point], progress: Callable[[str], None] | None = None) -> None:
         for lam in lambdas:
             if progress:
                 progress(f"{self.name}: {self.hyperparameters.describe(lam)}")
@@ -512,10 +482,10 @@ class TrainedTask(Task):
         """Training seed of the second network at each held-out λ (the seed-to-seed floor)."""
         return int(self.config.model_seed) + 1
 
-    def sample(self, lam: float, conditions: Tensor, n: int, seed: int) -> Tensor:
+    def sample(self, lam: Point, conditions: Tensor, n: int, seed: int) -> Tensor:
         return self._sample_net(self.network(lam), conditions, n, seed)
 
-    def seed_twin_sample(self, lam: float, conditions: Tensor, n: int, seed: int) -> Tensor | None:
+    def seed_twin_sample(self, lam: Point, conditions: Tensor, n: int, seed: int) -> Tensor | None:
         return self._sample_net(self.network(lam, seed=self.twin_seed), conditions, n, seed)
 
     def _sample_net(self, net: nn.Module, conditions: Tensor, n: int, seed: int) -> Tensor:
@@ -529,24 +499,16 @@ def _same(a: Any, b: Any) -> bool:
     return all(math.isclose(float(x), float(y), rel_tol=1e-9, abs_tol=1e-12) for x, y in zip(a, b))
 
 
-def multi_axis_error(task: Task) -> ConfigError:
-    """What a task of several hyperparameters raises from :attr:`Task.hyperparameter`."""
-    return ConfigError(
-        f"task '{task.name}' has {task.d} hyperparameters ({task.hyperparameters.name}): "
-        "read task.hyperparameters (a HyperparameterSpace), not task.hyperparameter"
-    )
-
-
 # Re-exported so task modules need one import line.
 __all__ = [
     "Clock",
     "Hyperparameter",
     "HyperparameterSpace",
     "NetworkStore",
+    "Point",
     "Task",
     "TaskConfig",
     "TrainedTask",
     "TrainedTaskConfig",
-    "multi_axis_error",
     "option",
 ]

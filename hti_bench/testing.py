@@ -21,6 +21,7 @@ from collections.abc import Callable
 import torch
 
 from hti_bench.anchors import AnchorSet
+from hti_bench.clock import Point
 from hti_bench.errors import OpenConditionError
 from hti_bench.surrogate import Surrogate
 from hti_bench.task import Task
@@ -32,10 +33,12 @@ def tiny_task(cls: type[Surrogate], d: int | None = None) -> Task:
     """The smallest task a surrogate can run on: analytic, unless it needs a network. Trained tasks keep
     their networks in the target cache (``$HTI_BENCH_CACHE`` or ``~/.cache/hti-bench``). ``d`` is how
     many hyperparameters (1 or 2); by default 1, or 2 for a surrogate that only runs on several."""
-    if d is None:
-        d = _dims(cls)
-    if d > 1:
-        return _tiny_plane(cls)
+    return (_tiny_line, _tiny_plane)[(_dims(cls) if d is None else d) - 1](cls)
+
+
+def _tiny_line(cls: type[Surrogate]) -> Task:
+    """One hyperparameter: the analytic Gaussian path, or a tiny moons-dropout for a surrogate that
+    needs a network."""
     if "training_loss" in cls.requires or "architecture" in cls.requires:
         from hti_bench.harness.targets import TargetCache
         from hti_bench.tasks.moons_dropout import MoonsDropout
@@ -84,14 +87,22 @@ def _dims(cls: type[Surrogate]) -> int:
     return 2 if cls(**cls.test_config).skip(TaskView(task, requires=cls.requires)) else 1
 
 
-def _outside(task: Task) -> object:
-    """A λ inside the task's range but outside its anchors' range (hull, for d > 1)."""
-    if task.d > 1:
-        first = task.anchors[0]
-        axis = task.hyperparameters.axes[0]
-        return (axis.from_time(axis.to_time(first[0]) - 0.1), *first[1:])
-    lo, hi = task.anchors[0], task.anchors[-1]
-    return lo - 0.1 * (hi - lo)
+def _outside(task: Task) -> Point:
+    """A λ outside the anchors' range (their hull): the first anchor moved 0.1 of clock time down its
+    first axis, kept inside the task's range; where that is still among the anchors (the first anchor
+    sits at the range's end), moved a tenth of the anchors' spread on that axis down instead."""
+    space, anchors = task.hyperparameters, task.anchors
+    first, last, axis = anchors[0], anchors[-1], space.axes[0]
+    candidates = (
+        (axis.from_time(axis.to_time(first[0]) - 0.1), *first[1:]),
+        (first[0] - 0.1 * (last[0] - first[0]), *first[1:]),
+    )
+    for point in candidates:
+        try:
+            space.simplex(anchors, point)
+        except ValueError:
+            return point
+    raise AssertionError(f"no λ outside the anchors {anchors} of task '{task.name}' was found")
 
 
 class OpenGaussian(GaussianPath):
@@ -113,8 +124,8 @@ class OpenGaussian(GaussianPath):
     def eval_conditions(self) -> torch.Tensor:
         return torch.linspace(-1.0, 1.0, 8).reshape(4, 2)
 
-    def sample(self, lam: float, conditions: torch.Tensor, n: int, seed: int) -> torch.Tensor:
-        lam = self.hyperparameter.check(lam)
+    def sample(self, lam: Point, conditions: torch.Tensor, n: int, seed: int) -> torch.Tensor:
+        (lam,) = self.hyperparameters.check(lam)
         x = torch.as_tensor(conditions, dtype=torch.float32)
         noise = torch.randn(x.shape[0], n, 2, generator=torch.Generator().manual_seed(int(seed)))
         return (1.0 + lam) * x[:, None, :] + (0.2 + 0.3 * lam) * noise

@@ -5,7 +5,7 @@ them. The harness therefore never hands a surrogate the :class:`~hti_bench.task.
 train or load a network at *any* λ, knows the held-out list and holds the target cache), only a view
 that offers:
 
-- always: the task's ``name``, its ``hyperparameter`` (name, range, clock), the ``anchors``,
+- always: the task's ``name``, its ``hyperparameters`` (the space: axes' names, ranges, clocks), the ``anchors``,
   ``output_dim``, ``condition_dim``, ``categorical``, ``capabilities`` and ``capability_notes``; and
   the *anchor oracle* :meth:`~TaskView.anchor_samples`, the anchor networks (and only those) run on
   new condition rows: a deployed anchor network can always be run on a new input, which is what a
@@ -34,7 +34,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from hti_bench.clock import Hyperparameter, HyperparameterSpace
+from hti_bench.clock import HyperparameterSpace, Point, as_point
 from hti_bench.errors import LeakError, NotOnViewError
 
 if TYPE_CHECKING:
@@ -62,8 +62,8 @@ class _Hidden:
 
     task: Task
     requires: frozenset[str]
-    anchors: tuple[Any, ...]
-    hyperparameter: Hyperparameter | HyperparameterSpace
+    anchors: tuple[Point, ...]
+    space: HyperparameterSpace
     sealed: bool = False
     notes: dict[str, str] = field(default_factory=dict)
 
@@ -79,7 +79,7 @@ class TaskView:
     """A surrogate's read-only view of a task (see the module docstring for what it offers and why).
 
     Built by the harness for each fit: ``TaskView(task, requires=surrogate.requires)``, with
-    ``hyperparameter=`` the task's λ on the clock the surrogate's name chose, if it chose one.
+    ``space=`` the task's hyperparameter space on the clock the surrogate's name chose, if it chose one.
     """
 
     __slots__ = ("__weakref__",)
@@ -89,16 +89,14 @@ class TaskView:
         task: Task,
         requires: Sequence[str] | frozenset[str] = frozenset(),
         *,
-        hyperparameter: Hyperparameter | HyperparameterSpace | None = None,
+        space: HyperparameterSpace | None = None,
     ) -> None:
-        if hyperparameter is None:
-            hyperparameter = task.hyperparameters if task.d > 1 else task.hyperparameter
         _STATE[self] = _Hidden(
             task=task,
             requires=frozenset(requires),
             anchors=tuple(task.anchors),
             notes=dict(task.capability_notes),
-            hyperparameter=hyperparameter,
+            space=task.hyperparameters if space is None else space,
         )
 
     # ------------------------------------------------------------------ always offered
@@ -109,31 +107,20 @@ class TaskView:
         return _STATE[self].task.name
 
     @property
-    def hyperparameter(self) -> Hyperparameter:
-        """λ's name, range and clock (the clock the harness applies: the task's own unless the
-        surrogate's name chose another). A task of several hyperparameters has :attr:`hyperparameters`
-        instead, and this raises ``ValueError``."""
-        hp = _STATE[self].hyperparameter
-        if not isinstance(hp, Hyperparameter):
-            if hp.d == 1:
-                return hp.axes[0]
-            raise ValueError(f"task '{self.name}' has {hp.d} hyperparameters ({hp.name}): read view.hyperparameters")
-        return hp
-
-    @property
     def hyperparameters(self) -> HyperparameterSpace:
-        """The space of λ: d named axes with their ranges and clocks (one axis on a 1-D task)."""
-        hp = _STATE[self].hyperparameter
-        return hp if isinstance(hp, HyperparameterSpace) else HyperparameterSpace((hp,))
+        """The space of λ: d named axes with their ranges and clocks (one axis for a task of one
+        hyperparameter; ``hyperparameters.axis`` reads it), on the clock the harness applies: the task's
+        own unless the surrogate's name chose another."""
+        return _STATE[self].space
 
     @property
     def d(self) -> int:
-        """How many hyperparameters λ has (λ is a tuple of d floats when d > 1)."""
+        """How many hyperparameters λ has (λ is always a tuple of d floats)."""
         return self.hyperparameters.d
 
     @property
-    def anchors(self) -> tuple[Any, ...]:
-        """The anchor λ, increasing (floats); for d > 1, points (tuples of d floats) in the task's order."""
+    def anchors(self) -> tuple[Point, ...]:
+        """The anchor λ, points (tuples of d floats) in the task's order (increasing on one axis)."""
         return _STATE[self].anchors
 
     @property
@@ -188,7 +175,7 @@ class TaskView:
         """Outputs of ``network`` (the task's architecture, e.g. with generated weights), shape (M, n, D)."""
         return _gate(self, "sample_network").sample_network(network, conditions, n, generator)
 
-    def anchor_network(self, lam: float) -> nn.Module:
+    def anchor_network(self, lam: Point) -> nn.Module:
         """A copy of the network trained at the anchor λ, in eval mode; any other λ is refused."""
         task = _gate(self, "anchor_network")
         anchors = _STATE[self].anchors
@@ -246,10 +233,9 @@ class TaskView:
         return f"<TaskView of {state.task.name}>" if state else "<TaskView (released)>"
 
 
-def _same_point(lam: Any, anchor: Any) -> bool:
-    a = tuple(lam) if isinstance(lam, (tuple, list)) else (lam,)
-    b = tuple(anchor) if isinstance(anchor, (tuple, list)) else (anchor,)
+def _same_point(lam: Any, anchor: Point) -> bool:
     try:
+        a, b = as_point(lam), as_point(anchor)
         return len(a) == len(b) and all(
             math.isclose(float(x), float(y), rel_tol=0.0, abs_tol=1e-12) for x, y in zip(a, b)
         )

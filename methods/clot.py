@@ -78,6 +78,7 @@ import torch
 from torch import Tensor, nn
 
 from hti_bench.anchors import AnchorSet
+from hti_bench.clock import Point
 from hti_bench.errors import ConfigError, check_choice, check_positive
 from hti_bench.surrogate import Surrogate
 from hti_bench.toolkit import training
@@ -598,12 +599,13 @@ class CLOT(Surrogate):
     # ------------------------------------------------------------------ inference
 
     @torch.no_grad()
-    def sample(self, lam: float, conditions: Tensor, n: int, seed: int) -> Tensor:
+    def sample(self, lam: Point, conditions: Tensor, n: int, seed: int) -> Tensor:
         self.check_sample_args(n)
         anchors = self.anchors_
         k, _ = anchors.locate(lam)
         gen = self.generator(seed)
-        exact = [j for j, a in enumerate(anchors.lambdas) if math.isclose(a, float(lam), rel_tol=0, abs_tol=1e-12)]
+        (value,) = anchors.space.check(lam)
+        exact = [j for j, (a,) in enumerate(anchors.lambdas) if math.isclose(a, value, rel_tol=0, abs_tol=1e-12)]
         first = exact[0] if exact else (0 if self.start == "first" else k)
         # samples_at: the stored anchor rows, or the anchor oracle's at states never seen (closed loop)
         y0 = draw_many(anchors.samples_at(conditions, seed)[first], int(n), gen)  # (M', n, D)
@@ -614,7 +616,7 @@ class CLOT(Surrogate):
         return self.push(y0.reshape(-1, d), x, lam, first).reshape(mq, int(n), d)
 
     @torch.no_grad()
-    def push(self, y0: Tensor, conditions: Tensor, lam: float, first: int) -> Tensor:
+    def push(self, y0: Tensor, conditions: Tensor, lam: Point, first: int) -> Tensor:
         """Samples (B, D) of anchor ``first`` at conditions (B, C), carried to λ: through the maps of
         the intervals in between, then along the path of λ's interval to its clock fraction; clipped to
         the box. (What :meth:`sample` does with anchor samples it draws; given samples, it is the

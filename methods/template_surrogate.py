@@ -8,8 +8,9 @@ Files whose names start with ``template_`` are not loaded, so this one never sho
     hti-bench run -s my-method -t semicircles
 
 The full guide is the docstring of hti_bench.surrogate.Surrogate. This template is a working
-surrogate: it answers with the lower anchor's samples shifted by the clock-linear change of the
-per-condition mean between the two neighbouring anchors ("mean shift").
+surrogate: it answers with the samples of the first anchor around λ, shifted by the change of the
+per-condition mean from that anchor to λ, the anchors' means weighted by λ's barycentric weights
+("mean shift"; on one hyperparameter, the clock-linear change between the two neighbouring anchors).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from typing import Any, ClassVar
 from torch import Tensor
 
 from hti_bench.anchors import AnchorSet
+from hti_bench.clock import Point
 from hti_bench.errors import check_positive
 from hti_bench.surrogate import Surrogate
 from hti_bench.toolkit.transport import draw_many
@@ -34,8 +36,11 @@ class MeanShift(Surrogate):
     # anchor networks, "training_loss" to train on its data and loss (best response); the surrogate
     # is then skipped on tasks without them, and the task view refuses what you did not declare.
     requires: ClassVar[frozenset[str]] = frozenset()
-    # Set supports_multi = True once sample() also takes λ as a tuple (tasks of several hyperparameters:
-    # use anchors.simplex(λ), anchors.nearest(λ) or anchors.unit_points); until then those tasks skip it.
+    # λ is always a point, a tuple of d floats ((0.3,) on a task of one hyperparameter), and
+    # anchors.simplex(λ) works for every d, so this surrogate runs on tasks of several hyperparameters
+    # too. A method that is one-dimensional by nature (it needs the order of a line) leaves this False,
+    # says why in one_dimensional_reason, and is skipped on those tasks with that reason.
+    supports_multi: ClassVar[bool] = True
     # Arguments that make the contract test fast (small budgets).
     test_config: ClassVar[dict] = {"scale": 1.0}
     # What `hti-bench tune` searches beside your defaults, in W&B sweep parameter syntax (the clock is
@@ -57,15 +62,17 @@ class MeanShift(Surrogate):
         self.anchors_ = anchors
         return self
 
-    def sample(self, lam: float, conditions: Tensor, n: int, seed: int) -> Tensor:
+    def sample(self, lam: Point, conditions: Tensor, n: int, seed: int) -> Tensor:
         self.check_sample_args(n)  # fitted? at least one sample?
-        # locate() places λ on the task's clock and raises ValueError outside the anchor range.
-        k, s = self.anchors_.locate(lam)
+        # simplex() finds the anchors around λ in clock time and λ's barycentric weights over them (one
+        # hyperparameter: the interval (k, k + 1), weights (1 − s, s)); ValueError outside the anchors.
+        vertices, weights = self.anchors_.simplex(lam)
         # samples_at() gives the anchor samples (K, M', n, D) at each query row: the stored ones where the
         # anchor networks were run, the anchor oracle's at rows never seen (a closed-loop rollout's states).
         at = self.anchors_.samples_at(conditions, seed)
         # draw_many() draws n of each condition's anchor samples (with replacement past the set).
-        base = draw_many(at[k], int(n), self.generator(seed))  # (M', n, D)
+        base = draw_many(at[vertices[0]], int(n), self.generator(seed))  # (M', n, D)
         means = at.mean(dim=2)  # (K, M', D): per anchor, per condition
-        shift = self.scale * s * (means[k + 1] - means[k])  # (M', D)
+        mean_at_lam = sum(w * means[v] for v, w in zip(vertices, weights))  # (M', D)
+        shift = self.scale * (mean_at_lam - means[vertices[0]])
         return base + shift[:, None, :]  # (M', n, D)

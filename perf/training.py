@@ -21,13 +21,14 @@ import time
 import perftools as perf
 import torch
 
+from hti_bench.clock import stored_form
 from hti_bench.harness.registry import make_task, task_classes
 from hti_bench.harness.targets import train_network
 from hti_bench.task import TrainedTask
 from hti_bench.toolkit.training import adam
 
 
-def plain_loop(task: TrainedTask, lam: float, seed: int) -> float:
+def plain_loop(task: TrainedTask, lam: tuple[float, ...], seed: int) -> float:
     torch.manual_seed(seed)
     start = time.perf_counter()
     net = task.build_network()
@@ -39,10 +40,12 @@ def plain_loop(task: TrainedTask, lam: float, seed: int) -> float:
         generator=torch.Generator().manual_seed(seed),
     )
     opt = adam(net.parameters(), task.config.lr)
+    key = torch.as_tensor(stored_form(lam), dtype=torch.float32)
     net.train()
     for _ in range(task.config.epochs):
         for batch in loader:
-            lam_b = torch.full((batch[0].shape[0],), float(lam))
+            # the loss's per-example λ: (B,) for one hyperparameter, (B, d) for several
+            lam_b = key.expand(batch[0].shape[0], *key.shape).contiguous()
             loss = task.per_example_loss(net, batch, lam_b).mean()
             opt.zero_grad(set_to_none=True)
             loss.backward()

@@ -105,11 +105,11 @@ def main() -> int:
             seconds = time.perf_counter() - start
             for clock in clocks:
                 # The query λ whose logit-clock fraction is this clock's fraction of τ: the same path point.
-                hp = anchors.hyperparameter
+                hp = anchors.space.axis
                 out = []
                 for i in held:
                     lam = hp.from_time(hp.to_time(0.01) + frac(clock, TAUS[i]) * (hp.to_time(0.99) - hp.to_time(0.01)))
-                    out.append(scores(model.sample(lam, x[mask], 1, seed)[:, 0], y[i][mask]))
+                    out.append(scores(model.sample((lam,), x[mask], 1, seed)[:, 0], y[i][mask]))
                 mse, dist = zip(*out)
                 rows.append(
                     {

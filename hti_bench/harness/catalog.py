@@ -170,6 +170,7 @@ def save(fp: str, sections: dict[str, Any], path: Path | None = None) -> bool:
 def collect_tasks() -> Iterator[dict[str, Any]]:
     """One entry per task class, as it is printed (values kept as the text they print as)."""
     from hti_bench import errors
+    from hti_bench.clock import stored_form
     from hti_bench.harness import registry
 
     for name, cls in registry.task_classes().items():
@@ -192,9 +193,10 @@ def collect_tasks() -> Iterator[dict[str, Any]]:
             high=";".join(str(a.high) for a in space.axes),
             clock=space.clock_label,
             ranges=" × ".join(f"{a.name} ∈ [{a.low}, {a.high}] ({a.clock.value} clock)" for a in space.axes),
-            anchors=str(list(task.anchors)),
-            heldout=str(list(task.heldout)),
-            validation=str(list(task.validation)) if task.validation else "",
+            # As a user writes them: one hyperparameter's λ as bare numbers.
+            anchors=str([stored_form(p) for p in task.anchors]),
+            heldout=str([stored_form(p) for p in task.heldout]),
+            validation=str([stored_form(p) for p in task.validation]) if task.validation else "",
             D=str(task.output_dim),
             C=str(task.condition_dim),
         )

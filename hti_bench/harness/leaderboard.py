@@ -280,14 +280,10 @@ def by_lambda(results: pd.DataFrame, value: str = "w2") -> pd.DataFrame:
     ok["lambda_heldout"] = pd.to_numeric(ok["lambda_heldout"])
     key = "lambda_heldout"
     if "d" in ok.columns and (pd.to_numeric(ok["d"], errors="coerce") > 1).any():
-        # Points of several hyperparameters are columns "a;b"; with them, 1-D λ are columns of their text too,
-        # ordered one-dimensional first, then each task's points in its held-out order.
-        ok["λ"] = [
-            p if d > 1 else repr(float(v))
-            for p, d, v in zip(
-                ok["lambda_point"], pd.to_numeric(ok["d"], errors="coerce").fillna(1), ok["lambda_heldout"]
-            )
-        ]
+        # Points of several hyperparameters are columns "a;b"; with them, one hyperparameter's λ are columns of
+        # their text too (lambda_point: repr of the value), one-hyperparameter tasks first, then each task's
+        # points in its held-out order.
+        ok["λ"] = ok["lambda_point"].astype(str)
         key = "λ"
     table = ok.pivot_table(index=["task", "surrogate"], columns=key, values=value, aggfunc="mean", sort=False)
     floor = ok.pivot_table(index="task", columns=key, values=f"floor_{value}", aggfunc="mean", sort=False)

@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from hti_bench.clock import as_point
 from hti_bench.errors import ResultsError
 from hti_bench.harness.fsutil import atomic_write_bytes
 from hti_bench.harness.leaderboard import leaderboard
@@ -70,23 +71,22 @@ _UPGRADES: dict[int, tuple[str, ...]] = {
 #: Separator of the ``anchors`` column: the anchor λ values as ``repr`` of floats joined by it.
 ANCHOR_SEP = ";"
 
-#: Separator of a point's coordinates inside the ``anchors`` column (d > 1): ``0.0:1.0;0.5:0.5``.
+#: Separator of a point's coordinates inside the ``anchors`` column (several hyperparameters): ``0.0:1.0;0.5:0.5``.
 COORD_SEP = ":"
 
 
 def format_anchors(anchors: Iterable[Any]) -> str:
     """The ``anchors`` column of a row: ``repr`` of each λ as a float joined by ``;``, in the task's
     order, e.g. ``0.0;0.5;0.99`` (``repr`` round-trips a float exactly; ``;`` never occurs in one and
-    is not the CSV separator); for d > 1 each point's coordinates joined by ``:``, ``0.0:1.0;0.5:0.5``.
+    is not the CSV separator); each point's coordinates joined by ``:``, ``0.0:1.0;0.5:0.5`` (a point
+    of one hyperparameter is its one value).
     No anchors give the empty string."""
-    return ANCHOR_SEP.join(
-        COORD_SEP.join(repr(float(v)) for v in a) if isinstance(a, (tuple, list)) else repr(float(a)) for a in anchors
-    )
+    return ANCHOR_SEP.join(COORD_SEP.join(repr(v) for v in as_point(a)) for a in anchors)
 
 
 def parse_anchors(text: Any) -> tuple[Any, ...]:
     """The anchor λ values of an ``anchors`` cell (inverse of :func:`format_anchors`): floats, or
-    tuples of floats for d > 1. An empty cell (``""``, ``None`` or NaN: a file of schema version < 3)
+    tuples of floats for points of several hyperparameters. An empty cell (``""``, ``None`` or NaN: a file of schema version < 3)
     gives ``()``; a cell that is not floats joined by ``;`` raises :class:`~hti_bench.errors.ResultsError`."""
     if text is None or (isinstance(text, float) and math.isnan(text)):
         return ()
@@ -117,17 +117,17 @@ COLUMNS: dict[str, str] = {
     "config": "The surrogate configuration actually fitted: the surrogate name on the default track, the chosen "
     "one (clock included) on the tuned track.",
     "seed": "Run seed: anchor and reference sample draws, surrogate fit and sampling.",
-    "lambda_heldout": "Held-out λ the row scores; on a task of d > 1 hyperparameters, the point's index in the "
+    "lambda_heldout": "Held-out λ the row scores; on a task of several hyperparameters, the point's index in the "
     "task's held-out list (the point itself is in lambda_point and the lambda_<axis> columns).",
-    "hyperparameter": "Name of λ (dropout, t, tau, …); for d > 1 the axes' names joined by ';'.",
+    "hyperparameter": "Name of λ (dropout, t, tau, …); for several hyperparameters the axes' names joined by ';'.",
     "d": "How many hyperparameters λ has (1 in files of schema version < 7).",
-    "lambda_point": "The held-out λ as text: repr of each coordinate joined by ';' (for d = 1, repr of "
+    "lambda_point": "The held-out λ as text: repr of each coordinate joined by ';' (for one hyperparameter, repr of "
     "lambda_heldout, also in files of schema version < 7).",
     "anchor_distance": "Distance from the held-out λ to the nearest anchor in unit clock time (each axis's clock "
     "time rescaled so that its range spans [0, 1]); NaN in files of schema version < 7.",
     "anchors": "The task's anchor λ values: repr of each as a float, joined by ';' (e.g. 0.0;0.5;0.99; "
     "read back with hti_bench.harness.results.parse_anchors); empty in files of schema version < 3.",
-    "clock": "The clock λ is interpolated on: identity, log or logit (for d > 1 each axis's, joined by ';'); "
+    "clock": "The clock λ is interpolated on: identity, log or logit (for several hyperparameters each axis's, joined by ';'); "
     "empty in files of schema version < 3.",
     "mode": "transductive (the anchor data covers the scored conditions) or inductive (surrogates fitted on other "
     "conditions and scored on conditions they never saw; the task name carries the option, so the leaderboard never "

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from hti_bench.clock import Point
 from hti_bench.harness.pool import WorkerPool, resolve_jobs
 from hti_bench.harness.registry import default_tasks, make_surrogate, make_task, surrogate_classes
 from hti_bench.harness.results import ResultsStore
@@ -260,7 +261,7 @@ def _task(spec: str, cache_root: str) -> Task:
     return _TASKS[spec]
 
 
-def _train_job(task_spec: str, lam: float, model_seed: int, cache_root: str, report: Any = None) -> bool:
+def _train_job(task_spec: str, lam: Point, model_seed: int, cache_root: str, report: Any = None) -> bool:
     task = _task(task_spec, cache_root)
     before = task.cache.trained
     task.network(lam, seed=model_seed)

@@ -22,6 +22,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from hti_bench.clock import Point, stored_form
 from hti_bench.harness.fsutil import atomic_write_bytes, default_cache_dir
 from hti_bench.task import Task, TrainedTask
 from hti_bench.toolkit.training import adam
@@ -31,20 +32,25 @@ log = logging.getLogger(__name__)
 CACHE_FORMAT = 2  # bump when the training procedure changes in a way that should invalidate entries (2: fused Adam)
 
 
-def cache_key(signature: dict[str, Any], lam: float, seed: int) -> str:
+def cache_key(signature: dict[str, Any], lam: Point, seed: int) -> str:
     blob = json.dumps(
-        {"sig": signature, "lam": _lam_text(lam), "seed": int(seed), "format": CACHE_FORMAT},
+        {"sig": signature, "lam": _lam_text(stored_form(lam)), "seed": int(seed), "format": CACHE_FORMAT},
         sort_keys=True,
         default=repr,
     )
     return hashlib.sha256(blob.encode()).hexdigest()[:24]
 
 
-def _lam_text(lam: float | tuple[float, ...]) -> str:
-    # A 1-D λ keys as it always has (existing caches stay valid); a point as the tuple of its floats.
+def _lam_text(lam: Point | tuple[float, ...]) -> str:
+    # A one-axis point keys as its bare float, as one hyperparameter always has (existing caches stay
+    # valid); a point of several as the tuple of its floats.
     if isinstance(lam, (tuple, list)):
         return repr(tuple(float(v) for v in lam))
     return repr(float(lam))
+
+
+def _lam_json(lam: float | tuple[float, ...]) -> float | list[float]:
+    return [float(v) for v in lam] if isinstance(lam, (tuple, list)) else float(lam)
 
 
 class TargetCache:
@@ -56,12 +62,12 @@ class TargetCache:
         self.trained = 0
         self.rejected = 0
 
-    def paths(self, task: TrainedTask, lam: float, seed: int) -> tuple[Path, Path]:
+    def paths(self, task: TrainedTask, lam: Point, seed: int) -> tuple[Path, Path]:
         key = cache_key(task.cache_signature(), lam, seed)
         folder = self.root / task.name
         return folder / f"{key}.pt", folder / f"{key}.json"
 
-    def load(self, task: TrainedTask, lam: float, seed: int) -> nn.Module | None:
+    def load(self, task: TrainedTask, lam: Point, seed: int) -> nn.Module | None:
         """The cached network, or None if there is no valid entry (an invalid one is deleted)."""
         payload, meta_path = self.paths(task, lam, seed)
         if not payload.exists() and not meta_path.exists():
@@ -87,7 +93,7 @@ class TargetCache:
         self.hits += 1
         return net.eval()
 
-    def train_seconds(self, task: TrainedTask, lam: float, seed: int) -> float:
+    def train_seconds(self, task: TrainedTask, lam: Point, seed: int) -> float:
         """Recorded training time of the cached network at (λ, seed); NaN if unknown."""
         _, meta_path = self.paths(task, lam, seed)
         try:
@@ -95,7 +101,7 @@ class TargetCache:
         except (OSError, ValueError, KeyError, TypeError):
             return float("nan")
 
-    def save(self, task: TrainedTask, lam: float, seed: int, net: nn.Module, info: dict[str, Any]) -> None:
+    def save(self, task: TrainedTask, lam: Point, seed: int, net: nn.Module, info: dict[str, Any]) -> None:
         payload, meta_path = self.paths(task, lam, seed)
         buf = io.BytesIO()
         torch.save({k: v.detach().cpu() for k, v in net.state_dict().items()}, buf)
@@ -103,7 +109,7 @@ class TargetCache:
         meta = {
             "task": task.name,
             "signature": task.cache_signature(),
-            "lam": [float(v) for v in lam] if isinstance(lam, (tuple, list)) else float(lam),
+            "lam": _lam_json(stored_form(lam)),
             "seed": int(seed),
             "sha256": hashlib.sha256(data).hexdigest(),
             "format": CACHE_FORMAT,
@@ -114,7 +120,7 @@ class TargetCache:
         atomic_write_bytes(payload, data)
         atomic_write_bytes(meta_path, json.dumps(meta, indent=1, default=repr).encode())
 
-    def get_or_train(self, task: TrainedTask, lam: float, seed: int) -> nn.Module:
+    def get_or_train(self, task: TrainedTask, lam: Point, seed: int) -> nn.Module:
         net = self.load(task, lam, seed)
         if net is not None:
             return net
@@ -140,7 +146,7 @@ class TargetCache:
         return net.eval()
 
 
-def target_networks(task: Task) -> list[tuple[float, int]]:
+def target_networks(task: Task) -> list[tuple[Point, int]]:
     """(λ, training seed) of every network a task's units need: anchors, held-out and their seed twins."""
     if not isinstance(task, TrainedTask):
         return []
@@ -168,7 +174,7 @@ def _quiet_lightning() -> None:
     warnings.filterwarnings("ignore", message=".*LeafSpec.*", category=FutureWarning)
 
 
-def train_network(task: TrainedTask, lam: float, seed: int) -> nn.Module:
+def train_network(task: TrainedTask, lam: Point, seed: int) -> nn.Module:
     """Train ``task``'s architecture at λ with a Lightning ``Trainer``; returns it in eval mode."""
     import pytorch_lightning as pl
 
@@ -204,12 +210,12 @@ def _lightning_module_class() -> type:
     class TargetModule(pl.LightningModule):
         """Wraps a task's network and per-example loss at one fixed λ."""
 
-        def __init__(self, network: nn.Module, task: TrainedTask, lam: float) -> None:
+        def __init__(self, network: nn.Module, task: TrainedTask, lam: Point) -> None:
             super().__init__()
             self.network = network
             self._task = task
             # Per-example λ as the loss takes it: (B,) for one hyperparameter, (B, d) for several.
-            self._lam = torch.as_tensor(lam, dtype=torch.float32)
+            self._lam = torch.as_tensor(stored_form(lam), dtype=torch.float32)
 
         def training_step(self, batch: Sequence[Tensor], batch_idx: int) -> Tensor:
             lam = self._lam.to(batch[0].device).expand(batch[0].shape[0], *self._lam.shape).contiguous()
@@ -222,7 +228,7 @@ def _lightning_module_class() -> type:
     return TargetModule
 
 
-def _TargetModule(network: nn.Module, task: TrainedTask, lam: float) -> Any:
+def _TargetModule(network: nn.Module, task: TrainedTask, lam: Point) -> Any:
     # Built lazily so that importing hti_bench does not import Lightning (a slow import).
     global _TARGET_MODULE
     if _TARGET_MODULE is None:

@@ -29,7 +29,7 @@ import torch
 from torch import Tensor
 
 from hti_bench.anchors import AnchorSet
-from hti_bench.clock import Hyperparameter, HyperparameterSpace
+from hti_bench.clock import HyperparameterSpace, Point, stored_form
 from hti_bench.errors import ConfigError, OpenConditionError
 from hti_bench.harness import provenance as prov
 from hti_bench.harness.registry import make_surrogate
@@ -50,7 +50,9 @@ INPUTS_KEPT = 8
 
 
 def derive_seed(*parts: Any) -> int:
-    """A stable 31-bit seed from any parts (task, seed, purpose, λ): independent streams per purpose."""
+    """A stable 31-bit seed from any parts (task, seed, purpose, λ): independent streams per purpose.
+    Pass λ as :func:`~hti_bench.clock.stored_form` writes it, so that a one-axis point draws what a
+    bare value of one hyperparameter always drew."""
     blob = "\x00".join(repr(p) for p in parts).encode()
     return int.from_bytes(hashlib.sha256(blob).digest()[:4], "little") & 0x7FFFFFFF
 
@@ -59,7 +61,7 @@ def derive_seed(*parts: Any) -> int:
 class Reference:
     """What the harness keeps, per held-out λ, to score surrogates: never shown to them."""
 
-    lam: float
+    lam: Point
     samples: Tensor
     floor: dict[str, float]
     ref_metrics: dict[str, float]
@@ -83,7 +85,7 @@ class SampleClouds:
     surrogate_spec: str
     seed: int
     hyperparameter: str
-    lam: float
+    lam: float  # the held-out value of the task's one hyperparameter (clouds are kept on 1-D tasks only)
     conditions: Any  # numpy (m, C)
     surrogate: Any  # numpy (m, n, D)
     reference: Any  # numpy (m, n, D)
@@ -140,12 +142,12 @@ def build_anchor_set(task: Task, seed: int) -> AnchorSet:
     conditions, eval_mask = task.all_conditions()
     samples = torch.stack(
         [
-            task.sample(lam, conditions, task.n_samples, derive_seed(task.spec, seed, "anchor", lam))
+            task.sample(lam, conditions, task.n_samples, derive_seed(task.spec, seed, "anchor", stored_form(lam)))
             for lam in task.anchors
         ]
     )
     return AnchorSet(
-        hyperparameter=task.hyperparameters if task.d > 1 else task.hyperparameter,
+        space=task.hyperparameters,
         lambdas=task.anchors,
         conditions=conditions,
         samples=samples,
@@ -161,10 +163,11 @@ def build_references(task: Task, seed: int) -> tuple[Reference, ...]:
     conds = task.eval_conditions().float()
     out = []
     for lam in task.heldout:
-        ref = task.sample(lam, conds, task.n_samples, derive_seed(task.spec, seed, "reference", lam))
-        twin = task.floor_sample(lam, conds, task.n_samples, derive_seed(task.spec, seed, "floor", lam))
+        key = stored_form(lam)
+        ref = task.sample(lam, conds, task.n_samples, derive_seed(task.spec, seed, "reference", key))
+        twin = task.floor_sample(lam, conds, task.n_samples, derive_seed(task.spec, seed, "floor", key))
         floor = score_panel(twin, ref).mean()
-        other = task.seed_twin_sample(lam, conds, task.n_samples, derive_seed(task.spec, seed, "seed-floor", lam))
+        other = task.seed_twin_sample(lam, conds, task.n_samples, derive_seed(task.spec, seed, "seed-floor", key))
         seed_floor = score_panel(other, ref).mean() if other is not None else {}
         ref_metrics, nearest = task.metrics(lam, conds, ref), {}
         if task.closed_loop:
@@ -174,16 +177,13 @@ def build_references(task: Task, seed: int) -> tuple[Reference, ...]:
     return tuple(out)
 
 
-def nearest_anchor(task: Task, lam: Any) -> Any:
-    """The anchor closest to λ on the task's clock (the lower one on a tie; for d > 1, in unit clock
-    time, the first in the task's order)."""
-    if task.d > 1:
-        return task.anchors[task.hyperparameters.nearest(task.anchors, lam)]
-    hp = task.hyperparameter
-    return min(task.anchors, key=lambda a: abs(hp.to_time(a) - hp.to_time(lam)))
+def nearest_anchor(task: Task, lam: Point) -> Point:
+    """The anchor closest to λ in unit clock time (the first in the task's order on a tie: on one axis
+    the lower one)."""
+    return task.anchors[task.hyperparameters.nearest(task.anchors, lam)]
 
 
-def _acting(task: Task, lam: float) -> Any:
+def _acting(task: Task, lam: Point) -> Any:
     """The target network at λ as a closed-loop policy (harness-side: it may be a held-out network)."""
     return lambda states, n, seed: task.sample(lam, states, n, seed)
 
@@ -237,17 +237,17 @@ def evaluate(
     result = UnitResult(task.spec, spec, int(seed), rows)
 
     try:
-        hyperparameter = applied_hyperparameter(task, surrogate)
+        space = applied_space(task, surrogate)
     except ConfigError as err:  # a clock that cannot read this task's range: the surrogate does not apply
         for row in rows:
             row.update(status="skipped", error=str(err))
         return _stamp(result)
     for row in rows:
-        row["clock"] = hyperparameter.clock_label if task.d > 1 else hyperparameter.clock.value
+        row["clock"] = space.clock_label
     anchors = inputs.anchors
-    if hyperparameter != anchors.hyperparameter:
-        anchors = dataclasses.replace(anchors, hyperparameter=hyperparameter)
-    view = TaskView(task, requires=surrogate.requires, hyperparameter=hyperparameter)
+    if space != anchors.space:
+        anchors = dataclasses.replace(anchors, space=space)
+    view = TaskView(task, requires=surrogate.requires, space=space)
     anchors = dataclasses.replace(anchors, oracle=view.anchor_samples)
     try:
         reason = surrogate.multi_skip_reason(task.d) or surrogate.skip(view)
@@ -272,13 +272,16 @@ def evaluate(
 
     conds = task.eval_conditions().float()
     expected = (conds.shape[0], task.n_samples, task.output_dim)
+    # Clouds are figures of one hyperparameter's path (a plane of held-out points has its heat map).
     cloud_at = len(references) // 2 if clouds and task.output_dim == 2 and task.d == 1 else -1
     where = task.hyperparameters.describe
     for i, (row, ref) in enumerate(zip(rows, references)):
         row["fit_seconds"] = fit_seconds
         start = time.perf_counter()
         try:
-            out = surrogate.sample(ref.lam, conds, task.n_samples, derive_seed(task.spec, seed, "sample", ref.lam))
+            out = surrogate.sample(
+                ref.lam, conds, task.n_samples, derive_seed(task.spec, seed, "sample", stored_form(ref.lam))
+            )
             row["sample_seconds"] = time.perf_counter() - start
             out = torch.as_tensor(out)
             if tuple(out.shape) != expected:
@@ -306,7 +309,7 @@ def evaluate(
     return _stamp(result)
 
 
-def _closed_loop(task: Task, surrogate: Surrogate, seed: int, lam: float, row: dict[str, Any]) -> None:
+def _closed_loop(task: Task, surrogate: Surrogate, seed: int, lam: Point, row: dict[str, Any]) -> None:
     """The surrogate's closed-loop metrics at λ into ``row``: skipped with the reason (in
     ``metric_note``) when it cannot answer at new states, a failed row when the rollout crashes."""
 
@@ -327,12 +330,12 @@ def _closed_loop(task: Task, surrogate: Surrogate, seed: int, lam: float, row: d
     row.update({f"metric_{k}": v for k, v in metrics.items()})
 
 
-def applied_hyperparameter(task: Task, surrogate: Surrogate) -> Hyperparameter | HyperparameterSpace:
-    """The task's λ on the clock the surrogate's name asks for (``clock=…``; default the task's own;
-    for d > 1 the space, every axis on that clock). Raises :class:`~hti_bench.errors.ConfigError` when
-    that clock cannot read the task's range."""
-    hp = task.hyperparameters if task.d > 1 else task.hyperparameter
-    return hp.with_clock(surrogate.clock) if surrogate.clock else hp
+def applied_space(task: Task, surrogate: Surrogate) -> HyperparameterSpace:
+    """The task's hyperparameter space on the clock the surrogate's name asks for (``clock=…``, every
+    axis on it; default the task's own). Raises :class:`~hti_bench.errors.ConfigError` when that clock
+    cannot read the task's range."""
+    space = task.hyperparameters
+    return space.with_clock(surrogate.clock) if surrogate.clock else space
 
 
 def run_unit(task: Task, spec: str, seed: int, store: ResultsStore, *, force: bool = False) -> UnitResult:
@@ -374,23 +377,24 @@ def anchor_train_seconds(task: Task) -> float:
     return float(sum(task.train_seconds(lam) for lam in task.anchors))
 
 
-def _base_row(task: Task, surrogate: Surrogate, spec: str, seed: int, lam: Any, index: int) -> dict[str, Any]:
+def _base_row(task: Task, surrogate: Surrogate, spec: str, seed: int, lam: Point, index: int) -> dict[str, Any]:
     space = task.hyperparameters
+    # The results schema: one hyperparameter keys a row by λ's value; several by the point's index in
+    # the held-out list (the key stays one number), the point in lambda_point and lambda_<axis>.
+    by_value = task.d == 1
     return {
         "task": task.spec,
         "track": "default",
         "surrogate": spec,
         "config": spec,
         "seed": int(seed),
-        # d > 1: the point's index in the held-out list keeps the key one number; lambda_point and the
-        # lambda_<axis> columns hold the point.
-        "lambda_heldout": float(lam) if task.d == 1 else float(index),
+        "lambda_heldout": float(lam[0]) if by_value else float(index),
         "hyperparameter": space.name,
         "anchors": format_anchors(task.anchors),
         "clock": space.clock_label,
         "d": task.d,
         "lambda_point": space.label(lam),
-        **({f"lambda_{axis}": float(v) for axis, v in zip(space.names, lam)} if task.d > 1 else {}),
+        **({} if by_value else {f"lambda_{axis}": float(v) for axis, v in zip(space.names, lam)}),
         "anchor_distance": space.distance(nearest_anchor(task, lam), lam),
         "mode": task.mode,
         "status": "ok",
@@ -427,8 +431,8 @@ def _clouds(task: Task, spec: str, seed: int, ref: Reference, conds: Tensor, out
             task=task.spec,
             surrogate_spec=spec,
             seed=int(seed),
-            hyperparameter=task.hyperparameter.name,
-            lam=float(ref.lam),
+            hyperparameter=task.hyperparameters.axis.name,
+            lam=float(ref.lam[0]),
             conditions=conds[:m].detach().cpu().numpy().astype("float32"),
             surrogate=out[:m, :n].detach().cpu().float().numpy(),
             reference=torch.as_tensor(ref.samples)[:m, :n].detach().cpu().float().numpy(),

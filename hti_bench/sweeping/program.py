@@ -22,6 +22,7 @@ otherwise; the unit's rows go into the run summary (``hti_bench/rows``, JSON) so
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -46,7 +47,7 @@ PROGRAM_KEYS: dict[str, str] = {
     "and last default anchor (anchor-sparsity studies); the held-out λ are unchanged.",
     "design": "Tasks of several hyperparameters: replace the task's anchors by an anchor design, grid:<n>x<m> or "
     "sobol:<N> (corners included), over the box of its default design; the held-out points are unchanged "
-    "(the anchor-sparsity study in d > 1).",
+    "(the anchor-sparsity study on several hyperparameters).",
     "tune": "Tuned track: first try this many configurations of the surrogate's search space and the clock "
     "on the task's validation folds (anchors only), then score the best at the held-out λ for every seed "
     "(hti_bench.sweeping.tuning). 0 or absent: the surrogate as named (the default track).",
@@ -114,15 +115,17 @@ def spaced_anchors(task_spec: str, n: int) -> str:
         raise ConfigError(f"n_anchors must be at least 2 (HTI interpolates between anchors), got {n}.")
     name, params = parse_spec(task_spec)
     task = make_task(task_spec)
-    if task.d > 1:
+    try:
+        hp = task.hyperparameters.axis
+    except ConfigError:
         raise ConfigError(
             f"n_anchors spaces anchors on one hyperparameter; task '{name}' has {task.d}: use the "
             "sweep parameter design (grid:3x3, sobol:9) instead."
-        )
-    hp = task.hyperparameter
-    t0, t1 = hp.to_time(task.anchors[0]), hp.to_time(task.anchors[-1])
+        ) from None
+    (first,), (last,) = task.anchors[0], task.anchors[-1]
+    t0, t1 = hp.to_time(first), hp.to_time(last)
     inner = [round(hp.from_time(t0 + (t1 - t0) * i / (n - 1)), 6) for i in range(1, n - 1)]
-    return format_spec(name, {**params, "anchors": (task.anchors[0], *inner, task.anchors[-1])})
+    return format_spec(name, {**params, "anchors": (first, *inner, last)})
 
 
 def designed_anchors(task_spec: str, design: str) -> str:
@@ -130,8 +133,12 @@ def designed_anchors(task_spec: str, design: str) -> str:
     from hti_bench.harness.registry import make_task
 
     name, params = parse_spec(task_spec)
-    if make_task(task_spec).d == 1:
-        raise ConfigError(f"design is for tasks of several hyperparameters; task '{name}' has one: use n_anchors.")
+    task = make_task(task_spec)
+    if "design" not in {f.name for f in dataclasses.fields(task.Config)}:
+        raise ConfigError(
+            f"design is for tasks of several hyperparameters; task '{name}' has {task.d}, and no design "
+            "option: use n_anchors."
+        )
     params = {k: v for k, v in params.items() if k != "anchors"}
     return format_spec(name, {**params, "design": str(design)})
 

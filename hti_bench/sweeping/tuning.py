@@ -41,7 +41,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from hti_bench.clock import CLOCK_PARAM
+from hti_bench.clock import CLOCK_PARAM, Point, as_point, stored_form
 from hti_bench.errors import ConfigError, LeakError
 from hti_bench.harness.fsutil import atomic_write_bytes
 from hti_bench.harness.registry import make_surrogate, make_task
@@ -71,30 +71,25 @@ class Fold:
     """One validation split: fit on ``anchors``, score at ``validation`` (all of them anchors or the
     task's validation λ; never a held-out λ)."""
 
-    anchors: tuple[float, ...]
-    validation: tuple[float, ...]
+    anchors: tuple[Point, ...]
+    validation: tuple[Point, ...]
 
 
 def validation_folds(task: Task) -> tuple[Fold, ...]:
-    """The task's validation folds: leave-one-interior-anchor-out for K ≥ 3 anchors, and one more fold
-    on all anchors scored at its validation λ if it declares any (a 2-anchor task must). Raises
-    :class:`ConfigError` for a 2-anchor task that declares none."""
-    anchors = task.anchors
-    if task.d > 1:
-        # Several hyperparameters: leave out each anchor that lies inside the hull of the others (on a grid,
-        # the interior and edge points; never a corner), so the fold still interpolates.
-        space = task.hyperparameters
-        inner = []
-        for j, a in enumerate(anchors):
-            rest = anchors[:j] + anchors[j + 1 :]
-            try:
-                space.simplex(rest, a)
-            except ValueError:
-                continue
-            inner.append(j)
-        folds = [Fold(anchors[:j] + anchors[j + 1 :], (anchors[j],)) for j in inner]
-    else:
-        folds = [Fold(anchors[:j] + anchors[j + 1 :], (anchors[j],)) for j in range(1, len(anchors) - 1)]
+    """The task's validation folds: leave-one-interior-anchor-out (each anchor inside the hull of the
+    others: on a line the interior anchors, on a grid the interior and edge points, never a corner, so
+    the fold still interpolates), and one more fold on all anchors scored at its validation λ if it
+    declares any (a 2-anchor task must). Raises :class:`ConfigError` for a task with no fold."""
+    anchors, space = task.anchors, task.hyperparameters
+    inner = []
+    for j, a in enumerate(anchors):
+        rest = anchors[:j] + anchors[j + 1 :]
+        try:
+            space.simplex(rest, a)
+        except ValueError:
+            continue
+        inner.append(j)
+    folds = [Fold(anchors[:j] + anchors[j + 1 :], (anchors[j],)) for j in inner]
     if task.validation:
         folds.append(Fold(anchors, task.validation))
     if folds:
@@ -109,36 +104,35 @@ def validation_folds(task: Task) -> tuple[Fold, ...]:
 class GuardedStore:
     """A network store that refuses the held-out λ: what a fold task trains and loads through."""
 
-    def __init__(self, inner: NetworkStore, forbidden: Sequence[float], task_name: str) -> None:
+    def __init__(self, inner: NetworkStore, forbidden: Sequence[Point], task_name: str) -> None:
         self.inner, self.task_name = inner, task_name
-        self.forbidden = tuple(_point(v) for v in forbidden)
+        self.forbidden = tuple(as_point(v) for v in forbidden)
 
     def _check(self, lam: Any) -> None:
-        point = _point(lam)
+        point = as_point(lam)
         if any(
             len(point) == len(f) and all(math.isclose(a, b, rel_tol=0.0, abs_tol=1e-12) for a, b in zip(point, f))
             for f in self.forbidden
         ):
             raise LeakError(f"tuning asked for the network of '{self.task_name}' at held-out λ={lam}: refused")
 
-    def get_or_train(self, task: TrainedTask, lam: float, seed: int) -> Any:
+    def get_or_train(self, task: TrainedTask, lam: Point, seed: int) -> Any:
         self._check(lam)
         return self.inner.get_or_train(task, lam, seed)
 
-    def train_seconds(self, task: TrainedTask, lam: float, seed: int) -> float:
+    def train_seconds(self, task: TrainedTask, lam: Point, seed: int) -> float:
         self._check(lam)
         return self.inner.train_seconds(task, lam, seed)
-
-
-def _point(lam: Any) -> tuple[float, ...]:
-    return tuple(float(v) for v in lam) if isinstance(lam, (tuple, list)) else (float(lam),)
 
 
 def fold_task(task: Task, fold: Fold) -> Task:
     """``task`` with the fold's anchors and its validation λ as the scored ones, behind a
     :class:`GuardedStore` that refuses ``task``'s held-out λ."""
     name, params = parse_spec(task.spec)
-    spec = format_spec(name, {**params, "anchors": fold.anchors, "heldout": fold.validation, "validation": ()})
+    # Points are written as a user writes them (one hyperparameter as bare numbers), so that a fold's
+    # name, and the units stored under it, stay what they always were.
+    anchors, heldout = (tuple(stored_form(p) for p in points) for points in (fold.anchors, fold.validation))
+    spec = format_spec(name, {**params, "anchors": anchors, "heldout": heldout, "validation": ()})
     cache = task.cache
     guarded = GuardedStore(cache, task.heldout, task.spec) if cache is not None else None
     return make_task(spec, cache=guarded)
@@ -167,7 +161,7 @@ def search_space(task: Task, surrogate: str) -> dict[str, dict[str, Any]]:
     space = {k: dict(v) for k, v in type(base).search_space.items() if k not in fixed}
     if CLOCK_PARAM not in fixed:
         clocks = [c.value for c in task.hyperparameters.clocks()]
-        if task.d > 1 and len({a.clock for a in task.hyperparameters.axes}) > 1:
+        if len({a.clock for a in task.hyperparameters.axes}) > 1:
             clocks = ["", *clocks]  # '' = each axis on the task's own clock, which no single clock reproduces
         if len(clocks) > 1:
             space[CLOCK_PARAM] = {"values": clocks}
@@ -339,7 +333,7 @@ def tune(
         method=method,
         budget=int(trials),
         tune_seeds=tuple(int(s) for s in tune_seeds),
-        folds=[asdict(f) for f in folds],
+        folds=[{k: [stored_form(p) for p in v] for k, v in asdict(f).items()} for f in folds],
     )
     for ft in fold_tasks:
         prepare_targets(ft)

@@ -23,7 +23,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from hti_bench.clock import Clock, Hyperparameter
+from hti_bench.clock import Clock, HyperparameterSpace, Point
 from hti_bench.task import TrainedTask, TrainedTaskConfig, option
 
 N_TRAIN = 1500  # of sklearn's 1,797 digits; the rest are evaluation images
@@ -65,8 +65,8 @@ class BetaVAE(TrainedTask):
     in_default_suite: ClassVar[bool] = False
 
     @property
-    def hyperparameter(self) -> Hyperparameter:
-        return Hyperparameter("beta", 0.01, 100.0, Clock.LOG)
+    def hyperparameters(self) -> HyperparameterSpace:
+        return HyperparameterSpace.single("beta", 0.01, 100.0, Clock.LOG)
 
     @property
     def output_dim(self) -> int:
@@ -112,11 +112,11 @@ class BetaVAE(TrainedTask):
         logits, _, _ = network(x, eps)
         return torch.sigmoid(logits).reshape(-1, n, 64)
 
-    def kl(self, lam: float, conditions: Tensor) -> float:
+    def kl(self, lam: Point, conditions: Tensor) -> float:
         """Mean KL(q(z|x) ‖ N(0, I)) of the network at β over ``conditions`` (for checks)."""
         with torch.no_grad():
             mu, logvar = self.network(lam).enc(conditions).chunk(2, dim=-1)
         return float(0.5 * (mu.pow(2) + logvar.exp() - 1 - logvar).sum(dim=1).mean())
 
-    def metrics(self, lam: float, conditions: Tensor, samples: Tensor) -> dict[str, float]:
+    def metrics(self, lam: Point, conditions: Tensor, samples: Tensor) -> dict[str, float]:
         return {"recon_mse": float((samples - conditions[:, None, :]).pow(2).mean())}

@@ -23,7 +23,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from hti_bench.clock import Clock, Hyperparameter
+from hti_bench.clock import Clock, HyperparameterSpace, Point
 from hti_bench.errors import ConfigError
 from hti_bench.task import option
 from hti_bench.tasks.control.base import PolicyTask, PolicyTaskConfig
@@ -69,8 +69,8 @@ class Cancer(PolicyTask):
             raise ConfigError(f"task 'cancer': {err}") from None
 
     @property
-    def hyperparameter(self) -> Hyperparameter:
-        return Hyperparameter("nk_weight", 0.0, 10.0, Clock.IDENTITY)
+    def hyperparameters(self) -> HyperparameterSpace:
+        return HyperparameterSpace.single("nk_weight", 0.0, 10.0, Clock.IDENTITY)
 
     def _noise(self) -> Any:
         from hti_bench.tasks.control.ghaffari import Noise
@@ -78,15 +78,16 @@ class Cancer(PolicyTask):
         c = self.config
         return Noise(obs=c.obs_noise, state=c.state_noise, pkpd=c.pkpd_noise)
 
-    def vec_env(self, lam: float, seed: int) -> Any:
+    def vec_env(self, lam: Point, seed: int) -> Any:
+        (lam,) = self.hyperparameters.check(lam)
         from hti_bench.tasks.control.ghaffari import vec_env
 
         return vec_env(
             int(self.config.n_envs), float(lam), int(seed), noise=self._noise(), max_t=int(self.config.max_days)
         )
 
-    def episodes(self, lam: float) -> _ShapedEpisodes:
-        return _ShapedEpisodes(float(lam), self._noise(), int(self.config.max_days))
+    def episodes(self, lam: Point) -> _ShapedEpisodes:
+        return _ShapedEpisodes(self.hyperparameters.check(lam)[0], self._noise(), int(self.config.max_days))
 
 
 class _ShapedEpisodes:

@@ -14,7 +14,7 @@ from typing import ClassVar
 import torch
 from torch import Tensor
 
-from hti_bench.clock import Clock, Hyperparameter
+from hti_bench.clock import Clock, HyperparameterSpace, Point
 from hti_bench.task import Task, TaskConfig, option
 
 _MEAN0 = torch.tensor([[0.0, 0.0], [2.0, 0.0], [0.0, 2.0]])
@@ -46,8 +46,8 @@ class GaussianPath(Task):
     capability_notes: ClassVar[dict[str, str]] = ANALYTIC_NOTES
 
     @property
-    def hyperparameter(self) -> Hyperparameter:
-        return Hyperparameter("lambda", 0.0, 1.0, Clock.IDENTITY)
+    def hyperparameters(self) -> HyperparameterSpace:
+        return HyperparameterSpace.single("lambda", 0.0, 1.0, Clock.IDENTITY)
 
     @property
     def output_dim(self) -> int:
@@ -65,8 +65,8 @@ class GaussianPath(Task):
         cls = torch.as_tensor(conditions).reshape(-1).long()
         return _MEAN0[cls] + lam * _DRIFT[cls], _SCALE0[cls] + lam * _GROWTH[cls]
 
-    def sample(self, lam: float, conditions: Tensor, n: int, seed: int) -> Tensor:
-        lam = self.hyperparameter.check(lam)
+    def sample(self, lam: Point, conditions: Tensor, n: int, seed: int) -> Tensor:
+        (lam,) = self.hyperparameters.check(lam)
         mean, scale = self.moments(lam, conditions)
         gen = torch.Generator().manual_seed(int(seed))
         noise = torch.randn(mean.shape[0], n, 2, generator=gen)

@@ -19,7 +19,7 @@ import torch
 from torch import Tensor
 
 from hti_bench.clock import Clock, Hyperparameter, HyperparameterSpace
-from hti_bench.task import Task, TaskConfig, multi_axis_error, option
+from hti_bench.task import Task, TaskConfig, option
 from hti_bench.tasks.gaussian_path import ANALYTIC_NOTES
 
 _MEAN0 = torch.tensor([[0.0, 0.0], [2.0, 0.0], [0.0, 2.0]])
@@ -57,10 +57,6 @@ class GaussianPlane(Task):
     in_default_suite: ClassVar[bool] = False
     categorical: ClassVar[bool] = True
     capability_notes: ClassVar[dict[str, str]] = ANALYTIC_NOTES
-
-    @property
-    def hyperparameter(self) -> Hyperparameter:
-        raise multi_axis_error(self)
 
     @property
     def hyperparameters(self) -> HyperparameterSpace:

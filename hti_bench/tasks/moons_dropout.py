@@ -23,7 +23,7 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 from hti_bench.clock import Clock, Hyperparameter, HyperparameterSpace
-from hti_bench.task import TrainedTask, TrainedTaskConfig, multi_axis_error, option
+from hti_bench.task import TrainedTask, TrainedTaskConfig, option
 
 
 def example_dropout(h: Tensor, p: Tensor | float, training: bool) -> Tensor:
@@ -85,10 +85,10 @@ class MoonsDropout(TrainedTask):
     categorical: ClassVar[bool] = True
 
     @property
-    def hyperparameter(self) -> Hyperparameter:
+    def hyperparameters(self) -> HyperparameterSpace:
         # Identity clock, the paper's (t = p / 0.99). A logit clock (p = 0 read as 0.00099) is a
         # tunable choice: any surrogate takes clock=logit.
-        return Hyperparameter("dropout", 0.0, 0.99, Clock.IDENTITY)
+        return HyperparameterSpace.single("dropout", 0.0, 0.99, Clock.IDENTITY)
 
     @property
     def output_dim(self) -> int:
@@ -184,10 +184,6 @@ class MoonsDropout2D(MoonsDropout):
     )
     Config = MoonsDropout2DConfig
     in_default_suite: ClassVar[bool] = False
-
-    @property
-    def hyperparameter(self) -> Hyperparameter:
-        raise multi_axis_error(self)
 
     @property
     def hyperparameters(self) -> HyperparameterSpace:

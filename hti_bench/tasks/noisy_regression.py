@@ -20,8 +20,8 @@ from typing import ClassVar
 import torch
 from torch import Tensor, nn
 
-from hti_bench.clock import Clock, Hyperparameter, HyperparameterSpace
-from hti_bench.task import TrainedTask, TrainedTaskConfig, multi_axis_error, option
+from hti_bench.clock import Clock, Hyperparameter, HyperparameterSpace, Point
+from hti_bench.task import TrainedTask, TrainedTaskConfig, option
 
 _TRUE_W = (1.0, -2.0, 0.5)
 
@@ -47,8 +47,8 @@ class NoisyRegression(TrainedTask):
     in_default_suite: ClassVar[bool] = False
 
     @property
-    def hyperparameter(self) -> Hyperparameter:
-        return Hyperparameter("noise_variance", 1e-3, 100.0, Clock.LOG)
+    def hyperparameters(self) -> HyperparameterSpace:
+        return HyperparameterSpace.single("noise_variance", 1e-3, 100.0, Clock.LOG)
 
     @property
     def output_dim(self) -> int:
@@ -81,11 +81,12 @@ class NoisyRegression(TrainedTask):
         pred = network(torch.as_tensor(conditions, dtype=torch.float32))  # (M, 1)
         return pred[:, None, :].expand(-1, n, -1).clone()
 
-    def best_response(self, lam: float) -> Tensor:
+    def best_response(self, lam: Point) -> Tensor:
         """The ridge solution w*(λ), shape (C,): the exact minimiser of the expected training loss."""
+        (variance,) = self.hyperparameters.check(lam)
         x, y = self.training_data()
         x, y = x.double(), y.double()
-        a = x.T @ x / x.shape[0] + float(lam) * torch.eye(x.shape[1], dtype=torch.float64)
+        a = x.T @ x / x.shape[0] + variance * torch.eye(x.shape[1], dtype=torch.float64)
         return torch.linalg.solve(a, x.T @ y / x.shape[0]).float()
 
 
@@ -112,10 +113,6 @@ class NoisyRegression2D(NoisyRegression):
         "(≡ ridge with two penalties); closed-form best response."
     )
     Config = NoisyRegression2DConfig
-
-    @property
-    def hyperparameter(self) -> Hyperparameter:
-        raise multi_axis_error(self)
 
     @property
     def hyperparameters(self) -> HyperparameterSpace:

@@ -30,7 +30,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from hti_bench.clock import Clock, Hyperparameter
+from hti_bench.clock import Clock, HyperparameterSpace, Point
 from hti_bench.errors import ConfigError
 from hti_bench.task import TrainedTask, TrainedTaskConfig, option
 
@@ -79,8 +79,8 @@ class Quantile(TrainedTask):
     in_default_suite: ClassVar[bool] = False
 
     @property
-    def hyperparameter(self) -> Hyperparameter:
-        return Hyperparameter("tau", 0.01, 0.99, Clock.LOGIT)
+    def hyperparameters(self) -> HyperparameterSpace:
+        return HyperparameterSpace.single("tau", 0.01, 0.99, Clock.LOGIT)
 
     @property
     def output_dim(self) -> int:
@@ -181,15 +181,16 @@ class Quantile(TrainedTask):
         pred = network(torch.as_tensor(conditions, dtype=torch.float32))
         return pred[:, None, :].expand(-1, n, -1).clone()
 
-    def metrics(self, lam: float, conditions: Tensor, samples: Tensor) -> dict[str, float]:
+    def metrics(self, lam: Point, conditions: Tensor, samples: Tensor) -> dict[str, float]:
         x, y, _ = self._windows
         ev = self.eval_conditions()
         if conditions.shape != ev.shape or not torch.equal(conditions, ev):
             return {}
         truth = y[self._eval_index()]
         forecast = samples.mean(dim=1)
+        (tau,) = self.hyperparameters.check(lam)
         return {
-            "pinball": float(pinball(forecast, truth, torch.tensor(float(lam))).mean()),
+            "pinball": float(pinball(forecast, truth, torch.tensor(tau)).mean()),
             "coverage": float((truth <= forecast).float().mean()),
         }
 

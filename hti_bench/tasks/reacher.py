@@ -25,7 +25,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from hti_bench.clock import Clock, Hyperparameter
+from hti_bench.clock import Clock, HyperparameterSpace, Point
 from hti_bench.errors import ConfigError
 from hti_bench.task import option
 from hti_bench.tasks.control.base import PolicyTask, PolicyTaskConfig
@@ -72,22 +72,23 @@ class Reacher(PolicyTask):
             raise ConfigError(f"task 'reacher': gamma must be a discount factor in (0, 1], got {gamma!r}")
 
     @property
-    def hyperparameter(self) -> Hyperparameter:
-        return Hyperparameter("control_weight", 0.0, 10.0, Clock.IDENTITY)
+    def hyperparameters(self) -> HyperparameterSpace:
+        return HyperparameterSpace.single("control_weight", 0.0, 10.0, Clock.IDENTITY)
 
     def ppo_kwargs(self) -> dict[str, Any]:
         return {**super().ppo_kwargs(), "gamma": float(self.config.gamma)}
 
-    def vec_env(self, lam: float, seed: int) -> Any:
+    def vec_env(self, lam: Point, seed: int) -> Any:
+        (lam,) = self.hyperparameters.check(lam)
         from stable_baselines3.common.vec_env import DummyVecEnv
 
         env = DummyVecEnv([lambda: _shaped_env(float(lam))] * int(self.config.n_envs))
         env.seed(int(seed))
         return env
 
-    def episodes(self, lam: float) -> _Episodes:
+    def episodes(self, lam: Point) -> _Episodes:
         self.check_packages()
-        return _Episodes(float(lam))
+        return _Episodes(self.hyperparameters.check(lam)[0])
 
 
 def _shaped_env(lam: float) -> Any:

@@ -25,8 +25,8 @@ from typing import ClassVar
 import torch
 from torch import Tensor, nn
 
-from hti_bench.clock import Clock, Hyperparameter, HyperparameterSpace
-from hti_bench.task import TrainedTask, TrainedTaskConfig, multi_axis_error, option
+from hti_bench.clock import Clock, Hyperparameter, HyperparameterSpace, Point
+from hti_bench.task import TrainedTask, TrainedTaskConfig, option
 
 DT = 0.1
 
@@ -74,8 +74,8 @@ class RewardWeighting(TrainedTask):
     in_default_suite: ClassVar[bool] = False
 
     @property
-    def hyperparameter(self) -> Hyperparameter:
-        return Hyperparameter("penalty", 0.0, 10.0, Clock.IDENTITY)
+    def hyperparameters(self) -> HyperparameterSpace:
+        return HyperparameterSpace.single("penalty", 0.0, 10.0, Clock.IDENTITY)
 
     @property
     def output_dim(self) -> int:
@@ -126,7 +126,7 @@ class RewardWeighting(TrainedTask):
         eps = torch.randn(mean.shape[0], n, 2, generator=generator)
         return mean[:, None, :] + log_std.exp()[:, None, :] * eps
 
-    def metrics(self, lam: float, conditions: Tensor, samples: Tensor) -> dict[str, float]:
+    def metrics(self, lam: Point, conditions: Tensor, samples: Tensor) -> dict[str, float]:
         m, n, _ = samples.shape
         states = conditions.repeat_interleave(n, dim=0)
         actions = samples.reshape(m * n, 2)
@@ -167,10 +167,6 @@ class RewardWeighting2D(RewardWeighting):
         "Gaussian policy for a 2-D point mass; λ = (effort, speed) weights of two reward penalties (2 hyperparameters)."
     )
     Config = RewardWeighting2DConfig
-
-    @property
-    def hyperparameter(self) -> Hyperparameter:
-        raise multi_axis_error(self)
 
     @property
     def hyperparameters(self) -> HyperparameterSpace:

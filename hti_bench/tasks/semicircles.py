@@ -18,7 +18,7 @@ import torch
 from scipy.special import i0e
 from torch import Tensor
 
-from hti_bench.clock import Clock, Hyperparameter
+from hti_bench.clock import Clock, HyperparameterSpace, Point
 from hti_bench.task import Task, TaskConfig, option
 
 CENTRES = np.array([[-1.0, 0.0], [-1.0, 0.0], [1.0, 0.0], [1.0, 0.0]])
@@ -53,8 +53,8 @@ class Semicircles(Task):
     }
 
     @property
-    def hyperparameter(self) -> Hyperparameter:
-        return Hyperparameter("t", 0.0, 1.0, Clock.IDENTITY)
+    def hyperparameters(self) -> HyperparameterSpace:
+        return HyperparameterSpace.single("t", 0.0, 1.0, Clock.IDENTITY)
 
     @property
     def output_dim(self) -> int:
@@ -74,8 +74,8 @@ class Semicircles(Task):
             raise ValueError(f"semicircles conditions are class ids 0–3, got {np.unique(cls).tolist()}")
         return cls.astype(int)
 
-    def sample(self, lam: float, conditions: Tensor, n: int, seed: int) -> Tensor:
-        t = self.hyperparameter.check(lam)
+    def sample(self, lam: Point, conditions: Tensor, n: int, seed: int) -> Tensor:
+        (t,) = self.hyperparameters.check(lam)
         cls = self._classes(conditions)
         rng = np.random.default_rng(seed)
         mu = mean_angle(cls, t)[:, None]
@@ -85,7 +85,7 @@ class Semicircles(Task):
         y = centre + radius[..., None] * np.stack([np.cos(angle), np.sin(angle)], axis=-1)
         return torch.as_tensor(y, dtype=torch.float32)
 
-    def log_density(self, lam: float, conditions: Tensor, y: Tensor) -> Tensor:
+    def log_density(self, lam: Point, conditions: Tensor, y: Tensor) -> Tensor:
         """log p_t(y | c) for ``y`` of shape (M, n, 2); −inf where the radius is ≤ 1e-9."""
         cls = self._classes(conditions)
         y = np.asarray(y, dtype=np.float64)
@@ -93,7 +93,8 @@ class Semicircles(Task):
         r = np.linalg.norm(d, axis=-1)
         angle = np.arctan2(d[..., 1], d[..., 0])
         kappa, sigma = self.config.kappa, self.config.sigma
-        mu = mean_angle(cls, float(lam))[:, None]
+        (t,) = self.hyperparameters.check(lam)
+        mu = mean_angle(cls, t)[:, None]
         log_vm = kappa * np.cos(angle - mu) - math.log(2 * math.pi) - (np.log(i0e(kappa)) + kappa)
         with np.errstate(divide="ignore", invalid="ignore"):
             log_r = np.log(r)
@@ -101,7 +102,7 @@ class Semicircles(Task):
             out = log_vm + log_ln - log_r  # polar Jacobian
         return torch.as_tensor(np.where(r > 1e-9, out, -np.inf))
 
-    def metrics(self, lam: float, conditions: Tensor, samples: Tensor) -> dict[str, float]:
+    def metrics(self, lam: Point, conditions: Tensor, samples: Tensor) -> dict[str, float]:
         """``nll``: −mean log p_t(y | c) (points at the centre dropped, as in the paper's code);
         ``circle_distance``: mean | ‖y − centre_c‖ − 1 |, averaged per class then over classes."""
         logp = self.log_density(lam, conditions, samples).numpy()

@@ -39,9 +39,9 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from hti_bench.clock import Clock, Hyperparameter, HyperparameterSpace
+from hti_bench.clock import Clock, Hyperparameter, HyperparameterSpace, Point, as_point, stored_form
 from hti_bench.errors import ConfigError
-from hti_bench.task import Task, TaskConfig, multi_axis_error, option
+from hti_bench.task import Task, TaskConfig, option
 
 
 @dataclasses.dataclass(frozen=True)
@@ -49,7 +49,10 @@ class TensorConfig(TaskConfig):
     path: str = option("", "The .npz or .pt file (required).")
     y_dim: int = option(0, "Output dimension D; 0 = the file's y_dim.")
     lambdas: tuple = option((), "The T λ values (or T points of d values); empty = the file's.")
-    clock: str = option("identity", "λ's clock: identity, log or logit (d > 1: one, or one per axis, comma separated).")
+    clock: str = option(
+        "identity",
+        "λ's clock: identity, log or logit (several hyperparameters: one, or one per axis, comma separated).",
+    )
     axes: str = option(
         "", "Names of λ's d axes, comma separated, for a file of d-dimensional λ (default lambda1, lambda2, …)."
     )
@@ -159,11 +162,11 @@ class TensorTask(Task):
             raise self._fail(f"{arr.shape[0]} λ values but 'data' has T = {n_slices} slices")
         if not np.isfinite(arr).all():
             raise self._fail(f"λ values must be finite, got {arr.tolist()}")
-        if arr.ndim == 1:
-            lambdas = tuple(float(v) for v in arr)
-            if any(b <= a for a, b in zip(lambdas, lambdas[1:])):
-                raise self._fail(f"λ values must be finite and strictly increasing, got {lambdas}")
-            return lambdas
+        if arr.ndim == 1:  # the file's (T,) form: the values of one hyperparameter, on a line
+            values = tuple(float(v) for v in arr)
+            if any(b <= a for a, b in zip(values, values[1:])):
+                raise self._fail(f"λ values must be finite and strictly increasing, got {values}")
+            return tuple((v,) for v in values)
         points = tuple(tuple(float(v) for v in row) for row in arr)
         if len(set(points)) != len(points):
             raise self._fail(
@@ -176,17 +179,16 @@ class TensorTask(Task):
 
     @property
     def _file_d(self) -> int:
-        first = self._lambdas[0]
-        return 1 if isinstance(first, float) else len(first)
+        return len(self._lambdas[0])
 
     @property
     def anchors(self) -> tuple:
         if self.config.anchors:
             return self._points(self.config.anchors, "anchors")
         lams = self._lambdas
-        if self._file_d > 1:
-            return tuple(lams[i] for i in self._hull_corners())
-        return (lams[0], lams[len(lams) // 2], lams[-1]) if len(lams) > 2 else tuple(lams)
+        if self._file_d == 1:  # a line's hull is its two ends (qhull has no 1-D hull): they and the middle value
+            return (lams[0], lams[len(lams) // 2], lams[-1]) if len(lams) > 2 else tuple(lams)
+        return tuple(lams[i] for i in self._hull_corners())
 
     def _hull_corners(self) -> list[int]:
         """Indices of the file's points at the corners of their convex hull (unit clock time), in file order."""
@@ -206,39 +208,31 @@ class TensorTask(Task):
         if self.config.heldout:
             return self._points(self.config.heldout, "heldout")
         taken = self.anchors + self.validation
-        if self._file_d > 1:
-            return tuple(p for p in self._lambdas if not any(_same(p, a) for a in taken) and self._inside_hull(p))
-        lo, hi = self.anchors[0], self.anchors[-1]
-        return tuple(v for v in self._lambdas if lo < v < hi and not any(math.isclose(v, a) for a in taken))
+        return tuple(p for p in self._lambdas if not any(_same(p, a) for a in taken) and self._inside_hull(p))
 
     @property
     def n_samples(self) -> int:
         return int(self.config.n_samples) or self._min_group
 
-    def index_of_lambda(self, lam: float | tuple[float, ...]) -> int:
-        point = (lam,) if isinstance(lam, (int, float)) else tuple(lam)
+    def index_of_lambda(self, lam: float | Point) -> int:
+        point = as_point(lam)
         for i, v in enumerate(self._lambdas):
-            if len(point) == self._file_d and _same((v,) if isinstance(v, float) else v, point):
+            if len(point) == self._file_d and _same(v, point):
                 return i
-        raise ConfigError(f"task 'tensor': λ={lam} is not one of the file's values {self._lambdas}")
+        values = tuple(stored_form(v) for v in self._lambdas)  # as the user writes them
+        raise ConfigError(f"task 'tensor': λ={stored_form(point)} is not one of the file's values {values}")
 
     # ------------------------------------------------------------------ the task contract
 
     @cached_property
-    def hyperparameter(self) -> Hyperparameter:
-        if self._file_d > 1:
-            raise multi_axis_error(self)
-        return Hyperparameter("lambda", self._lambdas[0], self._lambdas[-1], Clock.parse(self.config.clock))
-
-    @cached_property
     def hyperparameters(self) -> HyperparameterSpace:
         d = self._file_d
-        if d == 1:
-            return HyperparameterSpace((self.hyperparameter,))
         names = (
             [n.strip() for n in self.config.axes.split(",")]
             if self.config.axes
             else [f"lambda{j + 1}" for j in range(d)]
+            if d > 1
+            else ["lambda"]
         )
         clocks = [c.strip() for c in self.config.clock.split(",")]
         if len(names) != d or len(clocks) not in (1, d):
@@ -321,7 +315,7 @@ class TensorTask(Task):
             )
         return self._x_unique[fit].clone()
 
-    def _rows(self, lam: float, conditions: Tensor) -> list[Tensor]:
+    def _rows(self, lam: Point, conditions: Tensor) -> list[Tensor]:
         t = self.index_of_lambda(lam)
         out = []
         for row in torch.as_tensor(conditions, dtype=torch.float32):
@@ -331,7 +325,7 @@ class TensorTask(Task):
             out.append(self._data[t, self._group == int(match[0, 0]), : self._y_dim])
         return out
 
-    def sample(self, lam: float, conditions: Tensor, n: int, seed: int) -> Tensor:
+    def sample(self, lam: Point, conditions: Tensor, n: int, seed: int) -> Tensor:
         gen = torch.Generator().manual_seed(int(seed))
         out = []
         for ys in self._rows(lam, conditions):
@@ -340,7 +334,7 @@ class TensorTask(Task):
             out.append(ys[torch.randperm(ys.shape[0], generator=gen)[:n]])
         return torch.stack(out)
 
-    def floor_sample(self, lam: float, conditions: Tensor, n: int, seed: int) -> Tensor:
+    def floor_sample(self, lam: Point, conditions: Tensor, n: int, seed: int) -> Tensor:
         gen = torch.Generator().manual_seed(int(seed))
         return torch.stack(
             [ys[torch.randint(0, ys.shape[0], (n,), generator=gen)] for ys in self._rows(lam, conditions)]

@@ -2,8 +2,9 @@
 
 Subclasses implement :meth:`AnchorInterpolator.interpolate` for one condition and one anchor
 interval (and, to run on tasks of several hyperparameters, :meth:`AnchorInterpolator.interpolate_simplex`
-for the anchor simplex around a point); this class does the bookkeeping: storing the anchors, locating λ on
-the clock (or, for d > 1, the enclosing simplex and its barycentric weights), finding each
+for the anchor simplex around a point); this class does the bookkeeping: storing the anchors, finding
+the anchors around λ (:meth:`~hti_bench.anchors.AnchorSet.simplex`: on one hyperparameter the enclosing
+interval on the clock, otherwise the enclosing simplex and its barycentric weights), finding each
 query condition among the anchor conditions (or, for rows the anchor networks were not run on,
 running them there through the anchor oracle and preparing those rows afresh), and seeding.
 """
@@ -17,6 +18,7 @@ from typing import TYPE_CHECKING
 import torch
 from torch import Tensor
 
+from hti_bench.clock import Point
 from hti_bench.surrogate import Surrogate
 
 if TYPE_CHECKING:
@@ -50,30 +52,30 @@ class AnchorInterpolator(Surrogate):
     def interpolate_simplex(
         self, vertices: tuple[int, ...], weights: tuple[float, ...], index: Tensor, n: int, generator: torch.Generator
     ) -> Tensor:
-        """d > 1: n samples (C, n, D) for each anchor condition index in ``index`` at the point whose
+        """Several hyperparameters: n samples (C, n, D) for each anchor condition index in ``index`` at the point whose
         barycentric weights over the anchors ``vertices`` (indices into the anchor set, the Delaunay
         simplex around it in unit clock time) are ``weights``. Implement it and set
         ``supports_multi = True`` to run on tasks of several hyperparameters."""
         raise NotImplementedError(f"{type(self).__name__} has no interpolate_simplex (supports_multi = False)")
 
-    def interpolate_point(self, lam: tuple[float, ...], index: Tensor, n: int, generator: torch.Generator) -> Tensor:
-        """d > 1: samples (C, n, D) at the point λ. The default finds the anchor simplex around λ and calls
+    def interpolate_point(self, lam: Point, index: Tensor, n: int, generator: torch.Generator) -> Tensor:
+        """Several hyperparameters: samples (C, n, D) at the point λ. The default finds the anchor simplex around λ and calls
         :meth:`interpolate_simplex`; override for a rule that is not simplex-based (nearest anchor)."""
         vertices, weights = self.anchors_.simplex(lam)
         return self.interpolate_simplex(vertices, weights, index, n, generator)
 
-    def sample(self, lam: float, conditions: Tensor, n: int, seed: int) -> Tensor:
+    def sample(self, lam: Point, conditions: Tensor, n: int, seed: int) -> Tensor:
         self.check_sample_args(n)
-        if self.anchors_.d > 1:
-            self.anchors_.simplex(lam)  # refuses a point outside the anchors' hull before any work
+        # Refuses a λ outside the anchors' range (their hull) before any work.
+        vertices, weights = self.anchors_.simplex(lam)
+        if self.anchors_.d == 1:  # a line: the interval's own interpolation, at clock fraction s
+
+            def answer(model: AnchorInterpolator, index: Tensor) -> Tensor:
+                return model.interpolate_many(vertices[0], weights[1], index, int(n), self.generator(seed))
+        else:
 
             def answer(model: AnchorInterpolator, index: Tensor) -> Tensor:
                 return model.interpolate_point(lam, index, int(n), self.generator(seed))
-        else:
-            k, s = self.anchors_.locate(lam)
-
-            def answer(model: AnchorInterpolator, index: Tensor) -> Tensor:
-                return model.interpolate_many(k, s, index, int(n), self.generator(seed))
 
         index = self.anchors_.lookup(conditions)
         if bool((index >= 0).all()):

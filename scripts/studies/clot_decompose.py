@@ -42,8 +42,8 @@ def decompose(task_spec: str, spec: str, seed: int) -> dict[str, float]:
         raise SystemExit(f"{task_spec}: {a.n_anchors} anchors; the decomposition is for one interval (two anchors)")
     if not bool((a.samples - a.samples[:, :, :1]).abs().max() < 1e-6):
         raise SystemExit(f"{task_spec}: outputs are not deterministic (the samples of a condition differ)")
-    hp = a.hyperparameter
-    t0, t1 = hp.to_time(a.lambdas[0]), hp.to_time(a.lambdas[1])
+    hp = a.space.axis
+    t0, t1 = hp.to_time(a.lambdas[0][0]), hp.to_time(a.lambdas[1][0])
     cond = a.conditions[a.eval_mask]
     y0, y1 = a.samples[0][a.eval_mask][:, 0], a.samples[1][a.eval_mask][:, 0]
 
@@ -61,7 +61,7 @@ def decompose(task_spec: str, spec: str, seed: int) -> dict[str, float]:
         phi = clot._phi(z0, z1, x) if clot.curved_ else z0.new_zeros(z0.shape[0], clot.spline_nodes, z0.shape[1])
     w2, straight, path, mccann = [], [], [], []
     for ref in inputs.references:
-        s = (hp.to_time(ref.lam) - t0) / (t1 - t0)
+        s = (hp.to_time(ref.lam[0]) - t0) / (t1 - t0)
         truth = ref.samples[:, 0]
         w2.append(dist(clot.sample(ref.lam, cond, 1, 0)[:, 0], truth))
         straight.append(dist((1 - s) * y0 + s * end, truth))

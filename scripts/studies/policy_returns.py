@@ -23,7 +23,7 @@ TERM = {"cancer": "NK deviation", "reacher": "control effort"}
 
 def main() -> None:
     task = make_task(sys.argv[1], cache=TargetCache())
-    lo, hi = task.anchors[0], task.anchors[-1]
+    (lo,), (hi,) = task.anchors[0], task.anchors[-1]
     print(
         f"{task.spec}: each policy's return at its own λ, and its episodes scored at λ = {lo} and {hi} "
         f"(run seed 0, {task.config.closed_loop_episodes} episodes)"
@@ -37,12 +37,12 @@ def main() -> None:
                 return task.sample_network(net, states, n, torch.Generator().manual_seed(sd))
 
             own = task.closed_loop_metrics(lam, act, 0)
-            at_lo, at_hi = (task.closed_loop_metrics(v, act, 0)["return"] for v in (lo, hi))
+            at_lo, at_hi = (task.closed_loop_metrics((v,), act, 0)["return"] for v in (lo, hi))
             term = (at_lo - at_hi) / (hi - lo)  # the episodes' Σ of the λ-weighted term, negated
             base = at_lo + lo * term
             kind = "anchor" if lam in task.anchors else ("held-out" if seed == task.config.model_seed else "twin")
             print(
-                f"λ={lam:5.2f} {kind:8s} return {own['return']:8.2f} ± {own['return_ci95']:.2f}   base {base:8.2f}   "
+                f"λ={lam[0]:5.2f} {kind:8s} return {own['return']:8.2f} ± {own['return_ci95']:.2f}   base {base:8.2f}   "
                 f"{TERM.get(task.name, 'λ term')} {term:7.3f}   steps {own['episode_steps']:5.1f}   "
                 f"trained in {task.train_seconds(lam, seed):.0f} s"
             )

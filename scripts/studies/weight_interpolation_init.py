@@ -44,9 +44,9 @@ class DistinctInitView:
         self._view = TaskView(task, frozenset({"architecture"}))
         self._task, self._seeds = task, seeds
 
-    def anchor_network(self, lam: float):
+    def anchor_network(self, lam: tuple[float, ...]):
         net = self._task.build_network()
-        net.load_state_dict(self._task.network(lam, seed=self._seeds[float(lam)]).state_dict())
+        net.load_state_dict(self._task.network(lam, seed=self._seeds[tuple(lam)]).state_dict())
         return net.eval()
 
     def __getattr__(self, name):
@@ -68,7 +68,7 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     for spec in args.task or TRAINED:
         task = make_task(spec, cache=TargetCache(args.cache))
-        seeds = {float(lam): 100 + k for k, lam in enumerate(task.anchors)}
+        seeds = {lam: 100 + k for k, lam in enumerate(task.anchors)}
         conds = task.eval_conditions()
         for seed in (0, 1, 2):
             anchors = build_anchor_set(task, seed=seed)
@@ -84,7 +84,7 @@ def main(argv: list[str] | None = None) -> int:
                                 "init": init,
                                 "align": align,
                                 "seed": seed,
-                                "lam": lam,
+                                "lam": lam[0],
                                 "w2": distance(s.sample(lam, conds, task.n_samples, seed=seed), truth),
                             }
                         )
@@ -97,7 +97,7 @@ def main(argv: list[str] | None = None) -> int:
                         "init": "shared",
                         "align": "mccann",
                         "seed": seed,
-                        "lam": lam,
+                        "lam": lam[0],
                         "w2": distance(mccann.sample(lam, conds, task.n_samples, seed=seed), truth),
                     }
                 )

@@ -30,7 +30,7 @@ def cubic_family(lambdas, n=200) -> tuple[AnchorSet, torch.Tensor]:
 def test_with_two_anchors_it_is_mccann_sample_for_sample():
     task = GaussianPath(n_samples=300)
     full = build_anchor_set(task, seed=0)
-    two = AnchorSet(full.hyperparameter, (0.0, 1.0), full.conditions, full.samples[[0, -1]], full.eval_mask, True)
+    two = AnchorSet(full.space, (0.0, 1.0), full.conditions, full.samples[[0, -1]], full.eval_mask, True)
     spline, mccann = make_surrogate("transport-spline").fit(two), make_surrogate("mccann").fit(two)
     conds = task.eval_conditions()
     for lam in (0.1, 0.25, 0.5, 0.9):

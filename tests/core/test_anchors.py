@@ -34,7 +34,7 @@ def test_samples_at_keeps_stored_rows_and_asks_the_oracle_only_for_new_ones(task
     assert torch.equal(out[:, :2], anchors.samples[:, :2])
     # the new row comes from the anchor networks at that row: mean (1 + λ)·x at each anchor λ
     means = out[:, 2].mean(dim=1)
-    for k, lam in enumerate(task.anchors):
+    for k, (lam,) in enumerate(task.anchors):
         assert torch.allclose(means[k], (1 + lam) * new[0], atol=0.25)
     assert torch.equal(out, anchors.samples_at(torch.cat([known, new]), seed=3))
 
@@ -73,7 +73,7 @@ def test_the_oracle_never_reaches_a_held_out_network():
 
     class Refusing(TargetCache):
         def get_or_train(self, task, lam, seed):
-            if any(abs(lam - h) < 1e-12 for h in task.heldout):
+            if any(abs(lam[0] - h[0]) < 1e-12 for h in task.heldout):
                 raise LeakError(f"held-out λ={lam} reached")
             return super().get_or_train(task, lam, seed)
 
@@ -92,3 +92,14 @@ def test_interpolators_at_a_new_row_equal_a_fit_that_had_the_row(task, name):
     local, _ = anchors.restrict(new, seed=2)
     closed_answer = make_surrogate(name).fit(local).sample(0.25, new, 16, seed=2)
     assert torch.allclose(open_answer, closed_answer)
+
+
+def test_simplex_on_one_hyperparameter_is_locate_bit_for_bit(task):
+    anchors = build_anchor_set(task, seed=0)
+    assert anchors.lambdas == task.anchors and all(len(a) == 1 for a in anchors.lambdas)
+    for lam in (0.0, 0.13, 0.5, 0.77, 1.0):
+        k, s = anchors.locate((lam,))
+        assert anchors.locate(lam) == (k, s)  # a bare number too
+        assert anchors.simplex((lam,)) == ((k, k + 1), (1.0 - s, s))
+    with pytest.raises(ValueError, match="outside the anchors' range"):
+        anchors.simplex((1.5,))

@@ -1,4 +1,4 @@
-"""The multi-hyperparameter contract's space (issue 20): axes, unit clock time, barycentric weights."""
+"""The hyperparameter space: axes, points, unit clock time, barycentric weights; one hyperparameter as its d = 1 case."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import math
 import numpy as np
 import pytest
 
-from hti_bench.clock import Clock, Hyperparameter, HyperparameterSpace
+from hti_bench.clock import Clock, Hyperparameter, HyperparameterSpace, as_point, stored_form
 from hti_bench.errors import ConfigError
 
 SPACE = HyperparameterSpace((Hyperparameter("beta", 0.01, 100.0, Clock.LOG), Hyperparameter("w", 0.0, 1.0)))
@@ -55,3 +55,30 @@ def test_one_axis_is_the_anchor_interval():
     assert idx == (0, 1) and w == pytest.approx((0.5, 0.5))
     with pytest.raises(ValueError, match="outside the anchors' range"):
         space.simplex([(0.1,), (0.5,)], 0.05)
+
+
+def test_one_hyperparameter_is_a_space_of_one_axis_and_its_lambda_a_point():
+    line = HyperparameterSpace.single("dropout", 0.0, 0.99, Clock.LOGIT)
+    assert line == HyperparameterSpace((Hyperparameter("dropout", 0.0, 0.99, Clock.LOGIT),))
+    assert line.d == 1 and line.axis.name == "dropout" and line.name == "dropout"
+    assert line.point(0.3) == line.point((0.3,)) == (0.3,)  # a bare number is taken as a one-axis point
+    assert SPACE.point([1.0, 0.5]) == (1.0, 0.5)
+    with pytest.raises(ConfigError, match="2 hyperparameters"):
+        SPACE.axis  # noqa: B018 (a space of several hyperparameters has no single axis)
+    assert as_point(0.25) == (0.25,) and as_point([1, 2]) == (1.0, 2.0)
+    # Stored numbers (seeds, cache keys, lambda_heldout) write a one-axis point as its bare value.
+    assert stored_form((0.25,)) == 0.25 and stored_form((0.25, 0.5)) == (0.25, 0.5)
+
+
+def test_the_interval_of_a_line_finds_the_anchors_around_lambda_in_any_order():
+    line = HyperparameterSpace.single("t", 0.0, 1.0, Clock.LOGIT)
+    anchors = [(0.9,), (0.1,), (0.5,)]
+    i, j, s = line.interval(anchors, (0.3,))
+    assert (i, j) == (1, 2)
+    t = [line.axis.to_time(v) for v in (0.1, 0.3, 0.5)]
+    assert s == (t[1] - t[0]) / (t[2] - t[0])
+    assert line.simplex(anchors, (0.3,)) == ((1, 2), (1.0 - s, s))
+    with pytest.raises(ValueError, match="outside the anchors' range"):
+        line.interval(anchors, 0.95)
+    with pytest.raises(ValueError, match="strictly increasing"):
+        line.check_anchors(anchors)

@@ -125,9 +125,9 @@ def test_default_validation_gives_way_to_chosen_lambdas_but_explicit_validation_
     from hti_bench.errors import ConfigError
     from hti_bench.tasks.moons_dropout import MoonsDropout
 
-    assert MoonsDropout().validation == (0.25, 0.75)
+    assert MoonsDropout().validation == ((0.25,), (0.75,))
     # a held-out λ chosen on the default validation λ drops that one, not the user's choice
-    assert MoonsDropout(heldout=(0.25, 0.7)).validation == (0.75,)
-    assert MoonsDropout(anchors=(0.0, 0.3, 0.6), heldout=(0.1,)).validation == (0.25,)
+    assert MoonsDropout(heldout=(0.25, 0.7)).validation == ((0.75,),)
+    assert MoonsDropout(anchors=(0.0, 0.3, 0.6), heldout=(0.1,)).validation == ((0.25,),)
     with pytest.raises(ConfigError, match="validation dropout=0.25 is also an anchor or a held-out"):
         MoonsDropout(heldout=(0.25, 0.7), validation=(0.25,))

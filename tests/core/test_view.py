@@ -140,7 +140,7 @@ def test_what_was_not_declared_is_refused(task):
     for call in (view.build_network, lambda: view.anchor_network(0.5), view.training_data):
         with pytest.raises(LeakError, match="declare requires"):
             call()
-    assert view.anchors == (0.0, 0.5, 0.9) and view.output_dim == 2  # metadata is always there
+    assert view.anchors == ((0.0,), (0.5,), (0.9,)) and view.output_dim == 2  # metadata is always there
 
 
 # ------------------------------------------------------------------------------ cheating plugins

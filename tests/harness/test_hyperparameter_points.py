@@ -42,7 +42,7 @@ def test_a_two_hyperparameter_task_declares_its_space_and_refuses_bad_points():
     assert task.d == 2 and task.hyperparameters.names == ("a", "b")
     assert len(task.anchors) == 9 and (0.5, 0.5) in task.anchors  # grid:3x3 over the box
     with pytest.raises(ConfigError, match="hyperparameters"):
-        task.hyperparameter  # noqa: B018 (a d > 1 task has no single axis)
+        task.hyperparameters.axis  # noqa: B018 (a task of several hyperparameters has no single axis)
     assert len(make_task("gaussian-plane[design=sobol:7]").anchors) == 7
     with pytest.raises(ConfigError, match="convex hull"):
         make_task("gaussian-plane[anchors=[[0,0],[1,0],[0,1]],heldout=[[0.9,0.9]]]")

@@ -38,7 +38,7 @@ class _Faulty(Surrogate):
             return out
         if self.mode == "shape":
             return torch.zeros(m, n + 1, d)
-        if self.mode == "sample-crash" and lam > 0.5:
+        if self.mode == "sample-crash" and lam[0] > 0.5:
             raise ZeroDivisionError("boom in sample")
         return torch.zeros(m, n, d)
 

@@ -517,7 +517,7 @@ def test_the_default_clot_is_scale_free(metric):
     anchors = gaussian_shift_anchors(n=120)
     scale, shift = 10.0, torch.tensor([3.0, -7.0])
     moved = AnchorSet(
-        anchors.hyperparameter,
+        anchors.space,
         anchors.lambdas,
         anchors.conditions,
         anchors.samples * scale + shift,

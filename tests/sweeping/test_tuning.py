@@ -25,23 +25,31 @@ SMALL = "gaussian-path[n_samples=24]"
 
 
 def test_three_anchors_leave_the_interior_one_out_and_four_give_two_folds():
-    assert validation_folds(make_task("gaussian-path")) == (Fold((0.0, 1.0), (0.5,)),)
+    assert validation_folds(make_task("gaussian-path")) == (Fold(((0.0,), (1.0,)), ((0.5,),)),)
     four = make_task("gaussian-path[anchors=(0.0,0.4,0.6,1.0),heldout=(0.25,0.75)]")
-    assert validation_folds(four) == (Fold((0.0, 0.6, 1.0), (0.4,)), Fold((0.0, 0.4, 1.0), (0.6,)))
+    assert validation_folds(four) == (
+        Fold(((0.0,), (0.6,), (1.0,)), ((0.4,),)),
+        Fold(((0.0,), (0.4,), (1.0,)), ((0.6,),)),
+    )
 
 
 def test_two_anchors_use_the_tasks_validation_lambdas_or_say_what_to_do():
     task = make_task("gaussian-path[anchors=(0.0,1.0),heldout=(0.25,0.75),validation=(0.4,0.6)]")
-    assert validation_folds(task) == (Fold((0.0, 1.0), (0.4, 0.6)),)
+    assert validation_folds(task) == (Fold(((0.0,), (1.0,)), ((0.4,), (0.6,))),)
     fold = fold_task(task, validation_folds(task)[0])
-    assert fold.anchors == (0.0, 1.0) and fold.heldout == (0.4, 0.6) and fold.validation == ()
+    assert fold.anchors == ((0.0,), (1.0,)) and fold.heldout == ((0.4,), (0.6,)) and fold.validation == ()
+    # a fold's name writes one hyperparameter's λ as bare numbers, as it always has
+    assert "anchors=(0.0, 1.0)" in fold.spec and "heldout=(0.4, 0.6)" in fold.spec
     with pytest.raises(ConfigError, match="declares no validation"):
         validation_folds(make_task("gaussian-path[anchors=(0.0,1.0),heldout=(0.25,0.75)]"))
     # A task with 3 anchors may add validation λ: one more fold, on all anchors.
     both = make_task("gaussian-path[validation=(0.1,0.9)]")
-    assert validation_folds(both) == (Fold((0.0, 1.0), (0.5,)), Fold((0.0, 0.5, 1.0), (0.1, 0.9)))
+    assert validation_folds(both) == (
+        Fold(((0.0,), (1.0,)), ((0.5,),)),
+        Fold(((0.0,), (0.5,), (1.0,)), ((0.1,), (0.9,))),
+    )
     # The quantile task (2 anchors, the paper's) declares its own.
-    assert validation_folds(make_task("quantile"))[0].validation == (0.05, 0.35, 0.65, 0.95)
+    assert validation_folds(make_task("quantile"))[0].validation == ((0.05,), (0.35,), (0.65,), (0.95,))
 
 
 @pytest.mark.parametrize(
@@ -61,7 +69,7 @@ def test_tuning_never_samples_a_held_out_lambda(monkeypatch, tmp_path):
     real = GaussianPath.sample
 
     def guarded(self, lam, conditions, n, seed):
-        if any(math.isclose(lam, h) for h in task.heldout):
+        if any(math.isclose(lam[0], h[0]) for h in task.heldout):
             raise LeakError(f"held-out λ={lam} reached during tuning")
         return real(self, lam, conditions, n, seed)
 
@@ -90,7 +98,7 @@ class ClockProbe(Surrogate):
     seen: ClassVar[list] = []
 
     def fit(self, anchors, task=None, *, seed=0):
-        ClockProbe.seen.append((anchors.hyperparameter.clock.value, task.hyperparameter.clock.value, anchors.times))
+        ClockProbe.seen.append((anchors.space.axis.clock.value, task.hyperparameters.axis.clock.value, anchors.times))
         self.anchors_ = anchors
         return self
 
@@ -119,18 +127,18 @@ def test_a_clock_that_cannot_read_the_range_skips_with_the_reason_and_bad_names_
     task = make_task(f"tensor[path={tmp_path / 'signed.npz'},anchors=(-1.0,1.0)]")
     skipped = evaluate(task, "mccann[clock=log]", 0)
     assert skipped.status == "skipped" and "cannot use the log clock" in skipped.error
-    assert [c.value for c in task.hyperparameter.clocks()] == ["identity"]
+    assert [c.value for c in task.hyperparameters.axis.clocks()] == ["identity"]
     assert make_surrogate("mccann[clock=logit]").spec == "mccann[clock=logit]"
     with pytest.raises(ConfigError, match="Did you mean 'log'"):
         make_surrogate("mccann[clock=logg]")
-    penalty = make_task("reward-weighting").hyperparameter
+    penalty = make_task("reward-weighting").hyperparameters.axis
     assert [c.value for c in penalty.clocks()] == ["identity", "log"]  # logit cannot read [0, 10]
 
 
 def test_nearest_anchor_on_a_logit_clock_picks_other_anchors():
     """The moons-dropout anchors 0 / 0.5 / 0.99: on the identity clock λ = 0.8 is nearest 0.99; on the
     logit clock (λ = 0 read as 0.00099) every held-out λ in (0.1, 0.9) is nearest 0.5."""
-    hp = make_task("moons-dropout").hyperparameter
+    hp = make_task("moons-dropout").hyperparameters.axis
     logit = hp.with_clock("logit")
     times = [logit.to_time(a) for a in (0.0, 0.5, 0.99)]
     for lam in (0.1, 0.2, 0.3, 0.4, 0.6, 0.7, 0.8, 0.9):

@@ -24,7 +24,7 @@ def test_an_npz_file_runs_end_to_end(tmp_path):
     path = tmp_path / "mine.npz"
     np.savez(path, data=gaussian_tensor(), lambdas=LAMBDAS, y_dim=2)
     task = make_task(f"tensor[path={path}]")
-    assert task.anchors == (0.0, 0.5, 1.0) and task.heldout == (0.25, 0.75)
+    assert task.anchors == ((0.0,), (0.5,), (1.0,)) and task.heldout == ((0.25,), (0.75,))
     assert task.categorical and task.output_dim == 2 and task.condition_dim == 1 and task.n_samples == 40
     # samples are the stored rows themselves
     stored = torch.as_tensor(gaussian_tensor()[1, :40, :2])
@@ -48,7 +48,7 @@ def test_a_bare_pt_tensor_with_lambdas_and_y_dim_in_the_spec(tmp_path):
     path = tmp_path / "mine.pt"
     torch.save(torch.as_tensor(gaussian_tensor()), path)
     task = make_task(f"tensor[path={path},lambdas=(0,1,2,3,4),y_dim=2,anchors=(0,4),heldout=(2,)]")
-    assert task.anchors == (0.0, 4.0) and task.heldout == (2.0,)
+    assert task.anchors == ((0.0,), (4.0,)) and task.heldout == ((2.0,),)
     assert task.sample(2.0, task.eval_conditions(), 5, seed=0).shape == (3, 5, 2)
 
 

@@ -32,7 +32,7 @@ from torch import Tensor, nn
 
 from hti_bench.errors import ConfigError, check_choice
 from hti_bench.stats import ci95
-from hti_bench.task import TaskConfig, TrainedTask, option
+from hti_bench.task import Point, TaskConfig, TrainedTask, option
 
 #: ``act(states (B, C), n, seed) -> (B, n, D)``: n draws of the acting policy's action at each state.
 Act = Callable[[Tensor, int, int], Tensor]
@@ -142,11 +142,11 @@ class PolicyTask(TrainedTask):
     # ------------------------------------------------------------------ the environment
 
     @abstractmethod
-    def vec_env(self, lam: float, seed: int) -> Any:
+    def vec_env(self, lam: Point, seed: int) -> Any:
         """A stable-baselines3 ``VecEnv`` of ``n_envs`` episodes with the λ-shaped reward, seeded by ``seed``."""
 
     @abstractmethod
-    def episodes(self, lam: float) -> Episodes:
+    def episodes(self, lam: Point) -> Episodes:
         """A fresh batch of episodes with the λ-shaped reward."""
 
     def ppo_kwargs(self) -> dict[str, Any]:
@@ -180,7 +180,7 @@ class PolicyTask(TrainedTask):
                 "(pip install -r requirements.txt) or the rl extra (pip install 'hti-bench[rl]')"
             )
 
-    def train_target(self, lam: float, seed: int) -> nn.Module:
+    def train_target(self, lam: Point, seed: int) -> nn.Module:
         from hti_bench.tasks.control.policy import train_ppo
 
         self.check_packages()
@@ -256,7 +256,7 @@ class PolicyTask(TrainedTask):
         e = int(self.config.closed_loop_episodes)
         return [int(seed) * e + i for i in range(e)]
 
-    def rollout(self, lam: float, act: Act, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    def rollout(self, lam: Point, act: Act, seed: int) -> tuple[np.ndarray, np.ndarray]:
         """Closed-loop episodes at λ in which ``act`` picks every action: (shaped returns (E,), steps (E,)).
 
         The episodes are :meth:`closed_loop_seeds` of ``seed``; the draws of ``act`` at step t get a
@@ -296,7 +296,7 @@ class PolicyTask(TrainedTask):
             t += 1
         return returns, steps
 
-    def closed_loop_metrics(self, lam: float, act: Act, seed: int) -> dict[str, float]:
+    def closed_loop_metrics(self, lam: Point, act: Act, seed: int) -> dict[str, float]:
         """The closed-loop metrics of ``act`` at λ: ``return`` (mean shaped return over the episodes;
         higher is better), ``return_ci95`` (half-width of its 95 % t-interval over episodes) and
         ``episode_steps`` (mean episode length)."""
