@@ -279,11 +279,6 @@ class Task(ABC):
         }
         return format_spec(self.name, changed)
 
-    @classmethod
-    def options(cls) -> list[tuple[str, Any, str]]:
-        """(name, default, help) of every config option, for ``hti-bench list``."""
-        return [(f.name, f.default, f.metadata.get("help", "")) for f in dataclasses.fields(cls.Config)]
-
     def _inside_hull(self, point: Any) -> bool:
         try:
             self.hyperparameters.simplex(self.anchors, point)

@@ -19,7 +19,7 @@ its dropout task, and a learned metric's fit is chaotic (a 1e-6 relative change 
 its answer as much as a change of seed; ``tests/methods/test_clot.py``), which on the default suite made
 K_θ − Û 0.60 ± 0.20 W₂ on ``moons-dropout`` against K_I − Û's 0.39 ± 0.07. That comparison (six
 configurations, three seeds, docs/evidence/leaderboards.md) used held-out scores, i.e. the default was chosen
-on test data; the anchors-only tuning protocol (issue 18) is what should choose it.
+on test data; the anchors-only tuned track is what should choose it.
 
 At a query λ the answer is read off a path to T_k(y_k | x), a *predicted* image of the anchor-k
 samples; the anchor-(k+1) outputs at the query condition are never read. Where outputs are deterministic
@@ -114,10 +114,10 @@ from hti_bench.view import TaskView
 #: (:func:`~hti_bench.toolkit.nets.flax_init_`), as the reference code's.
 INITS = ("torch", "reference")
 
-#: Continuous conditions with at most this many distinct rows get one Û table per row (D = 2): 64 tables
-#: of 192² take 47 MB with their cell coefficients and 7 s to fill (512 support points, 2 shared cores;
-#: reward-weighting's 24 rows: 18 MB, ≈ 3 s), and replace a KDE over the support at every path point
-#: of every c-transform iteration (reward-weighting, a 100-step fit under cProfile: 39 s → 10 s).
+#: Continuous conditions with at most this many distinct rows get one Û table per row (D = 2): a table
+#: costs memory and a fill once, and replaces a KDE over the support at every path point of every
+#: c-transform iteration, so a few dozen rows pay for themselves (docs/evidence/performance.md has the
+#: measured memory and fit times).
 GRID_MAX_CONDITIONS = 64
 
 #: The learning rate of (g_k, T_k) over the fit: ``constant``, as the reference code; ``cosine``, decayed to
@@ -496,7 +496,6 @@ class CLOT(Surrogate):
             h = sum(scott_bandwidth(ys[xs[:, 0] == c]) for c in torch.unique(xs[:, 0])) / len(torch.unique(xs[:, 0]))
         else:
             h = scott_bandwidth(ys)
-        self.bandwidth_ = h * float(self.y_scale_)
         kde = KDEPotential(sy, sx, self.categorical_, h, self.cond_bandwidth, self.alpha)
         if int(self.potential_grid) > 0 and ys.shape[1] == 2:
             if self.categorical_ or xs.shape[1] == 0:

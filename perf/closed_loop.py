@@ -7,7 +7,7 @@ Per (task, surrogate): fit on the anchors of seed 0 (untimed here; ``perf/surrog
 fits), then the closed loop at every held-out λ exactly as the harness runs it
 (:meth:`hti_bench.tasks.control.base.PolicyTask.closed_loop_metrics`, the anchor oracle answering at
 new states). Rows: ``closed_loop_seconds``, all held-out λ together, goal ≤ 60 s on this machine's
-cores (issue 19), and ``sample_calls_per_second`` (the policy queries one closed loop makes, one per
+cores, and ``sample_calls_per_second`` (the policy queries one closed loop makes, one per
 day or step of the episodes still running). Surrogates that cannot answer at new states get no row;
 the skip is printed. The anchor policies come from the target cache (trained first if missing, untimed).
 
@@ -17,7 +17,7 @@ over the run's seeds of their sum over held-out λ.
 
 Per task also ``cold_training_seconds``: the PPO training time of every target policy a run needs
 (anchors, held-out and their seed twins), as the target cache recorded it when it trained them;
-goal ≤ 30 min on 2 cores (issue 19). Missing when some target is not in the cache yet.
+goal ≤ 30 min on 2 cores. Missing when some target is not in the cache yet.
 """
 
 from __future__ import annotations

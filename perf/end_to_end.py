@@ -10,7 +10,7 @@ fresh results folder, ``WANDB_MODE=disabled`` and:
 - stored: the warm run's results folder again, so every unit is read back (a resumed run).
 Peak memory is the largest *sum* of resident memory over the run's whole process tree (the CLI and its
 worker processes), sampled every 0.2 s from /proc, so parallel workers are counted together.
-Goals (issue 8, 2 CPU cores): cold ≤ 15 min, warm ≤ 3 min, peak RSS ≤ 4 GiB.
+Goals (2 CPU cores): cold ≤ 15 min, warm ≤ 3 min, peak RSS ≤ 4 GiB.
 ``--compare-jobs 1`` also times a warm run in one process, for the ratio the worker pool buys.
 """
 

@@ -11,7 +11,7 @@ Per action regime, on a batch of episodes stepped together (seeds 0…B−1, fre
 
 Rows: ``days_per_second`` (episode-days over wall time, the numba-compiled integrator; the first
 call's compilation is untimed) and ``rhs_calls_per_day``. These set the
-PPO budgets of the ``cancer`` task (issue 19).
+PPO budgets of the ``cancer`` task.
 """
 
 from __future__ import annotations

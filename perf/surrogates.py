@@ -41,7 +41,7 @@ from hti_bench.task import TrainedTask
 from hti_bench.view import TaskView
 
 GOAL = 1000.0
-#: Fit budgets per unit at default settings, in seconds (issue 17's).
+#: Fit budgets per unit at default settings, in seconds.
 FIT_GOALS = {"transport-spline": 2.0, "weight-interpolation": 2.0, "mfm": 60.0}
 #: Fit budgets as a multiple of retraining one network (one anchor network's training).
 FIT_RETRAIN_MULTIPLES = {"loss-conditional": 3.0}

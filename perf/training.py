@@ -8,7 +8,7 @@ Per trained task, medians over ``--repeats``, all in this process:
 - ``lightning_seconds``: ``hti_bench.harness.targets.train_network`` (what the cache runs: a Lightning Trainer);
 - ``plain_loop_seconds``: the same epochs, batches, loss and optimiser in a bare torch loop, so the
   difference is what Lightning adds (trainer start-up, hooks) per network;
-- ``adam_step_ms`` for torch's per-tensor Adam (the default before issue 8) and the fused kernel the
+- ``adam_step_ms`` for torch's per-tensor Adam (torch's default) and the fused kernel the
   suite now uses (``hti_bench.toolkit.training``), on the task's network with random gradients.
 """
 

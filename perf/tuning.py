@@ -6,7 +6,7 @@
 Runs ``hti-bench tune -j JOBS`` (every surrogate on the default tasks, 8 trials each, seeds 0 1 2) in a
 subprocess on the target cache given (``$HTI_BENCH_CACHE`` by default; warm it with ``hti-bench run``
 first: the targets' training is the end-to-end benchmark's business), and records its wall time
-(goal, issue 18: ≤ 45 min on 2 cores), peak resident memory of the process tree, and from the studies
+(goal: ≤ 45 min on 2 cores), peak resident memory of the process tree, and from the studies
 it wrote: the trials run, the total fit seconds of all trials, and the seconds of the largest
 (task, surrogate) study. ``--default`` also times ``hti-bench run`` into the same results folder, so
 the folder ends with both tracks and the ratio of the two costs is recorded.

@@ -59,8 +59,6 @@ _ADDED: dict[int, tuple[str, ...]] = {
     7: ("d", "lambda_point", "anchor_distance"),
 }
 
-#: The tracks of the leaderboard: every surrogate at its author's defaults, and tuned (anchors only).
-TRACKS = ("default", "tuned")
 
 #: How to read a file of an older schema: version → (columns it lacks, filled with NaN).
 _UPGRADES: dict[int, tuple[str, ...]] = {

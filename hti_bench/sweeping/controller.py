@@ -213,26 +213,6 @@ def _seed_engines(search_seed: int, n_runs: int) -> None:
     np.random.seed(value)  # bayes from numpy's global one
 
 
-def _renamed(deprecated: dict[str, Any], jobs: int | str, search_seed: int) -> tuple[int | str, int]:
-    """Honour the old keyword names ``workers`` and ``seed`` for one release, with a warning."""
-    import warnings
-
-    for old, new in (("workers", "jobs"), ("seed", "search_seed")):
-        if old in deprecated:
-            warnings.warn(
-                f"run_sweep({old}=…) is now {new}=…; the old name goes in hti-bench 0.3",
-                DeprecationWarning,
-                stacklevel=3,
-            )
-            if old == "workers":
-                jobs = deprecated.pop(old)
-            else:
-                search_seed = deprecated.pop(old)
-    if deprecated:
-        raise TypeError(f"run_sweep() got unexpected keyword arguments {sorted(deprecated)}")
-    return jobs, search_seed
-
-
 def run_sweep(
     path: str | os.PathLike[str],
     jobs: int | str = 1,
@@ -244,7 +224,6 @@ def run_sweep(
     wandb_mode: str | None = None,
     progress: bool = True,
     on_event: Callable[[str, RunRecord], None] | None = None,
-    **deprecated: Any,
 ) -> SweepSummary:
     """Run (or resume) the sweep in ``path`` with ``jobs`` local worker processes (``"auto"``: one per core).
 
@@ -253,14 +232,13 @@ def run_sweep(
     torch's intra-op threads per worker (default: the CPU count divided among the workers).
     ``wandb_mode`` defaults to :func:`hti_bench.harness.tracking.default_mode`. Returns when the search
     is exhausted, the caps are reached, or (on Ctrl-C) after the runs in flight are abandoned — they are
-    re-run on resume. ``workers=`` and ``seed=`` are the old names of ``jobs`` and ``search_seed``.
+    re-run on resume.
     """
     from tqdm.auto import tqdm
 
     from hti_bench.harness.pool import resolve_jobs
     from hti_bench.harness.tracking import default_mode
 
-    jobs, search_seed = _renamed(deprecated, jobs, search_seed)
     jobs = resolve_jobs(jobs)
     sweep = load_sweep(path)
     sweeps = import_sweeps()

@@ -7,8 +7,8 @@ populations, a 2-D action (radiation dose in [0, 10], chemotherapy infusion in [
 200 days. Reward r + λ·(−|ln N / ln N₀ − 1|), the paper's NK shaping, λ ∈ [0, 10]; anchors 0, 5, 10
 and held-out 1–4, 6–9, as in the paper.
 
-Targets: PPO (stable-baselines3) policies, 10⁵ steps each by default (the paper trained 5·10⁵; on this
-suite's 2 reference cores 10⁵ steps take ≈ 36 s and reach the paper's λ = 0 return, 120 vs 119). No
+Targets: PPO (stable-baselines3) policies, 10⁵ steps each by default (the paper trained 5·10⁵; 10⁵
+steps already reach the paper's λ = 0 return, 120 vs 119; training times in docs/evidence/performance.md). No
 observation normalisation, as in the paper. Conditions: the states of 20 episodes driven by the
 λ = 10 anchor policy (one draw of its action executed per state, as the paper's data collection).
 Outputs: the policy's executed action at the state (D = 2). Closed-loop metric: the shaped return of

@@ -1,4 +1,4 @@
-"""Does weight interpolation depend on the anchors sharing an initialisation? (issue 17's question)
+"""Does weight interpolation depend on the anchors sharing an initialisation?
 
 The suite trains every λ's network from one seed (``model_seed``), so its anchors share their
 initialisation and data order. This script scores ``weight-interpolation`` (W₂ at every held-out λ,

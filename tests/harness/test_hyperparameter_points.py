@@ -1,4 +1,4 @@
-"""Several hyperparameters at once (issue 20): tasks of d = 2 axes end to end, the barycenter, vector-λ
+"""Several hyperparameters at once: tasks of d = 2 axes end to end, the barycenter, vector-λ
 best response, and the skip reasons of one-dimensional surrogates."""
 
 from __future__ import annotations

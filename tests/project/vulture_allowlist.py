@@ -49,6 +49,3 @@ _.surrogate_spec  # SampleClouds (hti_bench/harness/unit.py): stored by as_dict(
 # the coordinator's notes). Delete the code, then its line here.
 _.gamma_  # baselines/mfm.py: set in _build_metric, never read
 _.path_losses_  # baselines/mfm.py: train_loop's return kept, never read (the call itself stays)
-_.bandwidth_  # methods/clot.py: set in fit, never read
-_.TRACKS  # hti_bench/harness/results.py: module constant, never read
-_.options  # hti_bench/task.py: Task.options(), never called (hti-bench list does not show task options)

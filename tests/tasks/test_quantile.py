@@ -1,4 +1,4 @@
-"""The quantile forecasting task (issue 6): pinball loss at τ, CO₂ series, ETT loader."""
+"""The quantile forecasting task: pinball loss at τ, CO₂ series, ETT loader."""
 
 import pytest
 import torch

@@ -90,7 +90,7 @@ def test_targets_carry_their_observation_normalisation_and_the_closed_loop_runs(
 def test_on_a_small_budget_policies_beat_random_and_lambda_changes_their_behaviour(tmp_path):
     """40k PPO steps (≈ 15 s a policy): both anchors' policies score far above uniform random torques,
     and the λ = 5 policy spends less control effort than the λ = 1 policy. At the default 2·10⁵
-    steps the effort falls ≈ 6× from λ = 1 to λ = 5 (see the closing note of issue 19)."""
+    steps the effort falls ≈ 6× from λ = 1 to λ = 5."""
     task = Reacher(
         cache=TargetCache(tmp_path),
         ppo_steps=40_960,

@@ -1,4 +1,4 @@
-"""The ``tensor`` task (issue 6): users' own [T, N, D+C] outputs, and what a malformed file says."""
+"""The ``tensor`` task: users' own [T, N, D+C] outputs, and what a malformed file says."""
 
 import numpy as np
 import pytest

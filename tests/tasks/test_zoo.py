@@ -1,4 +1,4 @@
-"""The β-VAE and reward-weighting tasks (issue 6), on tiny budgets: each trains, moves the right way
+"""The β-VAE and reward-weighting tasks, on tiny budgets: each trains, moves the right way
 with λ, and exposes a per-example λ-aware loss."""
 
 import pytest
