@@ -45,9 +45,8 @@ class AnchoredDeltaSTN(BestResponseSurrogate):
     references: ClassVar[tuple[str, ...]] = (
         "Bae & Grosse, Delta-STN: efficient bilevel optimization for neural networks using structured response Jacobians, NeurIPS 2020",
     )
-    test_config: ClassVar[dict] = {"epochs": 1, "batch_size": 32, "lambda_draws": 4}
     search_space: ClassVar[dict[str, dict[str, Any]]] = {
-        "lr": {"distribution": "log_uniform_values", "min": 0.0001, "max": 0.01},
+        **BestResponseSurrogate.search_space,
         "spread": {"values": [0.25, 0.5, 1.0]},
         "blend": {"values": ["mccann", "mixture"]},
     }

@@ -38,12 +38,6 @@ class DeltaSTN(StnBase):
     )
     centred: ClassVar[bool] = True
     linearised: ClassVar[bool] = True
-    test_config: ClassVar[dict] = {"epochs": 1, "batch_size": 32, "lambda_draws": 4}
-    search_space: ClassVar[dict[str, dict[str, Any]]] = {
-        "lr": {"distribution": "log_uniform_values", "min": 0.0001, "max": 0.01},
-        "sigma0": {"values": [0.25, 0.5, 1.0]},
-        "entropy_weight": {"distribution": "log_uniform_values", "min": 0.0001, "max": 0.01},
-    }
 
     def __init__(self, *, sample_response: str = "weights", **shared: Any) -> None:
         """

@@ -44,9 +44,9 @@ class Hypernetwork(BestResponseSurrogate):
     references: ClassVar[tuple[str, ...]] = (
         "Lorraine & Duvenaud, Stochastic hyperparameter optimization through hypernetworks, 2018",
     )
-    test_config: ClassVar[dict] = {"epochs": 1, "width": 8, "rank": 4, "batch_size": 32, "lambda_draws": 4}
+    test_config: ClassVar[dict] = {**BestResponseSurrogate.test_config, "width": 8, "rank": 4}
     search_space: ClassVar[dict[str, dict[str, Any]]] = {
-        "lr": {"distribution": "log_uniform_values", "min": 0.0001, "max": 0.01},
+        **BestResponseSurrogate.search_space,
         "width": {"values": [32, 64, 128]},
         "rank": {"values": [8, 16, 32]},
     }

@@ -46,9 +46,9 @@ class LossConditional(BestResponseSurrogate):
         "Perez et al., FiLM: visual reasoning with a general conditioning layer, AAAI 2018",
     )
     supports_multi: ClassVar[bool] = True  # the FiLM MLP reads λ's d coordinates, drawn over the anchors' box
-    test_config: ClassVar[dict] = {"epochs": 1, "width": 8, "batch_size": 32, "lambda_draws": 4}
+    test_config: ClassVar[dict] = {**BestResponseSurrogate.test_config, "width": 8}
     search_space: ClassVar[dict[str, dict[str, Any]]] = {
-        "lr": {"distribution": "log_uniform_values", "min": 0.0001, "max": 0.01},
+        **BestResponseSurrogate.search_space,
         "width": {"values": [32, 64, 128]},
         "layers": {"values": ["all", "hidden"]},
     }

@@ -58,10 +58,15 @@ class PerturbationScale(nn.Module):
 
 
 class StnBase(BestResponseSurrogate):
-    supports_multi: ClassVar[bool] = True  # λ ∈ ℝᵈ with a σ per axis: the papers' native setting
-
     """STN's loop: network steps at perturbed λ̃ (σ fixed within a step), a σ step every
     ``scale_every`` steps. Δ-STN overrides :meth:`_train` and sets ``centred`` and ``linearised``."""
+
+    supports_multi: ClassVar[bool] = True  # λ ∈ ℝᵈ with a σ per axis: the papers' native setting
+    search_space: ClassVar[dict[str, dict[str, Any]]] = {
+        **BestResponseSurrogate.search_space,
+        "sigma0": {"values": [0.25, 0.5, 1.0]},
+        "entropy_weight": {"distribution": "log_uniform_values", "min": 0.0001, "max": 0.01},
+    }
 
     def __init__(
         self,

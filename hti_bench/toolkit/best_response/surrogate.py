@@ -43,6 +43,11 @@ class BestResponseSurrogate(SharedParameters, Surrogate):
     """
 
     requires: ClassVar[frozenset[str]] = frozenset({"training_loss", "architecture"})
+    test_config: ClassVar[dict] = {"epochs": 1, "batch_size": 32, "lambda_draws": 4}
+    #: Members search their own parameters beside this learning rate: ``{**BestResponseSurrogate.search_space, ...}``.
+    search_space: ClassVar[dict[str, dict[str, Any]]] = {
+        "lr": {"distribution": "log_uniform_values", "min": 0.0001, "max": 0.01},
+    }
     #: Gradient-norm clip of every optimiser step (:func:`hti_bench.toolkit.training.step`):
     #: per-example hypernetwork gradients spike now and then.
     clip: ClassVar[float] = 10.0
