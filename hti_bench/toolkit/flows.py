@@ -499,12 +499,6 @@ class FlowSurrogate(SharedParameters, Surrogate):
         self.hidden = hidden
         self.device = device
 
-    def check_params(self) -> None:
-        check_budget(self, ("steps", "batch_size"))
-        check_positive(self, ("lr",))
-        check_hidden(self.hidden)
-        check_device(self.device)
-
     def fit(self, anchors: AnchorSet, task: Any = None, *, seed: int = 0) -> FlowSurrogate:
         self.check_params()
         self._prepare()
@@ -513,6 +507,12 @@ class FlowSurrogate(SharedParameters, Surrogate):
             self.data_ = FlowData(anchors, dev)
             self._fit(self.data_, gen)
         return self
+
+    def check_params(self) -> None:
+        check_budget(self, ("steps", "batch_size"))
+        check_positive(self, ("lr",))
+        check_hidden(self.hidden)
+        check_device(self.device)
 
     def _prepare(self) -> None:
         """Set what the parameters resolve to before training (the matcher, say); default nothing."""
