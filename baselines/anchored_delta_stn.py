@@ -45,42 +45,28 @@ class AnchoredDeltaSTN(BestResponseSurrogate):
     references: ClassVar[tuple[str, ...]] = (
         "Bae & Grosse, Delta-STN: efficient bilevel optimization for neural networks using structured response Jacobians, NeurIPS 2020",
     )
-    test_config: ClassVar[dict] = {"epochs": 1, "batch_size": 32, "lambda_draws": 4}
     search_space: ClassVar[dict[str, dict[str, Any]]] = {
-        "lr": {"distribution": "log_uniform_values", "min": 0.0001, "max": 0.01},
+        **BestResponseSurrogate.search_space,
         "spread": {"values": [0.25, 0.5, 1.0]},
         "blend": {"values": ["mccann", "mixture"]},
     }
 
-    def __init__(
-        self,
-        *,
-        epochs: float | None = None,
-        batch_size: int = 128,
-        lambda_draws: int = 16,
-        lr: float | None = None,
-        spread: float = 0.5,
-        blend: str = "mccann",
-    ) -> None:
+    def __init__(self, *, spread: float = 0.5, blend: str = "mccann", **shared: Any) -> None:
         """
         Parameters
         ----------
-        epochs : float or None
-            Passes over the training set, split evenly among the anchors; None = one anchor
-            network's epochs in all.
-        batch_size, lambda_draws, lr
-            As for the other best-response surrogates.
         spread : float
             Perturbation scale around each anchor, as a fraction of its mean distance to its
             neighbours on the clock.
         blend : str
             How the two neighbours' predictions combine: ``mccann`` (per-condition optimal-transport
             displacement) or ``mixture``.
+
+        ``epochs`` (passes over the training set, split evenly among the anchors; None = one anchor
+        network's epochs in all), ``batch_size``, ``lambda_draws`` and ``lr`` are
+        :class:`~hti_bench.toolkit.best_response.BestResponseSurrogate`'s.
         """
-        self.epochs = epochs
-        self.batch_size = batch_size
-        self.lambda_draws = lambda_draws
-        self.lr = lr
+        super().__init__(**shared)
         self.spread = spread
         self.blend = blend
 
@@ -92,7 +78,7 @@ class AnchoredDeltaSTN(BestResponseSurrogate):
 
     def _fit(self, task: TaskView, axis: LambdaAxis, gen: torch.Generator) -> None:
         lambdas = self.anchors_.lambdas
-        s_k = [axis.s_of_lam(lam) for lam in lambdas]
+        s_k = [axis.s_of_lam(self.anchors_.space.check(lam)[0]) for lam in lambdas]
         data = task.training_data()
         steps = max(1, self._steps(task, int(data[0].shape[0])) // len(lambdas))
         batches = BatchStream(data, int(self.batch_size), gen)
@@ -130,23 +116,27 @@ class AnchoredDeltaSTN(BestResponseSurrogate):
             losses.append(float(loss.detach()))
         return losses
 
-    def weights(self, lam: float) -> dict[str, Tensor]:
+    def weights(self, lam: float | tuple[float, ...]) -> dict[str, Tensor]:
         """The nearer neighbour's first-order weights at λ (at an anchor: that anchor's network)."""
         self.check_fitted()
+        (lam,) = self.anchors_.space.check(lam)
         k, s = self.anchors_.locate(lam)
         k += int(s >= 0.5)
-        h = torch.tensor([[self.axis_.s_of_lam(lam) - self.s_anchor_[k]]])
         with torch.no_grad():
-            return {name: v[0] for name, v in self.nets_[k].weights(h).items()}
+            return {name: v[0] for name, v in self.nets_[k].weights(self._offset(k, lam)).items()}
+
+    def _offset(self, k: int, lam: float) -> Tensor:
+        """Anchor k's response input at λ: s(λ) − s_k, (1, 1)."""
+        return torch.tensor([[self.axis_.s_of_lam(lam) - self.s_anchor_[k]]])
 
     def _side(self, k: int, lam: float, conditions: Tensor, n: int, seed: int) -> Tensor:
         net = self.nets_[k]
-        h = torch.tensor([[self.axis_.s_of_lam(lam) - self.s_anchor_[k]]])
-        with torch.no_grad(), net.at(h):
+        with torch.no_grad(), net.at(self._offset(k, lam)):
             return self.task_.sample_network(net, conditions, n, self.generator(seed)).float()
 
-    def sample(self, lam: float, conditions: Tensor, n: int, seed: int) -> Tensor:
+    def sample(self, lam: float | tuple[float, ...], conditions: Tensor, n: int, seed: int) -> Tensor:
         self.check_sample_args(n)
+        (lam,) = self.anchors_.space.check(lam)  # one hyperparameter: its float
         k, s = self.anchors_.locate(lam)
         conditions = torch.as_tensor(conditions, dtype=torch.float32)
         n = int(n)

@@ -23,7 +23,7 @@ import torch
 
 from hti_bench.errors import check_choice
 from hti_bench.toolkit import training
-from hti_bench.toolkit.best_response import StnBase, StructuredResponse, center_time
+from hti_bench.toolkit.best_response import StnBase, StructuredResponse
 
 RESPONSES = ("weights", "linear")
 
@@ -38,29 +38,8 @@ class DeltaSTN(StnBase):
     )
     centred: ClassVar[bool] = True
     linearised: ClassVar[bool] = True
-    test_config: ClassVar[dict] = {"epochs": 1, "batch_size": 32, "lambda_draws": 4}
-    search_space: ClassVar[dict[str, dict[str, Any]]] = {
-        "lr": {"distribution": "log_uniform_values", "min": 0.0001, "max": 0.01},
-        "sigma0": {"values": [0.25, 0.5, 1.0]},
-        "entropy_weight": {"distribution": "log_uniform_values", "min": 0.0001, "max": 0.01},
-    }
 
-    def __init__(
-        self,
-        *,
-        epochs: float | None = None,
-        batch_size: int = 128,
-        lambda_draws: int = 16,
-        lr: float | None = None,
-        center: float | None = None,
-        sigma0: float = 0.5,
-        tune_scale: bool = True,
-        entropy_weight: float = 1e-3,
-        scale_lr: float = 3e-3,
-        scale_every: int = 5,
-        val_fraction: float = 0.1,
-        sample_response: str = "weights",
-    ) -> None:
+    def __init__(self, *, sample_response: str = "weights", **shared: Any) -> None:
         """
         Parameters
         ----------
@@ -70,19 +49,7 @@ class DeltaSTN(StnBase):
         The others are :class:`~hti_bench.toolkit.best_response.StnBase`'s: budget, centre λ0, initial scale, entropy
         weight, scale step.
         """
-        super().__init__(
-            epochs=epochs,
-            batch_size=batch_size,
-            lambda_draws=lambda_draws,
-            lr=lr,
-            center=center,
-            sigma0=sigma0,
-            tune_scale=tune_scale,
-            entropy_weight=entropy_weight,
-            scale_lr=scale_lr,
-            scale_every=scale_every,
-            val_fraction=val_fraction,
-        )
+        super().__init__(**shared)
         self.sample_response = sample_response
 
     def check_params(self) -> None:
@@ -93,17 +60,13 @@ class DeltaSTN(StnBase):
         general = training.adam(response.general_parameters(), self._lr(task))
         respond = training.adam(response.response_parameters(), self._lr(task))
         schedules = training.cosine(general, steps), training.cosine(respond, steps)
-        center = center_time(self, axis)
-        multi = self.anchors_.d > 1
-        lam0 = axis.lam(center) if multi else float(axis.lam(torch.tensor(center)))
+        lam0 = axis.lam_at(axis.center(self.center))
         zero = torch.zeros(1, self.anchors_.d)
         losses, sigmas = [], []
         for step in range(steps):
             batch = next(batches)
             with self.net_.at(zero):  # h = 0: exactly w0
-                rows = batch[0].shape[0]
-                at0 = lam0.expand(rows, -1).contiguous() if multi else torch.full((rows,), lam0)
-                loss0 = task.per_example_loss(self.net_, batch, at0).mean()
+                loss0 = task.per_example_loss(self.net_, batch, axis.repeat(lam0, batch[0].shape[0])).mean()
             training.step(general, loss0, clip=self.clip, schedule=schedules[0], at=step)
             loss = self._perturbed_loss(task, axis, batch, gen, scale=self.scale_.sigma.detach())
             training.step(respond, loss, clip=self.clip, schedule=schedules[1], at=step)
@@ -112,7 +75,7 @@ class DeltaSTN(StnBase):
         return losses, sigmas
 
     @contextmanager
-    def _at(self, lam: float):
+    def _at(self, lam: tuple[float, ...]):
         if self.sample_response == "linear":
             with self.net_.at(torch.zeros(1, self.anchors_.d), linearize=self._inputs(lam)):
                 yield

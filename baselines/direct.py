@@ -20,24 +20,11 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor
 
-from hti_bench.anchors import AnchorSet
-from hti_bench.errors import check_choice, check_positive
-from hti_bench.surrogate import Surrogate
-from hti_bench.toolkit import training
-from hti_bench.toolkit.flows import (
-    COUPLINGS,
-    FLOW_TRAINING,
-    FlowData,
-    TimeMLP,
-    check_budget,
-    clock_inputs,
-    delaunay_edges,
-)
-from hti_bench.toolkit.nets import check_device, check_hidden, resolve_device, seeded
-from hti_bench.view import TaskView
+from hti_bench.errors import check_choice
+from hti_bench.toolkit.flows import COUPLINGS, FlowData, FlowSurrogate
 
 
-class Direct(Surrogate):
+class Direct(FlowSurrogate):
     name: ClassVar[str] = "direct"
     description: ClassVar[str] = (
         "Direct regression of y at λ from paired anchor samples (the HTI paper's Direct baseline)."
@@ -62,11 +49,8 @@ class Direct(Surrogate):
         *,
         coupling: str = "exact",
         start: str = "lower",
-        steps: int = 3000,
-        batch_size: int = 256,
-        lr: float = 2e-3,
         hidden: tuple[int, ...] = (128, 128, 128, 128),
-        device: str = "auto",
+        **shared: Any,
     ) -> None:
         """
         Parameters
@@ -76,84 +60,49 @@ class Direct(Surrogate):
             (:data:`hti_bench.toolkit.flows.COUPLINGS`).
         start : 'lower' | 'first'
             Map from the nearest lower anchor, or always from the first (the authors' protocol).
+        hidden : tuple of int
+            Hidden widths of the regression network Φ.
+
+        ``steps``, ``batch_size``, ``lr`` and ``device`` are :class:`~hti_bench.toolkit.flows.FlowSurrogate`'s.
         """
+        super().__init__(hidden=hidden, **shared)
         self.coupling = coupling
         self.start = start
-        self.steps = steps
-        self.batch_size = batch_size
-        self.lr = lr
-        self.hidden = hidden
-        self.device = device
 
     def check_params(self) -> None:
         check_choice("coupling", self.coupling, COUPLINGS)
         check_choice("start", self.start, ("lower", "first"))
-        check_budget(self, ("steps", "batch_size"))
-        check_positive(self, ("lr",))
-        check_hidden(self.hidden)
-        check_device(self.device)
+        super().check_params()
 
-    def fit(self, anchors: AnchorSet, task: TaskView | None = None, *, seed: int = 0) -> Direct:
-        self.check_params()
-        dev = resolve_device(self.device)
-        with seeded(dev, seed) as gen:
-            self._fit(anchors, dev, gen)
-        return self
-
-    def _fit(self, anchors: AnchorSet, dev: torch.device, gen: torch.Generator) -> None:
-        data = self.data_ = FlowData(anchors, dev)
-        k_anchors, _, _, d = data.shape
+    def _fit(self, data: FlowData, gen: torch.Generator) -> None:
+        k_anchors, dev = data.shape[0], data.device
         if self.start == "first":
             routes = [(0, b) for b in range(k_anchors)]
-        elif anchors.d > 1:
-            # Several hyperparameters: each anchor to itself and to its Delaunay neighbours (both ways),
-            # the directions in which a query near an anchor leaves it.
-            routes = [(k, k) for k in range(k_anchors)] + delaunay_edges(anchors.unit_points)
         else:
-            routes = [(k, k) for k in range(k_anchors)] + [(k, k + 1) for k in range(k_anchors - 1)]
+            # Each anchor to itself and to its neighbours (on the plane, both ways along the Delaunay
+            # edges: the directions in which a query near an anchor leaves it).
+            routes = [(k, k) for k in range(k_anchors)] + data.neighbours()
         routes_t = torch.tensor(routes, device=dev)
-        # One time input per hyperparameter, for the start anchor and for the target.
-        n_times = 2 * anchors.d
-        # Residual form, zero at initialisation: Φ starts as the identity, right for every (k, k) route.
-        self.net_ = TimeMLP(
-            d,
-            (False,) * n_times,
-            tuple(int(h) for h in self.hidden),
-            data.x.shape[1],
-            data.encoder.n_classes,
-            residual=True,
-        ).to(dev)
+        # One time input per hyperparameter, for the start anchor and for the target. Residual form,
+        # zero at initialisation: Φ starts as the identity, right for every (k, k) route.
+        self.net_ = data.network((False,) * (2 * data.anchors.d), self.hidden, residual=True)
         bs = int(self.batch_size)
 
         def loss_fn(step: int) -> Tensor:
             r = routes_t[torch.randint(0, len(routes), (bs,), generator=gen).to(dev)]
             cond, row = data.draw_rows(bs, gen)
             ya, yb = data.pairs(r[:, 0], r[:, 1], cond, row, self.coupling, gen)
-            pred = self.net_(
-                ya,
-                data.x[cond],
-                *clock_inputs(data.tau[r[:, 0]], anchors.d),
-                *clock_inputs(data.tau[r[:, 1]], anchors.d),
-            )
-            return ((pred - yb) ** 2).sum(-1).mean()
+            times = (*data.clock_inputs(data.tau[r[:, 0]]), *data.clock_inputs(data.tau[r[:, 1]]))
+            return ((self.net_(ya, data.x[cond], *times) - yb) ** 2).sum(-1).mean()
 
-        self.losses_ = training.train_loop(
-            self.net_.parameters(), loss_fn, steps=int(self.steps), lr=float(self.lr), **FLOW_TRAINING
-        )
-        self.net_.eval().requires_grad_(False)
+        self._train(self.net_, loss_fn)
 
     @torch.no_grad()
-    def sample(self, lam: float, conditions: Tensor, n: int, seed: int) -> Tensor:
+    def sample(self, lam: float | tuple[float, ...], conditions: Tensor, n: int, seed: int) -> Tensor:
         self.check_sample_args(n)
         data = self.data_
-        if data.anchors.d > 1:
-            data.anchors.simplex(lam)  # refuses a point outside the anchors' hull
-            start = 0 if self.start == "first" else data.anchors.nearest(lam)
-            target = data.tau_of(lam)
-        else:
-            k, _ = data.anchors.locate(lam)
-            start = 0 if self.start == "first" else k
-            target = torch.tensor(data.tau_of(lam), device=data.device)
+        start = data.start(lam, self.start)
+        target = torch.as_tensor(data.tau_of(lam), device=data.device)
         y, x = data.start_samples(start, conditions, int(n), self.generator(seed))
-        out = self.net_(y, x, *clock_inputs(data.tau[start], data.anchors.d), *clock_inputs(target, data.anchors.d))
+        out = self.net_(y, x, *data.clock_inputs(data.tau[start]), *data.clock_inputs(target))
         return data.restore(out).reshape(conditions.shape[0], int(n), -1)

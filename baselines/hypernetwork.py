@@ -22,7 +22,6 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 import torch
-from torch import Tensor
 
 from hti_bench.errors import ConfigError
 from hti_bench.toolkit.best_response import (
@@ -45,44 +44,26 @@ class Hypernetwork(BestResponseSurrogate):
     references: ClassVar[tuple[str, ...]] = (
         "Lorraine & Duvenaud, Stochastic hyperparameter optimization through hypernetworks, 2018",
     )
-    test_config: ClassVar[dict] = {"epochs": 1, "width": 8, "rank": 4, "batch_size": 32, "lambda_draws": 4}
+    test_config: ClassVar[dict] = {**BestResponseSurrogate.test_config, "width": 8, "rank": 4}
     search_space: ClassVar[dict[str, dict[str, Any]]] = {
-        "lr": {"distribution": "log_uniform_values", "min": 0.0001, "max": 0.01},
+        **BestResponseSurrogate.search_space,
         "width": {"values": [32, 64, 128]},
         "rank": {"values": [8, 16, 32]},
     }
 
-    def __init__(
-        self,
-        *,
-        epochs: float | None = None,
-        batch_size: int = 128,
-        lambda_draws: int = 16,
-        lr: float | None = None,
-        width: int = 64,
-        rank: int = 16,
-    ) -> None:
+    def __init__(self, *, width: int = 64, rank: int = 16, **shared: Any) -> None:
         """
         Parameters
         ----------
-        epochs : float or None
-            Passes over the task's training set; None = one anchor network's epochs.
-        batch_size : int
-            Examples per step.
-        lambda_draws : int
-            Distinct λ per batch (uniform over the anchor range on the clock); ``batch_size`` = one per
-            example.
-        lr : float or None
-            Adam learning rate (cosine-decayed); None = the task's own.
         width : int
             Hidden width of the MLP that maps λ to the code.
         rank : int
             Dimension r of the code: the generated weights span an r-dimensional affine subspace.
+
+        ``epochs``, ``batch_size``, ``lambda_draws`` and ``lr`` are
+        :class:`~hti_bench.toolkit.best_response.BestResponseSurrogate`'s (budget and Adam step).
         """
-        self.epochs = epochs
-        self.batch_size = batch_size
-        self.lambda_draws = lambda_draws
-        self.lr = lr
+        super().__init__(**shared)
         self.width = width
         self.rank = rank
 
@@ -102,7 +83,3 @@ class Hypernetwork(BestResponseSurrogate):
             )
         generator = HyperGenerator(network, int(self.width), int(self.rank), gen, n_inputs=self.anchors_.d)
         self._train_over_range(network, generator, task, axis, gen)
-
-    def _inputs(self, lam: float | tuple[float, ...]) -> Tensor:
-        s = self.axis_.s_of_lam(lam)
-        return torch.tensor([s if isinstance(s, list) else [s]])

@@ -23,7 +23,6 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 import torch
-from torch import Tensor
 
 from hti_bench.errors import ConfigError, check_choice
 from hti_bench.toolkit.best_response import (
@@ -47,44 +46,26 @@ class LossConditional(BestResponseSurrogate):
         "Perez et al., FiLM: visual reasoning with a general conditioning layer, AAAI 2018",
     )
     supports_multi: ClassVar[bool] = True  # the FiLM MLP reads λ's d coordinates, drawn over the anchors' box
-    test_config: ClassVar[dict] = {"epochs": 1, "width": 8, "batch_size": 32, "lambda_draws": 4}
+    test_config: ClassVar[dict] = {**BestResponseSurrogate.test_config, "width": 8}
     search_space: ClassVar[dict[str, dict[str, Any]]] = {
-        "lr": {"distribution": "log_uniform_values", "min": 0.0001, "max": 0.01},
+        **BestResponseSurrogate.search_space,
         "width": {"values": [32, 64, 128]},
         "layers": {"values": ["all", "hidden"]},
     }
 
-    def __init__(
-        self,
-        *,
-        epochs: float | None = None,
-        batch_size: int = 128,
-        lambda_draws: int = 16,
-        lr: float | None = None,
-        width: int = 64,
-        layers: str = "all",
-    ) -> None:
+    def __init__(self, *, width: int = 64, layers: str = "all", **shared: Any) -> None:
         """
         Parameters
         ----------
-        epochs : float or None
-            Passes over the task's training set; None = one anchor network's epochs.
-        batch_size : int
-            Examples per step.
-        lambda_draws : int
-            Distinct λ per batch (uniform over the anchor range on the clock); ``batch_size`` = one per
-            example, YOTO's own sampling.
-        lr : float or None
-            Adam learning rate (cosine-decayed); None = the task's own.
         width : int
             Hidden width of the MLP that maps λ to the FiLM scales and shifts.
         layers : 'all' | 'hidden'
             Which layers are modulated: every linear/convolutional layer, or all but the output layer.
+
+        ``epochs``, ``batch_size``, ``lambda_draws`` (``batch_size`` = one λ per example, YOTO's own
+        sampling) and ``lr`` are :class:`~hti_bench.toolkit.best_response.BestResponseSurrogate`'s.
         """
-        self.epochs = epochs
-        self.batch_size = batch_size
-        self.lambda_draws = lambda_draws
-        self.lr = lr
+        super().__init__(**shared)
         self.width = width
         self.layers = layers
 
@@ -104,7 +85,3 @@ class LossConditional(BestResponseSurrogate):
             )
         generator = FiLMGenerator(network, int(self.width), layers, gen, n_inputs=self.anchors_.d)
         self._train_over_range(network, generator, task, axis, gen)
-
-    def _inputs(self, lam: float | tuple[float, ...]) -> Tensor:
-        s = self.axis_.s_of_lam(lam)
-        return torch.tensor([s if isinstance(s, list) else [s]])

@@ -74,25 +74,19 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor, nn
 
-from hti_bench.anchors import AnchorSet
 from hti_bench.errors import ConfigError, check_choice, check_positive
-from hti_bench.surrogate import Surrogate
 from hti_bench.toolkit import training
 from hti_bench.toolkit.flows import (
     COUPLINGS,
     FLOW_TRAINING,
     FlowData,
-    Segments,
-    TimeMLP,
+    SegmentFlowSurrogate,
     check_budget,
-    clock_inputs,
-    integrate,
+    draw_fractions,
     make_matcher,
-    validate_solver,
 )
 from hti_bench.toolkit.manifold import LANDMetric, RBFMetric, kinetic_energy, scott_bandwidth
-from hti_bench.toolkit.nets import FiLMMLP, check_device, check_hidden, resolve_device, seeded
-from hti_bench.view import TaskView
+from hti_bench.toolkit.nets import FiLMMLP, check_hidden
 
 METRICS = ("land", "rbf", "euclidean")
 METRIC_DATA = ("condition", "pooled")
@@ -105,12 +99,13 @@ BLOCK = 32
 PROBE_EVERY = 25
 
 
-class MFM(Surrogate):
+class MFM(SegmentFlowSurrogate):
     name: ClassVar[str] = "mfm"
     description: ClassVar[str] = (
         "Metric flow matching: flow matching along paths bent towards the anchors' data (LAND/RBF metric)."
     )
     supports_multi: ClassVar[bool] = True  # bent paths and a D×d field along the anchors' Delaunay edges
+    backward: ClassVar[bool] = False  # on the line, from the lower anchor forwards only
     name_parameters: ClassVar[tuple[str, ...]] = ("metric",)
     references: ClassVar[tuple[str, ...]] = (
         "Kapusniak et al., Metric flow matching for smooth interpolations on the data manifold, NeurIPS 2024",
@@ -150,15 +145,7 @@ class MFM(Surrogate):
         path_hidden: tuple[int, ...] = (64, 64, 64),
         coupling: str = "exact",
         sigma: float = 0.0,
-        solver: str = "dopri5",
-        atol: float = 1e-5,
-        rtol: float = 1e-5,
-        step_size: float = 0.01,
-        steps: int = 3000,
-        batch_size: int = 256,
-        lr: float = 2e-3,
-        hidden: tuple[int, ...] = (128, 128, 128),
-        device: str = "auto",
+        **shared: Any,
     ) -> None:
         """
         Parameters
@@ -181,9 +168,12 @@ class MFM(Surrogate):
             Pairing of anchor-k and anchor-(k+1) samples within one condition (both stages).
         sigma : float
             Path noise σ ≥ 0 (standardised units), added along the bent paths as torchcfm does.
-        solver, atol, rtol, step_size, steps, batch_size, lr, hidden, device
-            As for ``cfm``: the ODE solver, and stage 2's budget and velocity network.
+
+        ``solver``, ``atol``, ``rtol``, ``step_size``, ``steps``, ``batch_size``, ``lr``, ``hidden`` and
+        ``device`` are :class:`~hti_bench.toolkit.flows.OdeFlowSurrogate`'s, as for ``cfm``: the ODE
+        solver, and stage 2's budget and velocity network.
         """
+        super().__init__(**shared)
         self.metric = metric
         self.metric_data = metric_data
         self.bandwidth = bandwidth
@@ -198,106 +188,56 @@ class MFM(Surrogate):
         self.path_hidden = path_hidden
         self.coupling = coupling
         self.sigma = sigma
-        self.solver = solver
-        self.atol = atol
-        self.rtol = rtol
-        self.step_size = step_size
-        self.steps = steps
-        self.batch_size = batch_size
-        self.lr = lr
-        self.hidden = hidden
-        self.device = device
 
     def check_params(self) -> None:
         check_choice("metric", self.metric, METRICS)
         check_choice("metric_data", self.metric_data, METRIC_DATA)
         check_choice("coupling", self.coupling, COUPLINGS)
-        validate_solver(self.solver, self.atol, self.rtol, self.step_size)
-        check_budget(self, ("steps", "batch_size", "path_steps", "n_centers", "rbf_steps", "metric_points"))
-        check_positive(self, ("lr", "path_lr", "rho", "alpha", "kappa"))
+        super().check_params()
+        check_budget(self, ("path_steps", "n_centers", "rbf_steps", "metric_points"))
+        check_positive(self, ("path_lr", "rho", "alpha", "kappa"))
         if self.bandwidth is not None:
             check_positive(self, ("bandwidth",))
         if not float(self.sigma) >= 0:
             raise ConfigError(f"sigma must be ≥ 0, got {self.sigma!r}")
-        check_hidden(self.hidden)
         check_hidden(self.path_hidden, "path_hidden")
-        check_device(self.device)
 
     # ------------------------------------------------------------------ fit
 
-    def fit(self, anchors: AnchorSet, task: TaskView | None = None, *, seed: int = 0) -> MFM:
-        self.check_params()
-        dev = resolve_device(self.device)
+    def _prepare(self) -> None:
+        self.coupling_ = self.coupling
         self.matcher_ = make_matcher("plain", float(self.sigma))
-        with seeded(dev, seed) as gen:
-            self._fit(anchors, dev, gen)
-        return self
 
-    def _fit(self, anchors: AnchorSet, dev: torch.device, gen: torch.Generator) -> None:
-        data = self.data_ = FlowData(anchors, dev)
-        k_anchors, m, n, d = data.shape
-        edges = self.edges_ = Segments(data)
-        # The velocity field is built first, so that with metric=euclidean the initialisation and every
-        # draw are those of cfm[coupling=exact].
-        self.fields_ = nn.ModuleList(
-            [
-                TimeMLP(
-                    d,
-                    (True,) * anchors.d,
-                    tuple(int(h) for h in self.hidden),
-                    data.x.shape[1],
-                    data.encoder.n_classes,
-                    out_dim=edges.out_dim,
-                )
-            ]
-        ).to(dev)
-        weights = torch.ones(len(edges))
-        bs = int(self.batch_size)
-
+    def _before_matching(self, data: FlowData, weights: Tensor, bs: int, gen: torch.Generator) -> None:
+        # Stage 1, once the velocity field exists, so that with metric=euclidean the initialisation and
+        # every draw are those of cfm[coupling=exact].
         self.path_net_ = None
         self.path_energy_ = None
-        if self.metric != "euclidean":
-            self.metric_fn_ = self._build_metric(data, gen)
-            self.path_net_ = FiLMMLP(
-                2 * d,
-                d,
-                tuple(int(h) for h in self.path_hidden),
-                data.x.shape[1],
-                data.encoder.n_classes,
-                act=nn.SiLU,
-                zero_last=True,
-            ).to(dev)
-            self._fit_paths(data, weights, bs, gen)
+        if self.metric == "euclidean":
+            return
+        d = data.shape[3]
+        self.metric_fn_ = self._build_metric(data, gen)
+        self.path_net_ = FiLMMLP(
+            2 * d,
+            d,
+            tuple(int(h) for h in self.path_hidden),
+            data.x.shape[1],
+            data.encoder.n_classes,
+            act=nn.SiLU,
+            zero_last=True,
+        ).to(data.device)
+        self._fit_paths(data, weights, bs, gen)
 
-        def loss_fn(step: int) -> Tensor:
-            y0, y1, x, k = self._batch(data, weights, bs, gen)
-            s = torch.rand(y0.shape[0], generator=gen).to(dev)
-            eps = torch.randn(y0.shape, generator=gen).to(dev)
-            ys = self.matcher_.sample_xt(y0, y1, s, eps)
-            flow = self.matcher_.compute_conditional_flow(y0, y1, s, ys)
-            if self.path_net_ is not None:
-                with torch.no_grad():
-                    phi = self.path_net_(torch.cat([y0, y1], -1), x)
-                ys = ys + (s * (1 - s))[:, None] * phi
-                flow = flow + (1 - 2 * s)[:, None] * phi
-            # Velocity per unit of clock time, not per unit of the path's own s.
-            return edges.matching_loss(self._velocity, ys, x, k, s, flow)
-
-        self.losses_ = training.train_loop(
-            self.fields_.parameters(), loss_fn, steps=int(self.steps), lr=float(self.lr), **FLOW_TRAINING
-        )
-        self.fields_.eval().requires_grad_(False)
-
-    def _batch(self, data: FlowData, weights: Tensor, bs: int, gen: torch.Generator):
-        """Paired (y0, y1, x, k), each pair within one condition and one anchor interval (the draws of
-        ``cfm``'s plain matcher)."""
-        k = torch.multinomial(weights, bs, replacement=True, generator=gen).to(data.device)
-        cond, row = data.draw_rows(bs, gen)
-        y0, y1 = data.pairs(*self.edges_.ends(k), cond, row, self.coupling, gen)
-        return y0, y1, data.x[cond], k
-
-    def _velocity(self, y: Tensor, x: Tensor, t: Tensor) -> Tensor:
-        return self.fields_[0](y, x, *clock_inputs(t, self.data_.anchors.d))
+    def _path(self, y0, y1, x, s, eps, bend: bool | None = None) -> tuple[Tensor, Tensor]:
+        """The point at fraction s of each pair's path and its velocity d/ds: straight (torchcfm's), or
+        bent by the path network φ, y_s + s(1 − s) φ (``bend``: by default whenever there is one)."""
+        ys, flow = super()._path(y0, y1, x, s, eps)
+        if bend is None:
+            bend = self.path_net_ is not None
+        if not bend:
+            return ys, flow
+        phi = self.path_net_(torch.cat([y0, y1], -1), x)
+        return ys + (s * (1 - s))[:, None] * phi, flow + (1 - 2 * s)[:, None] * phi
 
     # ------------------------------------------------------------------ stage 1
 
@@ -355,20 +295,14 @@ class MFM(Surrogate):
 
     def _path_energy(self, y0, y1, x, k, group, s, eps, bend: bool) -> Tensor:
         """Mean metric kinetic energy ‖dy_s/dt‖²_G of a block batch's paths (straight when ``bend`` is False)."""
-        ys = self.matcher_.sample_xt(y0, y1, s, eps)
-        flow = self.matcher_.compute_conditional_flow(y0, y1, s, ys)
-        if bend:
-            phi = self.path_net_(torch.cat([y0, y1], -1), x)
-            ys, flow = ys + (s * (1 - s))[:, None] * phi, flow + (1 - 2 * s)[:, None] * phi
+        ys, flow = self._path(y0, y1, x, s, eps, bend)
         velocity = self.edges_.per_unit(flow, k)
         shape = (group.shape[0], -1, ys.shape[-1])
         return kinetic_energy(self.metric_fn_, ys.reshape(shape), velocity.reshape(shape), group).mean()
 
     def _fit_paths(self, data: FlowData, weights: Tensor, bs: int, gen: torch.Generator) -> None:
-        dev = data.device
         probe = self._blocks(data, weights, ENERGY_PROBE * bs, gen)
-        probe_s = torch.rand(probe[0].shape[0], generator=gen).to(dev)
-        probe_eps = torch.randn(probe[0].shape, generator=gen).to(dev)
+        probe_s, probe_eps = draw_fractions(probe[0], gen)
 
         @torch.no_grad()
         def probe_energy(bend: bool = True) -> float:
@@ -389,8 +323,7 @@ class MFM(Surrogate):
             if step and step % PROBE_EVERY == 0:
                 keep_if_best(step)
             y0, y1, x, k, group = self._blocks(data, weights, bs, gen)
-            s = torch.rand(y0.shape[0], generator=gen).to(dev)
-            eps = torch.randn(y0.shape, generator=gen).to(dev)
+            s, eps = draw_fractions(y0, gen)
             return self._path_energy(y0, y1, x, k, group, s, eps, bend=True) / scale
 
         self.path_losses_ = training.train_loop(
@@ -421,44 +354,3 @@ class MFM(Surrogate):
         if self.path_net_ is not None:
             ys = ys + s * (1 - s) * self.path_net_(torch.cat([y0, y1], -1), data.x[cond])
         return data.restore(ys).reshape(m, n, d)
-
-    # ------------------------------------------------------------------ sample
-
-    @torch.no_grad()
-    def sample(self, lam: float, conditions: Tensor, n: int, seed: int) -> Tensor:
-        self.check_sample_args(n)
-        data = self.data_
-        if data.anchors.d > 1:
-            return self.edges_.sample_plane(
-                self._velocity,
-                lam,
-                conditions,
-                int(n),
-                self.generator(seed),
-                solver=self.solver,
-                atol=float(self.atol),
-                rtol=float(self.rtol),
-                step_size=float(self.step_size),
-            )
-        k, _ = data.anchors.locate(lam)
-        y, x = data.start_samples(k, conditions, int(n), self.generator(seed))
-        target = data.tau_of(lam)
-        tau = data.tau.tolist()
-        here = tau[k]
-        # Interval by interval: the field has a kink at each anchor that an adaptive solver should not
-        # step across.
-        while target - here > 1e-12:
-            j = min(max(i for i in range(len(tau) - 1) if tau[i] <= here + 1e-12), len(tau) - 2)
-            stop = min(target, tau[j + 1])
-            y = integrate(
-                lambda yy, t: self.fields_[0](yy, x, t.expand(yy.shape[0])),
-                y,
-                here,
-                stop,
-                solver=self.solver,
-                atol=float(self.atol),
-                rtol=float(self.rtol),
-                step_size=float(self.step_size),
-            )
-            here = stop
-        return data.restore(y).reshape(conditions.shape[0], int(n), -1)

@@ -14,7 +14,7 @@ not used (λ0 defaults to the middle of the anchor range on the clock).
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import ClassVar
 
 from hti_bench.toolkit.best_response import StnBase
 
@@ -27,9 +27,3 @@ class STN(StnBase):
     references: ClassVar[tuple[str, ...]] = (
         "MacKay, Vicol, Lorraine, Duvenaud & Grosse, Self-Tuning Networks, ICLR 2019",
     )
-    test_config: ClassVar[dict] = {"epochs": 1, "batch_size": 32, "lambda_draws": 4}
-    search_space: ClassVar[dict[str, dict[str, Any]]] = {
-        "lr": {"distribution": "log_uniform_values", "min": 0.0001, "max": 0.01},
-        "sigma0": {"values": [0.25, 0.5, 1.0]},
-        "entropy_weight": {"distribution": "log_uniform_values", "min": 0.0001, "max": 0.01},
-    }

@@ -4,6 +4,7 @@ baselines (``baselines/cfm.py``, ``baselines/direct.py``, ``baselines/lambda_flo
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 
@@ -176,6 +177,35 @@ def check_hidden(hidden: object, key: str = "hidden") -> None:
         ok = False
     if not ok:
         raise ConfigError(f"{key} must be a non-empty tuple of layer widths ≥ 1, e.g. (64, 64), got {hidden!r}")
+
+
+class SharedParameters:
+    """Mixin for a family of surrogates that declare their common constructor parameters once.
+
+    The family's base class declares them in its own ``__init__(self, *, a=1, b=2)`` (with their
+    docs) and stores them. A member declares only its own, ends the list with ``**shared`` and passes
+    those on: ``def __init__(self, *, c=3, **shared): super().__init__(**shared); self.c = c``. Its
+    ``__init__`` then reads as the whole list, inherited parameters first, ``(*, a=1, b=2, c=3)``, which
+    is what the harness builds, validates and names surrogates from. Re-declaring an inherited
+    parameter gives it another default, in its inherited place.
+    """
+
+    def __init_subclass__(cls, **kwargs: object) -> None:
+        super().__init_subclass__(**kwargs)
+        init = cls.__dict__.get("__init__")
+        if init is None:
+            return
+        own = inspect.signature(init)
+        params = list(own.parameters.values())
+        if len(params) < 2 or params[-1].kind is not inspect.Parameter.VAR_KEYWORD:
+            return
+        declared = {p.name: p for p in params[1:-1]}
+        # The next __init__ in the method resolution order already reads as its full list.
+        inherited = [
+            p for p in inspect.signature(super(cls, cls).__init__).parameters.values() if p.kind is p.KEYWORD_ONLY
+        ]
+        merged = [declared.pop(p.name, p) for p in inherited] + list(declared.values())
+        init.__signature__ = own.replace(parameters=[params[0], *merged])
 
 
 @contextmanager

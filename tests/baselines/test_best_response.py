@@ -1,4 +1,4 @@
-"""Best-response baselines (issue 5): hypernetwork, STN, Δ-STN, anchored Δ-STN, and their machinery."""
+"""Best-response baselines: hypernetwork, STN, Δ-STN, anchored Δ-STN, and their machinery."""
 
 import pytest
 import torch
@@ -13,16 +13,6 @@ from hti_bench.view import TaskView
 
 #: What the best-response surrogates declare; the harness builds their view with it.
 BEST_RESPONSE = frozenset({"training_loss", "architecture"})
-
-
-@pytest.fixture(scope="module")
-def ridge(tmp_path_factory):
-    # Module-scoped, so it sets its own cache (the autouse fixture is per test).
-    import os
-
-    os.environ["HTI_BENCH_CACHE"] = str(tmp_path_factory.mktemp("ridge-cache"))
-    task = make_task("noisy-regression", cache=TargetCache())
-    return task, build_anchor_set(task, seed=0)
 
 
 def relative_error(w, target):

@@ -1,4 +1,4 @@
-"""Flow-matching, direct-regression and λ-conditioned generative baselines (issue 4)."""
+"""Flow-matching, direct-regression and λ-conditioned generative baselines."""
 
 import pytest
 import torch

@@ -6,22 +6,11 @@ import torch
 from torch import nn
 
 from hti_bench.errors import ConfigError
-from hti_bench.harness.registry import make_surrogate, make_task
-from hti_bench.harness.targets import TargetCache
-from hti_bench.harness.unit import build_anchor_set
+from hti_bench.harness.registry import make_surrogate
 from hti_bench.toolkit.best_response import FiLMGenerator, FunctionalNetwork, film_layers
 from hti_bench.view import TaskView
 
 BEST_RESPONSE = frozenset({"training_loss", "architecture"})
-
-
-@pytest.fixture(scope="module")
-def ridge(tmp_path_factory):
-    import os
-
-    os.environ["HTI_BENCH_CACHE"] = str(tmp_path_factory.mktemp("ridge-cache"))
-    task = make_task("noisy-regression", cache=TargetCache())
-    return task, build_anchor_set(task, seed=0)
 
 
 def relative_error(w, target):

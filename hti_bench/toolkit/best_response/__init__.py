@@ -4,7 +4,8 @@ The best-response surrogates (``hypernetwork``, ``loss-conditional``, ``stn``, `
 a *weight generator* on the task's per-example, λ-aware training loss, reached through the
 surrogate's :class:`~hti_bench.view.TaskView`, so one model answers for every λ. What they share:
 
-- :mod:`.axis`: :class:`LambdaAxis` (λ ↔ clock time ↔ the coordinates generators read) and
+- :mod:`.axis`: :class:`LambdaAxis` (λ ↔ clock time ↔ the coordinates generators read; ``BoxAxes``
+  answers the same questions for several hyperparameters) and
   :class:`BatchStream` (endless minibatches of the training set);
 - :mod:`.functional`: :class:`FunctionalNetwork`, the task's own architecture run with generated
   weights (``torch.func.functional_call`` vmapped over the batch, optional forward-mode linearisation);
@@ -17,7 +18,7 @@ surrogate's :class:`~hti_bench.view.TaskView`, so one model answers for every λ
 from hti_bench.toolkit.best_response.axis import BatchStream, LambdaAxis, split_training_data
 from hti_bench.toolkit.best_response.functional import FunctionalNetwork, parameter_shapes
 from hti_bench.toolkit.best_response.generators import FiLMGenerator, HyperGenerator, StructuredResponse, film_layers
-from hti_bench.toolkit.best_response.stn import PerturbationScale, StnBase, center_time
+from hti_bench.toolkit.best_response.stn import PerturbationScale, StnBase
 from hti_bench.toolkit.best_response.surrogate import BestResponseSurrogate
 
 __all__ = [
@@ -30,7 +31,6 @@ __all__ = [
     "PerturbationScale",
     "StnBase",
     "StructuredResponse",
-    "center_time",
     "film_layers",
     "parameter_shapes",
     "split_training_data",

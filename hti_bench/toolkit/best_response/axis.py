@@ -9,6 +9,7 @@ import torch
 from torch import Tensor
 
 from hti_bench.clock import Clock, Hyperparameter
+from hti_bench.errors import ConfigError
 
 
 class LambdaAxis:
@@ -73,6 +74,42 @@ class LambdaAxis:
         t = self.t_of_u(center_u + scale * eps)
         return self.lam(t), self.s(t)
 
+    # What a best-response surrogate asks of λ's coordinates, answered alike by BoxAxes for d > 1.
+
+    def inputs(self, point: tuple[float, ...]) -> list[float]:
+        """The generator inputs at a point λ (one coordinate here): its ``s``."""
+        return [self.s_of_lam(point[0])]
+
+    def refuse_outside(self, anchors: Any, point: tuple[float, ...]) -> None:
+        """``ValueError`` for λ outside the anchor range: the models were trained over it only."""
+        anchors.locate(point[0])
+
+    def check_center(self, anchors: Any, center: Any) -> None:
+        """:class:`ConfigError` unless a given centre λ0 lies in the anchor range."""
+        lo, hi = (anchors.space.check(anchors.lambdas[i])[0] for i in (0, -1))
+        if not lo <= float(center) <= hi:
+            raise ConfigError(f"center={center} must lie in the anchor range [{lo}, {hi}]")
+
+    def center(self, value: Any) -> float:
+        """Clock time of λ0: ``value``, or None for the middle of the anchor range."""
+        if value is None:
+            return 0.5 * (self.t_first + self.t_last)
+        return float(self.time(torch.tensor(float(value))))
+
+    def s_at(self, t: float) -> float:
+        return float(self.s(torch.tensor(t)))
+
+    def u_at(self, t: float) -> float:
+        return float(self.u(torch.tensor(t)))
+
+    def lam_at(self, t: float) -> float:
+        return float(self.lam(torch.tensor(t)))
+
+    @staticmethod
+    def repeat(lam: float, rows: int) -> Tensor:
+        """One λ for each of ``rows`` examples, as the task's loss takes it: (rows,)."""
+        return torch.full((rows,), lam)
+
 
 class BoxAxes:
     """λ's coordinates for best-response models on a task of d > 1 hyperparameters: one
@@ -122,13 +159,55 @@ class BoxAxes:
         t = torch.stack([axis.t_of_u(u[:, i]) for i, axis in enumerate(self.axes)], dim=1)
         return self.lam(t), self.s(t)
 
+    # What a best-response surrogate asks of λ's coordinates, as LambdaAxis answers it for d = 1.
 
-def make_axis(hyperparameter: Any, anchors: Any) -> LambdaAxis | BoxAxes:
-    """The coordinates of an anchor set's λ: a :class:`LambdaAxis` over the anchor range (d = 1) or
-    :class:`BoxAxes` over the anchors' box (d > 1)."""
-    if anchors.d > 1:
-        return BoxAxes(anchors.space, anchors.lambdas)
-    return LambdaAxis(hyperparameter, anchors.lambdas[0], anchors.lambdas[-1])
+    def inputs(self, point: tuple[float, ...]) -> list[float]:
+        """The generator inputs at a point λ: its ``s``, one per axis."""
+        return self.s_of_lam(point)
+
+    @staticmethod
+    def refuse_outside(anchors: Any, point: tuple[float, ...]) -> None:
+        """``ValueError`` for λ outside the anchors' hull: the models were trained over their box only."""
+        anchors.simplex(point)
+
+    @staticmethod
+    def check_center(anchors: Any, center: Any) -> None:
+        """:class:`ConfigError` unless a given centre λ0 is a point inside the anchors' hull."""
+        try:
+            anchors.simplex(tuple(center))
+        except (TypeError, ValueError) as err:
+            raise ConfigError(f"center={center} must be a point inside the anchors' hull: {err}") from None
+
+    def center(self, value: Any) -> Tensor:
+        """Clock times (d,) of λ0: the point ``value``, or None for the middle of the anchors' box."""
+        if value is None:
+            return self.middle()
+        return self.time(torch.tensor([float(v) for v in value]))
+
+    def s_at(self, t: Tensor) -> Tensor:
+        return self.s(t)
+
+    def u_at(self, t: Tensor) -> Tensor:
+        return self.u(t)
+
+    def lam_at(self, t: Tensor) -> Tensor:
+        return self.lam(t)
+
+    @staticmethod
+    def repeat(lam: Tensor, rows: int) -> Tensor:
+        """One point λ (d,) for each of ``rows`` examples, as the task's loss takes it: (rows, d)."""
+        return lam.expand(rows, -1).contiguous()
+
+
+def make_axis(space: Any, anchors: Any) -> LambdaAxis | BoxAxes:
+    """The coordinates of an anchor set's λ in the hyperparameter space ``space`` (the task view's,
+    on the clock the harness applies): a :class:`LambdaAxis` over the anchor range for one
+    hyperparameter, whose loss takes one float per example, or :class:`BoxAxes` over the anchors' box,
+    whose loss takes a point per example."""
+    points = [anchors.space.check(lam) for lam in anchors.lambdas]
+    if space.d > 1:
+        return BoxAxes(space, points)
+    return LambdaAxis(space.axes[0], points[0][0], points[-1][0])
 
 
 class BatchStream:

@@ -14,7 +14,7 @@ from torch import Tensor, nn
 
 from hti_bench.errors import ConfigError
 from hti_bench.toolkit import training
-from hti_bench.toolkit.best_response.axis import BatchStream, BoxAxes, LambdaAxis, split_training_data
+from hti_bench.toolkit.best_response.axis import BatchStream, LambdaAxis, split_training_data
 from hti_bench.toolkit.best_response.functional import FunctionalNetwork
 from hti_bench.toolkit.best_response.generators import StructuredResponse
 from hti_bench.toolkit.best_response.surrogate import BestResponseSurrogate
@@ -57,31 +57,20 @@ class PerturbationScale(nn.Module):
         return float(sigma) if sigma.ndim == 0 else sigma.tolist()
 
 
-def center_time(surrogate: Any, axis: LambdaAxis | BoxAxes) -> float | Tensor:
-    """Clock time of λ0: the given ``center``, else the middle of the anchor range on the clock (for
-    several hyperparameters a (d,) tensor: the given point, else the middle of the anchors' box)."""
-    if isinstance(axis, BoxAxes):
-        if surrogate.center is None:
-            return axis.middle()
-        return axis.time(torch.tensor([float(v) for v in surrogate.center]))
-    if surrogate.center is None:
-        return 0.5 * (axis.t_first + axis.t_last)
-    return float(axis.time(torch.tensor(float(surrogate.center))))
-
-
 class StnBase(BestResponseSurrogate):
-    supports_multi: ClassVar[bool] = True  # λ ∈ ℝᵈ with a σ per axis: the papers' native setting
-
     """STN's loop: network steps at perturbed λ̃ (σ fixed within a step), a σ step every
     ``scale_every`` steps. Δ-STN overrides :meth:`_train` and sets ``centred`` and ``linearised``."""
+
+    supports_multi: ClassVar[bool] = True  # λ ∈ ℝᵈ with a σ per axis: the papers' native setting
+    search_space: ClassVar[dict[str, dict[str, Any]]] = {
+        **BestResponseSurrogate.search_space,
+        "sigma0": {"values": [0.25, 0.5, 1.0]},
+        "entropy_weight": {"distribution": "log_uniform_values", "min": 0.0001, "max": 0.01},
+    }
 
     def __init__(
         self,
         *,
-        epochs: float | None = None,
-        batch_size: int = 128,
-        lambda_draws: int = 16,
-        lr: float | None = None,
         center: float | None = None,
         sigma0: float = 0.5,
         tune_scale: bool = True,
@@ -89,6 +78,7 @@ class StnBase(BestResponseSurrogate):
         scale_lr: float = 3e-3,
         scale_every: int = 5,
         val_fraction: float = 0.1,
+        **shared: Any,
     ) -> None:
         """
         Parameters
@@ -110,10 +100,7 @@ class StnBase(BestResponseSurrogate):
         val_fraction : float
             Share of the task's training rows held out for the scale step.
         """
-        self.epochs = epochs
-        self.batch_size = batch_size
-        self.lambda_draws = lambda_draws
-        self.lr = lr
+        super().__init__(**shared)
         self.center = center
         self.sigma0 = sigma0
         self.tune_scale = tune_scale
@@ -137,27 +124,19 @@ class StnBase(BestResponseSurrogate):
             raise ConfigError(f"val_fraction must be in (0, 1), got {self.val_fraction}")
 
     def _fit(self, task: TaskView, axis: LambdaAxis, gen: torch.Generator) -> None:
-        d = self.anchors_.d
-        if self.center is not None and d > 1:
-            try:
-                self.anchors_.simplex(tuple(self.center))
-            except (TypeError, ValueError) as err:
-                raise ConfigError(f"center={self.center} must be a point inside the anchors' hull: {err}") from None
-        elif self.center is not None:  # needs the anchors, so checked here rather than in check_params
-            lo, hi = self.anchors_.lambdas[0], self.anchors_.lambdas[-1]
-            if not lo <= float(self.center) <= hi:
-                raise ConfigError(f"center={self.center} must lie in the anchor range [{lo}, {hi}]")
+        if self.center is not None:  # needs the anchors, so checked here rather than in check_params
+            axis.check_center(self.anchors_, self.center)
         network = task.build_network()
-        center = center_time(self, axis)
-        self.s0_ = axis.s(center) if d > 1 else float(axis.s(torch.tensor(center)))
-        response = StructuredResponse(network, d, gen)
+        center = axis.center(self.center)
+        self.s0_ = axis.s_at(center)
+        response = StructuredResponse(network, self.anchors_.d, gen)
         self.net_ = FunctionalNetwork(network, response).train()
         train, val = (
             split_training_data(task.training_data(), float(self.val_fraction), gen)
             if self.tune_scale
             else (task.training_data(), None)
         )
-        center_u = axis.u(center) if d > 1 else float(axis.u(torch.tensor(center)))
+        center_u = axis.u_at(center)
         self.scale_ = PerturbationScale(float(self.sigma0), center_u, float(self.entropy_weight), float(self.scale_lr))
         steps = self._steps(task, int(train[0].shape[0]))
         self.losses_, self.sigmas_ = self._train(
@@ -223,6 +202,5 @@ class StnBase(BestResponseSurrogate):
             self._scale_step(task, axis, val_batches, gen, step, sigmas)
         return losses, sigmas
 
-    def _inputs(self, lam: float | tuple[float, ...]) -> Tensor:
-        s = self.axis_.s_of_lam(lam)
-        return self._h(torch.tensor([s]))
+    def _inputs(self, lam: tuple[float, ...]) -> Tensor:
+        return self._h(super()._inputs(lam))

@@ -10,6 +10,7 @@ from torch import Tensor
 from hti_bench.errors import ConfigError
 from hti_bench.surrogate import Surrogate
 from hti_bench.toolkit.best_response.axis import LambdaAxis, make_axis
+from hti_bench.toolkit.nets import SharedParameters
 
 if TYPE_CHECKING:
     from typing import Self
@@ -18,15 +19,19 @@ if TYPE_CHECKING:
     from hti_bench.view import TaskView
 
 
-class BestResponseSurrogate(Surrogate):
+class BestResponseSurrogate(SharedParameters, Surrogate):
     """Skeleton of the surrogates that learn w(λ) from the task's training loss: they read the view's
     ``training_data()``, ``build_network()`` and ``per_example_loss()`` and answer through
     ``sample_network()``; the anchor outputs are not their training data (MacKay et al. 2019 and Bae &
     Grosse 2020 tune hyperparameters this way; here λ itself stays fixed, only the response is learned).
 
     Subclasses implement ``_fit(task, axis, gen)`` storing ``self.net_`` (a
-    :class:`~hti_bench.toolkit.best_response.FunctionalNetwork`) and ``_inputs(lam) -> (1, d)`` (the
-    generator inputs at λ), and extend :meth:`check_params` for their own options.
+    :class:`~hti_bench.toolkit.best_response.FunctionalNetwork`), may override ``_inputs(lam) -> (1, d)``
+    (the generator inputs at λ; default its normalised clock coordinates), and extend
+    :meth:`check_params` for their own options. They declare only their own constructor parameters,
+    ``def __init__(self, *, width=64, **shared)``, and pass the rest to this class's ``__init__``
+    (:class:`~hti_bench.toolkit.nets.SharedParameters`): ``epochs``, ``batch_size``, ``lambda_draws``
+    and ``lr`` are declared here once.
     ``epochs`` counts passes over the task's training set; ``None`` means the budget of one anchor
     network (``task.epochs``), the usual cost model of a best-response method; ``lr=None`` likewise takes
     the anchors' learning rate.
@@ -38,9 +43,40 @@ class BestResponseSurrogate(Surrogate):
     """
 
     requires: ClassVar[frozenset[str]] = frozenset({"training_loss", "architecture"})
+    test_config: ClassVar[dict] = {"epochs": 1, "batch_size": 32, "lambda_draws": 4}
+    #: Members search their own parameters beside this learning rate: ``{**BestResponseSurrogate.search_space, ...}``.
+    search_space: ClassVar[dict[str, dict[str, Any]]] = {
+        "lr": {"distribution": "log_uniform_values", "min": 0.0001, "max": 0.01},
+    }
     #: Gradient-norm clip of every optimiser step (:func:`hti_bench.toolkit.training.step`):
     #: per-example hypernetwork gradients spike now and then.
     clip: ClassVar[float] = 10.0
+
+    def __init__(
+        self,
+        *,
+        epochs: float | None = None,
+        batch_size: int = 128,
+        lambda_draws: int = 16,
+        lr: float | None = None,
+    ) -> None:
+        """
+        Parameters
+        ----------
+        epochs : float or None
+            Passes over the task's training set; None = one anchor network's epochs.
+        batch_size : int
+            Examples per step.
+        lambda_draws : int
+            Distinct λ per batch (uniform over the anchor range on the clock); ``batch_size`` = one per
+            example.
+        lr : float or None
+            Adam learning rate (cosine-decayed); None = the task's own.
+        """
+        self.epochs = epochs
+        self.batch_size = batch_size
+        self.lambda_draws = lambda_draws
+        self.lr = lr
 
     def fit(self, anchors: AnchorSet, task: TaskView | None = None, *, seed: int = 0) -> Self:
         from hti_bench.toolkit.nets import seeded
@@ -52,7 +88,7 @@ class BestResponseSurrogate(Surrogate):
             )
         self.check_params()
         self.anchors_ = anchors
-        self.axis_ = make_axis(task.hyperparameter if anchors.d == 1 else None, anchors)
+        self.axis_ = make_axis(task.hyperparameters, anchors)
         self.task_ = task
         with seeded(torch.device("cpu"), seed) as gen:
             self._fit(task, self.axis_, gen)
@@ -120,23 +156,25 @@ class BestResponseSurrogate(Surrogate):
     def _fit(self, task: TaskView, axis: LambdaAxis, gen: torch.Generator) -> None:
         raise NotImplementedError
 
-    def _inputs(self, lam: float) -> Tensor:
-        raise NotImplementedError
+    def _inputs(self, lam: tuple[float, ...]) -> Tensor:
+        """The generator inputs (1, d) at the point λ: its normalised clock coordinates."""
+        return torch.tensor([self.axis_.inputs(lam)])
 
-    def _at(self, lam: float) -> Any:
-        """The context in which ``self.net_`` is the model's network at λ."""
+    def _at(self, lam: tuple[float, ...]) -> Any:
+        """The context in which ``self.net_`` is the model's network at the point λ."""
         return self.net_.at(self._inputs(lam))
 
-    def weights(self, lam: float) -> dict[str, Tensor]:
+    def weights(self, lam: float | tuple[float, ...]) -> dict[str, Tensor]:
         """The generated weights of the target network at λ: name → tensor (for inspection/tests)."""
         self.check_fitted()
+        lam = self.anchors_.space.check(lam)
         with torch.no_grad():
             return {k: v[0] for k, v in self.net_.weights(self._inputs(lam)).items()}
 
-    def sample(self, lam: float, conditions: Tensor, n: int, seed: int) -> Tensor:
+    def sample(self, lam: float | tuple[float, ...], conditions: Tensor, n: int, seed: int) -> Tensor:
         self.check_sample_args(n)
-        # Trained over the anchor range (the anchors' box for d > 1) only.
-        self.anchors_.simplex(lam) if self.anchors_.d > 1 else self.anchors_.locate(lam)
+        lam = self.anchors_.space.check(lam)
+        self.axis_.refuse_outside(self.anchors_, lam)  # trained over the anchors' range (their hull for d > 1) only
         net = self.net_.eval()
         with torch.no_grad(), self._at(lam):
             out = self.task_.sample_network(
