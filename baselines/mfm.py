@@ -263,7 +263,6 @@ class MFM(SegmentFlowSurrogate):
         points = self._metric_points(data, gen)
         if self.metric == "land":
             gamma = scott_bandwidth(points) if self.bandwidth is None else float(self.bandwidth)
-            self.gamma_ = torch.as_tensor(gamma).expand(points.shape[0]).cpu().clone()
             return LANDMetric(points, gamma, rho=float(self.rho), alpha=float(self.alpha))
         return RBFMetric.fit(
             points,
@@ -326,7 +325,7 @@ class MFM(SegmentFlowSurrogate):
             s, eps = draw_fractions(y0, gen)
             return self._path_energy(y0, y1, x, k, group, s, eps, bend=True) / scale
 
-        self.path_losses_ = training.train_loop(
+        training.train_loop(
             self.path_net_.parameters(), loss_fn, steps=int(self.path_steps), lr=float(self.path_lr), **FLOW_TRAINING
         )
         keep_if_best(int(self.path_steps))
