@@ -18,6 +18,21 @@ WANDB_HELP = "wandb mode of the runs (default: $HTI_BENCH_WANDB, else disabled).
 JOBS_HELP = "Worker processes ('auto': one per core; 1: in this process). Default: $HTI_BENCH_JOBS, else auto."
 
 
+CACHE_HELP = "Target-network cache (default $HTI_BENCH_CACHE or ~/.cache/hti-bench)."
+
+
+def _add_local_sweep_options(parser: argparse.ArgumentParser, search_seed_help: str) -> None:
+    """The options of a sweep run by local workers: ``sweep``, and ``tune``, which runs as one."""
+    parser.add_argument("--cache", default=None, metavar="DIR", help=CACHE_HELP)
+    parser.add_argument("--search-seed", type=int, default=None, metavar="S", help=search_seed_help)
+    parser.add_argument(
+        "--threads", type=int, default=None, metavar="T", help="torch threads per worker (default: cores / workers)."
+    )
+    parser.add_argument("--wandb", default=None, choices=WANDB_MODES, help=WANDB_HELP)
+    parser.add_argument("--no-progress", action="store_true", help="No progress bar.")
+    parser.add_argument("--no-figures", action="store_true", help="Do not draw the figures at the end.")
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="hti-bench",
@@ -56,12 +71,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--seeds", type=int, nargs="+", metavar="SEED", default=[0, 1, 2], help="Run seeds.")
     run.add_argument("--results", default="results", metavar="DIR", help="Results folder.")
-    run.add_argument(
-        "--cache",
-        default=None,
-        metavar="DIR",
-        help="Target-network cache (default $HTI_BENCH_CACHE or ~/.cache/hti-bench).",
-    )
+    run.add_argument("--cache", default=None, metavar="DIR", help=CACHE_HELP)
     run.add_argument(
         "--force",
         action="store_true",
@@ -106,25 +116,11 @@ def _parser() -> argparse.ArgumentParser:
     sw.add_argument(
         "--results", default="results", metavar="DIR", help="Results folder (the sweep's state goes in DIR/sweeps/)."
     )
-    sw.add_argument(
-        "--cache",
-        default=None,
-        metavar="DIR",
-        help="Target-network cache (default $HTI_BENCH_CACHE or ~/.cache/hti-bench).",
+    _add_local_sweep_options(
+        sw,
+        search_seed_help="Seed of the search: random and bayes proposals (default 0). "
+        "Run seeds are the sweep file's 'seed'/'seeds'.",
     )
-    sw.add_argument(
-        "--search-seed",
-        type=int,
-        default=None,
-        metavar="S",
-        help="Seed of the search: random and bayes proposals (default 0). Run seeds are the sweep file's 'seed'/'seeds'.",
-    )
-    sw.add_argument(
-        "--threads", type=int, default=None, metavar="T", help="torch threads per worker (default: cores / workers)."
-    )
-    sw.add_argument("--wandb", default=None, choices=WANDB_MODES, help=WANDB_HELP)
-    sw.add_argument("--no-progress", action="store_true", help="No progress bar.")
-    sw.add_argument("--no-figures", action="store_true", help="Do not draw the figures at the end.")
 
     tu = sub.add_parser(
         "tune",
@@ -166,19 +162,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     tu.add_argument("-j", "--jobs", default=None, metavar="N", help=JOBS_HELP)
     tu.add_argument("--results", default="results", metavar="DIR", help="Results folder (trials go in DIR/tuning/).")
-    tu.add_argument(
-        "--cache",
-        default=None,
-        metavar="DIR",
-        help="Target-network cache (default $HTI_BENCH_CACHE or ~/.cache/hti-bench).",
-    )
-    tu.add_argument("--search-seed", type=int, default=None, metavar="S", help=argparse.SUPPRESS)
-    tu.add_argument(
-        "--threads", type=int, default=None, metavar="T", help="torch threads per worker (default: cores / workers)."
-    )
-    tu.add_argument("--wandb", default=None, choices=WANDB_MODES, help=WANDB_HELP)
-    tu.add_argument("--no-progress", action="store_true", help="No progress bar.")
-    tu.add_argument("--no-figures", action="store_true", help="Do not draw the figures at the end.")
+    _add_local_sweep_options(tu, search_seed_help=argparse.SUPPRESS)
 
     pl = sub.add_parser(
         "plot",

@@ -75,7 +75,11 @@ class Task(ABC):
       a task with only 2 anchors also declares ``validation`` λ, whose networks tuning scores its
       trials on (a task with ≥ 3 anchors is tuned by leaving one interior anchor out instead:
       :mod:`hti_bench.sweeping.tuning`);
-    - ``condition_dim`` C, ``categorical`` (one integer class-id column) and ``output_dim`` D;
+    - ``condition_dim`` C, ``categorical`` (one integer class-id column) and ``output_dim`` D.
+      ``hyperparameters``, ``output_dim`` and ``condition_dim`` are abstract properties; a task whose
+      value does not depend on its options declares it as a class attribute instead
+      (``output_dim: ClassVar[int] = 2``), which satisfies the abstract one, and a property only where
+      the value is computed from ``self.config`` (or the data);
     - ``eval_conditions()``: the condition rows x (M, C) surrogates are scored at, and
       ``fit_conditions()``: extra rows anchor data also covers (default: none);
     - ``sample(lam, conditions, n, seed)``: n draws of y ~ p_θλ(y | x) per condition row, shape

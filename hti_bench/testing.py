@@ -16,7 +16,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 import torch
 
@@ -40,20 +40,25 @@ def _tiny_line(cls: type[Surrogate]) -> Task:
     """One hyperparameter: the analytic Gaussian path, or a tiny moons-dropout for a surrogate that
     needs a network."""
     if "training_loss" in cls.requires or "architecture" in cls.requires:
-        from hti_bench.harness.targets import TargetCache
-        from hti_bench.tasks.moons_dropout import MoonsDropout
-
-        return MoonsDropout(
-            cache=TargetCache(),
-            epochs=1,
-            n_train=256,
-            hidden=16,
-            diffusion_steps=10,
-            n_samples=24,
-            anchors=(0.0, 0.5, 0.9),
-            heldout=(0.25, 0.7),
-        )
+        return tiny_moons_dropout(epochs=1, n_samples=24)
     return GaussianPath(n_samples=24)
+
+
+def tiny_moons_dropout(epochs: int, n_samples: int) -> Task:
+    """moons-dropout small enough to train a network in about a second (the target cache keeps them)."""
+    from hti_bench.harness.targets import TargetCache
+    from hti_bench.tasks.moons_dropout import MoonsDropout
+
+    return MoonsDropout(
+        cache=TargetCache(),
+        epochs=epochs,
+        n_train=256,
+        hidden=16,
+        diffusion_steps=10,
+        n_samples=n_samples,
+        anchors=(0.0, 0.5, 0.9),
+        heldout=(0.25, 0.7),
+    )
 
 
 def _tiny_plane(cls: type[Surrogate]) -> Task:
@@ -343,14 +348,22 @@ def run_check(name: str, cls: type[Surrogate]) -> str | None:
 
 def check_surrogate(cls: type[Surrogate], verbose: bool = False) -> list[tuple[str, str]]:
     """Run every contract check on ``cls``; returns ``[(check name, failure message), ...]``."""
+    return _run_all(CHECKS, lambda name: run_check(name, cls), cls.name, verbose)
+
+
+def _run_all(
+    names: Iterable[str], run_one: Callable[[str], str | None], label: str, verbose: bool
+) -> list[tuple[str, str]]:
+    """Run every check of ``names`` (``run_one`` gives a failure message or None) and report each failing
+    one, not just the first, by the last line of its message; ``verbose`` prints a line per check."""
     failures = []
-    for name in CHECKS:
-        msg = run_check(name, cls)  # every failing check is reported, not just the first
+    for name in names:
+        msg = run_one(name)
         if msg is not None:
             msg = msg.splitlines()[-1]
             failures.append((name, msg))
         if verbose:
-            print(f"FAIL {cls.name} {name}: {msg}" if msg else f"ok   {cls.name} {name}")  # noqa: T201
+            print(f"FAIL {label} {name}: {msg}" if msg else f"ok   {label} {name}")  # noqa: T201
     return failures
 
 
@@ -974,12 +987,4 @@ def check_task(
     """Run every task contract check on ``task`` (a spec such as ``"moons-dropout[epochs=2]"``, a task class,
     or a :class:`TaskUnderCheck`); returns ``[(check name, failure message), ...]``."""
     subject = _subject(task, cache_dir)
-    failures = []
-    for name in TASK_CHECKS:
-        msg = run_task_check(name, subject)
-        if msg is not None:
-            msg = msg.splitlines()[-1]
-            failures.append((name, msg))
-        if verbose:
-            print(f"FAIL {subject.spec} {name}: {msg}" if msg else f"ok   {subject.spec} {name}")  # noqa: T201
-    return failures
+    return _run_all(TASK_CHECKS, lambda name: run_task_check(name, subject), subject.spec, verbose)

@@ -113,30 +113,11 @@ def training_rows(task) -> list[dict]:
         return []
     total = sum(recorded)
     print(f"{task.spec}: {len(recorded)} target policies, {total:.0f} s of PPO training (recorded)", flush=True)
-    return [
-        perf.row(
-            BENCH,
-            f"{task.spec} targets",
-            "cold_training_seconds",
-            total,
-            "s",
-            goal=f"≤ {TRAINING_GOAL_SECONDS:g} s",
-            meets_goal=total <= TRAINING_GOAL_SECONDS,
-        )
-    ]
+    return [perf.at_most(BENCH, f"{task.spec} targets", "cold_training_seconds", total, "s", TRAINING_GOAL_SECONDS)]
 
 
 def closed_loop_row(case: str, seconds: float, repeats: int = 1) -> dict:
-    return perf.row(
-        BENCH,
-        case,
-        "closed_loop_seconds",
-        seconds,
-        "s",
-        goal=f"≤ {GOAL_SECONDS:g} s",
-        meets_goal=seconds <= GOAL_SECONDS,
-        repeats=repeats,
-    )
+    return perf.at_most(BENCH, case, "closed_loop_seconds", seconds, "s", GOAL_SECONDS, repeats=repeats)
 
 
 def from_results(folder: str, csv: str, tasks: list[str] | None, cache: str | None) -> None:

@@ -115,15 +115,7 @@ def main(argv: list[str] | None = None) -> int:
             wall, peak = run_once("cold", scratch / "cold", args.jobs)
             peaks.append(peak)
             rows.append(
-                perf.row(
-                    "end_to_end",
-                    f"{case}, --jobs {args.jobs}",
-                    "cold_seconds",
-                    wall,
-                    "s",
-                    goal="≤ 900 s",
-                    meets_goal=wall <= GOALS["cold"],
-                )
+                perf.at_most("end_to_end", f"{case}, --jobs {args.jobs}", "cold_seconds", wall, "s", GOALS["cold"])
             )
         warm = []
         for i in range(args.warm_repeats):
@@ -132,43 +124,29 @@ def main(argv: list[str] | None = None) -> int:
             peaks.append(peak)
         med = statistics.median(warm)
         rows.append(
-            perf.row(
-                "end_to_end",
-                f"{case}, --jobs {args.jobs}",
-                "warm_seconds",
-                med,
-                "s",
-                goal="≤ 180 s",
-                meets_goal=med <= GOALS["warm"],
-                repeats=len(warm),
+            perf.at_most(
+                "end_to_end", f"{case}, --jobs {args.jobs}", "warm_seconds", med, "s", GOALS["warm"], repeats=len(warm)
             )
         )
         wall, _ = run_once("stored", scratch / "warm0", args.jobs)
         rows.append(perf.row("end_to_end", f"{case}, --jobs {args.jobs}", "stored_seconds", wall, "s"))
         peak_gib = max(peaks) / 2**30
         rows.append(
-            perf.row(
+            perf.at_most(
                 "end_to_end",
                 f"{case}, --jobs {args.jobs}",
                 "peak_rss_gib",
                 peak_gib,
                 "GiB",
-                goal=f"≤ {RSS_GOAL_GIB:g} GiB",
-                meets_goal=peak_gib <= RSS_GOAL_GIB,
+                RSS_GOAL_GIB,
                 repeats=len(peaks),
             )
         )
         if args.compare_jobs is not None:
             wall, peak = run_once("warm", scratch / "compare", args.compare_jobs)
             rows.append(
-                perf.row(
-                    "end_to_end",
-                    f"{case}, --jobs {args.compare_jobs}",
-                    "warm_seconds",
-                    wall,
-                    "s",
-                    goal="≤ 180 s",
-                    meets_goal=wall <= GOALS["warm"],
+                perf.at_most(
+                    "end_to_end", f"{case}, --jobs {args.compare_jobs}", "warm_seconds", wall, "s", GOALS["warm"]
                 )
             )
             rows.append(

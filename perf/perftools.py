@@ -120,6 +120,15 @@ def row(
     }
 
 
+def at_most(
+    benchmark: str, case: str, quantity: str, value: float, unit: str, limit: float, *, repeats: int = 1
+) -> dict[str, Any]:
+    """A :func:`row` whose goal is an upper bound, ``≤ limit unit``, met when ``value`` is within it."""
+    return row(
+        benchmark, case, quantity, value, unit, goal=f"≤ {limit:g} {unit}", meets_goal=value <= limit, repeats=repeats
+    )
+
+
 def record(rows: Iterable[dict[str, Any]], path: str | Path = PERF_CSV) -> Path:
     """Merge ``rows`` into the perf table at ``path``: same (benchmark, case, quantity) → replaced.
 

@@ -30,3 +30,18 @@ def row(surrogate="a", seed=0, lam=0.25, w2=1.0, status="ok", date="2026-01-01T0
         schema_version=SCHEMA_VERSION,
     )
     return r
+
+
+#: Budgets that make a PPO policy task (cancer, reacher) cheap enough for a unit test: one short rollout
+#: per network, a few behaviour and closed-loop episodes. Enough to exercise training and the cache,
+#: not to learn. A test adds its λ values and what its environment needs.
+TINY_POLICY = dict(
+    n_envs=2,
+    ppo_n_steps=64,
+    hidden=(8,),
+    behaviour_episodes=2,
+    n_conditions=12,
+    closed_loop_episodes=3,
+    closed_loop_draws=4,
+    n_samples=16,
+)

@@ -20,6 +20,13 @@ def package_version() -> str:
 
 
 @functools.lru_cache(maxsize=1)
+def _git(*args: str) -> str:
+    """The output of ``git ARGS`` in the project's checkout, stripped."""
+    return subprocess.run(
+        ["git", "-C", str(PROJECT_ROOT), *args], capture_output=True, text=True, timeout=10, check=True
+    ).stdout.strip()
+
+
 def git_revision() -> str:
     """Short revision of the project checkout, ``-dirty`` if it has uncommitted changes; else unknown.
 
@@ -30,20 +37,8 @@ def git_revision() -> str:
     if PACKAGED_PLUGINS.is_dir() or not (PROJECT_ROOT / ".git").exists():
         return "unknown"
     try:
-        rev = subprocess.run(
-            ["git", "-C", str(PROJECT_ROOT), "rev-parse", "--short", "HEAD"],
-            capture_output=True,
-            text=True,
-            timeout=10,
-            check=True,
-        ).stdout.strip()
-        dirty = subprocess.run(
-            ["git", "-C", str(PROJECT_ROOT), "status", "--porcelain", "--untracked-files=no"],
-            capture_output=True,
-            text=True,
-            timeout=10,
-            check=True,
-        ).stdout.strip()
+        rev = _git("rev-parse", "--short", "HEAD")
+        dirty = _git("status", "--porcelain", "--untracked-files=no")
     except (OSError, subprocess.SubprocessError):
         return "unknown"
     return f"{rev}-dirty" if dirty else rev

@@ -63,18 +63,9 @@ class BetaVAE(TrainedTask):
     )
     Config = BetaVAEConfig
     in_default_suite: ClassVar[bool] = False
-
-    @property
-    def hyperparameters(self) -> HyperparameterSpace:
-        return HyperparameterSpace.single("beta", 0.01, 100.0, Clock.LOG)
-
-    @property
-    def output_dim(self) -> int:
-        return 64
-
-    @property
-    def condition_dim(self) -> int:
-        return 64
+    hyperparameters: ClassVar[HyperparameterSpace] = HyperparameterSpace.single("beta", 0.01, 100.0, Clock.LOG)
+    output_dim: ClassVar[int] = 64
+    condition_dim: ClassVar[int] = 64
 
     @cached_property
     def _images(self) -> Tensor:

@@ -68,9 +68,7 @@ class Cancer(PolicyTask):
         except ValueError as err:
             raise ConfigError(f"task 'cancer': {err}") from None
 
-    @property
-    def hyperparameters(self) -> HyperparameterSpace:
-        return HyperparameterSpace.single("nk_weight", 0.0, 10.0, Clock.IDENTITY)
+    hyperparameters: ClassVar[HyperparameterSpace] = HyperparameterSpace.single("nk_weight", 0.0, 10.0, Clock.IDENTITY)
 
     def _noise(self) -> Any:
         from hti_bench.tasks.control.ghaffari import Noise

@@ -44,18 +44,9 @@ class GaussianPath(Task):
     in_default_suite: ClassVar[bool] = False
     categorical: ClassVar[bool] = True
     capability_notes: ClassVar[dict[str, str]] = ANALYTIC_NOTES
-
-    @property
-    def hyperparameters(self) -> HyperparameterSpace:
-        return HyperparameterSpace.single("lambda", 0.0, 1.0, Clock.IDENTITY)
-
-    @property
-    def output_dim(self) -> int:
-        return 2
-
-    @property
-    def condition_dim(self) -> int:
-        return 1
+    hyperparameters: ClassVar[HyperparameterSpace] = HyperparameterSpace.single("lambda", 0.0, 1.0, Clock.IDENTITY)
+    output_dim: ClassVar[int] = 2
+    condition_dim: ClassVar[int] = 1
 
     def eval_conditions(self) -> Tensor:
         return torch.arange(3, dtype=torch.float32)[:, None]

@@ -83,20 +83,11 @@ class MoonsDropout(TrainedTask):
     description: ClassVar[str] = "Class-conditional DDPM on two moons; λ = training dropout rate (paper §5)."
     Config = MoonsDropoutConfig
     categorical: ClassVar[bool] = True
-
-    @property
-    def hyperparameters(self) -> HyperparameterSpace:
-        # Identity clock, the paper's (t = p / 0.99). A logit clock (p = 0 read as 0.00099) is a
-        # tunable choice: any surrogate takes clock=logit.
-        return HyperparameterSpace.single("dropout", 0.0, 0.99, Clock.IDENTITY)
-
-    @property
-    def output_dim(self) -> int:
-        return 2
-
-    @property
-    def condition_dim(self) -> int:
-        return 1
+    # Identity clock, the paper's (t = p / 0.99). A logit clock (p = 0 read as 0.00099) is a
+    # tunable choice: any surrogate takes clock=logit.
+    hyperparameters: ClassVar[HyperparameterSpace] = HyperparameterSpace.single("dropout", 0.0, 0.99, Clock.IDENTITY)
+    output_dim: ClassVar[int] = 2
+    condition_dim: ClassVar[int] = 1
 
     def eval_conditions(self) -> Tensor:
         return torch.tensor([[0.0], [1.0]])
@@ -185,11 +176,9 @@ class MoonsDropout2D(MoonsDropout):
     Config = MoonsDropout2DConfig
     in_default_suite: ClassVar[bool] = False
 
-    @property
-    def hyperparameters(self) -> HyperparameterSpace:
-        return HyperparameterSpace(
-            (Hyperparameter("dropout", 0.0, 0.99, Clock.IDENTITY), Hyperparameter("jitter", 0.0, 1.0, Clock.IDENTITY))
-        )
+    hyperparameters: ClassVar[HyperparameterSpace] = HyperparameterSpace(
+        (Hyperparameter("dropout", 0.0, 0.99, Clock.IDENTITY), Hyperparameter("jitter", 0.0, 1.0, Clock.IDENTITY))
+    )
 
     def _split(self, lam: Tensor) -> tuple[Tensor, Tensor | None]:
         lam = lam.reshape(-1, 2)

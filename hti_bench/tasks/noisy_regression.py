@@ -45,18 +45,11 @@ class NoisyRegression(TrainedTask):
     )
     Config = NoisyRegressionConfig
     in_default_suite: ClassVar[bool] = False
-
-    @property
-    def hyperparameters(self) -> HyperparameterSpace:
-        return HyperparameterSpace.single("noise_variance", 1e-3, 100.0, Clock.LOG)
-
-    @property
-    def output_dim(self) -> int:
-        return 1
-
-    @property
-    def condition_dim(self) -> int:
-        return len(_TRUE_W)
+    hyperparameters: ClassVar[HyperparameterSpace] = HyperparameterSpace.single(
+        "noise_variance", 1e-3, 100.0, Clock.LOG
+    )
+    output_dim: ClassVar[int] = 1
+    condition_dim: ClassVar[int] = len(_TRUE_W)
 
     def eval_conditions(self) -> Tensor:
         gen = torch.Generator().manual_seed(1234)
@@ -114,14 +107,12 @@ class NoisyRegression2D(NoisyRegression):
     )
     Config = NoisyRegression2DConfig
 
-    @property
-    def hyperparameters(self) -> HyperparameterSpace:
-        return HyperparameterSpace(
-            (
-                Hyperparameter("noise_variance_12", 1e-3, 100.0, Clock.LOG),
-                Hyperparameter("noise_variance_3", 1e-3, 100.0, Clock.LOG),
-            )
+    hyperparameters: ClassVar[HyperparameterSpace] = HyperparameterSpace(
+        (
+            Hyperparameter("noise_variance_12", 1e-3, 100.0, Clock.LOG),
+            Hyperparameter("noise_variance_3", 1e-3, 100.0, Clock.LOG),
         )
+    )
 
     def _variances(self, lam: Tensor) -> Tensor:
         lam = lam.reshape(-1, 2)

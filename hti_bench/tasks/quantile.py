@@ -77,10 +77,7 @@ class Quantile(TrainedTask):
     )
     Config = QuantileConfig
     in_default_suite: ClassVar[bool] = False
-
-    @property
-    def hyperparameters(self) -> HyperparameterSpace:
-        return HyperparameterSpace.single("tau", 0.01, 0.99, Clock.LOGIT)
+    hyperparameters: ClassVar[HyperparameterSpace] = HyperparameterSpace.single("tau", 0.01, 0.99, Clock.LOGIT)
 
     @property
     def output_dim(self) -> int:

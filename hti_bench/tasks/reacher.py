@@ -71,9 +71,9 @@ class Reacher(PolicyTask):
         if not (isinstance(gamma, (int, float)) and not isinstance(gamma, bool) and 0.0 < float(gamma) <= 1.0):
             raise ConfigError(f"task 'reacher': gamma must be a discount factor in (0, 1], got {gamma!r}")
 
-    @property
-    def hyperparameters(self) -> HyperparameterSpace:
-        return HyperparameterSpace.single("control_weight", 0.0, 10.0, Clock.IDENTITY)
+    hyperparameters: ClassVar[HyperparameterSpace] = HyperparameterSpace.single(
+        "control_weight", 0.0, 10.0, Clock.IDENTITY
+    )
 
     def ppo_kwargs(self) -> dict[str, Any]:
         return {**super().ppo_kwargs(), "gamma": float(self.config.gamma)}

@@ -72,18 +72,9 @@ class RewardWeighting(TrainedTask):
     description: ClassVar[str] = "Gaussian policy for a 2-D point mass; λ = weight of the action penalty in the reward."
     Config = RewardWeightingConfig
     in_default_suite: ClassVar[bool] = False
-
-    @property
-    def hyperparameters(self) -> HyperparameterSpace:
-        return HyperparameterSpace.single("penalty", 0.0, 10.0, Clock.IDENTITY)
-
-    @property
-    def output_dim(self) -> int:
-        return 2
-
-    @property
-    def condition_dim(self) -> int:
-        return 6
+    hyperparameters: ClassVar[HyperparameterSpace] = HyperparameterSpace.single("penalty", 0.0, 10.0, Clock.IDENTITY)
+    output_dim: ClassVar[int] = 2
+    condition_dim: ClassVar[int] = 6
 
     def _states(self, n: int, seed: int, moving: bool) -> Tensor:
         gen = torch.Generator().manual_seed(seed)
@@ -168,12 +159,10 @@ class RewardWeighting2D(RewardWeighting):
     )
     Config = RewardWeighting2DConfig
 
-    @property
-    def hyperparameters(self) -> HyperparameterSpace:
-        # Effort on a log clock: the 1-D task's anchors 0.1, 1, 3 already say its effect is logarithmic.
-        return HyperparameterSpace(
-            (Hyperparameter("effort", 0.1, 3.0, Clock.LOG), Hyperparameter("speed", 0.0, 2.0, Clock.IDENTITY))
-        )
+    # Effort on a log clock: the 1-D task's anchors 0.1, 1, 3 already say its effect is logarithmic.
+    hyperparameters: ClassVar[HyperparameterSpace] = HyperparameterSpace(
+        (Hyperparameter("effort", 0.1, 3.0, Clock.LOG), Hyperparameter("speed", 0.0, 2.0, Clock.IDENTITY))
+    )
 
     def _weights(self, lam: Tensor) -> tuple[Tensor, Tensor | None]:
         lam = lam.reshape(-1, 2)

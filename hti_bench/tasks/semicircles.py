@@ -51,18 +51,9 @@ class Semicircles(Task):
         "training_loss": "a synthetic process with no network to train",
         "architecture": "a synthetic process with no network to train",
     }
-
-    @property
-    def hyperparameters(self) -> HyperparameterSpace:
-        return HyperparameterSpace.single("t", 0.0, 1.0, Clock.IDENTITY)
-
-    @property
-    def output_dim(self) -> int:
-        return 2
-
-    @property
-    def condition_dim(self) -> int:
-        return 1
+    hyperparameters: ClassVar[HyperparameterSpace] = HyperparameterSpace.single("t", 0.0, 1.0, Clock.IDENTITY)
+    output_dim: ClassVar[int] = 2
+    condition_dim: ClassVar[int] = 1
 
     def eval_conditions(self) -> Tensor:
         return torch.arange(4, dtype=torch.float32)[:, None]

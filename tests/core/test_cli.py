@@ -8,6 +8,13 @@ import pytest
 
 from hti_bench.cli import main
 
+SMALL = "gaussian-path[n_samples=20]"
+
+
+def run_quietly(results, *args):
+    """Exit status of ``hti-bench run ARGS`` writing to ``results``, without a progress bar."""
+    return main(["run", *args, "--results", str(results), "--no-progress"])
+
 
 def test_help_is_fast_and_lists_commands():
     out = subprocess.run([sys.executable, "-m", "hti_bench", "--help"], capture_output=True, text=True, check=True)
@@ -44,24 +51,7 @@ def test_list_shows_tasks_surrogates(capsys):
 def test_run_then_leaderboard(tmp_path, capsys):
     res = tmp_path / "res"
     assert (
-        main(
-            [
-                "run",
-                "-t",
-                "gaussian-path[n_samples=30]",
-                "-s",
-                "mccann",
-                "-s",
-                "mixture",
-                "--seeds",
-                "0",
-                "1",
-                "--results",
-                str(res),
-                "--no-progress",
-            ]
-        )
-        == 0
+        run_quietly(res, "-t", "gaussian-path[n_samples=30]", "-s", "mccann", "-s", "mixture", "--seeds", "0", "1") == 0
     )
     out = capsys.readouterr().out
     assert "== gaussian-path[n_samples=30] ==" in out and "4 runs done" in out
@@ -104,25 +94,7 @@ def test_offline_wandb_logs_each_unit_without_a_server(tmp_path, monkeypatch):
     monkeypatch.setenv("WANDB_CACHE_DIR", str(tmp_path / "cache"))
     monkeypatch.setenv("WANDB_MODE", "offline")
     res = tmp_path / "res"
-    assert (
-        main(
-            [
-                "run",
-                "-t",
-                "gaussian-path[n_samples=20]",
-                "-s",
-                "mixture",
-                "--seeds",
-                "0",
-                "--results",
-                str(res),
-                "--wandb",
-                "offline",
-                "--no-progress",
-            ]
-        )
-        == 0
-    )
+    assert run_quietly(res, "-t", SMALL, "-s", "mixture", "--seeds", "0", "--wandb", "offline") == 0
     df = pd.read_csv(res / "results.csv")
     run_ids = df["wandb_run_id"].dropna().unique()
     assert len(run_ids) == 1
@@ -138,23 +110,7 @@ def test_broken_plugin_is_reported_by_run(tmp_path, capsys, monkeypatch):
     monkeypatch.setenv("HTI_BENCH_PLUGIN_PATH", str(folder))
     registry.refresh()
     try:
-        assert (
-            main(
-                [
-                    "run",
-                    "-t",
-                    "gaussian-path[n_samples=20]",
-                    "-s",
-                    "mixture",
-                    "--seeds",
-                    "0",
-                    "--results",
-                    str(tmp_path / "res"),
-                    "--no-progress",
-                ]
-            )
-            == 0
-        )
+        assert run_quietly(tmp_path / "res", "-t", SMALL, "-s", "mixture", "--seeds", "0") == 0
     finally:
         registry.refresh()
     assert "plugin 'bad' not loaded" in capsys.readouterr().err
@@ -162,40 +118,9 @@ def test_broken_plugin_is_reported_by_run(tmp_path, capsys, monkeypatch):
 
 def test_leaderboard_takes_several_tasks_and_names_an_unknown_one(tmp_path, capsys):
     res = tmp_path / "res"
-    assert (
-        main(
-            [
-                "run",
-                "-t",
-                "gaussian-path[n_samples=20]",
-                "-t",
-                "semicircles[n_samples=20]",
-                "-s",
-                "mixture",
-                "--seeds",
-                "0",
-                "--results",
-                str(res),
-                "--no-progress",
-            ]
-        )
-        == 0
-    )
+    assert run_quietly(res, "-t", SMALL, "-t", "semicircles[n_samples=20]", "-s", "mixture", "--seeds", "0") == 0
     capsys.readouterr()
-    assert (
-        main(
-            [
-                "leaderboard",
-                "--results",
-                str(res),
-                "-t",
-                "gaussian-path[n_samples=20]",
-                "-t",
-                "semicircles[n_samples=20]",
-            ]
-        )
-        == 0
-    )
+    assert main(["leaderboard", "--results", str(res), "-t", SMALL, "-t", "semicircles[n_samples=20]"]) == 0
     out = capsys.readouterr().out
     assert "== gaussian-path[n_samples=20] ==" in out and "== semicircles[n_samples=20] ==" in out
     assert main(["leaderboard", "--results", str(res), "-t", "semicircles[n_samples=20]"]) == 0

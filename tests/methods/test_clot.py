@@ -163,11 +163,18 @@ def test_clot_tabulates_the_potential_for_few_continuous_conditions():
     assert GRID_MAX_CONDITIONS >= 24  # reward-weighting's 24 states
 
 
-def test_grid_metric_matches_the_network_and_follows_its_updates():
-    torch.manual_seed(4)
-    metric = EigenBudgetMetric(2, cond_dim=1, n_classes=2)
+def random_metric(seed, n_classes):
+    """A learned metric on 2-D outputs of ``n_classes`` classes, its weights drawn after ``torch.manual_seed(seed)``
+    (the global generator goes on from there)."""
+    torch.manual_seed(seed)
+    metric = EigenBudgetMetric(2, cond_dim=1, n_classes=n_classes)
     for p in metric.parameters():
         torch.nn.init.normal_(p, std=0.3)
+    return metric
+
+
+def test_grid_metric_matches_the_network_and_follows_its_updates():
+    metric = random_metric(seed=4, n_classes=2)
     lo, hi = torch.tensor([-3.0, -3.0]), torch.tensor([3.0, 3.0])
     grid = GridMetric(metric, lo, hi, n_classes=2, resolution=192)
     q, x = torch.rand(300, 2) * 5 - 2.5, torch.randint(0, 2, (300, 1)).float()
@@ -211,6 +218,20 @@ def gaussian_shift_anchors(n=300, shift=(1.5, -1.0)):
         torch.zeros(1, 1),
         torch.stack([y0, y1]),
         torch.ones(1, dtype=torch.bool),
+        categorical=True,
+    )
+
+
+def three_anchors_two_classes(n, g):
+    """Anchors at λ = 0, 0.5, 1 of two classes, n 2-D Gaussian samples each (drawn from ``g``), centred
+    at the anchor's index."""
+    y = torch.randn(3, 2, n, 2, generator=g) + torch.arange(3.0)[:, None, None, None]
+    return AnchorSet(
+        Hyperparameter("lam", 0.0, 1.0),
+        (0.0, 0.5, 1.0),
+        torch.tensor([[0.0], [1.0]]),
+        y,
+        torch.ones(2, dtype=torch.bool),
         categorical=True,
     )
 
@@ -328,10 +349,7 @@ def test_kde_value_and_gradient_match_the_plain_formula(categorical, h):
 
 
 def test_grid_lookup_matches_grid_sample_with_its_gradient():
-    torch.manual_seed(6)
-    metric = EigenBudgetMetric(2, cond_dim=1, n_classes=3)
-    for p in metric.parameters():
-        torch.nn.init.normal_(p, std=0.3)
+    metric = random_metric(seed=6, n_classes=3)
     lo, hi = torch.tensor([-3.0, -2.0]), torch.tensor([3.0, 2.5])
     grid = GridMetric(metric, lo, hi, n_classes=3, resolution=40)
     q = (torch.rand(300, 2) * 8 - 4).requires_grad_(True)  # partly outside the box: border values, zero slope
@@ -350,11 +368,8 @@ def test_grid_lookup_matches_grid_sample_with_its_gradient():
 
 @pytest.mark.parametrize("form", ["paper", "reference"])
 def test_fused_grid_lookup_and_prepared_cost_equal_the_separate_pieces(form):
-    torch.manual_seed(7)
+    metric = random_metric(seed=7, n_classes=2)
     lo, hi = torch.tensor([-3.0, -3.0]), torch.tensor([3.0, 3.0])
-    metric = EigenBudgetMetric(2, cond_dim=1, n_classes=2)
-    for p in metric.parameters():
-        torch.nn.init.normal_(p, std=0.3)
     grid = GridMetric(metric, lo, hi, n_classes=2, resolution=64)
     kde = KDEPotential(torch.randn(200, 2), torch.randint(0, 2, (200, 1)).float(), True, 0.3, 1.0, 0.5)
     pot = GridPotential(kde, lo, hi, 64)
@@ -429,15 +444,7 @@ def test_grouped_lbfgs_moves_every_row_as_separate_calls_do():
 
 def test_clot_batched_ctransform_equals_one_interval_at_a_time():
     g = torch.Generator().manual_seed(0)
-    y = torch.randn(3, 2, 60, 2, generator=g) + torch.arange(3.0)[:, None, None, None]
-    anchors = AnchorSet(
-        Hyperparameter("lam", 0.0, 1.0),
-        (0.0, 0.5, 1.0),
-        torch.tensor([[0.0], [1.0]]),
-        y,
-        torch.ones(2, dtype=torch.bool),
-        categorical=True,
-    )
+    anchors = three_anchors_two_classes(60, g)
     clot = make_surrogate(
         "clot[steps=6,batch_size=32,spline_pretrain=4,spline_every=3,spline_iters=2,"
         "hidden=(16, 16),spline_hidden=32,kde_support=64,path_points=6,metric_grid=32,"
@@ -537,15 +544,7 @@ def test_reference_options_shared_init_and_metric_targets():
     # The reference's step-0 state (every interval's g_k, T_k from one set of weights) and its metric
     # step (c-transform re-solved with the updated potentials), used by the parity runs.
     g = torch.Generator().manual_seed(0)
-    y = torch.randn(3, 2, 30, 2, generator=g) + torch.arange(3.0)[:, None, None, None]
-    anchors = AnchorSet(
-        Hyperparameter("lam", 0.0, 1.0),
-        (0.0, 0.5, 1.0),
-        torch.tensor([[0.0], [1.0]]),
-        y,
-        torch.ones(2, dtype=torch.bool),
-        categorical=True,
-    )
+    anchors = three_anchors_two_classes(30, g)
     quick = (
         "steps=1,lr=1e-20,spline_pretrain=1,spline_iters=1,hidden=(8, 8),spline_hidden=16,kde_support=32,"
         "potential_grid=16,metric_grid=16,metric=learned,metric_targets=resolve"

@@ -47,6 +47,14 @@ def test_record_refuses_a_file_that_is_not_a_perf_table(tmp_path):
     assert path.read_text() == "a,b\n1,2\n"  # untouched
 
 
+def test_an_upper_bound_goal_is_written_and_judged_like_a_plain_row():
+    met = perf.at_most("b", "c", "seconds", 120.0, "s", 120.0, repeats=3)
+    plain = perf.row("b", "c", "seconds", 120.0, "s", goal="≤ 120 s", meets_goal=True, repeats=3)
+    assert {k: v for k, v in met.items() if k != "date"} == {k: v for k, v in plain.items() if k != "date"}
+    missed = perf.at_most("b", "c", "peak_rss_gib", 4.5, "GiB", 4.0)
+    assert missed["goal"] == "≤ 4 GiB" and missed["meets_goal"] is False and missed["repeats"] == 1
+
+
 def test_fitted_exponent_and_timed():
     assert perf.fitted_exponent([250, 500, 1000], [1.0, 4.0, 16.0]) == pytest.approx(2.0)
     assert math.isnan(perf.fitted_exponent([1], [1.0]))

@@ -251,51 +251,11 @@ def test_hti_bench_tune_writes_both_tracks_side_by_side(tmp_path, capsys):
     from hti_bench.cli import main
 
     results = tmp_path / "results"
-    assert (
-        main(
-            [
-                "run",
-                "-t",
-                SMALL,
-                "-s",
-                "mccann",
-                "-s",
-                "nearest-anchor",
-                "--seeds",
-                "0",
-                "1",
-                "--results",
-                str(results),
-                "--no-progress",
-            ]
-        )
-        == 0
-    )
-    assert (
-        main(
-            [
-                "tune",
-                "-t",
-                SMALL,
-                "-s",
-                "mccann",
-                "-s",
-                "nearest-anchor",
-                "--trials",
-                "3",
-                "--seeds",
-                "0",
-                "1",
-                "--results",
-                str(results),
-                "--no-progress",
-                "--no-figures",
-                "-j",
-                "1",
-            ]
-        )
-        == 0
-    )
+    chosen = ["-t", SMALL, "-s", "mccann", "-s", "nearest-anchor"]
+    where = ["--seeds", "0", "1", "--results", str(results), "--no-progress"]
+    assert main(["run", *chosen, *where]) == 0
+    tune = ["tune", *chosen, "--trials", "3", *where, "--no-figures", "-j", "1"]
+    assert main(tune) == 0
     out = capsys.readouterr().out
     assert "tuned track" in out and "default track" in out
     board = ResultsStore(results).write_tables()[1]
@@ -304,31 +264,7 @@ def test_hti_bench_tune_writes_both_tracks_side_by_side(tmp_path, capsys):
     assert tuned["tuning_fit_seconds"].notna().all() and tuned["config"].str.startswith(tuple(tuned.index)).all()
     # Running it again resumes: nothing new is fitted, the rows are the same.
     before = ResultsStore(results).load()
-    assert (
-        main(
-            [
-                "tune",
-                "-t",
-                SMALL,
-                "-s",
-                "mccann",
-                "-s",
-                "nearest-anchor",
-                "--trials",
-                "3",
-                "--seeds",
-                "0",
-                "1",
-                "--results",
-                str(results),
-                "--no-progress",
-                "--no-figures",
-                "-j",
-                "1",
-            ]
-        )
-        == 0
-    )
+    assert main(tune) == 0
     after = ResultsStore(results).load()
     assert len(after) == len(before) and after["w2"].tolist() == before["w2"].tolist()
 

@@ -17,24 +17,12 @@ from hti_bench.surrogate import Surrogate
 from hti_bench.tasks.cancer import Cancer
 from hti_bench.tasks.control.ghaffari import GhaffariBatch, Noise, nk_penalty
 from hti_bench.view import TaskView
+from support import TINY_POLICY
 
 pytest.importorskip("stable_baselines3")
 
 #: PPO runs one 2 × 64-step rollout: enough to exercise training and the cache, not to learn.
-TINY = dict(
-    anchors=(0.0, 10.0),
-    heldout=(5.0,),
-    ppo_steps=128,
-    n_envs=2,
-    ppo_n_steps=64,
-    hidden=(8,),
-    behaviour_episodes=2,
-    n_conditions=12,
-    closed_loop_episodes=3,
-    closed_loop_draws=4,
-    max_days=12,
-    n_samples=16,
-)
+TINY = dict(TINY_POLICY, anchors=(0.0, 10.0), heldout=(5.0,), ppo_steps=128, max_days=12)
 
 
 @pytest.fixture(scope="module")

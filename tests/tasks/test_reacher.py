@@ -13,25 +13,14 @@ import torch
 from hti_bench.errors import ConfigError
 from hti_bench.harness.targets import TargetCache
 from hti_bench.harness.unit import evaluate
+from support import TINY_POLICY
 
 pytest.importorskip("mujoco")
 pytest.importorskip("stable_baselines3")
 
 from hti_bench.tasks.reacher import ENV_ID, Reacher  # noqa: E402
 
-TINY = dict(
-    anchors=(1.0, 5.0),
-    heldout=(3.0,),
-    ppo_steps=256,
-    n_envs=2,
-    ppo_n_steps=64,
-    hidden=(8,),
-    behaviour_episodes=2,
-    n_conditions=12,
-    closed_loop_episodes=3,
-    closed_loop_draws=4,
-    n_samples=16,
-)
+TINY = dict(TINY_POLICY, anchors=(1.0, 5.0), heldout=(3.0,), ppo_steps=256)
 
 
 @pytest.fixture(scope="module")
