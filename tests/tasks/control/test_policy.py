@@ -9,6 +9,7 @@ import pytest
 import torch
 from torch import nn
 
+from hti_bench.clock import Point
 from hti_bench.harness.targets import TargetCache
 from hti_bench.tasks.control.policy import PolicyNetwork, train_ppo
 from hti_bench.tasks.noisy_regression import NoisyRegression
@@ -78,12 +79,13 @@ class SelfTrained(NoisyRegression):
     name = "self-trained-test"
     calls: list[tuple[float, int]] = []
 
-    def train_target(self, lam: float, seed: int) -> nn.Module:
-        type(self).calls.append((lam, seed))
+    def train_target(self, lam: Point, seed: int) -> nn.Module:
+        (value,) = self.hyperparameters.check(lam)
+        type(self).calls.append((value, seed))
         net = self.build_network()
         with torch.no_grad():
             for p in net.parameters():
-                p.fill_(lam)
+                p.fill_(value)
         return net.eval()
 
 
