@@ -51,13 +51,13 @@ class GaussianPath(Task):
     def eval_conditions(self) -> Tensor:
         return torch.arange(3, dtype=torch.float32)[:, None]
 
-    def moments(self, lam: float, conditions: Tensor) -> tuple[Tensor, Tensor]:
-        """Mean (M, 2) and scale (M,) of each condition's Gaussian at λ."""
+    def moments(self, lam: Point, conditions: Tensor) -> tuple[Tensor, Tensor]:
+        """Mean (M, 2) and scale (M,) of each condition's Gaussian at λ (a point, or its one float)."""
+        (lam,) = self.hyperparameters.check(lam)
         cls = torch.as_tensor(conditions).reshape(-1).long()
         return _MEAN0[cls] + lam * _DRIFT[cls], _SCALE0[cls] + lam * _GROWTH[cls]
 
     def sample(self, lam: Point, conditions: Tensor, n: int, seed: int) -> Tensor:
-        (lam,) = self.hyperparameters.check(lam)
         mean, scale = self.moments(lam, conditions)
         gen = torch.Generator().manual_seed(int(seed))
         noise = torch.randn(mean.shape[0], n, 2, generator=gen)

@@ -215,11 +215,11 @@ def test_linearised_output_of_a_network_with_several_outputs():
 
 def test_lambda_axis_round_trips_and_stays_in_range():
     task = make_task("noisy-regression", cache=TargetCache())
-    axis = LambdaAxis(task.hyperparameter, 0.1, 10.0)
+    axis = LambdaAxis(task.hyperparameters.axis, 0.1, 10.0)
     assert axis.s_of_lam(0.1) == pytest.approx(-1) and axis.s_of_lam(10.0) == pytest.approx(1)
     assert axis.s_of_lam(1.0) == pytest.approx(0, abs=1e-6)
     lam, s = axis.perturbed(torch.tensor(0.0), torch.tensor(50.0), 1000, torch.Generator().manual_seed(0))
-    assert lam.min() >= task.hyperparameter.low and lam.max() <= task.hyperparameter.high
+    assert lam.min() >= task.hyperparameters.axis.low and lam.max() <= task.hyperparameters.axis.high
     t = axis.t_of_s(s)
     assert torch.allclose(axis.lam(t), lam)
 
