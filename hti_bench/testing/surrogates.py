@@ -40,13 +40,14 @@ def _tiny_line(cls: type[Surrogate]) -> Task:
     return GaussianPath(n_samples=24)
 
 
-def tiny_moons_dropout(epochs: int, n_samples: int) -> Task:
-    """moons-dropout small enough to train a network in about a second (the target cache keeps them)."""
+def tiny_moons_dropout(epochs: int, n_samples: int, cache_dir: str | None = None) -> Task:
+    """moons-dropout small enough to train a network in about a second (the target cache keeps them:
+    ``$HTI_BENCH_CACHE`` or ``~/.cache/hti-bench``, unless ``cache_dir`` names another)."""
     from hti_bench.harness.targets import TargetCache
     from hti_bench.tasks.moons_dropout import MoonsDropout
 
     return MoonsDropout(
-        cache=TargetCache(),
+        cache=TargetCache(cache_dir),
         epochs=epochs,
         n_train=256,
         hidden=16,

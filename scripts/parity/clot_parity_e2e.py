@@ -111,7 +111,7 @@ def load_suite_quantile(exp: str, spec: str | None = None) -> dict:
     for clock in (Clock.LOGIT, Clock.IDENTITY):
         hp = Hyperparameter("tau", 0.01, 0.99, clock)
         t0, t1 = hp.to_time(0.01), hp.to_time(0.99)
-        heldout += [((hp.to_time(r.lam) - t0) / (t1 - t0), r.samples[:, 0].numpy()) for r in inputs.references]
+        heldout += [((hp.to_time(r.lam[0]) - t0) / (t1 - t0), r.samples[:, 0].numpy()) for r in inputs.references]
     return {
         "anchors": anchors,
         "eval_source": anchors[0][mask],
@@ -121,7 +121,7 @@ def load_suite_quantile(exp: str, spec: str | None = None) -> dict:
         "y_dim": y.shape[-1],
         "upper": y[1][mask],
         "lower": y[0][mask],
-        "taus": [r.lam for r in inputs.references],
+        "taus": [r.lam[0] for r in inputs.references],
     }
 
 

@@ -10,6 +10,7 @@ from hti_bench.clock import Clock, Hyperparameter
 from hti_bench.errors import ConfigError
 from hti_bench.tasks.gaussian_path import GaussianPath
 from hti_bench.tasks.semicircles import Semicircles
+from hti_bench.testing import tiny_moons_dropout
 
 
 @pytest.mark.parametrize("clock, lam", [(Clock.IDENTITY, -2.5), (Clock.LOG, 0.03), (Clock.LOGIT, 0.9)])
@@ -112,12 +113,14 @@ def test_moons_dropout_exposes_a_per_example_lambda_loss(tiny_moons):
     assert all(p.grad is not None for p in net.parameters())
 
 
-def test_moons_dropout_trains_caches_and_samples(tiny_moons):
-    cache = tiny_moons.cache
+def test_moons_dropout_trains_caches_and_samples(tmp_path):
+    # A cache of its own: other tests may already have trained the session cache's λ = 0.5 network.
+    task = tiny_moons_dropout(epochs=2, n_samples=32, cache_dir=str(tmp_path))
+    cache = task.cache
     trained_before = cache.trained
-    y = tiny_moons.sample(0.5, tiny_moons.eval_conditions(), 40, seed=0)
+    y = task.sample(0.5, task.eval_conditions(), 40, seed=0)
     assert y.shape == (2, 40, 2) and torch.isfinite(y).all()
-    assert torch.equal(y, tiny_moons.sample(0.5, tiny_moons.eval_conditions(), 40, seed=0))
+    assert torch.equal(y, task.sample(0.5, task.eval_conditions(), 40, seed=0))
     assert cache.trained == trained_before + 1
 
 

@@ -50,5 +50,6 @@ _.wrapper_class  # env_is_wrapped's argument, in the signature SB3 calls
 
 # Dataclass fields read by name.
 _.surrogate_spec  # SampleClouds (hti_bench/harness/unit.py): stored by as_dict() → ResultsStore, read back by key
+_.hyperparameter  # SampleClouds (hti_bench/harness/unit.py): stored by as_dict() in the clouds file, read back by key
 
 # ------------------------------------------------------------------------------------------------------
