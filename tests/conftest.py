@@ -17,6 +17,6 @@ def _isolated_cache(tmp_path_factory, monkeypatch):
 @pytest.fixture
 def tiny_moons():
     """A trained task small enough to train in about a second."""
-    from hti_bench.testing import tiny_moons_dropout
+    from hti_bench.testing.surrogates import tiny_moons_dropout
 
     return tiny_moons_dropout(epochs=2, n_samples=32)

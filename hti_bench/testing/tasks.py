@@ -508,7 +508,7 @@ def target_keys_in_new_process(specs: list[str]) -> list[str | None]:
     code = (
         "import json, sys\n"
         "from hti_bench.harness.registry import make_task\n"
-        "from hti_bench.testing import KeyProbe, target_key\n"
+        "from hti_bench.testing.tasks import KeyProbe, target_key\n"
         "print(json.dumps([target_key(make_task(s, cache=KeyProbe())) for s in json.loads(sys.argv[1])]))\n"
     )
     env = dict(os.environ, PYTHONHASHSEED="random")

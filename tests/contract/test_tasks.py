@@ -20,7 +20,7 @@ from hti_bench.harness.registry import task_classes
 from hti_bench.task import TrainedTask
 from hti_bench.tasks.gaussian_path import GaussianPath
 from hti_bench.tasks.noisy_regression import NoisyRegression
-from hti_bench.testing import (
+from hti_bench.testing.tasks import (
     TASK_CHECKS,
     KeyProbe,
     TaskUnderCheck,

@@ -11,7 +11,7 @@ import torch
 from hti_bench.errors import LeakError, OpenConditionError
 from hti_bench.harness.registry import make_surrogate
 from hti_bench.harness.unit import build_anchor_set
-from hti_bench.testing import OpenGaussian
+from hti_bench.testing.surrogates import OpenGaussian
 from hti_bench.view import TaskView
 
 

@@ -10,7 +10,7 @@ from hti_bench.clock import Clock, Hyperparameter
 from hti_bench.errors import ConfigError
 from hti_bench.tasks.gaussian_path import GaussianPath
 from hti_bench.tasks.semicircles import Semicircles
-from hti_bench.testing import tiny_moons_dropout
+from hti_bench.testing.surrogates import tiny_moons_dropout
 
 
 @pytest.mark.parametrize("clock, lam", [(Clock.IDENTITY, -2.5), (Clock.LOG, 0.03), (Clock.LOGIT, 0.9)])
