@@ -57,5 +57,8 @@ def test_no_tracker_issue_numbers_in_the_readme_or_docs():
         for m in ISSUE_NUMBER.finditer(page.read_text(encoding="utf-8"))
     ]
     assert not found, "tracker issue numbers: " + "; ".join(found)
-    assert ISSUE_NUMBER.search("since issue 16") and ISSUE_NUMBER.search("(Issue #5)")
+    # The detector itself: a tracker reference (built here, so this file names no real one) is caught,
+    # ordinary prose with a number is not.
+    n = 12
+    assert ISSUE_NUMBER.search(f"since issue {n}") and ISSUE_NUMBER.search(f"(Issue #{n})")
     assert not ISSUE_NUMBER.search("issues a request, rank #5")
