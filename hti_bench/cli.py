@@ -18,6 +18,10 @@ WANDB_HELP = "wandb mode of the runs (default: $HTI_BENCH_WANDB, else disabled).
 JOBS_HELP = "Worker processes ('auto': one per core; 1: in this process). Default: $HTI_BENCH_JOBS, else auto."
 
 
+UNSEALED_HELP = (
+    "Run surrogates in this process instead of sealed sandboxes, to debug a plugin (pdb, prints); its rows "
+    "say sealed = false and the leaderboard marks them."
+)
 CACHE_HELP = "Target-network cache (default $HTI_BENCH_CACHE or ~/.cache/hti-bench)."
 
 
@@ -31,6 +35,7 @@ def _add_local_sweep_options(parser: argparse.ArgumentParser, search_seed_help: 
     parser.add_argument("--wandb", default=None, choices=WANDB_MODES, help=WANDB_HELP)
     parser.add_argument("--no-progress", action="store_true", help="No progress bar.")
     parser.add_argument("--no-figures", action="store_true", help="Do not draw the figures at the end.")
+    parser.add_argument("--unsealed", action="store_true", help=UNSEALED_HELP)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -80,6 +85,7 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--wandb", default=None, choices=WANDB_MODES, help="Log each unit to wandb: " + WANDB_HELP)
     run.add_argument("--no-progress", action="store_true", help="No progress bars.")
     run.add_argument("-j", "--jobs", default=None, metavar="N", help=JOBS_HELP)
+    run.add_argument("--unsealed", action="store_true", help=UNSEALED_HELP)
 
     lb = sub.add_parser(
         "leaderboard", help="Rebuild results.csv and leaderboard.csv from the stored runs and print it."
@@ -195,6 +201,7 @@ def _parser() -> argparse.ArgumentParser:
         metavar="DIR",
         help="Target-network cache of --task (default $HTI_BENCH_CACHE or ~/.cache/hti-bench).",
     )
+    ck.add_argument("--unsealed", action="store_true", help=UNSEALED_HELP)
     return p
 
 
@@ -241,6 +248,8 @@ def _print_board(board, tasks: Sequence[str] | None = None) -> None:  # noqa: AN
             name = f"{name[0]} ({name[1]} track)" if tracks else (name[0] if isinstance(name, tuple) else name)
             uses_loss = group.get("uses_training_loss", pd.Series(False, index=group.index)).astype(bool)
             group.loc[uses_loss, "surrogate"] = group.loc[uses_loss, "surrogate"] + " *"
+            unsealed = ~group.get("sealed", pd.Series(True, index=group.index)).astype(bool)
+            group.loc[unsealed, "surrogate"] = group.loc[unsealed, "surrogate"] + " †"
             print(f"\n== {name} ==")
             shown = cols + (["config", "tuning_fit_seconds"] if tuned else [])
             if "trivial_w2" in group.columns and group["trivial_w2"].notna().any():
@@ -258,6 +267,8 @@ def _print_board(board, tasks: Sequence[str] | None = None) -> None:  # noqa: AN
                 cost = pd.to_numeric(group.get("anchor_train_seconds"), errors="coerce").max()
                 anchors = f"; the anchor networks took {cost:.1f} s to train" if cost == cost else ""
                 print(f"* trains on the task's own loss (best response), not on anchor outputs{anchors}")
+            if unsealed.any():
+                print("† ran unsealed (--unsealed, or no confinement here): its code shared the scorer's process")
         if not tasks and board["task"].nunique() > 1 and "mean_rank" in board.columns:
             keep = [c for c in ("track", "surrogate") if c in board.columns]
             ranks = board.drop_duplicates(keep).dropna(subset=["mean_rank"])
@@ -395,11 +406,12 @@ def _cmd_tune(args: argparse.Namespace) -> int:
     import yaml
 
     from hti_bench.harness.fsutil import atomic_write_bytes
-    from hti_bench.harness.registry import default_tasks, make_surrogate, make_task, surrogate_classes
+    from hti_bench.harness.registry import default_tasks, make_task
+    from hti_bench.harness.sandbox import lookup
     from hti_bench.sweeping.tuning import tune_sweep_config
 
     tasks = [make_task(t).spec for t in (args.task or default_tasks())]
-    surrogates = [make_surrogate(s).spec for s in (args.surrogate or surrogate_classes())]
+    surrogates = [r.spec for r in lookup.resolve_many(args.surrogate or lookup.names())]
     config = tune_sweep_config(
         tasks, surrogates, trials=args.trials, method=args.method, tune_seeds=args.tune_seeds, seeds=args.seeds
     )
@@ -449,17 +461,27 @@ def _cmd_check(args: argparse.Namespace) -> int:
         failures = check_task(subject, verbose=True)
         print(f"{len(failures)} of the task checks failed" if failures else "every task check passed")
         return 1 if failures else 0
+    from hti_bench.harness.sandbox.outside import sealing_enabled
+
+    if sealing_enabled():
+        from hti_bench.testing.surrogates import check_sealed
+
+        return 1 if check_sealed(args.surrogate, verbose=True) else 0
     from hti_bench.harness.registry import make_surrogate
     from hti_bench.testing import check_surrogate
 
-    surrogate = make_surrogate(args.surrogate)
-    failures = check_surrogate(type(surrogate), verbose=True)
+    failures = check_surrogate(type(make_surrogate(args.surrogate)), verbose=True)
     return 1 if failures else 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     from hti_bench.errors import HTIBenchError
+
+    if getattr(args, "unsealed", False):
+        from hti_bench.harness.sandbox.outside import UNSEALED_ENV
+
+        os.environ[UNSEALED_ENV] = "1"  # read by this process, its workers and the sweep program alike
 
     try:
         if args.command == "list":

@@ -210,19 +210,21 @@ def collect_plugins() -> dict[str, Any]:
     Discovery is redone first, so what is stored matches the files that were fingerprinted.
     """
     from hti_bench.harness import registry
+    from hti_bench.harness.sandbox import lookup
 
     registry.refresh()
+    found, broken_plugins = lookup.catalog()  # each plugin file described in a sandbox of its own
     surrogates = [
         {
             "name": name,
-            "description": str(cls.description),
-            "requires": [str(r) for r in sorted(cls.requires)],
-            "multi": bool(cls.supports_multi),
-            "source": registry.surrogate_source(name),
+            "description": str(e.meta.get("description", "")),
+            "requires": sorted(e.requires),
+            "multi": bool(e.meta.get("supports_multi")),
+            "source": e.source,
         }
-        for name, cls in registry.surrogate_classes().items()
+        for name, e in found.items()
     ]
-    broken = [{"name": b.name, "source": b.source, "error": b.error} for b in registry.broken_plugins()]
+    broken = [{"name": b.name, "source": b.source, "error": b.error} for b in broken_plugins]
     return {"surrogates": surrogates, "broken": broken}
 
 

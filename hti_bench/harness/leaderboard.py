@@ -55,6 +55,8 @@ LEADERBOARD_COLUMNS: dict[str, str] = {
     "anchor_train_seconds": "What training the task's anchor networks cost (NaN for tasks that train nothing).",
     "tuning_fit_seconds": "Tuned track: total fit() seconds of the tuning trials (mean over seeds' rows; NaN on the default track).",
     "uses_training_loss": "Whether the surrogate trains on the task's loss (best response; starred in the printout).",
+    "sealed": "Whether every row ran sealed (in a confined sandbox, hti_bench.harness.sandbox); False marks rows run with "
+    "--unsealed or where the system offered no confinement (a dagger in the printout): trust them less.",
     "status": "ok, `partial: N failed rows`, or `skipped: reason` / `failed: reason` when no row is ok.",
     "p_vs_best": "Two-sided Wilcoxon signed-rank p-value of the surrogate's W₂ against the task and track's rank-1 "
     "surrogate, paired on the (seed, held-out λ) units both scored, Holm-corrected over the comparisons with the "
@@ -142,6 +144,8 @@ def leaderboard(results: pd.DataFrame) -> pd.DataFrame:
         tuning = pd.to_numeric(group.get("tuning_fit_seconds", pd.Series(dtype=float)), errors="coerce")
         row["tuning_fit_seconds"] = float(tuning.mean()) if tuning.notna().any() else float("nan")
         row["uses_training_loss"] = bool(group["uses_training_loss"].astype(str).str.lower().eq("true").any())
+        sealed = group["sealed"] if "sealed" in group.columns else pd.Series(False, index=group.index)
+        row["sealed"] = bool(sealed.astype(str).str.lower().eq("true").all())
         if len(ok) and not row["n_failed"]:
             row["status"] = "ok"
         elif len(ok):

@@ -28,6 +28,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from hti_bench.harness.lifetime import die_with_parent
+
 
 def available_cores() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
@@ -46,20 +48,6 @@ def resolve_jobs(jobs: int | str | None) -> int:
     if n < 1:
         raise ConfigError(f"jobs must be an integer ≥ 1 or 'auto', got {jobs!r}")
     return n
-
-
-def die_with_parent(parent_pid: int | None = None) -> None:
-    """Have the kernel SIGKILL this process when its parent dies (Linux), and exit now if the parent
-    (``parent_pid``, when given) has already died: the request covers only deaths that come after it."""
-    try:
-        import ctypes
-        import signal
-
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):
-        pass
-    if parent_pid is not None and os.getppid() != parent_pid:
-        os._exit(1)
 
 
 @dataclass(frozen=True)
@@ -88,6 +76,10 @@ def _worker(
     import torch
 
     torch.set_num_threads(threads)
+    from hti_bench.harness.sandbox.outside import sealing_enabled, template
+
+    if sealing_enabled():
+        template()  # its imports run beside this worker's first job, not before its first unit
     while True:
         item = inbox.get()
         if item is None:

@@ -240,8 +240,11 @@ def _check_params(kind: str, name: str, params: dict[str, Any], valid: dict[str,
 
 def make_surrogate(spec: str) -> Surrogate:
     """Build a surrogate from ``name`` or ``name[key=value,...]`` and validate its parameters
-    (:meth:`~hti_bench.surrogate.Surrogate.validate_params`), before anything trains."""
-    name, params = parse_spec(spec)
+    (:meth:`~hti_bench.surrogate.Surrogate.validate_params`), before anything trains.
+
+    This imports every plugin into the calling process: the harness's scoring side never calls it (a
+    sealed run resolves names in sandboxes, :mod:`hti_bench.harness.sandbox.lookup`); a plugin's own tests may."""
+    name, _params = parse_spec(spec)
     classes = surrogate_classes()
     if name not in classes:
         for b in broken_plugins():
@@ -250,7 +253,12 @@ def make_surrogate(spec: str) -> Surrogate:
         raise UnknownNameError(
             unknown_name_message("surrogate", name, classes, "discovered in " + ", ".join(map(str, plugin_dirs())))
         )
-    cls = classes[name]
+    return build_surrogate(classes[name], spec)
+
+
+def build_surrogate(cls: type[Surrogate], spec: str) -> Surrogate:
+    """An instance of ``cls`` from ``spec`` (its name with parameters), its parameters validated."""
+    name, params = parse_spec(spec)
     clock = params.pop(CLOCK_PARAM, "") if CLOCK_PARAM not in cls.default_params() else ""
     _check_params("surrogate", name, params, {**cls.default_params(), CLOCK_PARAM: ""})
     try:
@@ -261,6 +269,44 @@ def make_surrogate(spec: str) -> Surrogate:
         surrogate.clock = str(clock)  # the harness applies it (hti_bench.clock)
     surrogate.validate_params()
     return surrogate
+
+
+def plugin_files() -> tuple[list[str], list[BrokenPlugin]]:
+    """Every source discovery would import, without importing any: the plugin files of
+    :func:`plugin_dirs` (as paths) and the entry points (as ``entry point NAME = module:attr``), and
+    the folders that are missing."""
+    sources: list[str] = []
+    broken: list[BrokenPlugin] = []
+    for folder in plugin_dirs():
+        if not folder.is_dir():
+            broken.append(_missing_folder(folder))
+            continue
+        sources += [str(p) for p in sorted(folder.glob("*.py")) if not p.name.startswith(("_", "template_"))]
+    sources += [f"entry point {ep.name} = {ep.value}" for ep in entry_points(group=SURROGATE_GROUP)]
+    return sources, broken
+
+
+def load_source(source: str) -> type[Surrogate]:
+    """The one surrogate class ``source`` (a plugin file's path, or an entry point as
+    :func:`plugin_files` writes it) defines, importing nothing else. Raises :class:`PluginError` saying
+    why it holds none."""
+    from hti_bench.surrogate import Surrogate
+
+    if source.startswith("entry point "):
+        target = source.split(" = ", 1)[1]
+        module_name, _, attr = target.partition(":")
+        obj: Any = importlib.import_module(module_name.strip())
+        for part in attr.strip().split(".") if attr.strip() else []:
+            obj = getattr(obj, part)
+        if not (inspect.isclass(obj) and issubclass(obj, Surrogate)):
+            raise PluginError("does not point at a Surrogate subclass")
+        return obj
+    module = _load_file(Path(source))
+    classes = _surrogates_in(module)
+    if len(classes) != 1:
+        what = ", ".join(c.__name__ for c in classes) or "none" + _abstract_note(module)
+        raise PluginError(f"expected exactly one Surrogate subclass, found {what}")
+    return classes[0]
 
 
 def task_classes() -> dict[str, type[Task]]:

@@ -31,14 +31,14 @@ from hti_bench.errors import ResultsError
 from hti_bench.harness.fsutil import atomic_write_bytes
 from hti_bench.harness.leaderboard import leaderboard
 
-SCHEMA_VERSION = 7
+SCHEMA_VERSION = 8
 
 #: Columns each schema version added. Version 2: the anchors' training cost and the seed-to-seed floor;
 #: version 3: the task's anchors and clock (so figures never rebuild a task); version 4: the track
 #: (default or tuned) and what tuning chose and cost; version 5: the rest of the metric panel (energy
 #: distance, MMD, sliced W₂) with its floors; version 6: the scoring mode (transductive or inductive), the closed
 #: loop's cost and why a metric is missing; version 7: several hyperparameters (the dimension d, the held-out point
-#: as text, and its distance from the nearest anchor).
+#: as text, and its distance from the nearest anchor); version 8: whether the surrogate ran sealed.
 _ADDED: dict[int, tuple[str, ...]] = {
     2: ("anchor_train_seconds", "seed_floor_w1", "seed_floor_w2", "seed_floor_w2sq"),
     3: ("anchors", "clock"),
@@ -57,6 +57,7 @@ _ADDED: dict[int, tuple[str, ...]] = {
     ),
     6: ("mode", "closed_loop_seconds", "metric_note"),
     7: ("d", "lambda_point", "anchor_distance"),
+    8: ("sealed",),
 }
 
 
@@ -164,6 +165,9 @@ COLUMNS: dict[str, str] = {
     "metric_note": "Why a task metric is missing from an ok row (e.g. the closed-loop return of a surrogate that "
     "cannot answer at states the anchor networks were not run on); empty otherwise.",
     "uses_training_loss": "Whether the surrogate trains on the task's loss (best-response methods).",
+    "sealed": "Whether the surrogate ran sealed: in a confined sandbox process that holds nothing of the held-out "
+    "λ, their networks or the scorer (false with --unsealed, where the system offers no confinement, and in files "
+    "of schema version < 8).",
     "anchor_train_seconds": "Wall time spent training the task's anchor networks (sum over anchors, from the "
     "target cache; NaN for tasks that train nothing): what every surrogate's fit builds on, beside fit_seconds.",
     "tuning_trials": "Tuned track: configurations tried (each scored on the validation folds); NaN on the default track.",
@@ -467,6 +471,9 @@ def upgrade(df: pd.DataFrame) -> pd.DataFrame:
             df.loc[fill, "lambda_point"] = [repr(float(v)) for v in pd.to_numeric(df.loc[fill, "lambda_heldout"])]
         if "track" in df.columns:
             df.loc[old & df["track"].isna(), "track"] = "default"
+        if "sealed" in df.columns:
+            df["sealed"] = df["sealed"].astype(object)
+            df.loc[old & df["sealed"].isna(), "sealed"] = False
         if "config" in df.columns and "surrogate" in df.columns:
             df.loc[old & df["config"].isna(), "config"] = df.loc[old & df["config"].isna(), "surrogate"]
         df.loc[old, "schema_version"] = SCHEMA_VERSION

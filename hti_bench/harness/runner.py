@@ -18,8 +18,9 @@ from typing import Any
 
 from hti_bench.clock import Point
 from hti_bench.harness.pool import WorkerPool, resolve_jobs
-from hti_bench.harness.registry import default_tasks, make_surrogate, make_task, surrogate_classes
+from hti_bench.harness.registry import default_tasks, make_task
 from hti_bench.harness.results import ResultsStore
+from hti_bench.harness.sandbox import lookup
 from hti_bench.harness.targets import TargetCache, prepare_targets, target_networks
 from hti_bench.harness.unit import UnitResult, draw_inputs, evaluate, failed, stored_clouds
 from hti_bench.task import Task
@@ -50,9 +51,9 @@ def resolve(
 ) -> tuple[list[Task], list[str]]:
     """Build every task (with ``cache``) and surrogate named (all of them when None); raises before any work."""
     task_objs = [make_task(t, cache=cache) for t in (tasks or default_tasks())]
-    specs = list(surrogates) if surrogates else list(surrogate_classes())
-    specs = [make_surrogate(s).spec for s in specs]  # validates names and parameters now
-    return task_objs, specs
+    specs = list(surrogates) if surrogates else lookup.names()
+    # Names and parameters are checked now, each by its own class in a sandbox (never imported here).
+    return task_objs, [r.spec for r in lookup.resolve_many(specs)]
 
 
 def run(

@@ -32,13 +32,14 @@ from hti_bench.anchors import AnchorSet
 from hti_bench.clock import HyperparameterSpace, Point, stored_form
 from hti_bench.errors import ConfigError, OpenConditionError
 from hti_bench.harness import provenance as prov
-from hti_bench.harness.registry import make_surrogate
 from hti_bench.harness.results import SCHEMA_VERSION, ResultsStore, format_anchors
+from hti_bench.harness.sandbox.lookup import open_surrogate
+from hti_bench.harness.sandbox.outside import RemoteError, sealing_enabled
 from hti_bench.harness.targets import prepare_targets
 from hti_bench.scoring import PANEL, score_panel
 from hti_bench.surrogate import Surrogate
 from hti_bench.task import Task, TrainedTask
-from hti_bench.view import TaskView, seal
+from hti_bench.view import TaskView
 
 #: Sample clouds kept per unit of a 2-D task (for ``hti-bench plot``): the first conditions, samples each.
 CLOUD_CONDITIONS = 4
@@ -210,7 +211,13 @@ def draw_inputs(task: Task, seed: int, *, reuse: bool = False) -> UnitInputs:
 
 
 def evaluate(
-    task: Task, spec: str | Surrogate, seed: int, inputs: UnitInputs | None = None, *, clouds: bool = True
+    task: Task,
+    spec: str | Surrogate,
+    seed: int,
+    inputs: UnitInputs | None = None,
+    *,
+    clouds: bool = True,
+    quiet: bool = False,
 ) -> UnitResult:
     """Fit the surrogate ``spec`` (a name like ``cfm[steps=30]``, or an unfitted instance) for one seed
     and score it at every held-out λ of ``task``.
@@ -218,17 +225,23 @@ def evaluate(
     ``inputs`` defaults to :func:`draw_inputs` of (task, seed). With ``clouds``, a task with 2-D outputs
     also gets the surrogate's and the held-out network's samples at the middle held-out λ (the first
     :data:`CLOUD_CONDITIONS` conditions, at most :data:`CLOUD_SAMPLES` samples each).
+    A name runs *sealed*: its code in a sandbox process of its own (:mod:`hti_bench.harness.sandbox`), unless
+    ``--unsealed`` (``HTI_BENCH_UNSEALED=1``); an instance runs in this process (a plugin's own tests),
+    and its rows say ``sealed = false``. ``quiet`` silences the sandbox's ``UserWarning`` s.
     Raises only for a bad name or parameter (before anything trains); plugin faults become rows.
     """
-    if isinstance(spec, Surrogate):
-        surrogate = spec
-        surrogate.validate_params()
-    else:
-        surrogate = make_surrogate(spec)
+    surrogate = open_surrogate(spec, task, quiet=quiet)
+    try:
+        return _evaluate(task, surrogate, seed, inputs if inputs is not None else draw_inputs(task, seed), clouds)
+    finally:
+        surrogate.close()
+
+
+def _evaluate(task: Task, surrogate: Any, seed: int, inputs: UnitInputs, clouds: bool) -> UnitResult:
     spec = surrogate.spec  # canonical form: defaults dropped, keys sorted
-    inputs = inputs if inputs is not None else draw_inputs(task, seed)
     references = inputs.references
-    rows = [_base_row(task, surrogate, spec, seed, ref.lam, i) for i, ref in enumerate(references)]
+    base = dict(uses_training_loss=surrogate.uses_training_loss(), sealed=surrogate.sealed)
+    rows = [_base_row(task, spec, seed, ref.lam, i, **base) for i, ref in enumerate(references)]
     for row, ref in zip(rows, references):
         row.update({f"floor_{k}": v for k, v in ref.floor.items() if k in PANEL})
         row.update({f"seed_floor_{k}": v for k, v in ref.seed_floor.items() if k in PANEL})
@@ -259,15 +272,12 @@ def evaluate(
             row.update(status="skipped", error=reason)
         return _stamp(result)
 
-    torch.manual_seed(seed)
     start = time.perf_counter()
     try:
-        surrogate.fit(anchors, view, seed=seed)
+        surrogate.fit(anchors, view, seed)
     except Exception as err:  # a plugin fault: record it and carry on with the next unit
         _fail(rows, f"fit: {describe(err)}")
         return _stamp(result)
-    finally:
-        seal(view)  # the training data and loss end with fit()
     fit_seconds = time.perf_counter() - start
 
     conds = task.eval_conditions().float()
@@ -283,7 +293,6 @@ def evaluate(
                 ref.lam, conds, task.n_samples, derive_seed(task.spec, seed, "sample", stored_form(ref.lam))
             )
             row["sample_seconds"] = time.perf_counter() - start
-            out = torch.as_tensor(out)
             if tuple(out.shape) != expected:
                 raise ValueError(f"sample() returned shape {tuple(out.shape)}, expected (M, n, D) = {expected}")
             if not torch.isfinite(out).all():
@@ -309,12 +318,12 @@ def evaluate(
     return _stamp(result)
 
 
-def _closed_loop(task: Task, surrogate: Surrogate, seed: int, lam: Point, row: dict[str, Any]) -> None:
+def _closed_loop(task: Task, surrogate: Any, seed: int, lam: Point, row: dict[str, Any]) -> None:
     """The surrogate's closed-loop metrics at λ into ``row``: skipped with the reason (in
     ``metric_note``) when it cannot answer at new states, a failed row when the rollout crashes."""
 
     def act(states: Tensor, n: int, sample_seed: int) -> Tensor:
-        return torch.as_tensor(surrogate.sample(lam, states, n, sample_seed))
+        return surrogate.sample(lam, states, n, sample_seed)
 
     start = time.perf_counter()
     try:
@@ -330,7 +339,7 @@ def _closed_loop(task: Task, surrogate: Surrogate, seed: int, lam: Point, row: d
     row.update({f"metric_{k}": v for k, v in metrics.items()})
 
 
-def applied_space(task: Task, surrogate: Surrogate) -> HyperparameterSpace:
+def applied_space(task: Task, surrogate: Any) -> HyperparameterSpace:
     """The task's hyperparameter space on the clock the surrogate's name asks for (``clock=…``, every
     axis on it; default the task's own). Raises :class:`~hti_bench.errors.ConfigError` when that clock
     cannot read the task's range."""
@@ -357,15 +366,25 @@ def stored_clouds(result: UnitResult) -> dict[str, Any]:
 
 
 def failed(task: Task, spec: str, seed: int, reason: str) -> UnitResult:
-    """The unit as failed rows with ``reason``, without fitting (e.g. its worker process died)."""
-    surrogate = make_surrogate(spec)
-    rows = [_base_row(task, surrogate, surrogate.spec, seed, lam, i) for i, lam in enumerate(task.heldout)]
+    """The unit as failed rows with ``reason``, without fitting (e.g. its worker process died); ``spec``
+    is the canonical spec the run resolved (:func:`hti_bench.harness.sandbox.lookup.resolve_many`)."""
+    from hti_bench.harness.sandbox import lookup
+
+    known = lookup.resolved(spec)
+    uses_training_loss = known.uses_training_loss if known else False
+    rows = [
+        _base_row(task, spec, seed, lam, i, uses_training_loss=uses_training_loss, sealed=sealing_enabled())
+        for i, lam in enumerate(task.heldout)
+    ]
     _fail(rows, reason)
-    return _stamp(UnitResult(task.spec, surrogate.spec, int(seed), rows))
+    return _stamp(UnitResult(task.spec, spec, int(seed), rows))
 
 
 def describe(err: BaseException) -> str:
-    """One line naming an exception and its message (what a failed row's ``error`` says)."""
+    """One line naming an exception and its message (what a failed row's ``error`` says); for an
+    exception raised in a sandbox, the line the sandbox wrote, so that a row reads the same sealed or not."""
+    if isinstance(err, RemoteError):
+        return err.line.replace("\n", " ")[:500]
     line = traceback.format_exception_only(type(err), err)[-1].strip()
     return line.replace("\n", " ")[:500]
 
@@ -377,7 +396,9 @@ def anchor_train_seconds(task: Task) -> float:
     return float(sum(task.train_seconds(lam) for lam in task.anchors))
 
 
-def _base_row(task: Task, surrogate: Surrogate, spec: str, seed: int, lam: Point, index: int) -> dict[str, Any]:
+def _base_row(
+    task: Task, spec: str, seed: int, lam: Point, index: int, *, uses_training_loss: bool, sealed: bool
+) -> dict[str, Any]:
     space = task.hyperparameters
     # The results schema: one hyperparameter keys a row by λ's value; several by the point's index in
     # the held-out list (the key stays one number), the point in lambda_point and lambda_<axis>.
@@ -407,7 +428,8 @@ def _base_row(task: Task, surrogate: Surrogate, spec: str, seed: int, lam: Point
         "sample_seconds": math.nan,
         "closed_loop_seconds": math.nan,
         "metric_note": "",
-        "uses_training_loss": surrogate.uses_training_loss(),
+        "uses_training_loss": bool(uses_training_loss),
+        "sealed": bool(sealed),
         "anchor_train_seconds": anchor_train_seconds(task),
         "tuning_trials": math.nan,
         "tuning_fit_seconds": math.nan,

@@ -156,7 +156,8 @@ def parse_config(cfg: Mapping[str, Any]) -> RunConfig:
 
     Keys starting with ``_`` (wandb's own) are ignored.
     """
-    from hti_bench.harness.registry import make_surrogate, make_task, surrogate_classes
+    from hti_bench.harness.registry import make_task
+    from hti_bench.harness.sandbox import lookup
 
     # The sweep engine proposes numpy scalars; names must hold plain Python values.
     cfg = {k: (v.item() if hasattr(v, "item") else v) for k, v in cfg.items() if not str(k).startswith("_")}
@@ -166,15 +167,13 @@ def parse_config(cfg: Mapping[str, Any]) -> RunConfig:
         if not isinstance(cfg[key], str):
             raise ConfigError(f"Sweep parameter {key!r} must be a name (text), got {cfg[key]!r}.")
     name, params = parse_spec(cfg["surrogate"])
-    classes = surrogate_classes()
-    valid = {**classes[name].default_params(), CLOCK_PARAM: ""} if name in classes else {}
+    entry = lookup.entry(name)  # raises the unknown-surrogate message
+    valid = {**entry.params, CLOCK_PARAM: ""}
     extra = {k: v for k, v in cfg.items() if k not in PROGRAM_KEYS}
     for key in extra:
         if key not in valid:
-            if name not in classes:
-                make_surrogate(cfg["surrogate"])  # raises the unknown-surrogate message
             raise unknown_parameter(key, name, valid)
-    surrogate = make_surrogate(format_spec(name, {**params, **extra})).spec
+    surrogate = lookup.resolve(format_spec(name, {**params, **extra})).spec
     task = cfg["task"]
     if "n_anchors" in cfg and cfg["n_anchors"] is not None:
         task = spaced_anchors(task, _as_int("n_anchors", cfg["n_anchors"]))

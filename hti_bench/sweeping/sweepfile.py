@@ -163,7 +163,8 @@ def _check_command(where: str, config: dict[str, Any]) -> None:
 
 
 def _check_parameters(where: str, params: dict[str, Any]) -> None:
-    from hti_bench.harness.registry import make_surrogate, make_task, surrogate_classes
+    from hti_bench.harness.registry import make_task
+    from hti_bench.harness.sandbox import lookup
     from hti_bench.sweeping.program import designed_anchors, spaced_anchors
 
     for key in ("task", "surrogate"):
@@ -179,25 +180,22 @@ def _check_parameters(where: str, params: dict[str, Any]) -> None:
         for v in values[key]:
             if not isinstance(v, str):
                 raise ConfigError(f"{where}: {key} values must be names (text), got {v!r}.")
-    classes = surrogate_classes()
     extra = [k for k in params if k not in PROGRAM_KEYS]
     try:
         tasks = [make_task(t) for t in values["task"]]
         surrogates = [parse_spec(s) for s in values["surrogate"]]
-        for name, _ in surrogates:
-            if name not in classes:
-                make_surrogate(name)  # raises with the list of names and the closest match
+        entries = {name: lookup.entry(name) for name, _ in surrogates}  # unknown: the names, the closest match
         for key in extra:
             for name, _ in surrogates:
-                valid = {**classes[name].default_params(), CLOCK_PARAM: ""}
+                valid = {**entries[name].params, CLOCK_PARAM: ""}
                 if key not in valid:
                     raise unknown_parameter(key, name, valid)
         # Every listed surrogate parameter value must build (catches a string where a number goes).
-        for name, base in surrogates:
-            make_surrogate(format_spec(name, base)).check_params()
-            for key in extra:
-                for v in values[key]:
-                    make_surrogate(format_spec(name, {**base, key: v})).check_params()
+        specs = [format_spec(name, base) for name, base in surrogates]
+        specs += [
+            format_spec(name, {**base, key: v}) for name, base in surrogates for key in extra for v in values[key]
+        ]
+        lookup.resolve_many(specs)
         for n in values.get("n_anchors", []):
             for task in tasks:
                 make_task(spaced_anchors(task.spec, int(n)))

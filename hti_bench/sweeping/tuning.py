@@ -44,8 +44,9 @@ from typing import Any
 from hti_bench.clock import CLOCK_PARAM, Point, as_point, stored_form
 from hti_bench.errors import ConfigError, LeakError
 from hti_bench.harness.fsutil import atomic_write_bytes
-from hti_bench.harness.registry import make_surrogate, make_task
+from hti_bench.harness.registry import make_task
 from hti_bench.harness.results import ResultsStore, safe_name
+from hti_bench.harness.sandbox import lookup
 from hti_bench.specs import format_spec, parse_spec
 from hti_bench.task import NetworkStore, Task, TrainedTask
 
@@ -146,19 +147,19 @@ def fixed_params(surrogate: str) -> dict[str, Any]:
     """The parameters a name fixes for tuning: those set to a value other than their default (the clock
     included). A parameter the name shows at its default, as ``name_parameters`` always are
     (``cfm[matcher=plain]``), is searched like any other."""
-    base = make_surrogate(surrogate)
-    defaults = type(base).default_params()
+    lookup.resolve(surrogate)  # its name and parameters are valid
     _, params = parse_spec(surrogate)
-    return {k: v for k, v in params.items() if k == CLOCK_PARAM or k not in defaults or getattr(base, k) != defaults[k]}
+    defaults = surrogate_defaults(parse_spec(surrogate)[0])
+    return {k: v for k, v in params.items() if k == CLOCK_PARAM or k not in defaults or _plain(v) != defaults[k]}
 
 
 def search_space(task: Task, surrogate: str) -> dict[str, dict[str, Any]]:
     """What tuning searches for ``surrogate`` (a name, perhaps with fixed parameters) on ``task``, in
     W&B sweep parameter syntax: the surrogate's declared space without the parameters its name fixes,
     and the clock over every clock that can read the task's range (unless the name fixes it)."""
-    base = make_surrogate(surrogate)
     fixed = fixed_params(surrogate)
-    space = {k: dict(v) for k, v in type(base).search_space.items() if k not in fixed}
+    declared = lookup.entry(parse_spec(surrogate)[0]).search_space
+    space = {k: dict(v) for k, v in declared.items() if k not in fixed}
     if CLOCK_PARAM not in fixed:
         clocks = [c.value for c in task.hyperparameters.clocks()]
         if len({a.clock for a in task.hyperparameters.axes}) > 1:
@@ -190,13 +191,11 @@ def trial_spec(task: Task, surrogate: str, proposal: Mapping[str, Any]) -> str:
     own = {a.clock.value for a in task.hyperparameters.axes}
     if params.get(CLOCK_PARAM) == "" or (len(own) == 1 and params.get(CLOCK_PARAM) in own):
         params.pop(CLOCK_PARAM)
-    return make_surrogate(format_spec(name, params)).spec
+    return lookup.resolve(format_spec(name, params)).spec
 
 
 def surrogate_defaults(name: str) -> dict[str, Any]:
-    from hti_bench.harness.registry import surrogate_classes
-
-    return surrogate_classes()[name].default_params()
+    return lookup.entry(name).params
 
 
 def _plain(value: Any) -> Any:
@@ -322,7 +321,7 @@ def tune(
         raise ConfigError(f"Unknown tuning method {method!r}; valid: {', '.join(METHODS)}.")
     if int(trials) < 1:
         raise ConfigError(f"tuning needs at least 1 trial, got {trials}.")
-    surrogate = make_surrogate(surrogate).spec
+    surrogate = lookup.resolve(surrogate).spec
     folds = validation_folds(task)
     fold_tasks = [fold_task(task, f) for f in folds]
     space = search_space(task, surrogate)

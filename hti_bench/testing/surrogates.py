@@ -2,7 +2,7 @@
 
 ``check_surrogate(MySurrogate)`` runs every check and returns the failures; the pytest contract test
 (``tests/contract/test_surrogates.py``) parametrises the same checks over every registered surrogate,
-and ``hti-bench check NAME`` runs them from the shell. Each check fits on a tiny task, so the whole
+and ``hti-bench check NAME`` runs them from the shell, sealed (:func:`check_sealed`). Each check fits on a tiny task, so the whole
 contract takes seconds per surrogate when its ``test_config`` keeps the budget small. A surrogate is
 handed what the harness hands it (:class:`~hti_bench.view.TaskView`, never the task), and one check
 scores it through the harness's own unit evaluation (:func:`hti_bench.harness.unit.evaluate`).
@@ -13,26 +13,61 @@ from __future__ import annotations
 import dataclasses
 import traceback
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
 
 import torch
 
 from hti_bench.anchors import AnchorSet
 from hti_bench.clock import Point
 from hti_bench.errors import OpenConditionError
+from hti_bench.specs import format_spec
 from hti_bench.surrogate import Surrogate
 from hti_bench.task import Task
 from hti_bench.tasks.gaussian_path import GaussianPath
 from hti_bench.view import TaskView, seal
 
 
-def tiny_task(cls: type[Surrogate], d: int | None = None) -> Task:
+@dataclass(frozen=True)
+class Subject:
+    """What the checks that go through the harness (:data:`SCORING`) need of a surrogate: what it
+    declares, and what to hand :func:`~hti_bench.harness.unit.evaluate`: a fresh instance (the in-process
+    checks) or its name with ``test_config`` (``hti-bench check``: the harness then runs it sealed)."""
+
+    name: str
+    requires: frozenset[str]
+    supports_multi: bool
+    make: Callable[[], str | Surrogate]
+
+    @classmethod
+    def of_class(cls, surrogate: type[Surrogate]) -> Subject:
+        return cls(
+            surrogate.name,
+            frozenset(surrogate.requires),
+            bool(surrogate.supports_multi),
+            lambda: surrogate(**surrogate.test_config),
+        )
+
+    @classmethod
+    def of_entry(cls, entry: Any) -> Subject:
+        """From a :class:`hti_bench.harness.sandbox.lookup.Entry` (a class described in a sandbox)."""
+        config = {k: tuple(v) if isinstance(v, list) else v for k, v in entry.meta.get("test_config", {}).items()}
+        spec = format_spec(entry.name, config)
+        return cls(entry.name, entry.requires, bool(entry.meta.get("supports_multi")), lambda: spec)
+
+
+def _subject(cls: type[Surrogate] | Subject) -> Subject:
+    return cls if isinstance(cls, Subject) else Subject.of_class(cls)
+
+
+def tiny_task(cls: type[Surrogate] | Subject, d: int | None = None) -> Task:
     """The smallest task a surrogate can run on: analytic, unless it needs a network. Trained tasks keep
     their networks in the target cache (``$HTI_BENCH_CACHE`` or ``~/.cache/hti-bench``). ``d`` is how
     many hyperparameters (1 or 2); by default 1, or 2 for a surrogate that only runs on several."""
     return (_tiny_line, _tiny_plane)[(_dims(cls) if d is None else d) - 1](cls)
 
 
-def _tiny_line(cls: type[Surrogate]) -> Task:
+def _tiny_line(cls: type[Surrogate] | Subject) -> Task:
     """One hyperparameter: the analytic Gaussian path, or a tiny moons-dropout for a surrogate that
     needs a network."""
     if "training_loss" in cls.requires or "architecture" in cls.requires:
@@ -58,7 +93,7 @@ def tiny_moons_dropout(epochs: int, n_samples: int, cache_dir: str | None = None
     )
 
 
-def _tiny_plane(cls: type[Surrogate]) -> Task:
+def _tiny_plane(cls: type[Surrogate] | Subject) -> Task:
     """Two hyperparameters, anchors a 2×2 grid that leaves a margin of the box outside their hull
     (where a surrogate must refuse)."""
     if "training_loss" in cls.requires or "architecture" in cls.requires:
@@ -81,12 +116,19 @@ def _tiny_plane(cls: type[Surrogate]) -> Task:
     )
 
 
-def _dims(cls: type[Surrogate]) -> int:
+def _dims(cls: type[Surrogate] | Subject) -> int:
     """1, or 2 for a surrogate that runs on several hyperparameters and skips the 1-D tiny task."""
-    if not cls.supports_multi:
+    from hti_bench.harness.sandbox.lookup import open_surrogate
+
+    subject = _subject(cls)
+    if not subject.supports_multi:
         return 1
-    task = tiny_task(cls, d=1)
-    return 2 if cls(**cls.test_config).skip(TaskView(task, requires=cls.requires)) else 1
+    task = tiny_task(subject, d=1)
+    surrogate = open_surrogate(subject.make(), task)
+    try:
+        return 2 if surrogate.skip(TaskView(task, requires=surrogate.requires)) else 1
+    finally:
+        surrogate.close()
 
 
 def _outside(task: Task) -> Point:
@@ -282,28 +324,40 @@ def check_open_conditions(cls: type[Surrogate]) -> None:
     assert torch.allclose(out, again), "sample() at new conditions with the same seed gave different samples"
 
 
-def check_scored_by_the_harness(cls: type[Surrogate]) -> None:
+def check_scored_by_the_harness(cls: type[Surrogate] | Subject) -> None:
     """The harness's own unit evaluation fits and scores it, through the view: every row ok."""
     from hti_bench.harness.unit import evaluate
 
-    result = evaluate(tiny_task(cls), cls(**cls.test_config), seed=0, clouds=False)
+    subject = _subject(cls)
+    result = evaluate(tiny_task(subject), subject.make(), seed=0, clouds=False)
     assert result.status == "ok", f"the harness scored it {result.status}: {result.error}"
     assert all(r["w2"] >= 0 for r in result.rows), "the harness scored it without a W₂"
 
 
-def check_multi_lambda(cls: type[Surrogate]) -> None:
-    """On a task of two hyperparameters: with ``supports_multi`` the harness scores it (every row ok) and
-    it refuses a point outside the anchors' hull; without, the harness skips it with the reason."""
-    from hti_bench.harness.unit import build_anchor_set, evaluate
+def check_multi_lambda(cls: type[Surrogate] | Subject) -> None:
+    """On a task of two hyperparameters: with ``supports_multi`` the harness scores it (every row ok);
+    without, the harness skips it with the reason."""
+    from hti_bench.harness.unit import evaluate
 
-    task = tiny_task(cls, d=2)
-    result = evaluate(task, cls(**cls.test_config), seed=0, clouds=False)
-    if not cls.supports_multi:
+    subject = _subject(cls)
+    task = tiny_task(subject, d=2)
+    result = evaluate(task, subject.make(), seed=0, clouds=False)
+    if not subject.supports_multi:
         assert result.status == "skipped" and "one-dimensional" in result.error, (
             f"without supports_multi the harness should skip it on {task.name}, got {result.status}: {result.error}"
         )
         return
     assert result.status == "ok", f"the harness scored it {result.status} on {task.name}: {result.error}"
+
+
+def check_refuses_outside_the_hull(cls: type[Surrogate]) -> None:
+    """On a task of two hyperparameters, a surrogate with ``supports_multi`` answers at a held-out point
+    and refuses one outside the anchors' hull (unless it extrapolates)."""
+    from hti_bench.harness.unit import build_anchor_set
+
+    if not cls.supports_multi:
+        return
+    task = tiny_task(cls, d=2)
     surrogate = cls(**cls.test_config)
     _fit(surrogate, task, build_anchor_set(task, seed=0))
     out = surrogate.sample(task.heldout[0], task.eval_conditions(), 5, seed=0)
@@ -330,8 +384,13 @@ CHECKS: dict[str, Callable[[type[Surrogate]], None]] = {
         check_open_conditions,
         check_scored_by_the_harness,
         check_multi_lambda,
+        check_refuses_outside_the_hull,
     )
 }
+
+#: The checks that score through the harness (:func:`~hti_bench.harness.unit.evaluate`): ``hti-bench
+#: check`` runs them here, sealed, and every other check inside one sandbox (they need the class).
+SCORING = ("check_scored_by_the_harness", "check_multi_lambda")
 
 
 def run_check(name: str, cls: type[Surrogate]) -> str | None:
@@ -344,8 +403,41 @@ def run_check(name: str, cls: type[Surrogate]) -> str | None:
 
 
 def check_surrogate(cls: type[Surrogate], verbose: bool = False) -> list[tuple[str, str]]:
-    """Run every contract check on ``cls``; returns ``[(check name, failure message), ...]``."""
+    """Run every contract check on ``cls`` in this process; returns ``[(check name, failure message), ...]``."""
     return run_all(CHECKS, lambda name: run_check(name, cls), cls.name, verbose)
+
+
+def checks_of(source: str, names: list[str]) -> dict[str, str | None]:
+    """The checks ``names`` on the one class ``source`` defines: what :func:`check_sealed` runs in a sandbox."""
+    from hti_bench.harness.registry import load_source
+
+    cls = load_source(source)
+    return {name: run_check(name, cls) for name in names}
+
+
+def check_sealed(name: str, verbose: bool = False) -> list[tuple[str, str]]:
+    """``hti-bench check NAME``: every contract check on the discovered surrogate ``name``, its code never
+    imported here. The checks that need the class run in one sandbox (confined, with a target cache of
+    its own); the :data:`SCORING` checks run here, through the sealed harness, by its name."""
+    from hti_bench.harness.sandbox import lookup
+    from hti_bench.harness.sandbox.outside import Sandbox
+
+    entry = lookup.entry(name)
+    with Sandbox() as box:
+        header, _ = box.call("call", f"{__name__}:checks_of", entry.source, [n for n in CHECKS if n not in SCORING])
+    verdicts = {str(k): (str(v) if v is not None else None) for k, v in dict(header["value"]).items()}
+    subject = Subject.of_entry(entry)
+
+    def run_one(check: str) -> str | None:
+        if check not in SCORING:
+            return verdicts.get(check, "the sandbox did not run this check")
+        try:
+            CHECKS[check](subject)
+        except Exception as err:
+            return "".join(traceback.format_exception(type(err), err, err.__traceback__)).strip()
+        return None
+
+    return run_all(CHECKS, run_one, name, verbose)
 
 
 def run_all(

@@ -83,7 +83,15 @@ def test_workers_train_each_missing_target_once(tmp_path):
     assert again.targets_trained == 0
 
 
-def test_a_dying_worker_fails_its_unit_and_the_run_goes_on(tmp_path, monkeypatch):
+@pytest.mark.parametrize(
+    "unsealed, reason",
+    [
+        ("", "the surrogate's process ended without answering: it was killed by SIGKILL"),  # the sandbox died
+        ("1", "worker process died"),  # unsealed, the plugin kills the worker itself
+    ],
+)
+def test_a_dying_worker_fails_its_unit_and_the_run_goes_on(tmp_path, monkeypatch, unsealed, reason):
+    monkeypatch.setenv("HTI_BENCH_UNSEALED", unsealed)
     plugins = tmp_path / "plugins"
     plugins.mkdir()
     (plugins / "crasher.py").write_text(CRASHER)
@@ -104,7 +112,7 @@ def test_a_dying_worker_fails_its_unit_and_the_run_goes_on(tmp_path, monkeypatch
         registry.refresh()
     rows = summary.results
     crashed = rows[(rows.surrogate == "crasher") & (rows.seed == 1)]
-    assert (crashed.status == "failed").all() and crashed.error.str.contains("worker process died").all()
+    assert (crashed.status == "failed").all() and crashed.error.str.contains(reason).all()
     others = rows.drop(crashed.index)
     assert (others.status == "ok").all() and len(others) == 5 * 2
     assert len(list((tmp_path / "r" / "runs").glob("*.csv"))) == 2 * 3  # every unit stored once

@@ -1,22 +1,26 @@
 """The run loop: failed rows instead of crashes, resuming without duplicates, names checked first."""
 
-import math
-
 import pandas as pd
 import pytest
-import torch
 
 from hti_bench.errors import UnknownNameError
 from hti_bench.harness import registry
 from hti_bench.harness.results import KEY, ResultsStore
 from hti_bench.harness.runner import run
-from hti_bench.surrogate import Surrogate
 
 TASK = "gaussian-path[n_samples=30]"
 
 
-class _Faulty(Surrogate):
-    """Behaves like a plugin with a bug chosen by ``mode``."""
+FAULTY = """
+import math
+
+import torch
+
+from hti_bench.surrogate import Surrogate
+
+
+class Faulty(Surrogate):
+    \"\"\"Behaves like a plugin with a bug chosen by ``mode``.\"\"\"
 
     name = "faulty"
     name_parameters = ("mode",)
@@ -41,9 +45,13 @@ class _Faulty(Surrogate):
         if self.mode == "sample-crash" and lam[0] > 0.5:
             raise ZeroDivisionError("boom in sample")
         return torch.zeros(m, n, d)
+"""
+
+NEEDS_LOSS = """
+from hti_bench.surrogate import Surrogate
 
 
-class _NeedsLoss(Surrogate):
+class NeedsLoss(Surrogate):
     name = "needs-loss"
     requires = frozenset({"training_loss"})
 
@@ -52,16 +60,20 @@ class _NeedsLoss(Surrogate):
 
     def sample(self, lam, conditions, n, seed):
         raise AssertionError("unreachable")
+"""
 
 
 @pytest.fixture
-def with_test_plugins(monkeypatch):
+def with_test_plugins(tmp_path, monkeypatch):
+    """Two plugins in a plugin folder: they run sealed, like any plugin."""
+    folder = tmp_path / "plugins"
+    folder.mkdir()
+    (folder / "faulty.py").write_text(FAULTY)
+    (folder / "needs_loss.py").write_text(NEEDS_LOSS)
+    monkeypatch.setenv("HTI_BENCH_PLUGIN_PATH", str(folder))
     registry.refresh()
-    classes = {**registry.surrogate_classes(), "faulty": _Faulty, "needs-loss": _NeedsLoss}
-    monkeypatch.setattr(registry, "surrogate_classes", lambda: dict(classes))
-    import hti_bench.harness.runner as runner_mod
-
-    monkeypatch.setattr(runner_mod, "surrogate_classes", lambda: dict(classes))
+    yield
+    registry.refresh()
 
 
 @pytest.mark.parametrize(

@@ -53,3 +53,13 @@ _.surrogate_spec  # SampleClouds (hti_bench/harness/unit.py): stored by as_dict(
 _.hyperparameter  # SampleClouds (hti_bench/harness/unit.py): stored by as_dict() in the clouds file, read back by key
 
 # ------------------------------------------------------------------------------------------------------
+
+# The sandbox's requests: hti_bench.harness.sandbox.inside.Session.serve calls op_<request> by name.
+_.op_call
+_.op_describe
+_.op_fit
+_.op_open
+_.op_sample
+_.op_skip
+_.tempdir  # tempfile.tempdir, set in a sandbox so that tempfile writes in its scratch folder
+_.checks_of  # hti_bench/testing/surrogates.py: run in a sandbox by name (check_sealed's "call" request)
