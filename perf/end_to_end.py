@@ -12,6 +12,9 @@ Peak memory is the largest *sum* of resident memory over the run's whole process
 worker processes), sampled every 0.2 s from /proc, so parallel workers are counted together.
 Goals (2 CPU cores): cold ≤ 15 min, warm ≤ 3 min, peak RSS ≤ 4 GiB.
 ``--compare-jobs 1`` also times a warm run in one process, for the ratio the worker pool buys.
+``--compare-unsealed K`` times K warm runs sealed (the default) and K with ``--unsealed``, alternating
+(sealed, unsealed, unsealed, sealed, …: drift of the machine falls on both), for what sealing costs
+(goal: sealed ≤ 1.10 × unsealed), and checks that the two give the same scores, row for row.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ import tempfile
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import perftools as perf
 
@@ -91,6 +95,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--run-args", default="", help="Extra arguments for hti-bench run, e.g. '-t semicircles'.")
     p.add_argument("--csv", default=str(perf.PERF_CSV))
     p.add_argument("--keep", action="store_true", help="Keep the scratch folder (results, cache) for inspection.")
+    p.add_argument(
+        "--compare-unsealed", type=int, default=0, metavar="K", help="Also K warm runs sealed and K --unsealed."
+    )
     args = p.parse_args(argv)
 
     scratch = Path(tempfile.mkdtemp(prefix="hti-e2e-"))
@@ -100,8 +107,8 @@ def main(argv: list[str] | None = None) -> int:
     case = f"hti-bench run {args.run_args}" if args.run_args else "default suite"
     rows = []
 
-    def run_once(label: str, results: Path, jobs: str) -> tuple[float, int]:
-        wall, peak, code = measure([*exe, "--results", str(results), "--jobs", str(jobs)], env)
+    def run_once(label: str, results: Path, jobs: str, extra: tuple[str, ...] = ()) -> tuple[float, int]:
+        wall, peak, code = measure([*exe, "--results", str(results), "--jobs", str(jobs), *extra], env)
         print(f"{label:<8} --jobs {jobs}: {wall:7.1f} s, peak RSS {peak / 2**30:.2f} GiB, exit {code}", flush=True)
         if code:
             raise SystemExit(f"hti-bench run failed ({label}); nothing recorded")
@@ -153,6 +160,8 @@ def main(argv: list[str] | None = None) -> int:
                 perf.row("end_to_end", f"{case}, --jobs {args.compare_jobs}", "peak_rss_gib", peak / 2**30, "GiB")
             )
             print(f"warm --jobs {args.compare_jobs} / --jobs {args.jobs}: {wall / med:.2f}×")
+        if args.compare_unsealed:
+            rows += _sealing_cost(run_once, scratch, args.jobs, args.compare_unsealed, case)
     finally:
         perf.record(rows, args.csv)
         if args.keep:
@@ -161,6 +170,37 @@ def main(argv: list[str] | None = None) -> int:
             shutil.rmtree(scratch, ignore_errors=True)
     print(f"rows written to {args.csv}")
     return 0
+
+
+#: What two runs of the same units share whatever the sealing: every column but times, dates and the flag.
+_VOLATILE = {"fit_seconds", "sample_seconds", "closed_loop_seconds", "run_date", "git_rev", "sealed", "wandb_run_id"}
+
+
+def _sealing_cost(run_once: Any, scratch: Path, jobs: str, pairs: int, case: str) -> list[dict[str, Any]]:
+    """Warm runs sealed and unsealed, alternating; their medians, ratio, and whether the scores agree."""
+    import pandas as pd
+
+    times: dict[str, list[float]] = {"sealed": [], "unsealed": []}
+    tables: dict[str, pd.DataFrame] = {}
+    order = [m for i in range(pairs) for m in (("sealed", "unsealed") if i % 2 == 0 else ("unsealed", "sealed"))]
+    for i, mode in enumerate(order):
+        folder = scratch / f"{mode}{i}"
+        wall, _ = run_once(mode, folder, jobs, ("--unsealed",) if mode == "unsealed" else ())
+        times[mode].append(wall)
+        table = pd.read_csv(folder / "results.csv")
+        keep = sorted(c for c in table.columns if c not in _VOLATILE)
+        tables.setdefault(mode, table[keep].sort_values(["task", "surrogate", "seed", "lambda_heldout"]))
+        assert table["sealed"].astype(str).str.lower().eq("true" if mode == "sealed" else "false").all()
+    sealed, unsealed = statistics.median(times["sealed"]), statistics.median(times["unsealed"])
+    same = tables["sealed"].reset_index(drop=True).equals(tables["unsealed"].reset_index(drop=True))
+    print(f"sealed / unsealed: {sealed:.1f} s / {unsealed:.1f} s = {sealed / unsealed:.3f}; same scores: {same}")
+    where = f"{case}, --jobs {jobs}"
+    return [
+        perf.row("end_to_end", f"{where}, sealed", "warm_seconds", sealed, "s", repeats=pairs),
+        perf.row("end_to_end", f"{where}, --unsealed", "warm_seconds", unsealed, "s", repeats=pairs),
+        perf.at_most("end_to_end", where, "sealed_over_unsealed", sealed / unsealed, "×", 1.10, repeats=pairs),
+        perf.row("end_to_end", where, "sealed_rows_equal_unsealed", float(same), "bool"),
+    ]
 
 
 if __name__ == "__main__":

@@ -61,7 +61,14 @@ class Event:
 
 
 def _worker(
-    index: int, inbox: Any, outbox: Any, parent_pid: int, threads: int, env: dict[str, str], quiet: bool
+    index: int,
+    inbox: Any,
+    outbox: Any,
+    parent_pid: int,
+    threads: int,
+    env: dict[str, str],
+    quiet: bool,
+    template: Any = None,
 ) -> None:
     die_with_parent(parent_pid)  # first: before torch's import, which takes seconds on a busy machine
     import signal
@@ -76,10 +83,10 @@ def _worker(
     import torch
 
     torch.set_num_threads(threads)
-    from hti_bench.harness.sandbox.outside import sealing_enabled, template
+    if template is not None:  # sandboxes are forked from the parent's template (hti_bench.harness.sandbox)
+        from hti_bench.harness.sandbox.outside import share
 
-    if sealing_enabled():
-        template()  # its imports run beside this worker's first job, not before its first unit
+        share(template)
     while True:
         item = inbox.get()
         if item is None:
@@ -94,6 +101,16 @@ def _worker(
             outbox.put(Event("failed", job, line))
             continue
         outbox.put(Event("done", job, value))
+
+
+def _template_connection(env: dict[str, str]) -> Any:
+    """A connection to this process's sandbox template for a new worker (None when the run is unsealed):
+    one template serves the whole run, so no worker imports torch twice."""
+    from hti_bench.harness.sandbox.outside import sealing_enabled, template
+
+    if not sealing_enabled(env):
+        return None
+    return template().attach()
 
 
 class WorkerPool:
@@ -113,6 +130,7 @@ class WorkerPool:
         self._ctx = mp.get_context("spawn")
         self._outbox = self._ctx.Queue()
         self._procs: list[Any] = [None] * self.size
+        self._templates: list[Any] = [None] * self.size  # each worker's connection to the run's sandbox template
         self._inboxes: list[Any] = [None] * self.size
         self._jobs: list[Any] = [None] * self.size  # the job each worker holds
         self._held = [False] * self.size
@@ -121,9 +139,21 @@ class WorkerPool:
 
     def _start(self, i: int) -> None:
         self._inboxes[i] = self._ctx.Queue()
+        if self._templates[i] is not None:
+            self._templates[i].close()
+        self._templates[i] = _template_connection(self.env)
         self._procs[i] = self._ctx.Process(
             target=_worker,
-            args=(i, self._inboxes[i], self._outbox, os.getpid(), self.threads, self.env, self.quiet),
+            args=(
+                i,
+                self._inboxes[i],
+                self._outbox,
+                os.getpid(),
+                self.threads,
+                self.env,
+                self.quiet,
+                self._templates[i],
+            ),
             daemon=True,
         )
         self._procs[i].start()
@@ -202,6 +232,9 @@ class WorkerPool:
             if proc.is_alive():
                 proc.kill()
                 proc.join(5)
+        for control in self._templates:
+            if control is not None:
+                control.close()
 
     def __enter__(self) -> WorkerPool:
         return self

@@ -202,7 +202,7 @@ def _run_parallel(
                     continue
                 key = ready.pop(_longest_first(ready, cost))
                 attempts[key] = attempts.get(key, 0) + 1
-                pool.submit(("unit", *key), _unit_job, *key, drawn[(key[0], key[2])], root)
+                pool.submit(("unit", *key), _unit_job, *key, drawn[(key[0], key[2])], root, lookup.described())
 
         submit_next()
         while pool.busy:
@@ -273,5 +273,8 @@ def _inputs_job(task_spec: str, seed: int, cache_root: str, report: Any = None) 
     return draw_inputs(_task(task_spec, cache_root), seed)
 
 
-def _unit_job(task_spec: str, spec: str, seed: int, inputs: Any, cache_root: str, report: Any = None) -> UnitResult:
-    return evaluate(_task(task_spec, cache_root), spec, seed, inputs)
+def _unit_job(
+    task_spec: str, spec: str, seed: int, inputs: Any, cache_root: str, described: Any, report: Any = None
+) -> UnitResult:
+    lookup.learn(described)  # the parent's descriptions of the plugin files: no sandbox per file here
+    return evaluate(_task(task_spec, cache_root), spec, seed, inputs, quiet=True)  # as quiet as its worker

@@ -129,7 +129,8 @@ def test_bad_jobs_is_a_config_error(bad):
 @pytest.mark.parametrize("when", ["while they start", "while they fit"])
 def test_killing_the_run_kills_its_workers(tmp_path, when):
     """With every core busy, SIGKILL the run while its workers are still starting up (importing torch,
-    the slowest moment to notice) or once they are fitting: no worker may outlive it."""
+    the slowest moment to notice) or once they are fitting: no worker, nor the sandbox template, nor a
+    sandbox a worker fits in, may outlive it."""
     import os
     import signal
     import subprocess
@@ -171,9 +172,17 @@ def test_killing_the_run_kills_its_workers(tmp_path, when):
             stderr=subprocess.DEVNULL,
         )
 
-        def children():
-            out = subprocess.run(["ps", "-o", "pid=", "--ppid", str(proc.pid)], capture_output=True, text=True).stdout
+        def children(parent=proc.pid):
+            out = subprocess.run(["ps", "-o", "pid=", "--ppid", str(parent)], capture_output=True, text=True).stdout
             return [int(p) for p in out.split()]
+
+        def descendants():
+            found, stack = [], children()
+            while stack:
+                pid = stack.pop()
+                found.append(pid)
+                stack += children(pid)
+            return found
 
         deadline = time.time() + 180
         while len(children()) < 2 and time.time() < deadline:
@@ -182,7 +191,8 @@ def test_killing_the_run_kills_its_workers(tmp_path, when):
         assert len(workers) >= 2, "the run never started its workers"
         if when == "while they fit":
             time.sleep(20)  # long enough on busy cores for torch's import and the first steps of the fits
-            workers = children()
+            workers = descendants()
+            assert len(workers) >= 4, "expected two workers, the sandbox template and the sandboxes fitting"
         proc.send_signal(signal.SIGKILL)
         proc.wait()
         deadline = time.time() + 120

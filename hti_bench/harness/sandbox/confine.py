@@ -40,6 +40,11 @@ SYSTEM_READ = (
     "/etc/localtime",
 )
 
+#: What CUDA opens, allowed where it exists (read, write, ioctl) so that a sandbox can use a GPU. Not yet
+#: exercised on a GPU machine: the project's machines have none.
+GPU_DEVICES = ("/dev/nvidiactl", "/dev/nvidia-uvm", "/dev/nvidia-uvm-tools", "/dev/nvidia0", "/dev/nvidia1")
+GPU_READ = ("/proc/driver/nvidia", "/sys/devices", "/sys/bus/pci")
+
 _CLONE_NEWUSER = 0x10000000
 _CLONE_NEWNET = 0x40000000
 
@@ -140,13 +145,13 @@ def confine(rules: Policy) -> tuple[bool, str]:
     net = _network_namespace()
     read = ll.AccessFS.READ_FILE | ll.AccessFS.READ_DIR | ll.AccessFS.EXECUTE
     with ll.Ruleset(scoped=ll.Scope.ABSTRACT_UNIX_SOCKET | ll.Scope.SIGNAL) as ruleset:
-        for path in (*rules.read, *SYSTEM_READ):
+        for path in (*rules.read, *SYSTEM_READ, *GPU_READ):
             if os.path.exists(path):
                 ruleset.allow_path(path, read if os.path.isdir(path) else ll.AccessFS.READ_FILE)
-        for path in (*rules.write, "/dev/null"):
+        device = ll.AccessFS.READ_FILE | ll.AccessFS.WRITE_FILE | ll.AccessFS.IOCTL_DEV
+        for path in (*rules.write, "/dev/null", *GPU_DEVICES):
             if os.path.exists(path):
-                rights = ll.fs_for_abi(abi) if os.path.isdir(path) else ll.AccessFS.READ_FILE | ll.AccessFS.WRITE_FILE
-                ruleset.allow_path(path, rights)
+                ruleset.allow_path(path, ll.fs_for_abi(abi) if os.path.isdir(path) else device)
         ruleset.restrict()
         handled_net = bool(ruleset.handled_net)
     how = f"landlock ABI {abi}, " + net + (", TCP denied" if handled_net else "")

@@ -1,7 +1,8 @@
 """Surrogate names for the scorer, without importing a plugin into it; and the surrogate ``evaluate`` scores.
 
 Discovery imports plugin files; a file's import runs its code. So in a sealed run each plugin file is
-imported in a sandbox of its own, which describes the one class it defines (:func:`entries`), and a
+imported in a sandbox of its own (the suite's own ``baselines/`` and ``methods/`` share one), which
+describes the one class it defines (:func:`catalog`), and a
 name is resolved to its canonical spec in a sandbox that imports only that name's file
 (:func:`resolve`). One plugin therefore cannot change another's description, parameters or code, and
 none runs in the scorer. Descriptions are kept per process, keyed by each file's size and modification
@@ -20,7 +21,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from hti_bench.errors import PluginError, UnknownNameError, unknown_name_message
-from hti_bench.harness.registry import BrokenPlugin, plugin_dirs, plugin_files
+from hti_bench.harness.registry import BrokenPlugin, builtin_plugin_dirs, plugin_dirs, plugin_files
 from hti_bench.harness.sandbox.outside import LocalSurrogate, RemoteError, Sandbox, SealedSurrogate, sealing_enabled
 from hti_bench.specs import parse_spec
 
@@ -84,17 +85,34 @@ def _stamp(source: str) -> tuple[str, int, int]:
         return source, 0, 0  # an entry point: described once per process
 
 
-def _describe(source: str) -> dict[str, Any] | str:
-    """The class ``source`` defines (its description), or why it does not load."""
-    key = _stamp(source)
-    if key not in _DESCRIBED:
+def described() -> dict[tuple[str, int, int], dict[str, Any] | str]:
+    """What this process's sandboxes said of each plugin file (to hand a worker, :func:`learn`)."""
+    return dict(_DESCRIBED)
+
+
+def learn(known: dict[tuple[str, int, int], dict[str, Any] | str]) -> None:
+    """Take descriptions another process of this run made (a worker from its parent), so that this one
+    does not describe the same files again; a file changed since is described anew (the key holds its
+    size and modification time)."""
+    _DESCRIBED.update(known)
+
+
+def _describe(sources: list[str], builtin: set[str]) -> None:
+    """Describe each of ``sources`` not yet described: the suite's own plugin files together in one
+    sandbox (they are the suite's code), every other file in a sandbox of its own."""
+    todo = [s for s in sources if _stamp(s) not in _DESCRIBED]
+    groups = [[s for s in todo if s in builtin]] + [[s] for s in todo if s not in builtin]
+    for group in [g for g in groups if g]:
         with Sandbox() as box:
-            try:
-                header, _ = box.call("describe", source)
-                _DESCRIBED[key] = dict(header["class"])
-            except RemoteError as err:
-                _DESCRIBED[key] = err.line.split(": ", 1)[-1] if err.line.startswith("hti_bench.errors.") else err.line
-    return _DESCRIBED[key]
+            for source in group:
+                try:
+                    header, _ = box.call("describe", source)
+                    _DESCRIBED[_stamp(source)] = dict(header["class"])
+                except RemoteError as err:
+                    line = err.line
+                    _DESCRIBED[_stamp(source)] = (
+                        line.split(": ", 1)[-1] if line.startswith("hti_bench.errors.") else line
+                    )
 
 
 def catalog() -> tuple[dict[str, Entry], list[BrokenPlugin]]:
@@ -108,9 +126,11 @@ def catalog() -> tuple[dict[str, Entry], list[BrokenPlugin]]:
         found = {n: Entry(n, registry.surrogate_source(n), describe_class(c)) for n, c in classes.items()}
         return found, registry.broken_plugins()
     sources, broken = plugin_files()
+    builtin = {str(d) for d in builtin_plugin_dirs()}
+    _describe(sources, {s for s in sources if os.path.dirname(s) in builtin})
     found: dict[str, Entry] = {}
     for source in sources:
-        described = _describe(source)
+        described = _DESCRIBED[_stamp(source)]
         stem = source.split(" = ")[0].removeprefix("entry point ") if source.startswith("entry point ") else ""
         label = stem or os.path.splitext(os.path.basename(source))[0]
         if isinstance(described, str):

@@ -45,9 +45,11 @@ UNSEALED_ENV = "HTI_BENCH_UNSEALED"
 MAX_ORACLE_VALUES = 50_000_000
 
 
-def sealing_enabled() -> bool:
-    """Whether surrogates run in sandboxes (the default) rather than in the scorer's process."""
-    return os.environ.get(UNSEALED_ENV, "").strip().lower() not in ("1", "true", "yes")
+def sealing_enabled(env: dict[str, str] | None = None) -> bool:
+    """Whether surrogates run in sandboxes (the default) rather than in the scorer's process; ``env``
+    (a worker's environment) overrides this process's."""
+    value = {**os.environ, **(env or {})}.get(UNSEALED_ENV, "")
+    return value.strip().lower() not in ("1", "true", "yes")
 
 
 class RemoteError(Exception):
@@ -70,7 +72,8 @@ _WARNED: set[str] = set()
 
 
 def template() -> Template:
-    """This process's template, started on first use (and again if it died)."""
+    """This process's template: the one :func:`share` named, or one started on first use (and again if
+    it died)."""
     global _TEMPLATE
     if _TEMPLATE is None or not _TEMPLATE.alive():
         if _TEMPLATE is not None:
@@ -78,6 +81,14 @@ def template() -> Template:
         _TEMPLATE = Template()
         atexit.register(_TEMPLATE.close)
     return _TEMPLATE
+
+
+def share(control: Any) -> None:
+    """Use the template of another process of this run (its :meth:`Template.attach` socket): a worker
+    forks its sandboxes from its parent's template instead of starting one. If that template goes away,
+    :func:`template` starts one of this process's own."""
+    global _TEMPLATE
+    _TEMPLATE = Template(control=control)
 
 
 def code_folders() -> list[Path]:

@@ -16,7 +16,14 @@ environment in an empty folder.
 
 The control protocol (``SOCK_SEQPACKET``, one message per request): ``fork`` with a JSON
 configuration and the sandbox's end of a socket pair as an ancillary file descriptor, answered with the
-new pid; ``wait`` with a pid, answered with its exit status once it ended.
+new pid; ``wait`` with a pid, answered with its exit status once it ended; ``attach`` with a socket as
+an ancillary file descriptor, another control connection (a worker process of the same run shares its
+parent's template this way, instead of starting its own).
+
+The template serves as soon as the essentials are imported (torch, the suite's contracts), and imports
+the rest of :data:`PRELOAD` one module at a time while no request waits: a short-lived process (``hti-bench
+list``) never waits for what it does not use, and a run's sandboxes find everything imported by the time
+its first unit is fitted.
 """
 
 from __future__ import annotations
@@ -32,25 +39,23 @@ import threading
 from multiprocessing.connection import Connection
 from typing import Any
 
-#: Modules the template imports once, so that a sandbox never pays for them (a missing optional one is
-#: skipped: a sandbox that needs it imports it, and fails, like the unsealed run would).
+#: What the template imports before it serves: enough to import and describe a plugin file.
+ESSENTIAL = ("torch", "numpy", "landlockpy", "hti_bench.scoring", "hti_bench.harness.sandbox.inside")
+#: What it imports next, one at a time while idle, so that a sandbox never pays for them (a missing
+#: optional one is skipped: a sandbox that needs it imports it itself, and fails, as unsealed would).
+#: A name ending in ``.*`` is every module of that package: the surrogate toolkit, and the tasks (a
+#: surrogate that declares capabilities receives an anchor-only copy of its task, whose class must unpickle).
 PRELOAD = (
-    "torch",
+    "hti_bench.toolkit.*",
     "torch._dynamo",  # imported by an optimizer's first step(): 1.4 s and 800 modules, paid once here
-    "numpy",
     "scipy.optimize",
     "scipy.spatial",
     "scipy.interpolate",
     "ot",
     "torchdiffeq",
     "torchcfm.conditional_flow_matching",
-    "landlockpy",
-    "hti_bench.scoring",
-    "hti_bench.harness.sandbox.inside",
+    "hti_bench.tasks.*",
 )
-#: Packages whose every module is imported too: the surrogate toolkit, and the tasks (a surrogate that
-#: declares capabilities receives an anchor-only copy of its task, whose class must unpickle).
-PRELOAD_PACKAGES = ("hti_bench.toolkit", "hti_bench.tasks")
 
 #: Environment variables a template (and so every sandbox) keeps; everything else is dropped, so that
 #: no path to the target cache or the results reaches a sandbox through its environment.
@@ -80,15 +85,23 @@ class TemplateError(RuntimeError):
 
 
 class Template:
-    """The scorer's handle on its template process: :meth:`fork` a sandbox, :meth:`wait` for its end."""
+    """The scorer's handle on a template process: :meth:`fork` a sandbox, :meth:`wait` for its end.
 
-    def __init__(self) -> None:
+    ``Template()`` starts one; ``Template(control=sock)`` uses the one a socket from :meth:`attach`
+    (in another process of the run) reaches."""
+
+    def __init__(self, control: socket.socket | None = None) -> None:
+        self._lock = threading.Lock()
+        self.process: subprocess.Popen | None = None
+        self.folder = ""
+        if control is not None:
+            self._control = control
+            return
         self._control, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         self.folder = tempfile.mkdtemp(prefix="hti-template-")
         env = {k: v for k, v in os.environ.items() if k in KEPT_ENV}
         env["PYTHONDONTWRITEBYTECODE"] = "1"  # a sandbox cannot write next to the code anyway
         paths = [p for p in sys.path if p]
-        self._lock = threading.Lock()
         self.process = subprocess.Popen(
             [sys.executable, "-c", _BOOT, json.dumps(paths), str(theirs.fileno()), str(os.getpid())],
             pass_fds=[theirs.fileno()],
@@ -99,7 +112,25 @@ class Template:
         theirs.close()
 
     def alive(self) -> bool:
-        return self.process.poll() is None
+        if self.process is not None:
+            return self.process.poll() is None
+        return self._control.fileno() >= 0
+
+    def attach(self) -> socket.socket:
+        """Another control connection to this template, for a worker process of the run: pass the
+        returned socket to it, which builds ``Template(control=sock)``."""
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        try:
+            with self._lock:
+                socket.send_fds(self._control, [json.dumps({"op": "attach"}).encode()], [theirs.fileno()])
+                if self._control.recv(64) != b"attached":
+                    raise TemplateError("the sandbox template refused another connection")
+        except OSError as err:
+            ours.close()
+            raise TemplateError(f"the sandbox template stopped answering ({err})") from None
+        finally:
+            theirs.close()
+        return ours
 
     def fork(self, config: dict[str, Any]) -> tuple[int, Connection]:
         """A new sandbox with ``config`` (see :func:`hti_bench.harness.sandbox.inside.main`): its pid, and the
@@ -116,7 +147,8 @@ class Template:
             theirs.close()
         if not reply:
             ours.close()
-            raise TemplateError(f"the sandbox template exited (code {self.process.poll()})")
+            self._control.close()
+            raise TemplateError("the sandbox template exited")
         return int(reply), Connection(ours.detach())
 
     def wait(self, pid: int) -> int:
@@ -133,15 +165,16 @@ class Template:
         try:
             self._control.close()
         finally:
-            if self.alive():
+            if self.process is not None and self.process.poll() is None:
                 self.process.terminate()
                 try:
                     self.process.wait(5)
                 except subprocess.TimeoutExpired:
                     self.process.kill()
-            import shutil
+            if self.folder:
+                import shutil
 
-            shutil.rmtree(self.folder, ignore_errors=True)
+                shutil.rmtree(self.folder, ignore_errors=True)
 
 
 def describe_status(status: int) -> str:
@@ -160,58 +193,115 @@ def describe_status(status: int) -> str:
 
 
 def serve(control_fd: int, parent_pid: int) -> None:
-    """The template process: preload, then fork a sandbox per request until the scorer goes away."""
+    """The template process: fork a sandbox per request until the scorer goes away, importing the rest
+    of :data:`PRELOAD` while no request waits."""
+    import importlib
+    import select
+
     from hti_bench.harness.lifetime import die_with_parent
 
     die_with_parent(parent_pid)
-    control = socket.socket(fileno=control_fd)
-    _preload()
+    for name in ESSENTIAL:
+        _import(importlib, name)
+    first = socket.socket(fileno=control_fd)
+    controls = [first]
+    pending = list(PRELOAD)
+    waiting: dict[int, list[socket.socket]] = {}  # pid → the connections that asked to wait for it
+    ended: dict[int, int] = {}  # pid → waitpid status, reaped before anyone asked
+    while first in controls:
+        ready, _, _ = select.select(controls, [], [], 0.0 if pending else 0.02 if waiting else None)
+        for control in ready:
+            try:
+                data, fds, _flags, _addr = socket.recv_fds(control, 65536, 1)
+            except OSError:
+                data, fds = b"", []
+            if not data:  # that scorer process is gone
+                controls.remove(control)
+                control.close()
+                continue
+            request = json.loads(data.decode())
+            op = request["op"]
+            if op == "attach":
+                controls.append(socket.socket(fileno=fds[0]))
+                control.send(b"attached")
+            elif op == "wait":
+                waiting.setdefault(int(request["pid"]), []).append(control)
+            else:
+                _fork(request, fds, controls, control)
+        if waiting:
+            _reap(waiting, ended)
+        if pending and not ready:
+            name = pending.pop(0)
+            if name.endswith(".*"):
+                pending[:0] = _modules_of(importlib, name[:-2])
+            else:
+                _import(importlib, name)
+
+
+def _fork(request: dict[str, Any], fds: list[int], controls: list[socket.socket], control: socket.socket) -> None:
+    pid = os.fork()
+    if pid == 0:  # the sandbox: it keeps nothing of the template's connections
+        for c in controls:
+            c.close()
+        code = 1
+        try:
+            from hti_bench.harness.sandbox.inside import main
+
+            code = main(fds[0], request)
+        finally:
+            os._exit(code)
+    for fd in fds:
+        os.close(fd)
+    control.send(str(pid).encode())
+
+
+def _reap(waiting: dict[int, list[socket.socket]], ended: dict[int, int]) -> None:
+    """Collect the sandboxes that ended, and answer whoever waits for them (-1 for a pid that is no
+    child of this template)."""
     while True:
         try:
-            data, fds, _flags, _addr = socket.recv_fds(control, 65536, 1)
-        except OSError:
-            return
-        if not data:
-            return  # the scorer closed its end
-        request = json.loads(data.decode())
-        if request["op"] == "wait":
+            pid, status = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            break
+        if pid == 0:
+            break
+        ended[pid] = status
+    for pid in list(waiting):
+        if pid not in ended:
             try:
-                _pid, status = os.waitpid(int(request["pid"]), 0)
+                os.waitpid(pid, os.WNOHANG)  # still running: answered later
+                continue
             except ChildProcessError:
-                status = -1
-            control.send(str(status).encode())
-            continue
-        pid = os.fork()
-        if pid == 0:  # the sandbox
-            control.close()
-            code = 1
+                ended[pid] = -1
+        status = ended.pop(pid)
+        for control in waiting.pop(pid):
             try:
-                from hti_bench.harness.sandbox.inside import main
-
-                code = main(fds[0], request)
-            finally:
-                os._exit(code)
-        for fd in fds:
-            os.close(fd)
-        control.send(str(pid).encode())
+                control.send(str(status).encode())
+            except OSError:
+                pass
 
 
-def _preload() -> None:
-    import importlib
+def _import(importlib: Any, name: str) -> None:
+    try:
+        importlib.import_module(name)
+    except Exception:  # an optional dependency: the sandbox that needs it imports it itself
+        pass
+
+
+def _modules_of(importlib: Any, package: str) -> list[str]:
     import pkgutil
 
-    for name in PRELOAD:
-        try:
-            importlib.import_module(name)
-        except Exception:  # an optional dependency: the sandbox that needs it imports it itself
-            pass
-    for package in PRELOAD_PACKAGES:
-        try:
-            pkg = importlib.import_module(package)
-        except Exception:
-            continue
-        for info in pkgutil.walk_packages(pkg.__path__, prefix=package + "."):
-            try:
-                importlib.import_module(info.name)
-            except Exception:
-                pass
+    try:
+        pkg = importlib.import_module(package)
+    except Exception:
+        return []
+    return [info.name for info in pkgutil.walk_packages(pkg.__path__, prefix=package + ".")]
+
+
+def preload_all() -> None:
+    """Import what a template imports, in this process (for measuring it)."""
+    import importlib
+
+    for name in (*ESSENTIAL, *PRELOAD):
+        for module in _modules_of(importlib, name[:-2]) if name.endswith(".*") else [name]:
+            _import(importlib, module)
