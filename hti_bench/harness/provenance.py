@@ -19,7 +19,7 @@ def package_version() -> str:
         return "0+unknown"
 
 
-@functools.lru_cache(maxsize=1)
+@functools.lru_cache(maxsize=None)  # one entry per command: the revision is read once per process
 def _git(*args: str) -> str:
     """The output of ``git ARGS`` in the project's checkout, stripped."""
     return subprocess.run(

@@ -23,6 +23,7 @@ command line (:mod:`hti_bench.harness.catalog`) can use :func:`plugin_dirs`; dis
 
 from __future__ import annotations
 
+import functools
 import importlib
 import importlib.util
 import inspect
@@ -106,8 +107,15 @@ def _missing_folder(folder: Path) -> BrokenPlugin:
     return BrokenPlugin(f"{folder.name}/", str(folder), f"plugin folder {folder} {what} ({where})")
 
 
-def _load_file(path: Path) -> Any:
+def _load_file(path: Path, reuse: bool = False) -> Any:
+    """Import the plugin file ``path`` (again: discovery sees its current code); with ``reuse``, the
+    module already imported from the same file, unchanged since (a sandbox reuses what its template
+    preloaded, :func:`preload_builtin_plugins`)."""
     module_name = f"hti_bench_plugins.{path.parent.name}.{path.stem}"
+    st = path.stat()
+    stamp = (str(path), st.st_mtime_ns, st.st_size)
+    if reuse and getattr(sys.modules.get(module_name), "__hti_stamp__", None) == stamp:
+        return sys.modules[module_name]
     spec = importlib.util.spec_from_file_location(module_name, path)
     if spec is None or spec.loader is None:
         raise ImportError(f"cannot load {path}")
@@ -118,7 +126,20 @@ def _load_file(path: Path) -> Any:
     except BaseException:
         sys.modules.pop(module_name, None)
         raise
+    module.__hti_stamp__ = stamp
     return module
+
+
+def preload_builtin_plugins() -> None:
+    """Import the suite's own plugin files (``baselines/``, ``methods/``) into this process: what a
+    sandbox template does, so that a sandbox running a built-in surrogate finds its module imported."""
+    for folder in builtin_plugin_dirs():
+        for path in sorted(folder.glob("*.py")) if folder.is_dir() else []:
+            if not path.name.startswith(("_", "template_")):
+                try:
+                    _load_file(path)
+                except Exception:  # reported where it is used, by discovery
+                    pass
 
 
 def _abstract_note(module: Any) -> str:
@@ -282,14 +303,21 @@ def plugin_files() -> tuple[list[str], list[BrokenPlugin]]:
             broken.append(_missing_folder(folder))
             continue
         sources += [str(p) for p in sorted(folder.glob("*.py")) if not p.name.startswith(("_", "template_"))]
-    sources += [f"entry point {ep.name} = {ep.value}" for ep in entry_points(group=SURROGATE_GROUP)]
+    sources += list(_entry_point_sources())
     return sources, broken
 
 
-def load_source(source: str) -> type[Surrogate]:
+@functools.lru_cache(maxsize=1)
+def _entry_point_sources() -> tuple[str, ...]:
+    """The surrogate entry points as sources (read once per process: the installed packages do not
+    change while it runs, and reading them costs tens of milliseconds)."""
+    return tuple(f"entry point {ep.name} = {ep.value}" for ep in entry_points(group=SURROGATE_GROUP))
+
+
+def load_source(source: str, reuse: bool = False) -> type[Surrogate]:
     """The one surrogate class ``source`` (a plugin file's path, or an entry point as
-    :func:`plugin_files` writes it) defines, importing nothing else. Raises :class:`PluginError` saying
-    why it holds none."""
+    :func:`plugin_files` writes it) defines, importing nothing else (``reuse``: see :func:`_load_file`).
+    Raises :class:`PluginError` saying why it holds none."""
     from hti_bench.surrogate import Surrogate
 
     if source.startswith("entry point "):
@@ -301,7 +329,7 @@ def load_source(source: str) -> type[Surrogate]:
         if not (inspect.isclass(obj) and issubclass(obj, Surrogate)):
             raise PluginError("does not point at a Surrogate subclass")
         return obj
-    module = _load_file(Path(source))
+    module = _load_file(Path(source), reuse=reuse)
     classes = _surrogates_in(module)
     if len(classes) != 1:
         what = ", ".join(c.__name__ for c in classes) or "none" + _abstract_note(module)

@@ -260,3 +260,22 @@ def test_hti_bench_check_runs_the_plugin_sealed(cheaters, capsys):
     main(["check", "rigger"])  # it fails check_outside_range, honestly: it answers anywhere
     assert "ok   rigger check_scored_by_the_harness" in capsys.readouterr().out
     assert ConditionScores.mean.__module__ == "hti_bench.scoring"
+
+
+def test_where_nothing_can_be_sealed_the_run_says_so_and_every_row_is_marked(tmp_path, monkeypatch, capsys):
+    """A plugin folder that holds the target cache cannot be both readable (its code) and sealed off (the
+    cache): the run warns once, loudly, records sealed = false, and the leaderboard printout marks it."""
+    from hti_bench.cli import main
+
+    folder = tmp_path / "plugins"
+    folder.mkdir()
+    monkeypatch.setenv("HTI_BENCH_PLUGIN_PATH", str(folder))
+    monkeypatch.setenv("HTI_BENCH_CACHE", str(folder / "cache"))
+    with pytest.warns(RuntimeWarning, match="UNSEALED: .*lies inside"):
+        code = main(["run", "-t", "gaussian-path", "-s", "mccann", "--seeds", "0", "--results", str(tmp_path / "r")])
+    assert code == 0
+    rows = pd.read_csv(tmp_path / "r" / "results.csv")
+    assert (rows.status == "ok").all() and not rows.sealed.astype(bool).any()
+    main(["leaderboard", "--results", str(tmp_path / "r")])
+    out = capsys.readouterr().out
+    assert "mccann †" in out and "† ran unsealed" in out

@@ -63,3 +63,4 @@ _.op_sample
 _.op_skip
 _.tempdir  # tempfile.tempdir, set in a sandbox so that tempfile writes in its scratch folder
 _.checks_of  # hti_bench/testing/surrogates.py: run in a sandbox by name (check_sealed's "call" request)
+_.preload_builtin_plugins  # hti_bench/harness/registry.py: called by name by the sandbox template's preload list

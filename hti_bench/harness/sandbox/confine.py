@@ -23,6 +23,7 @@ the run then records ``sealed = false`` on its rows.
 from __future__ import annotations
 
 import ctypes
+import functools
 import os
 import site
 import sys
@@ -81,13 +82,21 @@ def policy(code: list[Path], scratch: Path, secrets: list[Path]) -> Policy:
     checkout whose ``results/`` lies inside it) is narrowed to its Python packages and modules. A tree
     it must read to import code that still holds a secret is a problem, and :func:`confine` then
     refuses to call the sandbox sealed."""
-    secrets = [Path(p).resolve() for p in secrets]
+    read, problems = _readable(tuple(str(p) for p in code), tuple(str(p) for p in secrets), tuple(sys.path))
+    return Policy(read=read, write=(str(scratch),), problems=problems)
+
+
+@functools.lru_cache(maxsize=64)
+def _readable(code: tuple[str, ...], secret_paths: tuple[str, ...], path: tuple[str, ...]) -> tuple[tuple, tuple]:
+    """:func:`policy`'s read list and problems (kept per process: listing a folder on ``sys.path`` that
+    holds a secret, such as ``/tmp``, costs tens of milliseconds)."""
+    secrets = [Path(p).resolve() for p in secret_paths]
 
     def holds_secret(root: Path) -> bool:
         return any(s == root or root in s.parents for s in secrets)
 
     read = [*python_roots(), *(Path(p).resolve() for p in code)]
-    for entry in sys.path:
+    for entry in path:
         folder = Path(entry or ".").resolve()
         if not folder.is_dir() or any(folder == r or r in folder.parents for r in read):
             continue
@@ -105,8 +114,7 @@ def policy(code: list[Path], scratch: Path, secrets: list[Path]) -> Policy:
         for secret in secrets
         if secret == root or root in secret.parents
     ]
-    unique = tuple(dict.fromkeys(str(p) for p in read))
-    return Policy(read=unique, write=(str(scratch),), problems=tuple(problems))
+    return tuple(dict.fromkeys(str(p) for p in read)), tuple(problems)
 
 
 def landlock_abi() -> int:

@@ -157,7 +157,7 @@ class Session:
     def op_describe(self, source: str) -> tuple[dict[str, Any], tuple]:
         from hti_bench.harness.registry import load_source
 
-        return {"ok": True, "class": describe_class(load_source(source))}, ()
+        return {"ok": True, "class": describe_class(load_source(source, reuse=True))}, ()
 
     def op_call(self, function: str, *args: Any) -> tuple[dict[str, Any], tuple]:
         """Run a function of the suite itself (``hti_bench.…:name``, never a plugin's) here, with a target
@@ -174,7 +174,7 @@ class Session:
     def op_open(self, source: str, spec: str, d: int) -> tuple[dict[str, Any], tuple]:
         from hti_bench.harness.registry import build_surrogate, load_source
 
-        self.surrogate = build_surrogate(load_source(source), spec)
+        self.surrogate = build_surrogate(load_source(source, reuse=True), spec)
         s = self.surrogate
         return {
             "ok": True,
