@@ -129,26 +129,33 @@ def main(argv: list[str] | None = None) -> int:
             wall, peak = run_once("warm", scratch / f"warm{i}", args.jobs)
             warm.append(wall)
             peaks.append(peak)
-        med = statistics.median(warm)
-        rows.append(
-            perf.at_most(
-                "end_to_end", f"{case}, --jobs {args.jobs}", "warm_seconds", med, "s", GOALS["warm"], repeats=len(warm)
+        if warm:  # --warm-repeats 0: only the comparisons asked for
+            med = statistics.median(warm)
+            rows.append(
+                perf.at_most(
+                    "end_to_end",
+                    f"{case}, --jobs {args.jobs}",
+                    "warm_seconds",
+                    med,
+                    "s",
+                    GOALS["warm"],
+                    repeats=len(warm),
+                )
             )
-        )
-        wall, _ = run_once("stored", scratch / "warm0", args.jobs)
-        rows.append(perf.row("end_to_end", f"{case}, --jobs {args.jobs}", "stored_seconds", wall, "s"))
-        peak_gib = max(peaks) / 2**30
-        rows.append(
-            perf.at_most(
-                "end_to_end",
-                f"{case}, --jobs {args.jobs}",
-                "peak_rss_gib",
-                peak_gib,
-                "GiB",
-                RSS_GOAL_GIB,
-                repeats=len(peaks),
+            wall, _ = run_once("stored", scratch / "warm0", args.jobs)
+            rows.append(perf.row("end_to_end", f"{case}, --jobs {args.jobs}", "stored_seconds", wall, "s"))
+        if peaks:
+            rows.append(
+                perf.at_most(
+                    "end_to_end",
+                    f"{case}, --jobs {args.jobs}",
+                    "peak_rss_gib",
+                    max(peaks) / 2**30,
+                    "GiB",
+                    RSS_GOAL_GIB,
+                    repeats=len(peaks),
+                )
             )
-        )
         if args.compare_jobs is not None:
             wall, peak = run_once("warm", scratch / "compare", args.compare_jobs)
             rows.append(

@@ -76,6 +76,7 @@ def test_targets_carry_their_observation_normalisation_and_the_closed_loop_runs(
     assert row["metric_episode_steps"] == row["ref_metric_episode_steps"] == 50
 
 
+@pytest.mark.slow  # a minute of PPO on 2 cores: the quick tests above cover the task's plumbing
 def test_on_a_small_budget_policies_beat_random_and_lambda_changes_their_behaviour(tmp_path):
     """40k PPO steps (≈ 15 s a policy): both anchors' policies score far above uniform random torques,
     and the λ = 5 policy spends less control effort than the λ = 1 policy. At the default 2·10⁵
