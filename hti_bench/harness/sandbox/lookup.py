@@ -176,7 +176,8 @@ def resolve(spec: str, d: int = 1) -> Resolved:
 
 
 def resolve_many(specs: list[str], d: int = 1) -> list[Resolved]:
-    """:func:`resolve` for many specs; the specs of one surrogate share a sandbox."""
+    """:func:`resolve` for many specs; the specs of one plugin share a sandbox, and the suite's own
+    surrogates one more."""
     if not sealing_enabled():
         from hti_bench.harness.registry import make_surrogate
 
@@ -186,14 +187,18 @@ def resolve_many(specs: list[str], d: int = 1) -> list[Resolved]:
             local.append(Resolved(s.spec, s.name, frozenset(s.requires), bool(s.uses_training_loss())))
         _RESOLVED.update({r.spec: r for r in local})
         return local
-    by_name: dict[str, list[int]] = {}
-    for i, spec in enumerate(specs):
-        by_name.setdefault(parse_spec(spec)[0], []).append(i)
+    names = [parse_spec(spec)[0] for spec in specs]
+    sources = {name: entry(name).source for name in names}
+    builtin = {str(d) for d in builtin_plugin_dirs()}
+    # The suite's own surrogates share one sandbox (their code is the suite's); any other, one of its own.
+    groups: dict[str, list[int]] = {}
+    for i, name in enumerate(names):
+        groups.setdefault("" if os.path.dirname(sources[name]) in builtin else name, []).append(i)
     out: list[Resolved | None] = [None] * len(specs)
-    for name, indices in by_name.items():
-        source = entry(name).source
+    for indices in groups.values():
         with Sandbox() as box:
             for i in indices:
+                name, source = names[i], sources[names[i]]
                 try:
                     header, _ = box.call("open", source, specs[i], d)
                 except RemoteError as err:

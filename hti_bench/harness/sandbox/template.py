@@ -75,6 +75,9 @@ KEPT_ENV = (
     "CUDA_VISIBLE_DEVICES",
 )
 
+#: How long the template must go without a request before it imports the next module of :data:`PRELOAD`.
+IDLE_S = 0.25
+
 _BOOT = (
     "import json, sys; sys.path[:] = json.loads(sys.argv[1]); "
     "from hti_bench.harness.sandbox.template import serve; serve(int(sys.argv[2]), int(sys.argv[3]))"
@@ -210,7 +213,9 @@ def serve(control_fd: int, parent_pid: int) -> None:
     waiting: dict[int, list[socket.socket]] = {}  # pid → the connections that asked to wait for it
     ended: dict[int, int] = {}  # pid → waitpid status, reaped before anyone asked
     while first in controls:
-        ready, _, _ = select.select(controls, [], [], 0.0 if pending else 0.02 if waiting else None)
+        # Preloading waits for a quiet moment (no request for IDLE_S): a burst of requests (a run resolving
+        # its names) is never held up behind a second-long import.
+        ready, _, _ = select.select(controls, [], [], IDLE_S if pending else 0.02 if waiting else None)
         for control in ready:
             try:
                 data, fds, _flags, _addr = socket.recv_fds(control, 65536, 1)
