@@ -22,7 +22,14 @@ from typing import TYPE_CHECKING, Any
 
 from hti_bench.errors import PluginError, UnknownNameError, unknown_name_message
 from hti_bench.harness.registry import BrokenPlugin, builtin_plugin_dirs, plugin_dirs, plugin_files
-from hti_bench.harness.sandbox.outside import LocalSurrogate, RemoteError, Sandbox, SealedSurrogate, sealing_enabled
+from hti_bench.harness.sandbox.outside import (
+    LocalSurrogate,
+    RemoteError,
+    Sandbox,
+    SealedSurrogate,
+    open_in,
+    sealing_enabled,
+)
 from hti_bench.specs import parse_spec
 
 if TYPE_CHECKING:
@@ -77,6 +84,11 @@ def resolved(spec: str) -> Resolved | None:
     return _RESOLVED.get(spec)
 
 
+def _builtin(source: str) -> bool:
+    """Whether ``source`` is one of the suite's own plugin files (``baselines/``, ``methods/``)."""
+    return os.path.dirname(source) in {str(d) for d in builtin_plugin_dirs()}
+
+
 def _stamp(source: str) -> tuple[str, int, int]:
     try:
         st = os.stat(source)
@@ -126,8 +138,7 @@ def catalog() -> tuple[dict[str, Entry], list[BrokenPlugin]]:
         found = {n: Entry(n, registry.surrogate_source(n), describe_class(c)) for n, c in classes.items()}
         return found, registry.broken_plugins()
     sources, broken = plugin_files()
-    builtin = {str(d) for d in builtin_plugin_dirs()}
-    _describe(sources, {s for s in sources if os.path.dirname(s) in builtin})
+    _describe(sources, {s for s in sources if _builtin(s)})
     found: dict[str, Entry] = {}
     for source in sources:
         described = _DESCRIBED[_stamp(source)]
@@ -189,24 +200,17 @@ def resolve_many(specs: list[str], d: int = 1) -> list[Resolved]:
         return local
     names = [parse_spec(spec)[0] for spec in specs]
     sources = {name: entry(name).source for name in names}
-    builtin = {str(d) for d in builtin_plugin_dirs()}
     # The suite's own surrogates share one sandbox (their code is the suite's); any other, one of its own.
     groups: dict[str, list[int]] = {}
     for i, name in enumerate(names):
-        groups.setdefault("" if os.path.dirname(sources[name]) in builtin else name, []).append(i)
+        groups.setdefault("" if _builtin(sources[name]) else name, []).append(i)
     out: list[Resolved | None] = [None] * len(specs)
     for indices in groups.values():
         with Sandbox() as box:
             for i in indices:
-                name, source = names[i], sources[names[i]]
-                try:
-                    header, _ = box.call("open", source, specs[i], d)
-                except RemoteError as err:
-                    raise PluginError(f"surrogate plugin {source}: {err.line}") from None
-                if header.get("name") != name:
-                    raise PluginError(f"{source} was asked for surrogate '{name}' but built '{header.get('name')}'")
+                header = open_in(box, sources[names[i]], specs[i], d)
                 out[i] = Resolved(
-                    str(header["spec"]), name, frozenset(header["requires"]), bool(header["uses_training_loss"])
+                    str(header["spec"]), names[i], frozenset(header["requires"]), bool(header["uses_training_loss"])
                 )
     done = [r for r in out if r is not None]
     _RESOLVED.update({r.spec: r for r in done})

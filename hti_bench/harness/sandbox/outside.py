@@ -266,30 +266,37 @@ class LocalSurrogate:
         pass
 
 
+def open_in(box: Sandbox, source: str, spec: str, d: int) -> dict[str, Any]:
+    """Build the surrogate ``spec`` (defined by ``source``) in ``box`` and return what it says of itself
+    (canonical spec, requires, clock …). Raises :class:`ConfigError` for a bad parameter, and
+    :class:`PluginError` for a source that does not load or a class that answers for another name."""
+    from hti_bench.specs import parse_spec
+
+    try:
+        header, _ = box.call("open", source, spec, d)
+    except RemoteError as err:
+        raise PluginError(f"surrogate plugin {source}: {err.line}") from None
+    name = parse_spec(spec)[0]
+    if header.get("name") != name:  # a plugin may answer for itself only
+        raise PluginError(f"{source} was asked for surrogate '{name}' but built '{header.get('name')}'")
+    return header
+
+
 class SealedSurrogate:
     """The surrogate ``spec`` (defined by ``source``) in a fresh sandbox, seen from the scorer: the
     methods ``evaluate`` calls, each a request. Raises :class:`ConfigError` for a bad parameter and
     :class:`PluginError` for a source that does not load, as building it in-process would."""
 
     def __init__(self, source: str, spec: str, task: Task, *, quiet: bool = False) -> None:
-        from hti_bench.specs import parse_spec
-
         self.task = task
         root = getattr(getattr(task, "cache", None), "root", None)
         self.box = Sandbox(secrets=[Path(root)] if root else [], quiet=quiet)
         self.sealed, self.how = self.box.sealed, self.box.how
         try:
-            header, _ = self.box.call("open", source, spec, task.d)
-        except RemoteError as err:
-            self.box.close()
-            raise PluginError(f"surrogate plugin {source}: {err.line}") from None
+            header = open_in(self.box, source, spec, task.d)
         except BaseException:
             self.box.close()
             raise
-        name = parse_spec(spec)[0]
-        if header.get("name") != name:  # a plugin may answer for itself only
-            self.box.close()
-            raise PluginError(f"{source} was asked for surrogate '{name}' but built '{header.get('name')}'")
         self.spec = str(header["spec"])
         self.requires = frozenset(str(r) for r in header["requires"])
         self.clock = str(header.get("clock") or "")
